@@ -1,0 +1,1 @@
+"""Customer data protection: payload encryption, the codec server, log redaction."""

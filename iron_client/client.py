@@ -1,0 +1,387 @@
+"""A typed async client for Iron's onboarding endpoints, usable without Temporal.
+
+One method per onboarding operation of the spec. Creates take the caller's idempotency key
+as an argument: the client never invents one, because only the caller knows which requests
+are the same logical operation.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any, Sequence, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, TypeAdapter
+
+from iron_client.errors import (
+    IronBadRequest,
+    IronConflict,
+    IronError,
+    IronHasPendingIdentification,
+    IronIdempotencyConflict,
+    IronNotFound,
+    IronRateLimited,
+    IronServerError,
+    IronUnauthorized,
+    IronUnavailable,
+)
+from iron_client.models import (
+    Customer,
+    CustomerRequirements,
+    CustomerStatus,
+    CustomerType,
+    CreateCustomerParams,
+    Identification,
+    IdentificationParams,
+    IdentificationStatus,
+    PagedCustomers,
+    PagedIdentifications,
+    PagedSignings,
+    RequiredSigning,
+    Signing,
+    SigningCreateParams,
+    SortOrder,
+    UpdateCustomerParams,
+    UpdatePendingIdentificationParams,
+)
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+DEFAULT_BASE_URL = "https://api.sandbox.iron.xyz/api"
+
+M = TypeVar("M", bound=BaseModel)
+_identification_params = TypeAdapter(IdentificationParams)
+_required_signings = TypeAdapter(list[RequiredSigning])
+
+
+@dataclass(frozen=True)
+class IronSettings:
+    """Where Iron is and how to authenticate. `from_env` reads the `IRON_*` variables."""
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: SecretStr = field(default_factory=lambda: SecretStr(""))
+    sub_partner_id: str | None = None
+    api_version: str | None = None
+    timeout_seconds: float = 20.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "IronSettings":
+        env = os.environ if environ is None else environ
+        return cls(
+            base_url=env.get("IRON_BASE_URL", DEFAULT_BASE_URL),
+            api_key=SecretStr(env.get("IRON_API_KEY", "")),
+            sub_partner_id=env.get("IRON_SUB_PARTNER_ID") or None,
+            api_version=env.get("IRON_API_VERSION") or None,
+            timeout_seconds=float(env.get("IRON_TIMEOUT_SECONDS", "20")),
+        )
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class IronClient:
+    """Async client for Iron's onboarding API.
+
+    Use as an async context manager, or call `aclose()`. Pass `transport=` to run against an
+    in-process app (httpx's ASGI transport) in tests.
+    """
+
+    def __init__(
+        self,
+        settings: IronSettings | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.settings = settings or IronSettings.from_env()
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            base_url=self.settings.base_url.rstrip("/"),
+            timeout=self.settings.timeout_seconds,
+            transport=transport,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+
+    def __repr__(self) -> str:  # the key stays out of reprs
+        return f"IronClient(base_url={self.settings.base_url!r})"
+
+    async def __aenter__(self) -> "IronClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _headers(self, idempotency_key: str | None) -> dict[str, str]:
+        headers = {
+            "X-API-Key": self.settings.api_key.get_secret_value(),
+            "Accept": "application/json",
+        }
+        if self.settings.sub_partner_id:
+            headers["X-SUB-PARTNER-ID"] = self.settings.sub_partner_id
+        if self.settings.api_version:
+            headers["X-API-Version"] = self.settings.api_version
+        if idempotency_key is not None:
+            if not idempotency_key:
+                raise ValueError("idempotency_key must not be empty")
+            headers["IDEMPOTENCY-KEY"] = idempotency_key
+        return headers
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: BaseModel | None = None,
+        params: Sequence[tuple[str, Any]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        headers = self._headers(idempotency_key)
+        content: bytes | None = None
+        if body is not None:
+            headers["Content-Type"] = JSON_CONTENT_TYPE
+            content = body.model_dump_json(exclude_none=True).encode()
+        try:
+            response = await self._http.request(
+                method, path, content=content, headers=headers, params=list(params or [])
+            )
+        except httpx.TimeoutException as exc:
+            raise IronUnavailable(
+                f"timed out ({type(exc).__name__})", method=method, path=path
+            ) from None
+        except httpx.TransportError as exc:
+            raise IronUnavailable(
+                f"no response ({type(exc).__name__})", method=method, path=path
+            ) from None
+        if response.is_success:
+            if response.status_code == 204 or not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                raise IronServerError(
+                    "response is not JSON", status_code=response.status_code, method=method, path=path
+                ) from None
+        raise self._error_for(response, method, path)
+
+    @staticmethod
+    def _error_for(response: httpx.Response, method: str, path: str) -> IronError:
+        status = response.status_code
+        text = response.text
+        message = text.strip() or response.reason_phrase
+        trace_id = None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and "message" in payload:
+            message = str(payload["message"])
+            trace_id = payload.get("trace_id")
+        elif isinstance(payload, str):
+            message = payload
+        kwargs = dict(status_code=status, method=method, path=path, body=text[:2000], trace_id=trace_id)
+        if status >= 500:
+            return IronServerError(message, **kwargs)
+        if status == 429:
+            return IronRateLimited(
+                message, retry_after=_retry_after_seconds(response.headers.get("Retry-After")), **kwargs
+            )
+        if status in (401, 403):
+            return IronUnauthorized(message, **kwargs)
+        if status == 404:
+            return IronNotFound(message, **kwargs)
+        if status == 409:
+            lowered = message.lower()
+            if "pending identification" in lowered:
+                return IronHasPendingIdentification(message, **kwargs)
+            if "idempotency" in lowered:
+                return IronIdempotencyConflict(message, **kwargs)
+            return IronConflict(message, **kwargs)
+        if status in (400, 422) or 400 <= status < 500:
+            return IronBadRequest(message, **kwargs)
+        return IronServerError(message, **kwargs)
+
+    # --- customers -----------------------------------------------------------------------------
+
+    async def create_customer(
+        self,
+        *,
+        customer_type: CustomerType | str,
+        email: str,
+        idempotency_key: str,
+        name: str | None = None,
+        external_id: str | None = None,
+    ) -> Customer:
+        body = CreateCustomerParams(
+            customer_type=CustomerType(customer_type), email=email, name=name, external_id=external_id
+        )
+        data = await self._request("POST", "/customers", body=body, idempotency_key=idempotency_key)
+        return Customer.model_validate(data)
+
+    async def get_customer(self, customer_id: str) -> Customer:
+        return Customer.model_validate(await self._request("GET", f"/customers/{customer_id}"))
+
+    async def get_customer_by_external_id(self, external_id: str) -> Customer:
+        path = f"/customers/{urllib.parse.quote(external_id, safe='')}/external"
+        return Customer.model_validate(await self._request("GET", path))
+
+    async def find_customer_by_external_id(self, external_id: str) -> Customer | None:
+        try:
+            return await self.get_customer_by_external_id(external_id)
+        except IronNotFound:
+            return None
+
+    async def list_customers(
+        self,
+        *,
+        cursor: str | None = None,
+        page_size: int | None = None,
+        search_term: str | None = None,
+        status: Sequence[CustomerStatus | str] = (),
+        identification_status: Sequence[IdentificationStatus | str] = (),
+        customer_type: Sequence[CustomerType | str] = (),
+        sort_order: SortOrder | str | None = None,
+    ) -> PagedCustomers:
+        params: list[tuple[str, Any]] = []
+        if cursor:
+            params.append(("cursor", cursor))
+        if page_size is not None:
+            params.append(("page_size", page_size))
+        if search_term:
+            params.append(("search_term", search_term))
+        params += [("status", CustomerStatus(s).value) for s in status]
+        params += [("identification_status", IdentificationStatus(s).value) for s in identification_status]
+        params += [("customer_type", CustomerType(s).value) for s in customer_type]
+        if sort_order:
+            params.append(("sort_order", SortOrder(sort_order).value))
+        return PagedCustomers.model_validate(await self._request("GET", "/customers", params=params))
+
+    async def iter_customers(self, *, page_size: int = 100, **filters: Any):
+        """Every customer matching the filters, following cursors."""
+        cursor = None
+        while True:
+            page = await self.list_customers(cursor=cursor, page_size=page_size, **filters)
+            for customer in page.items:
+                yield customer
+            if not page.cursor or not page.items:
+                return
+            cursor = page.cursor
+
+    async def update_customer(
+        self, customer_id: str, *, email: str, external_id: str | None = None
+    ) -> Customer | None:
+        data = await self._request(
+            "PUT", f"/customers/{customer_id}", body=UpdateCustomerParams(email=email, external_id=external_id)
+        )
+        return Customer.model_validate(data) if data else None
+
+    async def archive_customer(self, customer_id: str) -> Customer:
+        return Customer.model_validate(await self._request("PUT", f"/customers/{customer_id}/archive"))
+
+    async def get_customer_requirements(self, customer_id: str) -> CustomerRequirements:
+        data = await self._request("GET", f"/customers/{customer_id}/requirements")
+        return CustomerRequirements.model_validate(data)
+
+    # --- identifications -----------------------------------------------------------------------
+
+    async def create_identification(
+        self, customer_id: str, params: IdentificationParams | dict[str, Any], *, idempotency_key: str
+    ) -> Identification:
+        body = _identification_params.validate_python(params) if isinstance(params, dict) else params
+        data = await self._request(
+            "POST", f"/customers/{customer_id}/identifications/v2", body=body, idempotency_key=idempotency_key
+        )
+        return Identification.model_validate(data)
+
+    async def get_identification(self, identification_id: str) -> Identification:
+        data = await self._request("GET", f"/identifications/{identification_id}")
+        return Identification.model_validate(data)
+
+    async def list_identifications(
+        self, customer_id: str, *, cursor: str | None = None, page_size: int | None = None
+    ) -> PagedIdentifications:
+        params: list[tuple[str, Any]] = []
+        if cursor:
+            params.append(("cursor", cursor))
+        if page_size is not None:
+            params.append(("page_size", page_size))
+        data = await self._request("GET", f"/customers/{customer_id}/identifications", params=params)
+        return PagedIdentifications.model_validate(data)
+
+    async def all_identifications(self, customer_id: str) -> list[Identification]:
+        """Every identification of a customer, following cursors, newest first."""
+        found: list[Identification] = []
+        cursor = None
+        while True:
+            page = await self.list_identifications(customer_id, cursor=cursor, page_size=100)
+            found.extend(page.items)
+            if not page.cursor or not page.items:
+                break
+            cursor = page.cursor
+        return sorted(found, key=lambda i: i.created_at, reverse=True)
+
+    async def archive_identification(self, identification_id: str) -> Identification:
+        data = await self._request("PUT", f"/identifications/{identification_id}/archive")
+        return Identification.model_validate(data)
+
+    async def decide_sandbox_identification(
+        self, identification_id: str, *, approved: bool, idempotency_key: str
+    ) -> Identification:
+        """Sandbox only: approve or decline a pending identification."""
+        data = await self._request(
+            "POST",
+            f"/sandbox/identification/{identification_id}",
+            body=UpdatePendingIdentificationParams(approved=approved),
+            idempotency_key=idempotency_key,
+        )
+        return Identification.model_validate(data)
+
+    # --- signings ------------------------------------------------------------------------------
+
+    async def get_required_signings(self, customer_id: str) -> list[RequiredSigning]:
+        data = await self._request("GET", f"/customers/{customer_id}/required-signings")
+        return _required_signings.validate_python(data or [])
+
+    async def create_signing(self, customer_id: str, *, content_id: str, idempotency_key: str) -> Signing:
+        data = await self._request(
+            "POST",
+            f"/customers/{customer_id}/signings",
+            body=SigningCreateParams(signed=True, content_id=content_id),
+            idempotency_key=idempotency_key,
+        )
+        return Signing.model_validate(data)
+
+    async def list_signings(
+        self, customer_id: str, *, cursor: str | None = None, page_size: int | None = None
+    ) -> PagedSignings:
+        params: list[tuple[str, Any]] = []
+        if cursor:
+            params.append(("cursor", cursor))
+        if page_size is not None:
+            params.append(("page_size", page_size))
+        data = await self._request("GET", f"/customers/{customer_id}/signings", params=params)
+        return PagedSignings.model_validate(data)
+
+
+__all__ = ["IronClient", "IronSettings", "JSON_CONTENT_TYPE"]

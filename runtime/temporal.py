@@ -1,0 +1,45 @@
+"""Connecting to Temporal the same way everywhere.
+
+The connection comes from Temporal's own environment configuration (`TEMPORAL_ADDRESS`,
+`TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `TEMPORAL_PROFILE` and the TOML
+config file), so the same worker runs against the local dev server, a self-hosted cluster or
+Temporal Cloud. Every process uses `data_converter()`, so what one writes the others read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+
+DEFAULT_ADDRESS = "127.0.0.1:7233"
+
+
+def data_converter() -> DataConverter:
+    """The pydantic converter, with the payload codec when encryption keys are configured."""
+    from data_protection.codec import codec_from_env
+
+    codec = codec_from_env()
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
+def connect_config(profile: str | None = None) -> dict[str, Any]:
+    config = dict(ClientConfig.load_client_connect_config(profile=profile or os.environ.get("TEMPORAL_PROFILE")))
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    if not config.get("target_host"):
+        config["target_host"] = DEFAULT_ADDRESS
+    return config
+
+
+async def connect(profile: str | None = None, **overrides: Any) -> Client:
+    config = connect_config(profile)
+    config.update(overrides)
+    config["data_converter"] = overrides.get("data_converter") or data_converter()
+    return await Client.connect(**config)

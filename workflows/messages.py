@@ -1,0 +1,247 @@
+"""Every message in and out of `CustomerOnboarding`: one pydantic model per input, signal,
+update and query. Pure data, no I/O, safe to import from workflow code, the starter, the
+webhook receiver and tests alike.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from iron_client.models import CustomerType, IdentificationKind, IntendedUse
+
+WORKFLOW_TYPE = "CustomerOnboarding"
+DEFAULT_TASK_QUEUE = "iron-onboarding"
+WORKFLOW_ID_PREFIX = "onboarding-"
+
+SIGNAL_IRON_EVENT = "iron_event"
+UPDATE_ACCEPT_SIGNING = "accept_signing"
+UPDATE_RESTART_IDENTIFICATION = "restart_identification"
+UPDATE_REFRESH = "refresh"
+QUERY_STATE = "state"
+
+EXTERNAL_ID_MAX_LENGTH = 200
+
+
+def workflow_id_for(external_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{external_id}"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Phase(str, Enum):
+    """Where a customer's onboarding stands, as the Temporal UI and `state` show it."""
+
+    FINDING_CUSTOMER = "FindingCustomer"
+    CREATING_IDENTIFICATION = "CreatingIdentification"
+    AWAITING_IDENTIFICATION = "AwaitingIdentification"
+    AWAITING_SIGNINGS = "AwaitingSignings"
+    ACTIVE = "Active"
+    DECLINED = "Declined"
+    SUSPENDED = "Suspended"
+    USER_REQUIRED = "UserRequired"
+    NEEDS_ATTENTION = "NeedsAttention"
+    ARCHIVED = "Archived"
+
+
+# --- input -------------------------------------------------------------------------------------
+
+
+class IdentificationRequest(Message):
+    """Which identification to create. `Person` and `Business` carry their data by reference:
+    `document_ref` points into the document store, and only the activity that calls Iron reads
+    it, so names, documents and selfies never enter Temporal history."""
+
+    kind: IdentificationKind = IdentificationKind.LINK
+    with_edd: bool | None = None
+    token: str | None = None
+    intended_use: IntendedUse | None = None
+    ip_address: str | None = None
+    document_ref: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> "IdentificationRequest":
+        if self.kind == IdentificationKind.TOKEN and not (self.token and self.intended_use):
+            raise ValueError("a Token identification needs 'token' and 'intended_use'")
+        if self.kind in (IdentificationKind.PERSON, IdentificationKind.BUSINESS) and not self.document_ref:
+            raise ValueError(f"a {self.kind.value} identification needs 'document_ref' (a document store reference)")
+        if self.kind in (IdentificationKind.LINK, IdentificationKind.TOKEN) and self.document_ref:
+            raise ValueError(f"a {self.kind.value} identification takes no 'document_ref'")
+        return self
+
+
+class OnboardingTimings(Message):
+    """How long to wait for what. Production defaults; tests shrink them."""
+
+    poll_initial_seconds: float = Field(default=60.0, gt=0)
+    poll_max_seconds: float = Field(default=3600.0, gt=0)
+    poll_backoff: float = Field(default=2.0, ge=1.0)
+    active_reconcile_seconds: float = Field(default=6 * 3600.0, gt=0)
+    parked_reconcile_seconds: float = Field(default=3600.0, gt=0)
+    max_identification_attempts: int = Field(default=3, ge=1)
+    activity_timeout_seconds: float = Field(default=30.0, gt=0)
+    activity_retry_initial_seconds: float = Field(default=1.0, gt=0)
+    activity_retry_max_seconds: float = Field(default=60.0, gt=0)
+    audit_tail: int = Field(default=50, ge=5)
+    dedup_memory: int = Field(default=200, ge=10)
+
+
+class OnboardingInput(Message):
+    """Start (or adopt, with `iron_customer_id`) one customer's onboarding."""
+
+    external_id: str = Field(min_length=1, max_length=EXTERNAL_ID_MAX_LENGTH)
+    email: str | None = None
+    customer_type: CustomerType = CustomerType.PERSON
+    name: str | None = None
+    identification: IdentificationRequest = Field(default_factory=IdentificationRequest)
+    iron_customer_id: str | None = None
+    timings: OnboardingTimings = Field(default_factory=OnboardingTimings)
+    carried: "OnboardingState | None" = None
+
+    @field_validator("external_id")
+    @classmethod
+    def _printable_external_id(cls, value: str) -> str:
+        if value != value.strip() or any(ch.isspace() or not ch.isprintable() for ch in value):
+            raise ValueError("external_id must not contain whitespace or control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _email_to_create(self) -> "OnboardingInput":
+        if not self.iron_customer_id and not self.carried and not self.email:
+            raise ValueError("'email' is required to create a customer (or give 'iron_customer_id' to adopt one)")
+        return self
+
+
+# --- signal ------------------------------------------------------------------------------------
+
+
+class IronEventSignal(Message):
+    """Signal `iron_event`: a webhook from Iron, as a hint. The workflow reads Iron before it
+    acts, so a duplicate, late or forged-looking event cannot move it backwards."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    timestamp: str = ""
+    customer_id: str | None = None
+    entity_id: str | None = None
+    status: str | None = None
+    webhook_id: str | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.type}|{self.entity_id}|{self.status}|{self.timestamp}"
+
+
+# --- updates -----------------------------------------------------------------------------------
+
+
+class AcceptSigningRequest(Message):
+    """Update `accept_signing`: the customer accepted this required signing; sign it at Iron."""
+
+    content_id: str = Field(min_length=1)
+
+
+class AcceptSigningResult(Message):
+    content_id: str
+    signing_id: str
+    signed_at: str
+    remaining: list[str]
+
+
+class RestartIdentificationRequest(Message):
+    """Update `restart_identification`: an operator retries after `Declined` or
+    `NeedsAttention`. A new identification kind (for example a fresh document reference) may
+    be given; otherwise the original request is reused."""
+
+    reason: str = Field(default="operator restart", max_length=500)
+    identification: IdentificationRequest | None = None
+
+
+class RestartIdentificationResult(Message):
+    accepted: bool
+    phase: Phase
+    cycle: int
+
+
+class RefreshRequest(Message):
+    """Update `refresh`: read Iron now instead of waiting for a webhook or timer."""
+
+
+# --- query -------------------------------------------------------------------------------------
+
+
+class SigningView(Message):
+    id: str
+    url: str
+    display_name: str
+    signed: bool = False
+    signing_id: str | None = None
+
+
+class AttentionView(Message):
+    reason: str
+    step: str
+    error_type: str | None = None
+    status_code: int | None = None
+    since: str
+
+
+class AuditEntry(Message):
+    at: str
+    phase: Phase
+    cause: str
+    customer_status: str | None = None
+    identification_status: str | None = None
+
+
+class EventRecord(Message):
+    type: str
+    status: str | None
+    entity_id: str | None
+    timestamp: str
+    received_at: str
+    duplicate: bool = False
+
+
+class OnboardingState(Message):
+    """Query `state`, and the state carried across continue-as-new."""
+
+    external_id: str
+    phase: Phase = Phase.FINDING_CUSTOMER
+    customer_status: str | None = None
+    identification_status: str | None = None
+    iron_customer_id: str | None = None
+    identification_id: str | None = None
+    identification_url: str | None = None
+    identification_kind: str | None = None
+    identification_retry_steps: list[str] = Field(default_factory=list)
+    required_signings: list[SigningView] = Field(default_factory=list)
+    cycle: int = 1
+    outcome: str | None = None
+    needs_attention: AttentionView | None = None
+    identification_attempt: int = 0
+    expired_count: int = 0
+    iron_calls: int = 0
+    runs: int = 1
+    audit: list[AuditEntry] = Field(default_factory=list)
+    recent_events: list[EventRecord] = Field(default_factory=list)
+    seen_event_keys: list[str] = Field(default_factory=list)
+    updated_at: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The fields a person reads first."""
+        return {
+            "phase": self.phase.value,
+            "customer_status": self.customer_status,
+            "identification_status": self.identification_status,
+            "cycle": self.cycle,
+            "outcome": self.outcome,
+        }
+
+
+OnboardingInput.model_rebuild()
