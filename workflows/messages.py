@@ -82,12 +82,13 @@ class OnboardingTimings(Message):
     poll_backoff: float = Field(default=2.0, ge=1.0)
     active_reconcile_seconds: float = Field(default=6 * 3600.0, gt=0)
     parked_reconcile_seconds: float = Field(default=3600.0, gt=0)
-    max_identification_attempts: int = Field(default=3, ge=1)
+    max_expired_renewals: int = Field(default=3, ge=0)
     activity_timeout_seconds: float = Field(default=30.0, gt=0)
     activity_retry_initial_seconds: float = Field(default=1.0, gt=0)
     activity_retry_max_seconds: float = Field(default=60.0, gt=0)
     audit_tail: int = Field(default=50, ge=5)
     dedup_memory: int = Field(default=200, ge=10)
+    continue_as_new_after_events: int = Field(default=10_000, ge=20)
 
 
 class OnboardingInput(Message):
@@ -219,9 +220,11 @@ class OnboardingState(Message):
     identification_id: str | None = None
     identification_url: str | None = None
     identification_kind: str | None = None
+    identification_cycle: int = 0
     identification_retry_steps: list[str] = Field(default_factory=list)
     required_signings: list[SigningView] = Field(default_factory=list)
     cycle: int = 1
+    cycle_completed: bool = False
     outcome: str | None = None
     needs_attention: AttentionView | None = None
     identification_attempt: int = 0

@@ -1,0 +1,1 @@
+"""Activities: one per Iron call, each with an idempotency key derived from the workflow ID."""

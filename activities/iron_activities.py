@@ -1,0 +1,272 @@
+"""One activity per Iron call.
+
+The class receives its Iron client (and the document store) in its constructor, so the
+worker wires production clients and tests wire clients pointed at the local sandbox.
+
+Errors leave here already sorted: Iron's retryable failures (5xx, 429, timeouts, lost
+responses) are raised as retryable application errors, with Iron's Retry-After as the next
+retry delay; final ones (4xx that no retry fixes) as non-retryable errors the workflow turns
+into `NeedsAttention`. Texts pass through redaction, since Iron may echo request data.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any, Awaitable, TypeVar
+
+import structlog
+from pydantic import TypeAdapter, ValidationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.models import (
+    CreateIdentificationInput,
+    CreateIdentificationResult,
+    CreateSigningInput,
+    CustomerRef,
+    CustomerSnapshot,
+    FindOrCreateCustomerInput,
+    IdentificationRef,
+    IdentificationSnapshot,
+    LatestIdentificationResult,
+    RequiredSigningSnapshot,
+    RequiredSigningsResult,
+    SigningSnapshot,
+)
+from data_protection.documents import DocumentNotFound, DocumentStore
+from data_protection.redaction import redact_text
+from iron_client import IronClient
+from iron_client.errors import (
+    IronError,
+    IronFinalError,
+    IronHasPendingIdentification,
+    IronRateLimited,
+    IronServerError,
+)
+from iron_client.models import (
+    TERMINAL_IDENTIFICATION_STATUSES,
+    Customer,
+    Identification,
+    IdentificationKind,
+    IdentificationParams,
+    LinkIdentificationParams,
+    TokenIdentificationParams,
+)
+
+T = TypeAdapter(IdentificationParams)
+R = TypeVar("R")
+
+log = structlog.get_logger("activities")
+
+# Error types the workflow recognises (ApplicationError.type).
+FINAL_IRON_ERROR = "IronFinalError"
+RETRYABLE_IRON_ERROR = "IronRetryableError"
+INVALID_IDENTIFICATION_DATA = "InvalidIdentificationData"
+
+
+def customer_snapshot(customer: Customer, *, created: bool = False) -> CustomerSnapshot:
+    return CustomerSnapshot(
+        id=customer.id,
+        status=customer.status.value,
+        customer_type=customer.customer_type.value,
+        external_id=customer.external_id,
+        identification_status=customer.identification_status.value if customer.identification_status else None,
+        identification_ids=list(customer.identification_ids),
+        created=created,
+    )
+
+
+def identification_snapshot(identification: Identification) -> IdentificationSnapshot:
+    steps = identification.step_status.retryable_steps() if identification.step_status else []
+    return IdentificationSnapshot(
+        id=identification.id,
+        status=identification.status.value,
+        url=identification.url,
+        retry_steps=steps,
+        created_at=identification.created_at.isoformat(),
+    )
+
+
+def _final(message: str, *, error: IronError | None = None, type_: str = FINAL_IRON_ERROR) -> ApplicationError:
+    details: dict[str, Any] = {}
+    if error is not None:
+        details = {
+            "status_code": error.status_code,
+            "iron_error": type(error).__name__,
+            "path": error.path,
+            "trace_id": error.trace_id,
+        }
+    return ApplicationError(redact_text(message), details, type=type_, non_retryable=True)
+
+
+class IronActivities:
+    def __init__(self, client: IronClient, documents: DocumentStore | None = None) -> None:
+        self.client = client
+        self.documents = documents
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _logger(self, **fields: Any):
+        info = activity.info()
+        return log.bind(
+            workflow_id=info.workflow_id,
+            run_id=info.workflow_run_id,
+            activity=info.activity_type,
+            attempt=info.attempt,
+            **fields,
+        )
+
+    async def _call(self, call: Awaitable[R], **fields: Any) -> R:
+        logger = self._logger(**fields)
+        try:
+            result = await call
+        except IronRateLimited as exc:
+            logger.warning("iron_rate_limited", retry_after=exc.retry_after, error=redact_text(str(exc)))
+            delay = timedelta(seconds=exc.retry_after) if exc.retry_after is not None else None
+            raise ApplicationError(
+                redact_text(str(exc)), type=RETRYABLE_IRON_ERROR, next_retry_delay=delay
+            ) from None
+        except IronFinalError as exc:
+            logger.error("iron_request_rejected", status_code=exc.status_code, error=redact_text(str(exc)))
+            raise _final(str(exc), error=exc) from None
+        except IronError as exc:
+            logger.warning("iron_request_failed", status_code=exc.status_code, error=redact_text(str(exc)))
+            raise ApplicationError(redact_text(str(exc)), type=RETRYABLE_IRON_ERROR) from None
+        logger.info("iron_request_ok")
+        return result
+
+    # --- customers -----------------------------------------------------------------------------
+
+    @activity.defn(name="find_or_create_customer")
+    async def find_or_create_customer(self, req: FindOrCreateCustomerInput) -> CustomerSnapshot:
+        # Look up first: the idempotency key protects a retry for 24 hours only, and the
+        # customer may have been created long ago (or outside this system).
+        existing = await self._call(self.client.find_customer_by_external_id(req.external_id), step="find_customer")
+        if existing is not None:
+            return customer_snapshot(existing)
+        created = await self._call(
+            self.client.create_customer(
+                customer_type=req.customer_type,
+                email=req.email,
+                name=req.name,
+                external_id=req.external_id,
+                idempotency_key=req.idempotency_key,
+            ),
+            step="create_customer",
+        )
+        return customer_snapshot(created, created=True)
+
+    @activity.defn(name="get_customer")
+    async def get_customer(self, req: CustomerRef) -> CustomerSnapshot:
+        customer = await self._call(self.client.get_customer(req.customer_id), iron_customer_id=req.customer_id)
+        return customer_snapshot(customer)
+
+    # --- identifications -----------------------------------------------------------------------
+
+    async def _identification_params(self, req: CreateIdentificationInput) -> IdentificationParams:
+        request = req.request
+        if request.kind == IdentificationKind.LINK:
+            return LinkIdentificationParams(with_edd=request.with_edd)
+        if request.kind == IdentificationKind.TOKEN:
+            return TokenIdentificationParams(
+                token=request.token or "", intended_use=request.intended_use, ip_address=request.ip_address
+            )
+        # Person and Business: the data lives in the document store; only this activity reads it.
+        if self.documents is None:
+            raise _final("no document store configured for Person/Business identifications", type_=INVALID_IDENTIFICATION_DATA)
+        try:
+            raw = await self.documents.get(request.document_ref or "")
+        except DocumentNotFound:
+            raise _final(
+                f"identification data {request.document_ref} not found in the document store",
+                type_=INVALID_IDENTIFICATION_DATA,
+            ) from None
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("identification data must be a JSON object")
+            data["type"] = request.kind.value
+            return T.validate_python(data)
+        except (ValueError, ValidationError) as exc:
+            # Field names only: the values are personal data.
+            where = [".".join(str(p) for p in e["loc"]) for e in exc.errors()] if isinstance(exc, ValidationError) else []
+            raise _final(
+                f"identification data {request.document_ref} is not valid {request.kind.value} data"
+                + (f": check {', '.join(where[:10])}" if where else ""),
+                type_=INVALID_IDENTIFICATION_DATA,
+            ) from None
+
+    @activity.defn(name="create_identification")
+    async def create_identification(self, req: CreateIdentificationInput) -> CreateIdentificationResult:
+        params = await self._identification_params(req)
+
+        async def create_or_adopt() -> CreateIdentificationResult:
+            try:
+                created = await self.client.create_identification(
+                    req.customer_id, params, idempotency_key=req.idempotency_key
+                )
+                return CreateIdentificationResult(identification=identification_snapshot(created))
+            except IronHasPendingIdentification:
+                # Iron already has a pending identification (one whose answer we lost, or one
+                # Iron or its dashboard made): adopt it rather than fail or make another.
+                pending = await self._newest_identification(req.customer_id)
+                if pending is None or pending.status in TERMINAL_IDENTIFICATION_STATUSES:
+                    raise IronServerError("Iron reports a pending identification but lists none yet") from None
+                return CreateIdentificationResult(identification=identification_snapshot(pending), adopted=True)
+
+        result = await self._call(create_or_adopt(), iron_customer_id=req.customer_id, step="create_identification")
+        self._logger(iron_customer_id=req.customer_id).info(
+            "identification_adopted" if result.adopted else "identification_created",
+            identification_id=result.identification.id,
+        )
+        return result
+
+    async def _newest_identification(self, customer_id: str) -> Identification | None:
+        identifications = await self.client.all_identifications(customer_id)
+        return identifications[0] if identifications else None
+
+    @activity.defn(name="get_identification")
+    async def get_identification(self, req: IdentificationRef) -> IdentificationSnapshot:
+        identification = await self._call(
+            self.client.get_identification(req.identification_id), identification_id=req.identification_id
+        )
+        return identification_snapshot(identification)
+
+    @activity.defn(name="latest_identification")
+    async def latest_identification(self, req: CustomerRef) -> LatestIdentificationResult:
+        newest = await self._call(self._newest_identification(req.customer_id), iron_customer_id=req.customer_id)
+        return LatestIdentificationResult(identification=identification_snapshot(newest) if newest else None)
+
+    # --- signings ------------------------------------------------------------------------------
+
+    @activity.defn(name="get_required_signings")
+    async def get_required_signings(self, req: CustomerRef) -> RequiredSigningsResult:
+        signings = await self._call(self.client.get_required_signings(req.customer_id), iron_customer_id=req.customer_id)
+        return RequiredSigningsResult(
+            signings=[RequiredSigningSnapshot(id=s.id, url=s.url, display_name=s.display_name) for s in signings]
+        )
+
+    @activity.defn(name="create_signing")
+    async def create_signing(self, req: CreateSigningInput) -> SigningSnapshot:
+        signing = await self._call(
+            self.client.create_signing(req.customer_id, content_id=req.content_id, idempotency_key=req.idempotency_key),
+            iron_customer_id=req.customer_id,
+            content_id=req.content_id,
+        )
+        return SigningSnapshot(
+            id=signing.id, content_id=signing.content_id or req.content_id, created_at=signing.created_at.isoformat()
+        )
+
+    def all(self) -> list:
+        """Every activity, for the worker."""
+        return [
+            self.find_or_create_customer,
+            self.get_customer,
+            self.create_identification,
+            self.get_identification,
+            self.latest_identification,
+            self.get_required_signings,
+            self.create_signing,
+        ]
+

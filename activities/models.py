@@ -1,0 +1,93 @@
+"""Inputs and results of the Iron activities: one pydantic model each.
+
+Results are snapshots of Iron's resources trimmed to what the workflow decides on: ids,
+statuses, urls. Names, emails and documents stay out, so they never reach Temporal history.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from iron_client.models import CustomerType
+from workflows.messages import IdentificationRequest
+
+
+class ActivityModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+class FindOrCreateCustomerInput(ActivityModel):
+    external_id: str
+    email: str
+    customer_type: CustomerType
+    name: str | None = None
+    idempotency_key: str
+
+
+class CustomerRef(ActivityModel):
+    customer_id: str
+
+
+class IdentificationRef(ActivityModel):
+    identification_id: str
+
+
+class CreateIdentificationInput(ActivityModel):
+    customer_id: str
+    request: IdentificationRequest
+    idempotency_key: str
+
+
+class CreateSigningInput(ActivityModel):
+    customer_id: str
+    content_id: str
+    idempotency_key: str
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+class CustomerSnapshot(ActivityModel):
+    id: str
+    status: str
+    customer_type: str
+    external_id: str | None = None
+    identification_status: str | None = None
+    identification_ids: list[str] = Field(default_factory=list)
+    created: bool = False
+
+
+class IdentificationSnapshot(ActivityModel):
+    id: str
+    status: str
+    url: str | None = None
+    retry_steps: list[str] = Field(default_factory=list)
+    created_at: str
+
+
+class CreateIdentificationResult(ActivityModel):
+    identification: IdentificationSnapshot
+    adopted: bool = False
+
+
+class LatestIdentificationResult(ActivityModel):
+    identification: IdentificationSnapshot | None = None
+
+
+class RequiredSigningSnapshot(ActivityModel):
+    id: str
+    url: str
+    display_name: str
+
+
+class RequiredSigningsResult(ActivityModel):
+    signings: list[RequiredSigningSnapshot]
+
+
+class SigningSnapshot(ActivityModel):
+    id: str
+    content_id: str
+    created_at: str

@@ -1,0 +1,91 @@
+"""Runs the `CustomerOnboarding` workflow and the Iron activities.
+
+    python worker.py [--task-queue Q] [--max-concurrent-activities N] [--max-concurrent-workflow-tasks N]
+
+Temporal comes from Temporal's env config (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
+`TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `TEMPORAL_PROFILE`); Iron from `IRON_BASE_URL`,
+`IRON_API_KEY`, `IRON_SUB_PARTNER_ID`. SIGINT or SIGTERM drains in-flight tasks, then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.iron_activities import IronActivities
+from data_protection.documents import document_store_from_env
+from iron_client import IronClient, IronSettings
+from runtime import settings
+from runtime.logging import configure_logging, get_logger
+from runtime.temporal import connect
+from workflows.onboarding import CustomerOnboarding
+
+
+def build_worker(
+    client: Client,
+    activities: IronActivities,
+    *,
+    task_queue: str | None = None,
+    max_concurrent_activities: int = 100,
+    max_concurrent_workflow_tasks: int = 100,
+    **kwargs,
+) -> Worker:
+    """The worker every process and test uses: one place for what it registers."""
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue(),
+        workflows=[CustomerOnboarding],
+        activities=activities.all(),
+        max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        **kwargs,
+    )
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run the Iron onboarding worker.")
+    parser.add_argument("--task-queue", default=settings.task_queue(), help="default: $ONBOARDING_TASK_QUEUE or iron-onboarding")
+    parser.add_argument("--max-concurrent-activities", type=int, default=100)
+    parser.add_argument("--max-concurrent-workflow-tasks", type=int, default=100)
+    parser.add_argument("--profile", default=None, help="Temporal env-config profile")
+    return parser.parse_args(argv)
+
+
+async def run(argv: list[str]) -> int:
+    args = parse_args(argv)
+    configure_logging()
+    log = get_logger("worker")
+    iron_settings = IronSettings.from_env()
+    if not iron_settings.api_key.get_secret_value():
+        log.error("IRON_API_KEY is not set")
+        return 2
+    client = await connect(args.profile)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with IronClient(iron_settings) as iron:
+        worker = build_worker(
+            client,
+            IronActivities(iron, document_store_from_env()),
+            task_queue=args.task_queue,
+            max_concurrent_activities=args.max_concurrent_activities,
+            max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
+        )
+        log.info("worker_started", task_queue=args.task_queue, iron_base_url=iron_settings.base_url)
+        async with worker:
+            await stop.wait()
+            log.info("worker_stopping")
+    log.info("worker_stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(run(sys.argv[1:])))
