@@ -1,0 +1,141 @@
+"""`CustomerOnboarding` on a real `temporal server start-dev` (search attributes registered),
+activities talking real HTTP to the Iron sandbox while it fails requests and loses responses.
+Iron's side is then checked through the sandbox's own state and request log."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import pytest_asyncio
+from temporalio.client import WorkflowUpdateFailedError
+
+from iron_sandbox.testing import SandboxServer
+from starter import accept_signing, get_state, refresh, restart_identification, sign_all, start_onboarding
+from workflows.idempotency import customer_key
+from workflows.messages import OnboardingTimings, Phase, workflow_id_for
+from tests.workflow_harness import dev_server_env, requests_matching, running_worker, wait_for_state
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+# Real time here: short polls stand in for webhooks, which these tests do not deliver.
+DEV_TIMINGS = OnboardingTimings(
+    poll_initial_seconds=0.5,
+    poll_max_seconds=2,
+    active_reconcile_seconds=1,
+    parked_reconcile_seconds=2,
+    activity_timeout_seconds=5,
+    activity_retry_initial_seconds=0.1,
+    activity_retry_max_seconds=0.5,
+)
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with SandboxServer() as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env(temporal_cli_path):
+    async with dev_server_env(temporal_cli_path) as environment:
+        yield environment
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def worker(env, sandbox, tmp_path_factory):
+    async with running_worker(env.client, sandbox, tmp_path_factory.mktemp("documents")) as w:
+        yield w
+
+
+async def start(env, worker, prefix: str):
+    external_id = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    await start_onboarding(
+        env.client, external_id, email=f"{external_id}@example.com", timings=DEV_TIMINGS, task_queue=worker.task_queue
+    )
+    return external_id, env.client.get_workflow_handle(workflow_id_for(external_id))
+
+
+async def onboard(env, sandbox, external_id, handle, *, cycle: int):
+    waiting = await wait_for_state(
+        handle,
+        lambda s: s.cycle == cycle and s.phase == Phase.AWAITING_IDENTIFICATION,
+        timeout=60,
+        what=f"identification in cycle {cycle}",
+    )
+    await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
+    await wait_for_state(
+        handle, lambda s: s.cycle == cycle and s.phase == Phase.AWAITING_SIGNINGS, timeout=60, what="signings"
+    )
+    await sign_all(env.client, external_id)
+    return await wait_for_state(
+        handle, lambda s: s.cycle == cycle and s.phase == Phase.ACTIVE, timeout=60, what=f"Active in cycle {cycle}"
+    )
+
+
+async def test_lifecycle_with_reversion_under_iron_faults_creates_nothing_twice(env, worker, sandbox):
+    await sandbox.control.set_faults(
+        error_rate=0.3, error_statuses=[500, 503, 429], lose_response_rate=0.5, lose_response_methods=["POST"]
+    )
+    try:
+        external_id, handle = await start(env, worker, "faulty")
+        first = await onboard(env, sandbox, external_id, handle, cycle=1)
+        await sandbox.control.set_customer_status(first.iron_customer_id, "IdentificationRequired")
+        second = await onboard(env, sandbox, external_id, handle, cycle=2)
+    finally:
+        await sandbox.control.clear_faults()
+
+    assert second.phase == Phase.ACTIVE and second.cycle == 2
+    customers = [c for c in await sandbox.control.customers() if c.get("external_id") == external_id]
+    assert len(customers) == 1, "exactly one Iron customer"
+    customer = customers[0]
+    identifications = customer["identifications"]
+    # Cycle 1: the one the workflow created; cycle 2: the step-up Iron created, adopted.
+    assert len(identifications) == 2
+    signed_content = [s["content_id"] for s in customer["signings"]]
+    assert len(signed_content) == len(set(signed_content)) == 4, "one signing per content id"
+
+    log = await sandbox.control.requests()
+    customer_posts = [r for r in log if r["method"] == "POST" and r["path"] == "/api/customers"]
+    assert {r["idempotency_key"] for r in customer_posts if r["idempotency_key"] == customer_key(workflow_id_for(external_id))}
+    ident_posts = requests_matching(log, "POST", f"/customers/{first.iron_customer_id}/identifications")
+    assert len({r["idempotency_key"] for r in ident_posts}) == 1, "retries reused one key"
+    assert any(r.get("lost_response") for r in log), "the sandbox did lose responses"
+    assert any(int(r["status_code"] or 0) >= 500 for r in log), "the sandbox did fail requests"
+
+    description = await handle.describe()
+    attributes = {pair.key.name: pair.value for pair in description.typed_search_attributes}
+    assert attributes["OnboardingCycle"] == 2
+    assert attributes["OnboardingPhase"] == "Active"
+
+
+async def test_updates_validate_before_touching_iron(env, worker, sandbox):
+    external_id, handle = await start(env, worker, "validate")
+    waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
+
+    with pytest.raises(WorkflowUpdateFailedError) as not_yet:
+        await accept_signing(env.client, external_id, str(uuid.uuid4()))
+    assert "no signing is awaited" in str(not_yet.value.cause)
+    with pytest.raises(WorkflowUpdateFailedError) as nothing_to_restart:
+        await restart_identification(env.client, external_id)
+    assert "nothing to restart" in str(nothing_to_restart.value.cause)
+
+    await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
+    signing_state = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, timeout=60, what="signings")
+    before = len([r for r in await sandbox.control.requests() if r["method"] == "POST" and "/signings" in r["path"]])
+    with pytest.raises(WorkflowUpdateFailedError) as unknown:
+        await accept_signing(env.client, external_id, str(uuid.uuid4()))
+    assert "unknown content id" in str(unknown.value.cause)
+    first = signing_state.required_signings[0]
+    result = await accept_signing(env.client, external_id, first.id)
+    assert result.content_id == first.id and first.id not in result.remaining
+    with pytest.raises(WorkflowUpdateFailedError) as again:
+        await accept_signing(env.client, external_id, first.id)
+    assert "already signed" in str(again.value.cause)
+    after = len([r for r in await sandbox.control.requests() if r["method"] == "POST" and "/signings" in r["path"]])
+    assert after - before == 1, "rejected updates never reached Iron"
+
+    refreshed = await refresh(env.client, external_id)
+    assert refreshed.customer_status == "SigningsRequired"
+    state = await get_state(env.client, external_id)
+    assert [s.signed for s in state.required_signings].count(True) == 1

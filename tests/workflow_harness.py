@@ -1,0 +1,191 @@
+"""Plumbing for the workflow tests: real Temporal servers, the real Iron sandbox over HTTP,
+and the production worker with its activities pointed at the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.iron_activities import IronActivities
+from data_protection.documents import FilesystemDocumentStore
+from iron_client import IronClient, IronSettings
+from runtime.temporal import data_converter
+from workflows import search_attributes as sa
+from workflows.messages import (
+    QUERY_STATE,
+    SIGNAL_IRON_EVENT,
+    IronEventSignal,
+    OnboardingState,
+    OnboardingTimings,
+    Phase,
+)
+from worker import build_worker
+
+# Seconds of workflow time: short enough for tests, long enough that a webhook beats the poll.
+FAST_TIMINGS = OnboardingTimings(
+    poll_initial_seconds=30,
+    poll_max_seconds=600,
+    active_reconcile_seconds=6 * 3600,
+    parked_reconcile_seconds=3600,
+    activity_timeout_seconds=10,
+    activity_retry_initial_seconds=0.1,
+    activity_retry_max_seconds=0.5,
+)
+
+_INDEXED = {
+    SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+}
+
+
+async def register_search_attributes(client: Client) -> None:
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={key.name: _INDEXED[key.indexed_value_type] for key in sa.ALL},
+        )
+    )
+
+
+@contextlib.asynccontextmanager
+async def time_skipping_env(test_server_path: str) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server_path, data_converter=data_converter()
+    )
+    async with env:
+        await register_search_attributes(env.client)
+        yield env
+
+
+@contextlib.asynccontextmanager
+async def dev_server_env(cli_path: str, **kwargs: Any) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=cli_path,
+        data_converter=data_converter(),
+        search_attributes=list(sa.ALL),
+        ui=False,
+        **kwargs,
+    )
+    async with env:
+        yield env
+
+
+def iron_settings_for(sandbox) -> IronSettings:
+    from pydantic import SecretStr
+
+    return IronSettings(base_url=sandbox.base_url, api_key=SecretStr(sandbox.api_key), timeout_seconds=5)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    client: Client, sandbox, documents_dir: Path, *, task_queue: str | None = None
+) -> AsyncIterator[Worker]:
+    async with IronClient(iron_settings_for(sandbox)) as iron:
+        worker = build_worker(
+            client,
+            IronActivities(iron, FilesystemDocumentStore(documents_dir)),
+            task_queue=task_queue or f"tq-{uuid.uuid4()}",
+        )
+        async with worker:
+            yield worker
+
+
+async def current_state(handle: WorkflowHandle) -> OnboardingState:
+    return await handle.query(QUERY_STATE, result_type=OnboardingState)
+
+
+async def wait_for_state(
+    handle: WorkflowHandle,
+    predicate: Callable[[OnboardingState], bool],
+    *,
+    timeout: float = 30.0,
+    what: str = "condition",
+) -> OnboardingState:
+    """Poll the `state` query (in real time) until `predicate` holds."""
+    deadline = time.monotonic() + timeout
+    last: OnboardingState | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = await current_state(handle)
+        except Exception:  # the workflow may not have started its first task yet
+            last = None
+        if last is not None and predicate(last):
+            return last
+        await asyncio.sleep(0.1)
+    summary = last.model_dump(include={"phase", "customer_status", "identification_status", "cycle", "needs_attention"}) if last else None
+    raise AssertionError(f"timed out waiting for {what}; last state: {summary}")
+
+
+async def wait_for_phase(handle: WorkflowHandle, phase: Phase, *, timeout: float = 30.0, cycle: int | None = None) -> OnboardingState:
+    return await wait_for_state(
+        handle,
+        lambda s: s.phase == phase and (cycle is None or s.cycle == cycle),
+        timeout=timeout,
+        what=f"phase {phase.value}" + (f" in cycle {cycle}" if cycle else ""),
+    )
+
+
+async def signal_event(handle: WorkflowHandle, type_: str, *, customer_id: str, entity_id: str, status: str) -> None:
+    """What the webhook receiver sends for one Iron webhook."""
+    await handle.signal(
+        SIGNAL_IRON_EVENT,
+        IronEventSignal(
+            type=type_,
+            timestamp=f"{time.time():.6f}",
+            customer_id=customer_id,
+            entity_id=entity_id,
+            status=status,
+            webhook_id=str(uuid.uuid4()),
+        ),
+    )
+
+
+def requests_matching(log: list[dict], method: str, path_part: str, *, status_ok: bool | None = None) -> list[dict]:
+    found = [r for r in log if r["method"] == method and path_part in r["path"]]
+    if status_ok is not None:
+        found = [r for r in found if (200 <= int(r["status_code"] or 0) < 300) == status_ok]
+    return found
+
+
+HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
+
+
+async def save_histories(client: Client, workflow_id: str, first_run_id: str | None, name: str) -> list[Path]:
+    """With RECORD_HISTORIES=1 (`make histories`), save every run of a workflow, following
+    continue-as-new from the first run, as JSON for the replay tests."""
+    if os.environ.get("RECORD_HISTORIES") != "1" or not first_run_id:
+        return []
+    HISTORIES_DIR.mkdir(exist_ok=True)
+    saved: list[Path] = []
+    run_id: str | None = first_run_id
+    index = 1
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        path = HISTORIES_DIR / f"{name}.run{index}.json"
+        path.write_text(history.to_json())
+        saved.append(path)
+        last = history.events[-1]
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else None
+        )
+        index += 1
+    return saved
+
+
+def skip(env: WorkflowEnvironment, seconds: float):
+    return env.sleep(timedelta(seconds=seconds))
