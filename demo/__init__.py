@@ -1,0 +1,1 @@
+"""`make demo`: the product end to end on one machine."""

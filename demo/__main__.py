@@ -1,0 +1,258 @@
+"""`make demo`: the whole product on this machine, taking sample customers through onboarding.
+
+    python -m demo [--keep-running] [--headless] [--state-dir DIR]
+
+Starts the Temporal dev server (Web UI on http://127.0.0.1:8233, decoding through the local
+codec server), the Iron sandbox in autopilot (a simulated customer completes hosted KYC a few
+seconds after the link exists), the webhook receiver and a worker; then drives four samples:
+
+  alice   hosted link KYC, signs, Active
+  bob     every webhook about him is dropped: the polling fallback still gets him to Active
+  carol   Active, then Iron's compliance reverts her to IdentificationRequired (a step-up
+          identification Iron creates), and she comes back to Active in cycle 2
+  dave    Iron's compliance declines his identification: he waits, visibly, for an operator
+
+Exits 0 when every sample reached its expected state. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from demo.stack import Stack, StackConfig
+
+
+@dataclass
+class Sample:
+    name: str
+    story: str
+    expected_phase: str
+    expected_cycle: int
+    external_id: str = ""
+    final: dict = field(default_factory=dict)
+    seen: tuple = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.final.get("phase") == self.expected_phase and self.final.get("cycle") == self.expected_cycle
+
+
+class Printer:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.started = time.monotonic()
+
+    def line(self, who: str, text: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {who:<6} {text}", flush=True)
+
+
+async def follow(sample: Sample, printer: Printer, until, *, timeout: float = 120.0):
+    """Print each change of the sample's onboarding until `until(state)` holds."""
+    from starter import get_state
+
+    client = await _client()
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        try:
+            state = await get_state(client, sample.external_id)
+        except Exception:
+            await asyncio.sleep(0.3)
+            continue
+        seen = (state.phase.value, state.customer_status, state.identification_status, state.cycle)
+        if seen != sample.seen:
+            sample.seen = seen
+            waiting = ""
+            if state.phase.value == "AwaitingIdentification" and state.identification_url:
+                waiting = f"  kyc url {state.identification_url}"
+            elif state.phase.value == "AwaitingSignings":
+                waiting = "  to sign: " + ", ".join(s.display_name for s in state.required_signings if not s.signed)
+            elif state.needs_attention:
+                waiting = f"  needs attention: {state.needs_attention.reason}"
+            printer.line(
+                sample.name,
+                f"{state.phase.value:<24} customer={state.customer_status or '-':<22} "
+                f"kyc={state.identification_status or '-':<13} cycle={state.cycle}{waiting}",
+            )
+        if until(state):
+            sample.final = {"phase": state.phase.value, "cycle": state.cycle, "customer": state.iron_customer_id}
+            return state
+        await asyncio.sleep(0.3)
+    sample.final = {"phase": state.phase.value if state else "unknown", "cycle": state.cycle if state else 0}
+    raise TimeoutError(f"{sample.name} did not get there in {timeout:.0f}s")
+
+
+_CLIENT = None
+
+
+async def _client():
+    global _CLIENT
+    if _CLIENT is None:
+        from runtime.temporal import connect
+
+        _CLIENT = await connect()
+    return _CLIENT
+
+
+def demo_timings():
+    from workflows.messages import OnboardingTimings
+
+    # Seconds instead of production's minutes and hours, so the story fits in a minute.
+    return OnboardingTimings(
+        poll_initial_seconds=3,
+        poll_max_seconds=10,
+        active_reconcile_seconds=120,
+        parked_reconcile_seconds=120,
+        activity_timeout_seconds=10,
+        activity_retry_initial_seconds=0.5,
+        activity_retry_max_seconds=5,
+    )
+
+
+async def start(sample: Sample, printer: Printer) -> None:
+    from runtime.settings import workflow_ui_link
+    from starter import start_onboarding
+
+    result = await start_onboarding(
+        await _client(), sample.external_id, email=f"{sample.name}@example.com", name=sample.name.title(), timings=demo_timings()
+    )
+    printer.line(sample.name, f"{sample.story}\n{'':16}UI: {workflow_ui_link(result.workflow_id)}")
+
+
+async def sign_when_asked(sample: Sample, printer: Printer, *, cycle: int) -> None:
+    from starter import sign_all
+
+    await follow(sample, printer, lambda s: s.phase.value == "AwaitingSignings" and s.cycle == cycle)
+    results = await sign_all(await _client(), sample.external_id)
+    printer.line(sample.name, f"backend reports {len(results)} document(s) accepted: signed at Iron")
+
+
+async def run_alice(sample: Sample, printer: Printer) -> None:
+    await start(sample, printer)
+    await sign_when_asked(sample, printer, cycle=1)
+    await follow(sample, printer, lambda s: s.phase.value == "Active")
+
+
+async def run_dave(sample: Sample, printer: Printer) -> None:
+    await start(sample, printer)
+    await follow(sample, printer, lambda s: s.phase.value == "Declined")
+
+
+async def run_carol(sample: Sample, printer: Printer, control) -> None:
+    await start(sample, printer)
+    await sign_when_asked(sample, printer, cycle=1)
+    state = await follow(sample, printer, lambda s: s.phase.value == "Active")
+    printer.line(sample.name, "Iron's compliance reverts her: a step-up identification is required")
+    await control.set_customer_status(state.iron_customer_id, "IdentificationRequired")
+    await sign_when_asked(sample, printer, cycle=2)
+    await follow(sample, printer, lambda s: s.phase.value == "Active" and s.cycle == 2)
+
+
+async def run_bob(sample: Sample, printer: Printer, control) -> None:
+    printer.line(sample.name, "webhook delivery is switched off: Iron's events about bob never arrive")
+    await control.set_webhooks(drop_rate=1.0)
+    try:
+        await start(sample, printer)
+        await sign_when_asked(sample, printer, cycle=1)
+        await follow(sample, printer, lambda s: s.phase.value == "Active")
+    finally:
+        await control.set_webhooks(drop_rate=0.0)
+
+
+async def drive(stack: Stack, run_id: str) -> list[Sample]:
+    from iron_sandbox.testing import SandboxControl
+
+    samples = {
+        "alice": Sample("alice", "hosted KYC link, then signings", "Active", 1),
+        "carol": Sample("carol", "Active, reverted by compliance, Active again", "Active", 2),
+        "dave": Sample("dave", "identification declined by compliance", "Declined", 1),
+        "bob": Sample("bob", "webhooks lost: polling recovers", "Active", 1),
+    }
+    for s in samples.values():
+        s.external_id = f"{s.name}-{run_id}" if s.name != "dave" else f"dave-decline-{run_id}"
+    printer = Printer(stack)
+    control = SandboxControl(stack.sandbox_root)
+    results = await asyncio.gather(
+        run_alice(samples["alice"], printer),
+        run_carol(samples["carol"], printer, control),
+        run_dave(samples["dave"], printer),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    try:
+        await run_bob(samples["bob"], printer, control)
+    except Exception as exc:  # reported in the summary
+        errors.append(exc)
+    for error in errors:
+        print(f"  ! {error}", flush=True)
+    return list(samples.values())
+
+
+def summary(samples: list[Sample], stack: Stack) -> str:
+    from runtime.settings import workflow_ui_link
+
+    rows = [f"{'sample':<8} {'expected':<18} {'reached':<18} {'result':<6} workflow"]
+    for s in samples:
+        reached = f"{s.final.get('phase', '?')} (cycle {s.final.get('cycle', '?')})"
+        rows.append(
+            f"{s.name:<8} {s.expected_phase + f' (cycle {s.expected_cycle})':<18} {reached:<18} "
+            f"{'ok' if s.ok else 'FAILED':<6} {workflow_ui_link('onboarding-' + s.external_id)}"
+        )
+    return "\n".join(rows)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--keep-running", action="store_true", help="leave the stack up to explore the UI and starter.py")
+    parser.add_argument("--headless", action="store_true", help="free ports, no Web UI (for tests and CI)")
+    parser.add_argument("--state-dir", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.headless:
+        config = StackConfig.ephemeral(args.state_dir or Path(".demo-headless"), autopilot_seconds=1.0)
+    else:
+        config = StackConfig(state_dir=args.state_dir or StackConfig().state_dir)
+    stack = Stack(config)
+    stack.apply_to_current_process()
+    run_id = secrets.token_hex(3)
+    print("starting: Temporal dev server, codec server, Iron sandbox (autopilot), webhook receiver, worker", flush=True)
+    try:
+        stack.start_all()
+        if config.ui:
+            print(f"Temporal UI: {stack.ui_url}  (payloads are encrypted; the UI decodes them through {stack.codec_url})")
+        samples = asyncio.run(drive(stack, run_id))
+        print()
+        print(summary(samples, stack))
+        ok = all(s.ok for s in samples)
+        print(f"\n{'every sample reached its expected state' if ok else 'some samples did not reach their expected state'}"
+              f" (logs: {config.state_dir / 'logs'})")
+        if args.keep_running:
+            print(f"\nThe stack stays up. Try:\n  .venv/bin/python starter.py status {samples[0].external_id}\n"
+                  f"  (with the environment from `{config.state_dir}/env.sh`)\nCtrl-C to stop.")
+            (config.state_dir / "env.sh").write_text(
+                "".join(f"export {k}={v}\n" for k, v in stack.env().items() if k.startswith(("TEMPORAL_", "IRON_", "ONBOARDING_")))
+            )
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping", flush=True)
+        return 130
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""The whole product on one machine, as separate processes: the Temporal dev server (with its
+Web UI and a database file, so a restart keeps the workflows), the Iron sandbox, the webhook
+receiver, the codec server and workers. Used by `make demo`, the chaos suite and the benchmark.
+
+Every process logs to `<state_dir>/logs/<name>.log`; `stop()` ends them all (SIGTERM, then
+SIGKILL), and so does leaving the `with` block, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN_DIR = Path(sys.executable).parent
+
+SEARCH_ATTRIBUTES = {
+    "IronCustomerId": "Keyword",
+    "IronCustomerStatus": "Keyword",
+    "IronIdentificationStatus": "Keyword",
+    "OnboardingPhase": "Keyword",
+    "OnboardingCycle": "Int",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_for_port(port: int, *, timeout: float = 60.0, process: "Process | None" = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return
+        if process is not None and process.popen is not None and process.popen.poll() is not None:
+            raise RuntimeError(f"{process.name} exited with {process.popen.returncode}; see {process.log_path}")
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+@dataclass
+class StackConfig:
+    state_dir: Path = REPO_ROOT / ".demo"
+    temporal_port: int = 7233
+    ui_port: int = 8233
+    sandbox_port: int = 8090
+    receiver_port: int = 8081
+    codec_port: int = 8888
+    ui: bool = True
+    autopilot: bool = True
+    autopilot_seconds: float = 2.0
+    api_key: str = "demo-api-key"
+    task_queue: str = "iron-onboarding"
+    persistent: bool = True  # keep Temporal's database file across runs
+
+    @classmethod
+    def ephemeral(cls, state_dir: Path, **overrides) -> "StackConfig":
+        """Free ports and no UI: for tests and benchmarks beside a running demo."""
+        values = dict(
+            state_dir=state_dir,
+            temporal_port=free_port(),
+            ui_port=free_port(),
+            sandbox_port=free_port(),
+            receiver_port=free_port(),
+            codec_port=free_port(),
+            ui=False,
+            persistent=True,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    port: int | None = None
+    popen: subprocess.Popen | None = None
+
+    def start(self, *, wait: bool = True, timeout: float = 60.0) -> "Process":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in the terminal reaches the demo, which stops us in order
+        )
+        log.close()
+        if wait and self.port is not None:
+            wait_for_port(self.port, timeout=timeout, process=self)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.running:
+            os.killpg(self.popen.pid, sig)
+            self.popen.wait(timeout=30)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.running:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout=timeout)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.popen.wait(timeout=timeout)
+
+    def restart(self, **kwargs) -> "Process":
+        self.stop()
+        return self.start(**kwargs)
+
+
+@dataclass
+class Stack:
+    config: StackConfig = field(default_factory=StackConfig)
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.secrets = self._load_or_create_secrets()
+
+    # --- configuration shared by every process ---------------------------------------------------
+
+    def _load_or_create_secrets(self) -> dict[str, str]:
+        path = self.config.state_dir / "secrets.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        values = {"webhook_secret": secrets.token_hex(24), "codec_token": secrets.token_urlsafe(24)}
+        path.write_text(json.dumps(values))
+        path.chmod(0o600)
+        return values
+
+    @property
+    def key_file(self) -> Path:
+        return self.config.state_dir / "encryption-keys.json"
+
+    def ensure_encryption_key(self) -> Path:
+        """A local key on first run; the same key afterwards so old histories still decode."""
+        if not self.key_file.exists():
+            from data_protection.keys import generate_key_file
+
+            generate_key_file(self.key_file)
+        return self.key_file
+
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.config.temporal_port}"
+
+    @property
+    def iron_base_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.sandbox_port}/api"
+
+    @property
+    def sandbox_root(self) -> str:
+        return f"http://127.0.0.1:{self.config.sandbox_port}"
+
+    @property
+    def receiver_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.receiver_port}"
+
+    @property
+    def codec_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.codec_port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.ui_port}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "TEMPORAL_ADDRESS": self.temporal_address,
+                "TEMPORAL_NAMESPACE": "default",
+                "TEMPORAL_UI_URL": self.ui_url,
+                "IRON_BASE_URL": self.iron_base_url,
+                "IRON_API_KEY": self.config.api_key,
+                "IRON_WEBHOOK_SECRETS": self.secrets["webhook_secret"],
+                "ONBOARDING_TASK_QUEUE": self.config.task_queue,
+                "ONBOARDING_ENCRYPTION_KEY_FILE": str(self.ensure_encryption_key()),
+                "ONBOARDING_CODEC_TOKEN": self.secrets["codec_token"],
+                "ONBOARDING_CODEC_CORS_ORIGINS": f"{self.ui_url},http://localhost:{self.config.ui_port}",
+                "ONBOARDING_DOCUMENT_DIR": str(self.config.state_dir / "documents"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(extra)
+        return env
+
+    def apply_to_current_process(self) -> None:
+        """Let code in this process (the demo's driver) talk to the stack like the others do."""
+        for key, value in self.env().items():
+            if key.startswith(("TEMPORAL_", "IRON_", "ONBOARDING_")):
+                os.environ[key] = value
+
+    # --- processes -------------------------------------------------------------------------------
+
+    def _process(self, name: str, argv: list[str], *, port: int | None, **env: str) -> Process:
+        process = Process(name, argv, self.env(**env), self.config.state_dir / "logs" / f"{name}.log", port)
+        self.processes[name] = process
+        return process
+
+    def start_temporal(self) -> Process:
+        argv = [
+            str(BIN_DIR / "temporal"),
+            "server",
+            "start-dev",
+            "--ip", "127.0.0.1",
+            "--port", str(self.config.temporal_port),
+            "--log-level", "warn",
+        ]
+        if self.config.persistent:
+            argv += ["--db-filename", str(self.config.state_dir / "temporal.db")]
+        if self.config.ui:
+            argv += ["--ui-port", str(self.config.ui_port), "--ui-codec-endpoint", self.codec_url]
+        else:
+            argv += ["--headless"]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            argv += ["--search-attribute", f"{name}={kind}"]
+        return self._process("temporal", argv, port=self.config.temporal_port).start(timeout=120)
+
+    def start_sandbox(self, *extra_args: str) -> Process:
+        argv = [
+            sys.executable, "-m", "iron_sandbox",
+            "--host", "127.0.0.1",
+            "--port", str(self.config.sandbox_port),
+            "--api-key", self.config.api_key,
+            "--webhook-url", f"{self.receiver_url}/webhooks/iron",
+            "--webhook-secret", self.secrets["webhook_secret"],
+            *extra_args,
+        ]
+        if self.config.autopilot:
+            argv.append("--autopilot")
+        return self._process("iron-sandbox", argv, port=self.config.sandbox_port).start()
+
+    def start_receiver(self, name: str = "webhook-receiver", port: int | None = None) -> Process:
+        port = port or self.config.receiver_port
+        argv = [sys.executable, "-m", "webhook_receiver", "--host", "127.0.0.1", "--port", str(port)]
+        return self._process(name, argv, port=port).start()
+
+    def start_codec_server(self) -> Process:
+        argv = [sys.executable, "-m", "data_protection.codec_server", "--host", "127.0.0.1", "--port", str(self.config.codec_port)]
+        return self._process("codec-server", argv, port=self.config.codec_port).start()
+
+    def start_worker(self, name: str = "worker", *extra_args: str) -> Process:
+        argv = [sys.executable, str(REPO_ROOT / "worker.py"), *extra_args]
+        process = self._process(name, argv, port=None).start(wait=False)
+        time.sleep(0.5)
+        if not process.running:
+            raise RuntimeError(f"{name} exited at start; see {process.log_path}")
+        return process
+
+    def start_all(self, *, workers: int = 1) -> "Stack":
+        self.start_temporal()
+        self.start_codec_server()
+        self.start_sandbox()
+        self.start_receiver()
+        for n in range(workers):
+            self.start_worker("worker" if workers == 1 else f"worker-{n + 1}")
+        return self
+
+    def stop(self) -> None:
+        # Clients first, Temporal last, so nothing logs a flood of connection errors.
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+
+    def __enter__(self) -> "Stack":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
