@@ -1,0 +1,184 @@
+"""The control surface under `/_sim`: compliance actions, the request log, faults, webhook and
+autopilot settings, the clock. No API key; JSON in, JSON out; errors are `{"error": ...}`.
+
+    GET    /_sim/health
+    POST   /_sim/reset
+    GET    /_sim/customers
+    POST   /_sim/customers/{id}/status         {"status", "documents"?, "comment"?}
+    POST   /_sim/identifications/{id}/status   {"status", "retry"?, "comment"?}
+    GET    /_sim/requests[?clear=true]         DELETE /_sim/requests
+    GET|POST|DELETE /_sim/faults
+    GET|POST /_sim/webhooks                    GET /_sim/webhooks/deliveries, /_sim/webhooks/events
+    POST   /_sim/webhooks/flush                {"timeout": seconds}
+    GET|POST /_sim/autopilot
+    GET|POST /_sim/clock                       {"advance_seconds": n}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from iron_sandbox.faults import FaultConfig
+from iron_sandbox.state import ApiError
+
+if TYPE_CHECKING:
+    from iron_sandbox.app import Sandbox
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload).encode(), status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return _json({"error": message}, status)
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise ValueError("body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise ValueError("body must be a JSON object")
+    return payload
+
+
+def sim_routes(sb: "Sandbox") -> list[Route]:
+    def handler(fn):
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except ApiError as exc:
+                return _error(exc.status, exc.message)
+            except ValueError as exc:
+                return _error(400, str(exc))
+
+        return endpoint
+
+    @handler
+    async def health(request: Request) -> Response:
+        return _json({"ok": True, "pending_webhooks": sb.webhooks.pending, "idempotency_keys": len(sb.idempotency)})
+
+    @handler
+    async def reset(request: Request) -> Response:
+        await sb.reset()
+        return _json({"ok": True})
+
+    @handler
+    async def customers(request: Request) -> Response:
+        return _json(sb.state.dump())
+
+    @handler
+    async def customer_status(request: Request) -> Response:
+        body = await _body(request)
+        status = body.get("status")
+        if not isinstance(status, str):
+            raise ValueError("status is required")
+        documents = body.get("documents")
+        if documents is not None and (
+            not isinstance(documents, list) or not documents or not all(isinstance(d, str) and d for d in documents)
+        ):
+            raise ValueError("documents must be a non-empty list of display names")
+        comment = body.get("comment")
+        if comment is not None and not isinstance(comment, str):
+            raise ValueError("comment must be a string")
+        result = sb.state.sim_set_customer_status(
+            request.path_params["id"], status, base_url=sb.base_url(request), documents=documents, comment=comment
+        )
+        return _json(result)
+
+    @handler
+    async def identification_status(request: Request) -> Response:
+        body = await _body(request)
+        status = body.get("status")
+        if not isinstance(status, str):
+            raise ValueError("status is required")
+        retry = body.get("retry", True)
+        if not isinstance(retry, bool):
+            raise ValueError("retry must be a boolean")
+        comment = body.get("comment")
+        if comment is not None and not isinstance(comment, str):
+            raise ValueError("comment must be a string")
+        result = sb.state.sim_set_identification_status(
+            request.path_params["id"], status, base_url=sb.base_url(request), retry=retry, comment=comment
+        )
+        return _json(result)
+
+    @handler
+    async def requests_log(request: Request) -> Response:
+        if request.method == "DELETE":
+            sb.requests.clear()
+            return _json({"ok": True})
+        clear = request.query_params.get("clear", "").lower() in ("1", "true", "yes")
+        return _json(sb.requests.list(clear=clear))
+
+    @handler
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            sb.faults.clear()
+        elif request.method == "POST":
+            sb.faults.set(FaultConfig.parse(await _body(request)))
+        return _json(sb.faults.config.to_json())
+
+    @handler
+    async def webhooks(request: Request) -> Response:
+        if request.method == "POST":
+            sb.webhooks.configure(await _body(request))
+        return _json(dict(sb.webhooks.settings.to_json(), pending=sb.webhooks.pending))
+
+    @handler
+    async def deliveries(request: Request) -> Response:
+        return _json(sb.webhooks.deliveries())
+
+    @handler
+    async def events(request: Request) -> Response:
+        return _json(sb.webhooks.events())
+
+    @handler
+    async def flush(request: Request) -> Response:
+        body = await _body(request)
+        timeout = body.get("timeout", 10.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ValueError("timeout must be a non-negative number of seconds")
+        pending = await sb.webhooks.flush(float(timeout))
+        return _json({"pending": pending, "flushed": pending == 0})
+
+    @handler
+    async def autopilot(request: Request) -> Response:
+        if request.method == "POST":
+            sb.autopilot.configure(await _body(request))
+        return _json(sb.autopilot.settings.to_json())
+
+    @handler
+    async def clock(request: Request) -> Response:
+        if request.method == "POST":
+            body = await _body(request)
+            seconds = body.get("advance_seconds")
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                raise ValueError("advance_seconds must be a number")
+            sb.clock.advance(seconds)
+        return _json({"now": sb.clock.now_dt().isoformat(), "offset_seconds": sb.clock.offset})
+
+    return [
+        Route("/_sim/health", health, methods=["GET"]),
+        Route("/_sim/reset", reset, methods=["POST"]),
+        Route("/_sim/customers", customers, methods=["GET"]),
+        Route("/_sim/customers/{id}/status", customer_status, methods=["POST"]),
+        Route("/_sim/identifications/{id}/status", identification_status, methods=["POST"]),
+        Route("/_sim/requests", requests_log, methods=["GET", "DELETE"]),
+        Route("/_sim/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_sim/webhooks", webhooks, methods=["GET", "POST"]),
+        Route("/_sim/webhooks/deliveries", deliveries, methods=["GET"]),
+        Route("/_sim/webhooks/events", events, methods=["GET"]),
+        Route("/_sim/webhooks/flush", flush, methods=["POST"]),
+        Route("/_sim/autopilot", autopilot, methods=["GET", "POST"]),
+        Route("/_sim/clock", clock, methods=["GET", "POST"]),
+    ]

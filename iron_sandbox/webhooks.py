@@ -1,0 +1,360 @@
+"""Signed webhook delivery, asynchronous and retried, with switchable faults.
+
+Each state change becomes Iron's container `{type, timestamp, data: {customer_id, message}}`,
+signed with `iron_client.webhooks.sign` (a fresh `webhook-id` and `webhook-timestamp` per
+attempt) and POSTed to every target. Delivery never blocks the API answer: events are queued
+on the server's loop. Per target, first attempts go out in emit order; a failed attempt (non-2xx
+or no connection) is retried on its own schedule with exponential backoff (0.2 s doubling up to
+10 s, 10 attempts by default), so one bad delivery does not hold up the rest.
+
+Faults, switchable at run time: `drop_rate` (a delivery is never sent), `duplicate` (n extra
+copies), `delay_ms` (each delivery waits that long after its event), `reorder` (deliveries that
+arrive close together are sent in reverse order), `replay_stale` (each delivery is sent once more
+with a validly signed but stale timestamp, which a receiver must refuse), `wrapped` (the message
+wrapped in its variant name, as Iron sends it, or the bare form).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import structlog
+
+from iron_client.webhooks import build_container, sign
+from iron_sandbox.clock import iso
+from iron_sandbox.state import Event
+
+log = structlog.get_logger("iron_sandbox.webhooks")
+
+
+@dataclass
+class WebhookSettings:
+    targets: list[str] = field(default_factory=list)
+    secret: str = field(default="", repr=False)
+    wrapped: bool = True
+    drop_rate: float = 0.0
+    duplicate: int = 0
+    delay_ms: float = 0.0
+    reorder: bool = False
+    reorder_window_ms: float = 300.0
+    replay_stale: bool = False
+    stale_seconds: int = 3600
+    max_attempts: int = 10
+    initial_backoff_ms: float = 200.0
+    max_backoff_ms: float = 10_000.0
+    timeout_seconds: float = 5.0
+    seed: int | None = None
+
+    def updated(self, payload: Any) -> "WebhookSettings":
+        """A copy with the given fields changed; raises ValueError for anything malformed."""
+        if not isinstance(payload, dict):
+            raise ValueError("body must be a JSON object")
+        known = set(self.__dataclass_fields__)
+        unknown = set(payload) - known
+        if unknown:
+            raise ValueError(f"unknown webhook fields: {sorted(unknown)}; known: {sorted(known)}")
+        changes: dict[str, Any] = {}
+        for name, value in payload.items():
+            if name == "targets":
+                if isinstance(value, str):
+                    value = [value]
+                if not isinstance(value, list) or not all(
+                    isinstance(v, str) and v.startswith(("http://", "https://")) for v in value
+                ):
+                    raise ValueError("targets must be a list of http(s) urls")
+            elif name == "secret":
+                if not isinstance(value, str) or not value:
+                    raise ValueError("secret must be a non-empty string")
+            elif name in ("wrapped", "reorder", "replay_stale"):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{name} must be a boolean")
+            elif name == "drop_rate":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                    raise ValueError("drop_rate must be a number between 0 and 1")
+                value = float(value)
+            elif name in ("duplicate", "stale_seconds", "max_attempts"):
+                if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "max_attempts" else 0):
+                    raise ValueError(f"{name} must be a non-negative integer (max_attempts at least 1)")
+            elif name == "seed":
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                    raise ValueError("seed must be an integer")
+            else:  # the millisecond and second durations
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ValueError(f"{name} must be a non-negative number")
+                value = float(value)
+            changes[name] = value
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("secret")
+        out["secret_set"] = bool(self.secret)
+        return out
+
+
+@dataclass
+class _Delivery:
+    seq: int
+    event_seq: int
+    target: str
+    body: bytes
+    event: dict[str, Any]
+    kind: str  # "delivery", "duplicate" or "stale_replay"
+    due: float
+
+
+class WebhookDispatcher:
+    def __init__(self, settings: WebhookSettings) -> None:
+        self.initial = settings
+        self.settings = replace(settings, targets=list(settings.targets))
+        self._rng = random.Random(settings.seed)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._queues: dict[str, asyncio.Queue[_Delivery]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._events: deque[dict[str, Any]] = deque(maxlen=50_000)
+        self._log: deque[dict[str, Any]] = deque(maxlen=50_000)
+        self._event_seq = 0
+        self._delivery_seq = 0
+        self._pending = 0
+        self._idle: asyncio.Event | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._http = httpx.AsyncClient(timeout=self.settings.timeout_seconds, follow_redirects=False)
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def close(self) -> None:
+        await self._cancel_all()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def _cancel_all(self) -> None:
+        tasks = list(self._workers.values()) + list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._workers.clear()
+        self._tasks.clear()
+        self._queues.clear()
+        self._pending = 0
+        if self._idle is not None:
+            self._idle.set()
+
+    async def reset(self) -> None:
+        await self._cancel_all()
+        with self._lock:
+            self.settings = replace(self.initial, targets=list(self.initial.targets))
+            self._rng = random.Random(self.initial.seed)
+            self._events.clear()
+            self._log.clear()
+
+    def configure(self, payload: Any) -> WebhookSettings:
+        with self._lock:
+            self.settings = self.settings.updated(payload)
+            if "seed" in payload:
+                self._rng = random.Random(self.settings.seed)
+            return self.settings
+
+    # --- emitting ------------------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        """Called by the state on every change, from any thread; never blocks."""
+        with self._lock:
+            self._event_seq += 1
+            seq = self._event_seq
+            settings = self.settings
+        container = build_container(
+            event.type, event.customer_id, event.variant, event.message,
+            timestamp=iso(datetime.now(timezone.utc)), wrapped=settings.wrapped,
+        )
+        record = {
+            "seq": seq,
+            "type": event.type,
+            "customer_id": event.customer_id,
+            "entity_id": event.message.get("id"),
+            "status": event.message.get("status") or event.message.get("kind"),
+            "at": container["timestamp"],
+            "body": container,
+        }
+        with self._lock:
+            self._events.append(record)
+        if self._loop is None:
+            return
+        body = json.dumps(container, separators=(",", ":")).encode()
+        try:
+            self._loop.call_soon_threadsafe(self._enqueue, record, body)
+        except RuntimeError:  # the loop is closed: the server is shutting down
+            pass
+
+    def _enqueue(self, record: dict[str, Any], body: bytes) -> None:
+        settings = self.settings
+        assert self._loop is not None
+        due = self._loop.time() + settings.delay_ms / 1000.0
+        summary = {k: record[k] for k in ("type", "customer_id", "entity_id", "status")}
+        for target in settings.targets:
+            if settings.drop_rate > 0 and self._rng.random() < settings.drop_rate:
+                self._record(None, target, summary, record["seq"], "delivery", 0, outcome="dropped")
+                continue
+            kinds = ["delivery"] + ["duplicate"] * settings.duplicate + (["stale_replay"] if settings.replay_stale else [])
+            queue = self._queue_for(target)
+            for kind in kinds:
+                self._delivery_seq += 1
+                self._pending += 1
+                assert self._idle is not None
+                self._idle.clear()
+                queue.put_nowait(_Delivery(self._delivery_seq, record["seq"], target, body, summary, kind, due))
+
+    def _queue_for(self, target: str) -> asyncio.Queue[_Delivery]:
+        queue = self._queues.get(target)
+        if queue is None:
+            queue = self._queues[target] = asyncio.Queue()
+            self._workers[target] = asyncio.get_running_loop().create_task(self._worker(target, queue))
+        return queue
+
+    # --- delivering ----------------------------------------------------------------------------
+
+    async def _worker(self, target: str, queue: asyncio.Queue[_Delivery]) -> None:
+        assert self._loop is not None
+        while True:
+            batch = [await queue.get()]
+            if self.settings.reorder:
+                await asyncio.sleep(self.settings.reorder_window_ms / 1000.0)
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                batch.reverse()
+            for delivery in batch:
+                wait = delivery.due - self._loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                try:
+                    delivered = await self._attempt(delivery, 1)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # never let one delivery stop the target's worker
+                    delivered = False
+                if delivered or delivery.kind == "stale_replay" or self.settings.max_attempts <= 1:
+                    if not delivered and delivery.kind != "stale_replay":
+                        self._record(delivery, target, delivery.event, delivery.event_seq, delivery.kind, 1, outcome="gave_up")
+                    self._done()
+                else:
+                    task = self._loop.create_task(self._retry(delivery))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    async def _retry(self, delivery: _Delivery) -> None:
+        try:
+            settings = self.settings
+            backoff = settings.initial_backoff_ms / 1000.0
+            for attempt in range(2, settings.max_attempts + 1):
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, settings.max_backoff_ms / 1000.0)
+                try:
+                    if await self._attempt(delivery, attempt):
+                        return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    pass
+            self._record(delivery, delivery.target, delivery.event, delivery.event_seq, delivery.kind,
+                         settings.max_attempts, outcome="gave_up")
+        finally:
+            self._done()
+
+    async def _attempt(self, delivery: _Delivery, attempt: int) -> bool:
+        settings = self.settings
+        assert self._http is not None
+        timestamp = int(time.time())
+        if delivery.kind == "stale_replay":
+            timestamp -= settings.stale_seconds
+        webhook_id = str(uuid.uuid4())
+        headers = sign(settings.secret, delivery.body, timestamp=timestamp, webhook_id=webhook_id)
+        status_code: int | None = None
+        error: str | None = None
+        try:
+            response = await self._http.post(
+                delivery.target, content=delivery.body, headers=headers, timeout=settings.timeout_seconds
+            )
+            status_code = response.status_code
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        ok = status_code is not None and 200 <= status_code < 300
+        if delivery.kind == "stale_replay":
+            outcome = "refused" if not ok else "accepted"
+        else:
+            outcome = "delivered" if ok else "failed"
+        self._record(delivery, delivery.target, delivery.event, delivery.event_seq, delivery.kind, attempt,
+                     outcome=outcome, status_code=status_code, error=error, webhook_id=webhook_id,
+                     webhook_timestamp=timestamp)
+        log.debug("webhook attempt", target=delivery.target, type=delivery.event["type"], attempt=attempt,
+                  status_code=status_code, error=error, kind=delivery.kind)
+        return ok
+
+    def _record(self, delivery: _Delivery | None, target: str, summary: dict[str, Any], event_seq: int, kind: str,
+                attempt: int, *, outcome: str, status_code: int | None = None, error: str | None = None,
+                webhook_id: str | None = None, webhook_timestamp: int | None = None) -> None:
+        entry = {
+            "delivery_seq": delivery.seq if delivery else None,
+            "event_seq": event_seq,
+            **summary,
+            "target": target,
+            "kind": kind,
+            "attempt": attempt,
+            "outcome": outcome,
+            "status_code": status_code,
+            "error": error,
+            "webhook_id": webhook_id,
+            "webhook_timestamp": webhook_timestamp,
+            "at": iso(datetime.now(timezone.utc)),
+        }
+        with self._lock:
+            self._log.append(entry)
+
+    def _done(self) -> None:
+        self._pending = max(0, self._pending - 1)
+        if self._pending == 0 and self._idle is not None:
+            self._idle.set()
+
+    # --- inspection ----------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def flush(self, timeout: float) -> int:
+        """Wait until no delivery is queued or being retried; returns what is still pending."""
+        if self._idle is None:
+            return 0
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return self._pending
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._log)
+
+    def events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._events)
