@@ -180,7 +180,8 @@ async def test_wrong_key_material_under_the_same_id_fails_authentication(monkeyp
 
 
 async def test_tampered_ciphertext_is_rejected():
-    ring = KeyRing({"k1": os.urandom(32), "k2": os.urandom(32)})
+    shared = os.urandom(32)  # same material under two ids: only the authenticated key id tells them apart
+    ring = KeyRing({"k1": shared, "k2": shared})
     codec = EncryptionCodec(ring)
     [good] = await codec.encode([Payload(metadata={"encoding": b"json/plain"}, data=b'"Philippa"')])
 
