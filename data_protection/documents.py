@@ -47,13 +47,13 @@ class DocumentStoreError(Exception):
 class DocumentNotFound(DocumentStoreError, LookupError):
     """No document exists under this reference (never stored, deleted, or purged)."""
 
-    def __init__(self, ref: str) -> None:
+    def __init__(self, ref: str, message: str | None = None) -> None:
         self.ref = ref
-        super().__init__(f"document {ref} not found: it was never stored here, or was deleted or purged")
+        super().__init__(message or f"document {ref} not found: it was never stored here, or was deleted or purged")
 
 
-class InvalidDocumentReference(DocumentStoreError, ValueError):
-    """The reference is not one this store issues."""
+class InvalidDocumentReference(DocumentNotFound, ValueError):
+    """The reference is not one this store issues (so no document can exist under it)."""
 
 
 class CorruptDocument(DocumentStoreError):
@@ -124,11 +124,13 @@ class FilesystemDocumentStore:
 
     def _path(self, ref: str) -> Path:
         if not isinstance(ref, str):
-            raise InvalidDocumentReference(f"document reference must be a string, got {type(ref).__name__}")
+            raise InvalidDocumentReference(
+                repr(ref), f"document reference must be a string, got {type(ref).__name__}"
+            )
         match = _REF_RE.fullmatch(ref)
         if not match:
             shown = ref if len(ref) <= 80 else ref[:80] + "..."
-            raise InvalidDocumentReference(f"{shown!r} is not a document reference of this store (fs:<uuid>)")
+            raise InvalidDocumentReference(shown, f"{shown!r} is not a document reference of this store (fs:<uuid>)")
         name = match.group(1)
         return self._root / name[:2] / f"{name}{_SUFFIX}"
 

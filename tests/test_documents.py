@@ -88,6 +88,9 @@ async def test_references_that_could_escape_the_root_are_rejected(tmp_path, ref)
     for operation in (store.get, store.delete, store.exists):
         with pytest.raises(InvalidDocumentReference):
             await operation(ref)
+    # callers that handle a missing document handle a malformed reference the same way
+    with pytest.raises(DocumentNotFound):
+        await store.get(ref)
 
 
 async def test_non_string_reference_is_rejected(tmp_path):
