@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from datetime import timedelta
@@ -49,6 +50,19 @@ def build_worker(
     )
 
 
+async def purge_documents_periodically(documents, retention_seconds: float, every_seconds: float = 3600) -> None:
+    """Retention: identification data older than the retention period is deleted."""
+    log = get_logger("worker")
+    while True:
+        try:
+            removed = await documents.purge_older_than(retention_seconds)
+            if removed:
+                log.info("documents_purged", count=removed, retention_days=retention_seconds / 86400)
+        except Exception as exc:  # a failed sweep must not stop the worker
+            log.warning("document_purge_failed", error=str(exc))
+        await asyncio.sleep(every_seconds)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the Iron onboarding worker.")
     parser.add_argument("--task-queue", default=settings.task_queue(), help="default: $ONBOARDING_TASK_QUEUE or iron-onboarding")
@@ -71,10 +85,18 @@ async def run(argv: list[str]) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    documents = document_store_from_env()
+    retention_days = float(os.environ.get("ONBOARDING_DOCUMENT_RETENTION_DAYS", "30"))
+    purge = asyncio.create_task(purge_documents_periodically(documents, retention_days * 86400))
     async with IronClient(iron_settings) as iron:
         worker = build_worker(
             client,
-            IronActivities(iron, document_store_from_env()),
+            IronActivities(
+                iron,
+                documents,
+                delete_documents_after_submission=os.environ.get("ONBOARDING_DELETE_DOCUMENTS_AFTER_SUBMISSION", "false").lower()
+                in ("1", "true", "yes"),
+            ),
             task_queue=args.task_queue,
             max_concurrent_activities=args.max_concurrent_activities,
             max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
@@ -83,6 +105,7 @@ async def run(argv: list[str]) -> int:
         async with worker:
             await stop.wait()
             log.info("worker_stopping")
+    purge.cancel()
     log.info("worker_stopped")
     return 0
 

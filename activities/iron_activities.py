@@ -34,7 +34,8 @@ from activities.models import (
     RequiredSigningsResult,
     SigningSnapshot,
 )
-from data_protection.documents import DocumentNotFound, DocumentStore
+from data_protection.documents import CorruptDocument, DocumentNotFound, DocumentStore
+from data_protection.keys import DecryptionError
 from data_protection.redaction import redact_text
 from iron_client import IronClient
 from iron_client.errors import (
@@ -101,9 +102,17 @@ def _final(message: str, *, error: IronError | None = None, type_: str = FINAL_I
 
 
 class IronActivities:
-    def __init__(self, client: IronClient, documents: DocumentStore | None = None) -> None:
+    def __init__(
+        self,
+        client: IronClient,
+        documents: DocumentStore | None = None,
+        *,
+        delete_documents_after_submission: bool = False,
+    ) -> None:
         self.client = client
         self.documents = documents
+        # Retention: once Iron holds the identification, our copy of the documents can go.
+        self.delete_documents_after_submission = delete_documents_after_submission
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -182,6 +191,12 @@ class IronActivities:
                 f"identification data {request.document_ref} not found in the document store",
                 type_=INVALID_IDENTIFICATION_DATA,
             ) from None
+        except (CorruptDocument, DecryptionError):
+            # A missing key (KeyNotFoundError) stays retryable: it clears once the key is added.
+            raise _final(
+                f"identification data {request.document_ref} is unreadable (corrupt or altered)",
+                type_=INVALID_IDENTIFICATION_DATA,
+            ) from None
         try:
             data = json.loads(raw)
             if not isinstance(data, dict):
@@ -216,6 +231,8 @@ class IronActivities:
                 return CreateIdentificationResult(identification=identification_snapshot(pending), adopted=True)
 
         result = await self._call(create_or_adopt(), iron_customer_id=req.customer_id, step="create_identification")
+        if self.delete_documents_after_submission and req.request.document_ref and self.documents is not None:
+            await self.documents.delete(req.request.document_ref)
         self._logger(iron_customer_id=req.customer_id).info(
             "identification_adopted" if result.adopted else "identification_created",
             identification_id=result.identification.id,

@@ -34,6 +34,9 @@ def configure_logging(level: str | None = None, *, json: bool | None = None) -> 
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=getattr(logging, level_name, logging.INFO), stream=sys.stderr)
+    from data_protection.redaction import install_logging_filter
+
+    install_logging_filter()  # the SDK's and uvicorn's stdlib records are redacted too
     _configured = True
 
 
