@@ -1,0 +1,42 @@
+"""`python -m webhook_receiver [--host H] [--port P]`
+
+Secrets from `IRON_WEBHOOK_SECRETS`, Iron from `IRON_*`, Temporal from Temporal's environment
+configuration. Starts even while Temporal is down (deliveries get 503 until it is back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import uvicorn
+
+from runtime.logging import configure_logging, get_logger
+from webhook_receiver.app import create_app
+from webhook_receiver.settings import DEFAULT_HOST, DEFAULT_PORT, ReceiverSettings, SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m webhook_receiver", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("ONBOARDING_WEBHOOK_HOST", DEFAULT_HOST))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("ONBOARDING_WEBHOOK_PORT", DEFAULT_PORT)))
+    args = parser.parse_args(argv)
+
+    configure_logging()
+    log = get_logger("webhook_receiver")
+    try:
+        settings = ReceiverSettings.from_env()
+    except SettingsError as exc:
+        log.error("cannot start", error=str(exc))
+        print(f"webhook_receiver: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    log.info("listening", host=args.host, port=args.port)
+    # Our own log line per delivery replaces the access log; uvicorn logs through the root logger.
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None, server_header=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

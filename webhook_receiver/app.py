@@ -1,0 +1,363 @@
+"""The only door from Iron into Temporal.
+
+`POST /webhooks/iron` takes one delivery through these gates, in this order, and answers at the
+first that fails:
+
+    413  body larger than the limit (by Content-Length before reading, or counted while reading)
+    401  signature missing, stale or wrong (checked on the raw bytes, before anything is parsed)
+    415  not application/json
+    400  not JSON, or not an Iron webhook container
+    200  ping, or an event type the onboarding does not use: acknowledged, nothing signalled
+    200  Iron does not know the customer: acknowledged, nothing signalled (a retry cannot help)
+    503  Iron cannot be asked now: Iron retries the delivery later
+    200  signalled (or adopted: signal-with-start) once Temporal durably accepted the signal
+    503  Temporal unreachable or refused: Iron retries the delivery later
+
+The receiver keeps no state besides a cache that may be lost at any time, so any number of
+replicas can share one URL. It never logs the body, the signature or a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route as HttpRoute
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from iron_client import IronClient, IronSettings
+from iron_client.webhooks import (
+    ID_HEADER,
+    WebhookEvent,
+    WebhookFormatError,
+    WebhookVerificationError,
+    parse_event,
+    verify,
+)
+from runtime.logging import get_logger
+from webhook_receiver.connection import ClientProvider, as_provider
+from webhook_receiver.routing import CustomerRouter, IronLookupFailed, Route, UnknownCustomer
+from webhook_receiver.settings import ReceiverSettings
+from workflows.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal
+
+WEBHOOK_PATH = "/webhooks/iron"
+ONBOARDING_TYPES = frozenset({"customer_status", "identification_status", "customer_created"})
+# Types whose message id is the customer itself, so it can stand in for a missing data.customer_id.
+_CUSTOMER_MESSAGE_TYPES = frozenset({"customer_status", "customer_created"})
+
+log = get_logger("webhook_receiver")
+
+
+@dataclass
+class Outcome:
+    """What one delivery came to: the HTTP answer and what the log line says about it."""
+
+    http_status: int
+    status: str
+    reason: str | None = None
+    level: str = "info"
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def response(self, webhook_id: str | None) -> JSONResponse:
+        body: dict[str, Any] = {"status": self.status}
+        if self.reason:
+            body["reason"] = self.reason
+        if "workflow_id" in self.fields:
+            body["workflow_id"] = self.fields["workflow_id"]
+        if webhook_id:
+            body["webhook_id"] = webhook_id
+        return JSONResponse(body, status_code=self.http_status)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _header_value(value: str | None, limit: int = 128) -> str | None:
+    """A header fit for a log line: bounded and printable."""
+    if not value:
+        return None
+    cleaned = "".join(ch for ch in value[:limit] if ch.isprintable())
+    return cleaned or None
+
+
+def _is_json_content_type(value: str | None) -> bool:
+    if not value:
+        return False
+    media_type, _, params = value.partition(";")
+    if media_type.strip().lower() != "application/json":
+        return False
+    for param in params.split(";"):
+        name, _, val = param.partition("=")
+        if name.strip().lower() == "charset" and val.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+def _is_workflow_not_found(err: BaseException) -> bool:
+    """NOT_FOUND about the workflow, not about the namespace (a configuration error)."""
+    if not isinstance(err, RPCError) or err.status != RPCStatusCode.NOT_FOUND:
+        return False
+    details = getattr(err.grpc_status, "details", None) or []
+    return not any("NamespaceNotFound" in getattr(d, "type_url", "") for d in details)
+
+
+def _normalised_type(event: WebhookEvent) -> str:
+    """Iron's `customer_created` may also arrive as a generic event of kind CustomerCreated."""
+    if event.type.lower() == "event" and (event.raw_message or {}).get("kind") == "CustomerCreated":
+        return "customer_created"
+    return event.type
+
+
+class WebhookReceiver:
+    def __init__(self, settings: ReceiverSettings, provider: ClientProvider, router: CustomerRouter) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.router = router
+        self._rpc_timeout = timedelta(seconds=settings.temporal_timeout_seconds)
+        # The SDK's own deadline should fire first; this one only guards against a hang.
+        self._guard_timeout = settings.temporal_timeout_seconds + 2.0
+
+    # --- body --------------------------------------------------------------------------------
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                raise _BadRequest("Content-Length is not a number") from None
+            if length < 0:
+                raise _BadRequest("Content-Length is negative")
+            if length > limit:
+                raise _TooLarge()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # --- the delivery ------------------------------------------------------------------------
+
+    async def handle(self, request: Request, ctx: dict[str, Any]) -> Outcome:
+        try:
+            body = await self._read_body(request)
+        except _TooLarge:
+            return Outcome(413, "rejected", f"body larger than {self.settings.max_body_bytes} bytes", "warning")
+        except _BadRequest as exc:
+            return Outcome(400, "rejected", str(exc), "warning")
+        ctx["bytes"] = len(body)
+
+        try:
+            verify(body, request.headers, self.settings.webhook_secrets, tolerance_seconds=self.settings.tolerance_seconds)
+        except WebhookVerificationError as exc:
+            # The caller learns only that it failed; the log says why.
+            return Outcome(401, "rejected", "invalid signature", "warning", {"detail": str(exc)})
+
+        if not _is_json_content_type(request.headers.get("content-type")):
+            return Outcome(415, "rejected", "content type must be application/json", "warning")
+
+        try:
+            event = parse_event(body)
+        except WebhookFormatError as exc:
+            return Outcome(400, "rejected", f"not an Iron webhook: {exc}", "warning")
+        event_type = _normalised_type(event)
+        ctx.update(event_type=event_type, entity_id=event.entity_id, iron_status=event.status)
+
+        if event_type == "ping":
+            return Outcome(200, "ignored", "ping")
+        if event_type not in ONBOARDING_TYPES:
+            return Outcome(200, "ignored", f"event type {event_type!r} is not used by onboarding")
+
+        customer_id = event.customer_id or (event.entity_id if event_type in _CUSTOMER_MESSAGE_TYPES else None)
+        if not customer_id:
+            return Outcome(400, "rejected", "not an Iron webhook: no customer id", "warning")
+        ctx["customer_id"] = customer_id
+
+        signal = IronEventSignal(
+            type=event_type,
+            timestamp=event.timestamp,
+            customer_id=customer_id,
+            entity_id=event.entity_id,
+            status=event.status,
+            webhook_id=ctx.get("webhook_id"),
+        )
+        return await self._deliver(customer_id, event_type, signal, ctx)
+
+    async def _route(self, customer_id: str, *, fresh: bool = False) -> Route | Outcome:
+        try:
+            return await self.router.route(customer_id, fresh=fresh)
+        except UnknownCustomer as exc:
+            return Outcome(200, "ignored", "customer unknown to Iron", "warning", {"detail": str(exc)})
+        except IronLookupFailed as exc:
+            return Outcome(503, "retry", "Iron unavailable for the customer lookup", "error", {"detail": str(exc)})
+
+    async def _deliver(self, customer_id: str, event_type: str, signal: IronEventSignal, ctx: dict[str, Any]) -> Outcome:
+        route = await self._route(customer_id)
+        if isinstance(route, Outcome):
+            return route
+        ctx["workflow_id"] = route.workflow_id
+        try:
+            client = await asyncio.wait_for(self.provider(), self._guard_timeout)
+            if await self._signal(client, route, signal):
+                return Outcome(200, "signalled", fields={"workflow_id": route.workflow_id})
+            if route.from_cache:
+                # The remembered workflow is gone; Iron may name another one now.
+                self.router.forget(customer_id)
+                route = await self._route(customer_id, fresh=True)
+                if isinstance(route, Outcome):
+                    return route
+                ctx["workflow_id"] = route.workflow_id
+                if await self._signal(client, route, signal):
+                    return Outcome(200, "signalled", fields={"workflow_id": route.workflow_id})
+            if not self.settings.adopt_unknown_customers:
+                return Outcome(
+                    200, "ignored", "no running workflow and adoption is off", "warning",
+                    {"workflow_id": route.workflow_id},
+                )
+            if route.archived or (event_type == "customer_status" and signal.status == "Archived"):
+                return Outcome(
+                    200, "ignored", "no running workflow for an archived customer", "info",
+                    {"workflow_id": route.workflow_id},
+                )
+            await self._signal_with_start(client, route, signal)
+            return Outcome(200, "adopted", fields={"workflow_id": route.workflow_id})
+        except Exception as exc:  # anything short of durable acceptance: make Iron retry
+            detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+            return Outcome(503, "retry", "Temporal unavailable", "error", {"detail": detail})
+
+    async def _signal(self, client: Client, route: Route, signal: IronEventSignal) -> bool:
+        """True once Temporal accepted the signal; False if no such workflow is running."""
+        handle = client.get_workflow_handle(route.workflow_id)
+        try:
+            await asyncio.wait_for(
+                handle.signal(SIGNAL_IRON_EVENT, signal, rpc_timeout=self._rpc_timeout), self._guard_timeout
+            )
+        except RPCError as err:
+            if _is_workflow_not_found(err):
+                return False
+            raise
+        return True
+
+    async def _signal_with_start(self, client: Client, route: Route, signal: IronEventSignal) -> None:
+        await asyncio.wait_for(
+            client.start_workflow(
+                WORKFLOW_TYPE,
+                route.adoption_input(),
+                id=route.workflow_id,
+                task_queue=self.settings.task_queue,
+                start_signal=SIGNAL_IRON_EVENT,
+                start_signal_args=[signal],
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                static_summary=f"Adopted from an Iron {signal.type} webhook",
+                rpc_timeout=self._rpc_timeout,
+            ),
+            self._guard_timeout,
+        )
+
+    async def ready(self) -> tuple[bool, str | None]:
+        timeout = self.settings.ready_timeout_seconds
+        try:
+            client = await asyncio.wait_for(self.provider(), timeout)
+            await asyncio.wait_for(
+                client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=timedelta(seconds=timeout)),
+                timeout + 0.5,
+            )
+        except Exception as exc:
+            return False, "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+        return True, None
+
+
+def create_app(
+    settings: ReceiverSettings | None = None,
+    temporal_client_provider: Client | ClientProvider | None = None,
+    iron_client: IronClient | None = None,
+) -> Starlette:
+    """The receiver as an ASGI app.
+
+    `settings` default to the environment (`ReceiverSettings.from_env`). The Temporal client
+    comes from `temporal_client_provider`: a `Client`, or an async callable returning one
+    (default: a lazy connection from Temporal's environment configuration). `iron_client`
+    reads customers (default: one from the `IRON_*` variables, closed with the app).
+    """
+    settings = settings or ReceiverSettings.from_env()
+    provider = as_provider(temporal_client_provider)
+    owns_iron = iron_client is None
+    iron = iron_client or IronClient(IronSettings.from_env())
+    router = CustomerRouter(
+        iron,
+        cache_size=settings.cache_size,
+        cache_ttl_seconds=settings.cache_ttl_seconds,
+        timeout_seconds=settings.iron_timeout_seconds,
+    )
+    receiver = WebhookReceiver(settings, provider, router)
+
+    async def webhook(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        webhook_id = _header_value(request.headers.get(ID_HEADER))
+        ctx: dict[str, Any] = {"webhook_id": webhook_id}
+        try:
+            outcome = await receiver.handle(request, ctx)
+        except ClientDisconnect:
+            outcome = Outcome(400, "rejected", "client disconnected before the body was read", "warning")
+        except Exception as exc:  # a defect here must still leave a log line; Iron retries a 500
+            outcome = Outcome(500, "error", "internal error", "error", {"detail": f"{type(exc).__name__}: {exc}"})
+        fields = {k: v for k, v in {**ctx, **outcome.fields}.items() if v is not None}
+        getattr(log, outcome.level)(
+            "webhook",
+            outcome=outcome.status,
+            http_status=outcome.http_status,
+            reason=outcome.reason,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            **fields,
+        )
+        return outcome.response(webhook_id)
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        ok, detail = await receiver.ready()
+        if ok:
+            return JSONResponse({"status": "ready"})
+        log.warning("not ready", detail=detail)
+        return JSONResponse({"status": "unavailable", "reason": "Temporal does not answer"}, status_code=503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log.info("webhook receiver starting", settings=repr(settings), path=WEBHOOK_PATH)
+        try:
+            yield
+        finally:
+            if owns_iron:
+                await iron.aclose()
+
+    app = Starlette(
+        routes=[
+            HttpRoute(WEBHOOK_PATH, webhook, methods=["POST"]),
+            HttpRoute("/healthz", healthz, methods=["GET"]),
+            HttpRoute("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.receiver = receiver
+    app.state.settings = settings
+    return app
