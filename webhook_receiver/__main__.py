@@ -7,6 +7,7 @@ configuration. Starts even while Temporal is down (deliveries get 503 until it i
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     configure_logging()
+    # One line per delivery comes from the receiver itself; the HTTP client's per-request lines
+    # (every customer lookup) would only double it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     log = get_logger("webhook_receiver")
     try:
         settings = ReceiverSettings.from_env()

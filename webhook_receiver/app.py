@@ -320,12 +320,11 @@ def create_app(
             outcome = Outcome(400, "rejected", "client disconnected before the body was read", "warning")
         except Exception as exc:  # a defect here must still leave a log line; Iron retries a 500
             outcome = Outcome(500, "error", "internal error", "error", {"detail": f"{type(exc).__name__}: {exc}"})
-        fields = {k: v for k, v in {**ctx, **outcome.fields}.items() if v is not None}
+        fields = {k: v for k, v in {**ctx, **outcome.fields, "reason": outcome.reason}.items() if v is not None}
         getattr(log, outcome.level)(
             "webhook",
             outcome=outcome.status,
             http_status=outcome.http_status,
-            reason=outcome.reason,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
             **fields,
         )
