@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 import uvicorn
@@ -19,9 +18,12 @@ from webhook_receiver.settings import DEFAULT_HOST, DEFAULT_PORT, ReceiverSettin
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m webhook_receiver", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=os.environ.get("ONBOARDING_WEBHOOK_HOST", DEFAULT_HOST))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("ONBOARDING_WEBHOOK_PORT", DEFAULT_PORT)))
+    parser = argparse.ArgumentParser(
+        prog="python -m webhook_receiver",
+        description="Receive Iron's webhooks on POST /webhooks/iron and signal the customer's onboarding workflow.",
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"interface to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
     args = parser.parse_args(argv)
 
     configure_logging()

@@ -129,8 +129,9 @@ class WebhookReceiver:
         self.provider = provider
         self.router = router
         self._rpc_timeout = timedelta(seconds=settings.temporal_timeout_seconds)
-        # The SDK's own deadline should fire first; this one only guards against a hang.
-        self._guard_timeout = settings.temporal_timeout_seconds + 2.0
+        # The SDK's deadline (which also bounds its retries) should fire first; this one only
+        # guards against a call that never returns.
+        self._guard_timeout = settings.temporal_timeout_seconds + 0.5
 
     # --- body --------------------------------------------------------------------------------
 

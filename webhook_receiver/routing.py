@@ -104,7 +104,7 @@ class CustomerRouter:
         *,
         cache_size: int = 10_000,
         cache_ttl_seconds: float = 3600.0,
-        timeout_seconds: float = 10.0,
+        timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._iron = iron

@@ -88,8 +88,9 @@ class ReceiverSettings:
     task_queue: str = field(default_factory=default_task_queue)
     cache_size: int = 10_000
     cache_ttl_seconds: float = 3600.0
-    temporal_timeout_seconds: float = 10.0
-    iron_timeout_seconds: float = 10.0
+    # Time budgets within one delivery, kept well under the time a webhook sender waits.
+    temporal_timeout_seconds: float = 5.0
+    iron_timeout_seconds: float = 5.0
     ready_timeout_seconds: float = 2.0
 
     def __post_init__(self) -> None:
@@ -124,7 +125,7 @@ class ReceiverSettings:
             task_queue=env.get("ONBOARDING_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
             cache_size=_int(env, ENV_CACHE_SIZE, 10_000, minimum=0),
             cache_ttl_seconds=_float(env, ENV_CACHE_TTL, 3600.0, minimum=0.0),
-            temporal_timeout_seconds=_float(env, ENV_TEMPORAL_TIMEOUT, 10.0, minimum=0.1),
-            iron_timeout_seconds=_float(env, ENV_IRON_TIMEOUT, 10.0, minimum=0.1),
+            temporal_timeout_seconds=_float(env, ENV_TEMPORAL_TIMEOUT, 5.0, minimum=0.1),
+            iron_timeout_seconds=_float(env, ENV_IRON_TIMEOUT, 5.0, minimum=0.1),
             ready_timeout_seconds=_float(env, ENV_READY_TIMEOUT, 2.0, minimum=0.1),
         )
