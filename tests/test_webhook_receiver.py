@@ -718,8 +718,11 @@ async def test_temporal_down_answers_503_and_recovers_when_it_returns(settings, 
             assert len(await delivered(handle)) == 1
 
             await proxy.stop()  # Temporal goes away again after being reached
+            started = time.monotonic()
             response = await http.post("/webhooks/iron", content=body, headers=headers)
             assert response.status_code == 503
+            # Within the configured budget, retries included: Iron's sender does not wait forever.
+            assert time.monotonic() - started < settings.temporal_timeout_seconds + 1
             assert len(await delivered(handle)) == 1
 
             await proxy.start()

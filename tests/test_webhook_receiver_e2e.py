@@ -407,3 +407,14 @@ async def test_receiver_started_before_temporal_recovers_by_itself(temporal, san
         finally:
             await proxy.stop()
     assert len(await delivered(handle)) == 1
+
+
+async def test_receiver_refuses_to_start_without_a_secret():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "IRON_", "ONBOARDING_"))}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "webhook_receiver", "--port", str(free_port())],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "IRON_WEBHOOK_SECRETS" in result.stderr
