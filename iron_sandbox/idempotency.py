@@ -27,6 +27,7 @@ from iron_sandbox.clock import Clock
 
 TTL_SECONDS = 24 * 60 * 60
 CONFLICT_MESSAGE = "Idempotency key reused with a different request body"
+JSON_TYPE = "application/json; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class IdempotencyStore:
                 stored = self._fresh(key)
                 if stored is not None:
                     if stored.fingerprint != request_fingerprint:
-                        return Outcome(409, json.dumps(CONFLICT_MESSAGE).encode(), "application/json", conflict=True)
+                        return Outcome(409, json.dumps(CONFLICT_MESSAGE).encode(), JSON_TYPE, conflict=True)
                     return Outcome(stored.status, stored.body, stored.media_type, replayed=True)
                 outcome = await execute()
                 if 200 <= outcome.status < 300:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Callable
@@ -124,6 +125,17 @@ class SandboxControlError(Exception):
         self.body = body
 
 
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _shared_ssl_context() -> ssl.SSLContext:
+    """Loading the CA bundle is most of the cost of a new httpx client: do it once."""
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = ssl.create_default_context()
+    return _ssl_context
+
+
 class SandboxControl:
     """An async client for the sandbox's `/_sim` control surface. Each call opens its own
     connection, so one instance can be used from any event loop."""
@@ -133,7 +145,9 @@ class SandboxControl:
         self.timeout = timeout
 
     async def _call(self, method: str, path: str, body: Any = None, *, timeout: float | None = None) -> Any:
-        async with httpx.AsyncClient(base_url=self.root_url, timeout=timeout or self.timeout) as http:
+        async with httpx.AsyncClient(
+            base_url=self.root_url, timeout=timeout or self.timeout, verify=_shared_ssl_context()
+        ) as http:
             response = await http.request(method, "/_sim" + path, json=body)
         if response.status_code >= 400:
             raise SandboxControlError(response.status_code, response.text)
