@@ -7,7 +7,9 @@ are the same logical operation.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
 import os
 import time
 import urllib.parse
@@ -85,13 +87,18 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "inf" or "nan" parse as floats but are no delay anyone should wait for.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:  # "-0000" parses as naive: HTTP dates are always UTC
+        when = when.replace(tzinfo=datetime.timezone.utc)
     return max(0.0, when.timestamp() - time.time())
 
 
@@ -170,7 +177,13 @@ class IronClient:
             raise IronUnavailable(
                 f"timed out ({type(exc).__name__})", method=method, path=path
             ) from None
-        except httpx.TransportError as exc:
+        except httpx.UnsupportedProtocol:
+            # A base url without http(s):// never starts working on a retry: say so.
+            raise IronBadRequest(
+                "the Iron base url is not an http(s) URL (check IRON_BASE_URL)", method=method, path=path
+            ) from None
+        except httpx.RequestError as exc:
+            # Connection refused or reset, the response cut off or undecodable: no usable answer.
             raise IronUnavailable(
                 f"no response ({type(exc).__name__})", method=method, path=path
             ) from None
