@@ -132,13 +132,15 @@ class TcpProxy:
             task.add_done_callback(self._tasks.discard)
 
 
-async def new_customer(iron: IronClient, external_id: str | None = "", *, archived: bool = False) -> tuple[str, str | None]:
+async def new_customer(
+    iron: IronClient, external_id: str | None = "", *, archived: bool = False, customer_type: str = "Person"
+) -> tuple[str, str | None]:
     """A customer created at Iron (the sandbox): (customer id, external id). By default with a
     fresh external id; `None` for a customer without one."""
     if external_id == "":
         external_id = f"ext-{uuid.uuid4()}"
     customer = await iron.create_customer(
-        customer_type="Person",
+        customer_type=customer_type,
         email=f"{uuid.uuid4().hex[:10]}@example.com",
         idempotency_key=str(uuid.uuid4()),
         external_id=external_id,
@@ -570,7 +572,7 @@ async def test_customer_unknown_to_iron_is_acknowledged(http, temporal, sandbox)
 
 
 async def test_unknown_workflow_is_adopted_with_signal_with_start(http, iron, temporal):
-    customer_id, external_id = await new_customer(iron)
+    customer_id, external_id = await new_customer(iron, customer_type="Business")
     body, headers = webhook(*status_message(customer_id, "SigningsRequired"))
 
     response = await http.post("/webhooks/iron", content=body, headers=headers)
@@ -584,6 +586,7 @@ async def test_unknown_workflow_is_adopted_with_signal_with_start(http, iron, te
     started_with = await handle.query("started_with", result_type=OnboardingInput)
     assert started_with.iron_customer_id == customer_id
     assert started_with.external_id == external_id
+    assert started_with.customer_type == "Business"
     [event] = await delivered(handle)
     assert (event.type, event.status) == ("customer_status", "SigningsRequired")
     # The next delivery finds the workflow it started.

@@ -38,12 +38,15 @@ class Route:
     customer_id: str
     external_id: str
     workflow_id: str
-    # Only known when Iron was just read; a cached route says None.
+    # Only known when Iron was just read; a cached route says None. Adoption always follows
+    # a fresh read, so it knows them.
     iron_status: str | None = None
+    customer_type: str | None = None
     from_cache: bool = False
 
     def adoption_input(self) -> OnboardingInput:
-        return OnboardingInput(external_id=self.external_id, iron_customer_id=self.customer_id)
+        extra = {"customer_type": self.customer_type} if self.customer_type else {}
+        return OnboardingInput(external_id=self.external_id, iron_customer_id=self.customer_id, **extra)
 
     @property
     def archived(self) -> bool:
@@ -135,5 +138,14 @@ class CustomerRouter:
             raise IronLookupFailed(f"{type(exc).__name__}: {exc}") from None
         key = routing_key(customer_id, customer.external_id)
         self._cache.put(customer_id, key)
-        status = customer.status.value if hasattr(customer.status, "value") else str(customer.status)
-        return Route(customer_id, key, workflow_id_for(key), iron_status=status)
+        return Route(
+            customer_id,
+            key,
+            workflow_id_for(key),
+            iron_status=_text(customer.status),
+            customer_type=_text(customer.customer_type),
+        )
+
+
+def _text(value: object) -> str:
+    return str(getattr(value, "value", value))
