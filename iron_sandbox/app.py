@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -476,8 +477,8 @@ def hosted_routes(sb: Sandbox) -> list[Route]:
 
     async def kyc_complete(request: Request) -> Response:
         identification_id = request.path_params["id"]
-        form = await request.form()
-        decision = "Declined" if form.get("decision") == "decline" else "Approved"
+        form = urllib.parse.parse_qs((await request.body()).decode("utf-8", "replace"))
+        decision = "Declined" if form.get("decision", [""])[0] == "decline" else "Approved"
         base = sb.base_url(request)
         try:
             for expect, status in (("Pending", "Processed"), ("Processed", "PendingReview"), ("PendingReview", decision)):

@@ -61,7 +61,8 @@ class ServerThread:
         sock.bind((self.host, self._requested_port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=2
+            self.app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=2,
+            interface="asgi3",
         )
         self._server = uvicorn.Server(config)
 
