@@ -189,6 +189,8 @@ def _parse_body(raw: bytes, request: Request, model: type[schemas.Body], status:
         payload = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(status, f"Invalid JSON body: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise ApiError(status, "Invalid JSON body: nested too deeply") from None
     if not isinstance(payload, dict):
         raise ApiError(status, "Invalid request body: expected a JSON object")
     try:

@@ -52,7 +52,7 @@ def fingerprint(body: bytes, *, scope: str | None = None) -> str:
     """Equal for the same request: JSON bodies compare by content, not by spacing or key order."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         canonical = body
     digest = hashlib.sha256(canonical)
     digest.update(b"\x00" + (scope or "").encode())
@@ -66,6 +66,7 @@ class IdempotencyStore:
         self._entries: dict[tuple[str, str, str, str], StoredResponse] = {}
         self._locks: dict[tuple[str, str, str, str], tuple[asyncio.Lock, int]] = {}
         self._guard = threading.Lock()
+        self._runs = 0
 
     def _fresh(self, key: tuple[str, str, str, str]) -> StoredResponse | None:
         with self._guard:
@@ -99,6 +100,9 @@ class IdempotencyStore:
         request_fingerprint: str,
         execute: Callable[[], Awaitable[Outcome]],
     ) -> Outcome:
+        self._runs += 1
+        if self._runs % 1000 == 0:  # keep a long-running sandbox's memory bounded
+            self.purge_expired()
         lock = self._acquire_lock(key)
         try:
             async with lock:

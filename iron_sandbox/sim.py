@@ -44,7 +44,7 @@ async def _body(request: Request) -> Any:
         return {}
     try:
         payload = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ValueError("body is not JSON") from None
     if not isinstance(payload, dict):
         raise ValueError("body must be a JSON object")

@@ -12,13 +12,14 @@ a whole. They raise `ApiError` with the HTTP status and the text Iron would answ
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from iron_sandbox import schemas
 from iron_sandbox.clock import Clock, iso
@@ -212,26 +213,17 @@ class SandboxState:
             for listener in list(self.creation_listeners):
                 listener(identification_id)
 
-    def _mutate(self):
-        state = self
-
-        class _Mutation:
-            def __enter__(self_inner):
-                state._lock.acquire()
-                return state
-
-            def __exit__(self_inner, exc_type, exc, tb):
-                try:
-                    if exc_type is None:
-                        state._flush()
-                    else:
-                        state._events.clear()
-                        state._created.clear()
-                finally:
-                    state._lock.release()
-                return False
-
-        return _Mutation()
+    @contextlib.contextmanager
+    def _mutate(self) -> Iterator["SandboxState"]:
+        """Hold the lock for one change; on success, report its events in order."""
+        with self._lock:
+            try:
+                yield self
+            except BaseException:
+                self._events.clear()
+                self._created.clear()
+                raise
+            self._flush()
 
     def _visible(self, customer: Customer, scope: str | None) -> bool:
         return customer.sub_partner_id == scope
@@ -303,18 +295,33 @@ class SandboxState:
         return True
 
     @staticmethod
-    def _page(items: Sequence[Any], cursor: str | None, prev_cursor: str | None, page_size: int) -> dict[str, Any]:
-        """Cursor paging: `cursor` is the id of the last item of a page, `prev_cursor` the first."""
-        ids = [item.id for item in items]
+    def _page(
+        items: Sequence[Any],
+        cursor: str | None,
+        prev_cursor: str | None,
+        page_size: int,
+        *,
+        seq_of: Callable[[str], int | None],
+        descending: bool,
+    ) -> dict[str, Any]:
+        """Cursor paging over `items` (sorted by `seq`): `cursor` is the id of the last item of a
+        page, `prev_cursor` the id of the first. A cursor keeps its place even if its item has
+        since left the selection (filtered out, archived), as long as the id is known."""
+
+        def beyond(item: Any, seq: int) -> bool:
+            return item.seq < seq if descending else item.seq > seq
+
         if cursor is not None:
-            if cursor not in ids:
+            seq = seq_of(cursor)
+            if seq is None:
                 raise ApiError(400, "Invalid cursor")
-            start = ids.index(cursor) + 1
+            start = next((i for i, item in enumerate(items) if beyond(item, seq)), len(items))
             end = start + page_size
         elif prev_cursor is not None:
-            if prev_cursor not in ids:
+            seq = seq_of(prev_cursor)
+            if seq is None:
                 raise ApiError(400, "Invalid prev_cursor")
-            end = ids.index(prev_cursor)
+            end = next((i for i, item in enumerate(items) if item.seq == seq or beyond(item, seq)), len(items))
             start = max(0, end - page_size)
         else:
             start, end = 0, page_size
@@ -325,6 +332,9 @@ class SandboxState:
         if page and start > 0:
             out["prev_cursor"] = page[0].id
         return out
+
+    def _seq_of(self, table: dict[str, Any]) -> Callable[[str], int | None]:
+        return lambda item_id: table[item_id].seq if item_id in table else None
 
     # --- customers -----------------------------------------------------------------------------
 
@@ -399,8 +409,11 @@ class SandboxState:
                 ):
                     continue
                 selected.append(customer)
-            selected.sort(key=lambda c: c.seq, reverse=(sort_order != "asc"))
-            page = self._page(selected, cursor, prev_cursor, page_size)
+            descending = sort_order != "asc"
+            selected.sort(key=lambda c: c.seq, reverse=descending)
+            page = self._page(
+                selected, cursor, prev_cursor, page_size, seq_of=self._seq_of(self.customers), descending=descending
+            )
             page["items"] = [self.customer_json(c) for c in page["items"]]
             return page
 
@@ -463,7 +476,9 @@ class SandboxState:
         with self._lock:
             customer = self._customer(customer_id, scope)
             items = [self.identifications[i] for i in reversed(customer.identification_ids)]  # newest first
-            page = self._page(items, cursor, None, page_size)
+            page = self._page(
+                items, cursor, None, page_size, seq_of=self._seq_of(self.identifications), descending=True
+            )
             page["items"] = [self.identification_json(i) for i in page["items"]]
             return page
 
@@ -626,7 +641,7 @@ class SandboxState:
         with self._lock:
             customer = self._customer(customer_id, scope)
             items = [self.signings[s] for s in reversed(customer.signing_ids)]  # newest first
-            page = self._page(items, cursor, None, page_size)
+            page = self._page(items, cursor, None, page_size, seq_of=self._seq_of(self.signings), descending=True)
             page["items"] = [s.to_api() for s in page["items"]]
             return page
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import string
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -311,7 +312,8 @@ def test_bad_requests_answer_400_with_a_json_string(sandbox_server: SandboxServe
     # Raw bytes that are not JSON, or not an object, or sent as another media type.
     for content, content_type in ((b"{", "application/json"), (b"[]", "application/json"),
                                   (b'{"customer_type":"Person","email":"a@example.com"}', "text/plain"),
-                                  (b"\xff\xfe", "application/json"), (b"", "application/json")):
+                                  (b"\xff\xfe", "application/json"), (b"", "application/json"),
+                                  (b"[" * 100_000 + b"]" * 100_000, "application/json")):
         response = raw(sb, "POST", "/customers", content=content, headers={"Content-Type": content_type})
         assert_string_error(response, 400)
 
@@ -392,6 +394,11 @@ def test_list_filters_accept_repeated_and_comma_separated_values(sandbox_server:
         nxt = http.get(sb.base_url + "/customers", params={"page_size": 1, "sort_order": "asc", "cursor": back["cursor"]},
                        headers={"X-API-Key": API_KEY, **scope}).json()
         assert [c["id"] for c in nxt["items"]] == [ids[1]] and nxt["prev_cursor"] == ids[1]
+        # A cursor keeps its place when the next page asks with other filters.
+        only_people = http.get(sb.base_url + "/customers",
+                               params={"page_size": 5, "sort_order": "asc", "cursor": ids[0], "customer_type": "Person"},
+                               headers={"X-API-Key": API_KEY, **scope}).json()
+        assert [c["id"] for c in only_people["items"]] == [ids[2]] and "cursor" not in only_people
         prev = http.get(sb.base_url + "/customers",
                         params={"page_size": 1, "sort_order": "asc", "prev_cursor": nxt["prev_cursor"]},
                         headers={"X-API-Key": API_KEY, **scope}).json()
@@ -494,3 +501,39 @@ def test_random_and_malformed_input_never_causes_a_5xx(
     body_required = operation not in ("archive_customer", "archive_identification", "reset")
     if body_required and not isinstance(parsed, dict):
         assert 400 <= response.status_code < 500
+
+
+async def test_external_ids_with_any_characters_round_trip(sandbox: SandboxServer, iron: IronClient) -> None:
+    for external_id in ("team a/42?x=1#frag", "ümlaut-ß", "100%", "a%2Fb", "dots..and~tilde"):
+        created = await iron.create_customer(
+            customer_type="Person", email="e@example.com", external_id=external_id, idempotency_key=new_key()
+        )
+        found = await iron.get_customer_by_external_id(external_id)
+        assert (found.id, found.external_id) == (created.id, external_id)
+
+
+query_values = st.text(alphabet=string.printable, max_size=30)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    path=st.sampled_from(["/customers", "/customers/{person}/identifications", "/customers/{person}/signings",
+                          "/customers/{person}/requirements", "/customers/{person}/required-signings",
+                          "/identifications/{ident}", "/customers/{text}/external"]),
+    params=st.lists(
+        st.tuples(st.sampled_from(["cursor", "prev_cursor", "page_size", "status", "status[]", "identification_status",
+                                   "customer_type", "search_term", "sort_order", "has_transactions", "other"]),
+                  query_values),
+        max_size=5,
+    ),
+    text=query_values,
+)
+def test_random_queries_never_cause_a_5xx(
+    path: str, params: list[tuple[str, str]], text: str, sandbox_server: SandboxServer, fuzz_world: dict[str, str]
+) -> None:
+    url = sandbox_server.base_url + path.format(person=fuzz_world["person"], ident=fuzz_world["ident"],
+                                                text=urllib.parse.quote(text, safe=""))
+    response = _http().get(url, params=params, headers={"X-API-Key": API_KEY, "X-SUB-PARTNER-ID": fuzz_world["scope"]})
+    assert response.status_code < 500, (response.status_code, response.text)
+    if response.status_code >= 400:
+        assert_string_error(response, response.status_code)
