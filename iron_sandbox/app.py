@@ -17,6 +17,7 @@ import logging
 import time
 import urllib.parse
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -33,6 +34,7 @@ from iron_sandbox.autopilot import Autopilot, AutopilotSettings
 from iron_sandbox.config import SUPPORTED_API_VERSIONS, SandboxConfig
 from iron_sandbox.faults import FaultMiddleware, Faults, RequestLog
 from iron_sandbox.idempotency import IdempotencyStore, Outcome, fingerprint
+from iron_sandbox.sim import sim_routes
 from iron_sandbox.state import CUSTOMER_STATUSES, CUSTOMER_TYPES, IDENTIFICATION_STATUSES, ApiError, SandboxState
 from iron_sandbox.webhooks import WebhookDispatcher, WebhookSettings
 
@@ -84,6 +86,9 @@ class Sandbox:
         if request is not None:
             self._seen_base_url = f"{request.url.scheme}://{request.url.netloc}"
         return self._seen_base_url or f"http://{self.config.host}:{self.config.port}"
+
+    def remember_base_url(self, url: str) -> None:
+        self._seen_base_url = url.rstrip("/")
 
     def authorized(self, request: Request) -> bool:
         given = request.headers.get("x-api-key")
@@ -530,8 +535,6 @@ def _quiet_lost_responses() -> None:
 
 def create_app(config: SandboxConfig | None = None) -> Any:
     """The sandbox as an ASGI app. `app.state.sandbox` is the running `Sandbox`."""
-    from iron_sandbox.sim import sim_routes
-
     config = config or SandboxConfig()
     sb = Sandbox(config)
     _quiet_lost_responses()
@@ -550,8 +553,6 @@ def create_app(config: SandboxConfig | None = None) -> Any:
 
     async def root(request: Request) -> Response:
         return json_response(200, {"service": "iron-sandbox", "api": "/api", "control": "/_sim"})
-
-    from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(app: Starlette):

@@ -224,6 +224,13 @@ class SandboxServer(ServerThread):
         super().__init__(app, port=port)
         self.sandbox: Sandbox = app.state.sandbox
 
+    def start(self) -> "SandboxServer":
+        super().start()
+        if not self.config.public_url:
+            # Hosted urls made before any API request (an autopilot step) still point here.
+            self.sandbox.remember_base_url(self.root_url)
+        return self
+
     @property
     def base_url(self) -> str:
         """`IRON_BASE_URL` for this sandbox."""
