@@ -150,7 +150,7 @@ async def run_carol(sample: Sample, printer: Printer, control) -> None:
     state = await follow(sample, printer, lambda s: s.phase.value == "Active")
     printer.line(sample.name, "Iron's compliance reverts her: a step-up identification is required")
     await control.set_customer_status(state.iron_customer_id, "IdentificationRequired")
-    await sign_when_asked(sample, printer, cycle=2)
+    # The sandbox's simulated customer completes the step-up; approval makes her Active again.
     await follow(sample, printer, lambda s: s.phase.value == "Active" and s.cycle == 2)
 
 

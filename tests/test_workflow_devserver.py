@@ -12,7 +12,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from iron_sandbox.testing import SandboxServer
 from starter import accept_signing, get_state, refresh, restart_identification, sign_all, start_onboarding
-from workflows.idempotency import customer_key
+from workflows.idempotency import customer_key, identification_key
 from workflows.messages import OnboardingTimings, Phase, workflow_id_for
 from tests.workflow_harness import dev_server_env, requests_matching, running_worker, wait_for_state
 
@@ -56,7 +56,7 @@ async def start(env, worker, prefix: str):
     return external_id, env.client.get_workflow_handle(workflow_id_for(external_id))
 
 
-async def onboard(env, sandbox, external_id, handle, *, cycle: int):
+async def onboard(env, sandbox, external_id, handle, *, cycle: int, signings: bool = True):
     waiting = await wait_for_state(
         handle,
         lambda s: s.cycle == cycle and s.phase == Phase.AWAITING_IDENTIFICATION,
@@ -64,10 +64,11 @@ async def onboard(env, sandbox, external_id, handle, *, cycle: int):
         what=f"identification in cycle {cycle}",
     )
     await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
-    await wait_for_state(
-        handle, lambda s: s.cycle == cycle and s.phase == Phase.AWAITING_SIGNINGS, timeout=60, what="signings"
-    )
-    await sign_all(env.client, external_id)
+    if signings:
+        await wait_for_state(
+            handle, lambda s: s.cycle == cycle and s.phase == Phase.AWAITING_SIGNINGS, timeout=60, what="signings"
+        )
+        await sign_all(env.client, external_id)
     return await wait_for_state(
         handle, lambda s: s.cycle == cycle and s.phase == Phase.ACTIVE, timeout=60, what=f"Active in cycle {cycle}"
     )
@@ -81,7 +82,8 @@ async def test_lifecycle_with_reversion_under_iron_faults_creates_nothing_twice(
         external_id, handle = await start(env, worker, "faulty")
         first = await onboard(env, sandbox, external_id, handle, cycle=1)
         await sandbox.control.set_customer_status(first.iron_customer_id, "IdentificationRequired")
-        second = await onboard(env, sandbox, external_id, handle, cycle=2)
+        # The step-up Iron created: once approved the customer is Active again, no new signings.
+        second = await onboard(env, sandbox, external_id, handle, cycle=2, signings=False)
     finally:
         await sandbox.control.clear_faults()
 
@@ -93,7 +95,7 @@ async def test_lifecycle_with_reversion_under_iron_faults_creates_nothing_twice(
     # Cycle 1: the one the workflow created; cycle 2: the step-up Iron created, adopted.
     assert len(identifications) == 2
     signed_content = [s["content_id"] for s in customer["signings"]]
-    assert len(signed_content) == len(set(signed_content)) == 4, "one signing per content id"
+    assert len(signed_content) == len(set(signed_content)) == 2, "one signing per content id"
 
     log = await sandbox.control.requests()
     customer_posts = [r for r in log if r["method"] == "POST" and r["path"] == "/api/customers"]
@@ -139,3 +141,31 @@ async def test_updates_validate_before_touching_iron(env, worker, sandbox):
     assert refreshed.customer_status == "SigningsRequired"
     state = await get_state(env.client, external_id)
     assert [s.signed for s in state.required_signings].count(True) == 1
+
+
+async def test_continue_as_new_on_long_history_keeps_state_and_idempotency_keys(env, worker, sandbox):
+    timings = DEV_TIMINGS.model_copy(update={"continue_as_new_after_events": 40, "poll_max_seconds": 0.5})
+    external_id = f"long-{uuid.uuid4().hex[:10]}"
+    await start_onboarding(
+        env.client, external_id, email=f"{external_id}@example.com", timings=timings, task_queue=worker.task_queue
+    )
+    handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+    waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
+
+    # Polling alone grows the history past the limit: the run continues as new, mid-wait.
+    state = await wait_for_state(handle, lambda s: s.runs >= 3, timeout=60, what="continue-as-new while waiting")
+    assert state.identification_id == waiting.identification_id
+    assert state.iron_customer_id == waiting.iron_customer_id
+    assert any("continuing as new" in e.cause for e in state.audit)
+
+    await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
+    await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, timeout=60, what="signings")
+    await sign_all(env.client, external_id)
+    active = await wait_for_state(handle, lambda s: s.phase == Phase.ACTIVE, timeout=60, what="Active")
+    assert active.cycle == 1
+
+    log = await sandbox.control.requests()
+    posts = requests_matching(log, "POST", f"/customers/{waiting.iron_customer_id}/identifications")
+    assert [r["idempotency_key"] for r in posts] == [identification_key(workflow_id_for(external_id), 1, 1)]
+    customers = requests_matching(log, "POST", "/api/customers")
+    assert len([r for r in customers if r["path"] == "/api/customers" and r["idempotency_key"] == customer_key(workflow_id_for(external_id))]) == 1

@@ -117,16 +117,17 @@ async def wait_for_state(
     """Poll the `state` query (in real time) until `predicate` holds."""
     deadline = time.monotonic() + timeout
     last: OnboardingState | None = None
+    error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            last = await current_state(handle)
-        except Exception:  # the workflow may not have started its first task yet
-            last = None
+            last, error = await current_state(handle), None
+        except Exception as exc:  # the workflow may not have started its first task yet
+            error = exc
         if last is not None and predicate(last):
             return last
         await asyncio.sleep(0.1)
     summary = last.model_dump(include={"phase", "customer_status", "identification_status", "cycle", "needs_attention"}) if last else None
-    raise AssertionError(f"timed out waiting for {what}; last state: {summary}")
+    raise AssertionError(f"timed out waiting for {what}; last state: {summary}; last query error: {error!r}")
 
 
 async def wait_for_phase(handle: WorkflowHandle, phase: Phase, *, timeout: float = 30.0, cycle: int | None = None) -> OnboardingState:
