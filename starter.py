@@ -48,6 +48,7 @@ from workflows.messages import (
     RefreshRequest,
     RestartIdentificationRequest,
     RestartIdentificationResult,
+    external_id_for_customer,
     workflow_id_for,
 )
 
@@ -122,7 +123,7 @@ async def adopt_customer(
     customer = await iron.get_customer(iron_customer_id)
     return await start_onboarding(
         client,
-        customer.external_id or customer.id,
+        external_id_for_customer(customer.id, customer.external_id),
         customer_type=customer.customer_type,
         identification=identification,
         iron_customer_id=customer.id,

@@ -17,12 +17,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from pydantic import ValidationError
 
 from iron_client import IronClient, IronNotFound
 from iron_client.errors import IronBadRequest, IronError
 from iron_client.models import CustomerStatus
-from workflows.messages import OnboardingInput, workflow_id_for
+from workflows.messages import OnboardingInput, external_id_for_customer, workflow_id_for
 
 
 class UnknownCustomer(Exception):
@@ -54,15 +53,8 @@ class Route:
 
 
 def routing_key(customer_id: str, external_id: str | None) -> str:
-    """The external id the workflow is named after: Iron's `external_id` when the workflow
-    input accepts it, else the Iron customer id."""
-    if external_id:
-        try:
-            OnboardingInput(external_id=external_id, iron_customer_id=customer_id)
-            return external_id
-        except ValidationError:
-            pass
-    return customer_id
+    """The external id the workflow is named after (see `external_id_for_customer`)."""
+    return external_id_for_customer(customer_id, external_id)
 
 
 class _LRU:

@@ -29,6 +29,22 @@ def workflow_id_for(external_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{external_id}"
 
 
+def external_id_for_customer(iron_customer_id: str, external_id: str | None) -> str:
+    """The external id an Iron customer's onboarding is named after: Iron's `external_id`
+    when it is a valid one, else the Iron customer id. The receiver and `adopt` agree on it."""
+    if external_id and _valid_external_id(external_id):
+        return external_id
+    return iron_customer_id
+
+
+def _valid_external_id(value: str) -> bool:
+    return (
+        0 < len(value) <= EXTERNAL_ID_MAX_LENGTH
+        and value == value.strip()
+        and not any(ch.isspace() or not ch.isprintable() for ch in value)
+    )
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -106,7 +122,7 @@ class OnboardingInput(Message):
     @field_validator("external_id")
     @classmethod
     def _printable_external_id(cls, value: str) -> str:
-        if value != value.strip() or any(ch.isspace() or not ch.isprintable() for ch in value):
+        if not _valid_external_id(value):
             raise ValueError("external_id must not contain whitespace or control characters")
         return value
 
