@@ -1,0 +1,730 @@
+"""The chaos suite: whole customer lifecycles through the real stack while parts of it fail.
+
+    python -m bench.chaos [--customers N] [--scenarios a,b] [--state-dir D] [--concurrency C]
+
+Each scenario brings up a fresh stack (the Temporal dev server with a database file, the Iron
+sandbox with its autopilot completing hosted KYC, the webhook receiver, worker processes),
+takes N customers through start -> KYC approved -> every document signed -> Active (every
+third one is then reverted by Iron's compliance to IdentificationRequired and must come back
+to Active in cycle 2), while the scenario's fault runs. Then Iron's side is checked through
+the sandbox's state and request log:
+
+  - every customer reached its expected state (Temporal's `state` query and Iron agree);
+  - exactly one Iron customer per external id;
+  - one identification per cycle: the one we created in cycle 1, and in cycle 2 only the
+    step-up Iron created itself (adopted, never duplicated);
+  - one signing per document (content id);
+  - the fault really happened (errors injected, responses lost, workers killed, ...).
+
+Prints a table and exits non-zero if any scenario fails. At most `--concurrency` customers are
+in flight at once, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import secrets
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from temporalio.client import Client
+
+from bench.common import DEFAULT_STATE_ROOT, connect, describe, launch, retrying, wait_for_state
+from demo.stack import Stack
+from workflows.messages import OnboardingState, OnboardingTimings, Phase
+
+# Seconds, not production's minutes and hours: a lost webhook costs one to three seconds.
+CHAOS_TIMINGS = OnboardingTimings(
+    poll_initial_seconds=1,
+    poll_max_seconds=3,
+    poll_backoff=1.5,
+    active_reconcile_seconds=30,
+    parked_reconcile_seconds=10,
+    activity_timeout_seconds=5,
+    activity_retry_initial_seconds=0.5,
+    activity_retry_max_seconds=3,
+)
+REVERT_EVERY = 3  # customers 0, 3, 6, ... are reverted after reaching Active
+BAD_PHASES = {Phase.DECLINED, Phase.NEEDS_ATTENTION, Phase.ARCHIVED, Phase.SUSPENDED, Phase.USER_REQUIRED}
+
+
+# --- plan and outcome ------------------------------------------------------------------------------
+
+
+@dataclass
+class Customer:
+    index: int
+    external_id: str
+    revert: bool
+    state: OnboardingState | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def expected_cycle(self) -> int:
+        return 2 if self.revert else 1
+
+    @property
+    def reached(self) -> bool:
+        s = self.state
+        return (
+            self.error is None
+            and s is not None
+            and s.phase == Phase.ACTIVE
+            and s.customer_status == "Active"
+            and s.cycle == self.expected_cycle
+        )
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    customers: int
+    reached: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+    checks: list[Check] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.reached == self.customers and self.duplicates == 0 and all(
+            c.ok for c in self.checks
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.name,
+            "customers": self.customers,
+            "reached_expected_state": self.reached,
+            "duplicates_at_iron": self.duplicates,
+            "seconds": round(self.seconds, 1),
+            "ok": self.ok,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "evidence": self.evidence,
+            "failures": self.failures[:20],
+            "error": self.error,
+        }
+
+
+# --- the run context -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    stack: Stack
+    client: Client
+    control: Any  # iron_sandbox.testing.SandboxControl
+    timings: OnboardingTimings
+    deadline_per_customer: float
+    rng: random.Random
+    done: int = 0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    evidence: Counter = field(default_factory=Counter)
+    windows: list[tuple[float, float]] = field(default_factory=list)  # wall-clock fault windows
+
+
+# --- one customer ----------------------------------------------------------------------------------
+
+
+async def drive_customer(run: Run, customer: Customer) -> None:
+    """Start -> Active (signing whenever asked); for a reverted customer, Iron's compliance
+    reverts it and it must come back to Active in cycle 2. Every step is bounded."""
+    from starter import start_onboarding
+
+    started = time.monotonic()
+    deadline = started + run.deadline_per_customer
+    try:
+        await retrying(
+            lambda: start_onboarding(
+                run.client,
+                customer.external_id,
+                email=f"{customer.external_id}@example.com",
+                name=f"Chaos {customer.index}",
+                timings=run.timings,
+                task_queue=run.stack.config.task_queue,
+            ),
+            deadline=deadline,
+            what="start",
+        )
+        state = await reach_active(run, customer, cycle=1, deadline=deadline)
+        if customer.revert:
+            await revert_and_complete_step_up(run, customer, state, deadline=deadline)
+            state = await reach_active(run, customer, cycle=2, deadline=deadline)
+        customer.state = state
+    except Exception as exc:  # noqa: BLE001 - reported per customer
+        customer.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        customer.seconds = time.monotonic() - started
+        run.done += 1
+
+
+async def revert_and_complete_step_up(run: Run, customer: Customer, state: OnboardingState, *, deadline: float) -> None:
+    """Iron's compliance reverts the customer and opens a step-up identification. The customer
+    starts on it at once (Processed, which also keeps the autopilot off it) and finishes it
+    through the hosted url only once the workflow shows it in cycle 2: so the reversion is
+    always observed, however slow Iron is, instead of being undone before anyone looked."""
+    import httpx
+
+    revert = await retrying(
+        lambda: run.control.set_customer_status(state.iron_customer_id, "IdentificationRequired"),
+        deadline=deadline,
+        what="revert at Iron",
+    )
+    step_up = (revert.get("identification") or {}).get("id")
+    if step_up is None:
+        raise RuntimeError(f"{customer.external_id}: Iron opened no step-up identification on reversion")
+    await run.control.set_identification_status(step_up, "Processed")
+    waiting = await wait_for_state(
+        run.client,
+        customer.external_id,
+        lambda s: s.phase in BAD_PHASES
+        or (s.cycle == 2 and s.phase == Phase.AWAITING_IDENTIFICATION and s.identification_id == step_up),
+        deadline=deadline,
+        what="the step-up identification adopted in cycle 2",
+    )
+    if waiting.phase in BAD_PHASES or not waiting.identification_url:
+        raise RuntimeError(f"{customer.external_id}: no step-up url to complete; {describe(waiting)}")
+
+    async def complete() -> None:
+        async with httpx.AsyncClient(timeout=15) as http:
+            response = await http.post(f"{waiting.identification_url}/complete", data={"decision": "approve"})
+            response.raise_for_status()
+
+    await retrying(complete, deadline=deadline, what="complete the step-up through its hosted url")
+    run.evidence["step_ups_completed_through_url"] += 1
+
+
+async def reach_active(run: Run, customer: Customer, *, cycle: int, deadline: float) -> OnboardingState:
+    from starter import accept_signing
+
+    def settled(s: OnboardingState) -> bool:
+        if s.phase in BAD_PHASES:
+            return True
+        if s.cycle != cycle:
+            return False
+        if s.phase == Phase.ACTIVE and s.customer_status == "Active":
+            return True
+        return s.phase == Phase.AWAITING_SIGNINGS and any(not x.signed for x in s.required_signings)
+
+    while True:
+        state = await wait_for_state(
+            run.client, customer.external_id, settled, deadline=deadline, what=f"Active in cycle {cycle}"
+        )
+        customer.state = state
+        if state.phase in BAD_PHASES:
+            raise RuntimeError(f"{customer.external_id} stopped in {describe(state)}")
+        if state.phase == Phase.ACTIVE:
+            return state
+        # The backend reports each accepted document. A try may be refused (already signed, being
+        # signed) or cut off by a fault; the next loop reads the state again and sends what is left.
+        for signing in [x for x in state.required_signings if not x.signed]:
+            try:
+                await asyncio.wait_for(
+                    accept_signing(run.client, customer.external_id, signing.id),
+                    max(0.5, min(20.0, deadline - time.monotonic())),
+                )
+            except Exception:  # noqa: BLE001
+                run.evidence["signing_tries_repeated"] += 1
+        await asyncio.sleep(0.2)
+
+
+# --- scenarios -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    name: str
+    proves: str
+    workers: tuple[str, ...] = ("worker",)
+    timings: OnboardingTimings = field(default_factory=lambda: CHAOS_TIMINGS)
+    setup: Callable[[Run], Awaitable[None]] | None = None
+    disrupt: Callable[[Run], Awaitable[None]] | None = None
+    evidence_checks: Callable[[Run, "IronView"], list[Check]] | None = None
+
+
+async def _sleep_or_stop(run: Run, seconds: float) -> bool:
+    """False once the run is over."""
+    try:
+        await asyncio.wait_for(run.stop.wait(), seconds)
+        return False
+    except asyncio.TimeoutError:
+        return True
+
+
+# iron-errors ------------------------------------------------------------------------------------------
+
+
+async def iron_errors_setup(run: Run) -> None:
+    await run.control.set_faults(error_rate=0.3, error_statuses=[500, 503, 429], retry_after_seconds=1)
+
+
+def iron_errors_checks(run: Run, iron: "IronView") -> list[Check]:
+    errors = Counter(r["status_code"] for r in iron.requests if r.get("fault") == "error")
+    run.evidence.update({f"injected_{code}": n for code, n in errors.items()})
+    total = sum(errors.values())
+    share = total / max(1, len(iron.requests))
+    return [Check("errors injected", total > 0 and set(errors) >= {500, 503, 429},
+                  f"{total} of {len(iron.requests)} requests ({share:.0%}) answered {dict(errors)}")]
+
+
+# lost-responses -----------------------------------------------------------------------------------------
+
+# The sandbox loses the response of a replayed (idempotent) answer as readily as the first one,
+# so a rate of 1.0 could never converge: a POST is never answered. 0.8 is the highest rate
+# tried that still converges within the bounds here (a POST needs five tries on average).
+LOST_RESPONSE_RATE = 0.8
+
+
+async def lost_responses_setup(run: Run) -> None:
+    await run.control.set_faults(lose_response_rate=LOST_RESPONSE_RATE, lose_response_methods=["POST"])
+
+
+def lost_responses_checks(run: Run, iron: "IronView") -> list[Check]:
+    posts = [r for r in iron.requests if r["method"] == "POST"]
+    lost = [r for r in posts if r.get("lost_response")]
+    replayed = [r for r in posts if r.get("replayed")]
+    run.evidence.update(posts=len(posts), lost_responses=len(lost), replayed_posts=len(replayed))
+    return [
+        Check("responses lost after taking effect", len(lost) > 0, f"{len(lost)} of {len(posts)} POSTs lost their response"),
+        Check("retries answered from Iron's idempotency store", len(replayed) > 0, f"{len(replayed)} POSTs replayed"),
+    ]
+
+
+# latency ----------------------------------------------------------------------------------------------
+
+LATENCY_MS = 3000.0  # past the activity timeout below
+LATENCY_TIMINGS = CHAOS_TIMINGS.model_copy(update={"activity_timeout_seconds": 1.5})
+
+
+async def latency_disrupt(run: Run) -> None:
+    """Iron turns slow for a while, then recovers, over and over: every request that arrives
+    in a slow window waits 3 s, past the 1.5 s activity timeout."""
+    while True:
+        if not await _sleep_or_stop(run, run.rng.uniform(1.5, 3.0)):
+            return
+        start = time.time()
+        await run.control.set_faults(latency_ms=LATENCY_MS)
+        if not await _sleep_or_stop(run, run.rng.uniform(1.0, 2.0)):
+            await run.control.clear_faults()
+            run.windows.append((start, time.time()))
+            return
+        await run.control.clear_faults()
+        run.windows.append((start, time.time()))
+        run.evidence["slow_windows"] += 1
+
+
+def latency_checks(run: Run, iron: "IronView") -> list[Check]:
+    def slow(entry: dict[str, Any]) -> bool:
+        at = datetime.fromisoformat(entry["at"].replace("Z", "+00:00")).timestamp()
+        return any(a <= at <= b for a, b in run.windows)
+
+    slowed = sum(1 for r in iron.requests if slow(r))
+    run.evidence.update(requests=len(iron.requests), slowed_requests=slowed)
+    return [Check("requests slowed past the activity timeout", slowed > 0,
+                  f"{slowed} of {len(iron.requests)} requests arrived in a {LATENCY_MS / 1000:g} s window "
+                  f"(activity timeout {LATENCY_TIMINGS.activity_timeout_seconds:g} s)")]
+
+
+# webhooks ---------------------------------------------------------------------------------------------
+
+
+async def webhooks_setup(run: Run) -> None:
+    await run.control.set_webhooks(drop_rate=0.5, duplicate=2, reorder=True, replay_stale=True)
+
+
+def webhooks_checks(run: Run, iron: "IronView") -> list[Check]:
+    d = iron.deliveries
+    dropped = sum(1 for x in d if x["outcome"] == "dropped")
+    duplicates = sum(1 for x in d if x["kind"] == "duplicate" and x["outcome"] == "delivered")
+    stale = [x for x in d if x["kind"] == "stale_replay"]
+    stale_accepted = sum(1 for x in stale if x["outcome"] == "accepted")
+    run.evidence.update(dropped=dropped, duplicates_delivered=duplicates, stale_replays=len(stale),
+                        stale_accepted=stale_accepted)
+    return [
+        Check("half the webhooks dropped", dropped > 0, f"{dropped} of {len(iron.events)} events never sent"),
+        Check("duplicates delivered", duplicates > 0, f"{duplicates} extra copies accepted"),
+        Check("stale replays refused by the receiver", len(stale) > 0 and stale_accepted == 0,
+              f"{len(stale)} stale replays, {stale_accepted} accepted"),
+    ]
+
+
+# worker-kill ------------------------------------------------------------------------------------------
+
+
+async def worker_kill_disrupt(run: Run) -> None:
+    """worker-2 is SIGKILLed for good early on; worker-1 is SIGKILLed at random moments after
+    that and restarted each time."""
+    processes = run.stack.processes
+    if not await _sleep_or_stop(run, run.rng.uniform(1.0, 2.0)):
+        return
+    await asyncio.to_thread(processes["worker-2"].kill)
+    run.evidence["worker-2 killed for good"] += 1
+    while True:
+        if not await _sleep_or_stop(run, run.rng.uniform(1.5, 4.0)):
+            return
+        await asyncio.to_thread(processes["worker-1"].kill)
+        run.evidence["worker-1 kills"] += 1
+        await asyncio.sleep(run.rng.uniform(0.2, 1.5))
+        await asyncio.to_thread(run.stack.start_worker, "worker-1")
+
+
+def worker_kill_checks(run: Run, iron: "IronView") -> list[Check]:
+    kills = run.evidence["worker-1 kills"]
+    return [
+        Check("worker killed and restarted", kills > 0, f"{kills} SIGKILLs of worker-1"),
+        Check("second worker killed for good", run.evidence["worker-2 killed for good"] == 1
+              and not run.stack.processes["worker-2"].running, "worker-2 stays dead"),
+    ]
+
+
+# temporal-restart -------------------------------------------------------------------------------------
+
+
+async def temporal_restart_disrupt(run: Run) -> None:
+    """Stop the dev server (same database file) a few seconds at a time, then start it again."""
+    temporal = run.stack.processes["temporal"]
+    first = True
+    while True:
+        if not await _sleep_or_stop(run, run.rng.uniform(2.0, 4.0) if first else run.rng.uniform(6.0, 12.0)):
+            return
+        first = False
+        await asyncio.to_thread(temporal.stop)
+        run.evidence["temporal restarts"] += 1
+        await asyncio.sleep(run.rng.uniform(1.0, 3.0))
+        await asyncio.to_thread(temporal.start)
+
+
+def temporal_restart_checks(run: Run, iron: "IronView") -> list[Check]:
+    n = run.evidence["temporal restarts"]
+    return [Check("dev server stopped and started", n > 0, f"{n} restarts on the same database file")]
+
+
+# receiver-restart -------------------------------------------------------------------------------------
+
+
+async def receiver_restart_disrupt(run: Run) -> None:
+    receiver = run.stack.processes["webhook-receiver"]
+    while True:
+        if not await _sleep_or_stop(run, run.rng.uniform(1.5, 4.0)):
+            return
+        await asyncio.to_thread(receiver.kill)
+        run.evidence["receiver restarts"] += 1
+        await asyncio.sleep(run.rng.uniform(0.5, 1.5))
+        await asyncio.to_thread(receiver.start)
+
+
+def receiver_restart_checks(run: Run, iron: "IronView") -> list[Check]:
+    n = run.evidence["receiver restarts"]
+    failed = sum(1 for x in iron.deliveries if x["outcome"] == "failed")
+    gave_up = sum(1 for x in iron.deliveries if x["outcome"] == "gave_up")
+    run.evidence.update(deliveries_failed_while_down=failed, deliveries_given_up=gave_up)
+    return [Check("receiver restarted while Iron delivered", n > 0 and failed > 0,
+                  f"{n} restarts, {failed} delivery attempts failed and were retried by Iron")]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario("iron-errors", "30% of Iron's answers are 500, 503 or 429: retries create nothing twice",
+                 setup=iron_errors_setup, evidence_checks=iron_errors_checks),
+        Scenario("lost-responses", f"{LOST_RESPONSE_RATE:.0%} of POSTs take effect and lose their response: "
+                 "idempotency keys make every retry land on the same resource",
+                 setup=lost_responses_setup, evidence_checks=lost_responses_checks),
+        Scenario("latency", "Iron slower than the activity timeout at times: timed-out calls that still "
+                 "took effect are repeated safely", timings=LATENCY_TIMINGS,
+                 disrupt=latency_disrupt, evidence_checks=latency_checks),
+        Scenario("webhooks", "half the webhooks dropped, the rest tripled, reordered, stale ones replayed: "
+                 "the workflow acts on what it reads, polling covers the lost ones",
+                 setup=webhooks_setup, evidence_checks=webhooks_checks),
+        Scenario("worker-kill", "workers SIGKILLed mid-step (one for good): Temporal resumes every "
+                 "customer on the surviving worker", workers=("worker-1", "worker-2"),
+                 disrupt=worker_kill_disrupt, evidence_checks=worker_kill_checks),
+        Scenario("temporal-restart", "the Temporal server stops and starts on its database file: "
+                 "nothing is lost", disrupt=temporal_restart_disrupt, evidence_checks=temporal_restart_checks),
+        Scenario("receiver-restart", "the webhook receiver dies while Iron delivers: Iron's retries and "
+                 "polling get every customer through", disrupt=receiver_restart_disrupt,
+                 evidence_checks=receiver_restart_checks),
+    ]
+}
+
+
+# --- Iron's side -----------------------------------------------------------------------------------
+
+
+@dataclass
+class IronView:
+    customers: list[dict[str, Any]]
+    requests: list[dict[str, Any]]
+    deliveries: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+async def read_iron(run: Run) -> IronView:
+    control = run.control
+    deadline = time.monotonic() + 60
+    return IronView(
+        customers=await retrying(control.customers, deadline=deadline, what="sandbox customers"),
+        requests=await retrying(control.requests, deadline=deadline, what="sandbox request log"),
+        deliveries=await retrying(control.deliveries, deadline=deadline, what="webhook deliveries"),
+        events=await retrying(control.events, deadline=deadline, what="webhook events"),
+    )
+
+
+def check_iron(result: ScenarioResult, customers: list[Customer], iron: IronView, prefix: str) -> None:
+    """Per customer: one Iron customer, one identification per cycle, one signing per
+    document, Active at Iron as in Temporal. Adds up the duplicates."""
+    by_external: dict[str, list[dict[str, Any]]] = {}
+    for c in iron.customers:
+        if (c.get("external_id") or "").startswith(prefix):
+            by_external.setdefault(c["external_id"], []).append(c)
+    planned = {c.external_id for c in customers}
+    strays = sorted(set(by_external) - planned)
+    if strays:
+        result.duplicates += len(strays)
+        result.failures.append(f"Iron customers nobody asked for: {strays[:5]}")
+    duplicates = Counter()
+    documents_at_iron = 0
+    for customer in customers:
+        problems: list[str] = []
+        matches = by_external.get(customer.external_id, [])
+        if len(matches) != 1:
+            problems.append(f"{len(matches)} Iron customers")
+            duplicates["customers"] += max(0, len(matches) - 1)
+        for iron_customer in matches[:1]:
+            ours = [i for i in iron_customer["identifications"] if i.get("created_by") != "iron"]
+            step_ups = [i for i in iron_customer["identifications"] if i.get("created_by") == "iron"]
+            expected_step_ups = 1 if customer.revert else 0
+            if len(ours) != 1:
+                problems.append(f"{len(ours)} identifications created by us (want 1)")
+                duplicates["identifications"] += max(0, len(ours) - 1)
+            if len(step_ups) != expected_step_ups:
+                problems.append(f"{len(step_ups)} step-up identifications (want {expected_step_ups})")
+                duplicates["identifications"] += max(0, len(step_ups) - expected_step_ups)
+            documents_at_iron += len(iron_customer["documents"])
+            per_document = Counter(s["content_id"] for s in iron_customer["signings"])
+            extra = sum(n - 1 for n in per_document.values())
+            if extra:
+                problems.append(f"{extra} extra signings")
+                duplicates["signings"] += extra
+            unsigned = [d for d in iron_customer["documents"] if not d.get("signing_id") and not d.get("waived")]
+            if unsigned:
+                problems.append(f"{len(unsigned)} documents unsigned at Iron")
+            if iron_customer["status"] != "Active":
+                problems.append(f"Iron status {iron_customer['status']}")
+            if customer.state is not None and customer.state.iron_customer_id != iron_customer["id"]:
+                problems.append("the workflow tracks another Iron customer")
+        if not customer.reached:
+            problems.append(customer.error or (describe(customer.state) if customer.state else "no state"))
+        if problems:
+            result.failures.append(f"{customer.external_id}: " + "; ".join(problems))
+        elif customer.reached:
+            result.reached += 1
+    result.duplicates += sum(duplicates.values())
+    result.evidence["duplicates_by_kind"] = dict(duplicates)
+    # The request log from the other side: every successful create was a first execution
+    # (201, not replayed) exactly once per resource; the replays show idempotency at work.
+    creates = Counter()
+    for r in iron.requests:
+        if r["method"] == "POST" and r.get("status_code") == 201 and not r.get("replayed"):
+            kind = "signings" if r["path"].endswith("/signings") else (
+                "identifications" if "/identifications" in r["path"] else "customers")
+            creates[kind] += 1
+    expected_creates = {
+        "customers": len(customers),
+        "identifications": len(customers),
+        "signings": documents_at_iron,
+    }
+    result.evidence["first_executions_at_iron"] = dict(creates)
+    result.evidence["iron_requests"] = len(iron.requests)
+    result.evidence["replayed_requests"] = sum(1 for r in iron.requests if r.get("replayed"))
+    result.checks.append(
+        Check(
+            "one successful create per resource in the request log",
+            all(creates[k] <= v for k, v in expected_creates.items()),
+            f"first executions {dict(creates)}, expected at most {expected_creates}",
+        )
+    )
+
+
+# --- running a scenario ------------------------------------------------------------------------------
+
+
+def run_scenario(
+    name: str,
+    customers: int,
+    state_dir: Path,
+    *,
+    concurrency: int = 20,
+    deadline_per_customer: float = 300.0,
+    seed: int | None = None,
+    log: Callable[[str], None] = print,
+) -> ScenarioResult:
+    """One scenario on its own fresh stack (brought up and torn down here)."""
+    scenario = SCENARIOS[name]
+    result = ScenarioResult(name, customers)
+    started = time.monotonic()
+    stack: Stack | None = None
+    try:
+        stack = launch(state_dir / name, autopilot=True, autopilot_after=1.0, workers=scenario.workers)
+        asyncio.run(_drive(scenario, stack, result, customers, concurrency, deadline_per_customer, seed, log))
+    except Exception as exc:  # noqa: BLE001 - a scenario that cannot run is a failed scenario
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if stack is not None:
+            stack.stop()
+        result.seconds = time.monotonic() - started
+    return result
+
+
+async def _drive(
+    scenario: Scenario,
+    stack: Stack,
+    result: ScenarioResult,
+    count: int,
+    concurrency: int,
+    deadline_per_customer: float,
+    seed: int | None,
+    log: Callable[[str], None],
+) -> None:
+    from iron_sandbox.testing import SandboxControl
+
+    rng = random.Random(seed)
+    run = Run(
+        stack=stack,
+        client=await connect(stack),
+        control=SandboxControl(stack.sandbox_root, timeout=15),
+        timings=scenario.timings,
+        deadline_per_customer=deadline_per_customer,
+        rng=rng,
+    )
+    prefix = f"chaos-{scenario.name}-{secrets.token_hex(3)}-"
+    plan = [Customer(i, f"{prefix}{i:04d}", revert=i % REVERT_EVERY == 0) for i in range(count)]
+    if scenario.setup:
+        await scenario.setup(run)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(customer: Customer) -> None:
+        async with gate:
+            await drive_customer(run, customer)
+
+    async def progress() -> None:
+        while not run.stop.is_set():
+            if not await _sleep_or_stop(run, 10):
+                return
+            log(f"  {scenario.name}: {run.done}/{count} customers done")
+
+    disruptor = asyncio.create_task(scenario.disrupt(run)) if scenario.disrupt else None
+    reporter = asyncio.create_task(progress())
+    try:
+        # Bounded twice over: each customer by its own deadline, the whole wave by this one.
+        waves = -(-count // concurrency)
+        overall = deadline_per_customer * waves + 60
+        await asyncio.wait_for(asyncio.gather(*(one(c) for c in plan)), overall)
+    finally:
+        run.stop.set()
+        for task in (disruptor, reporter):
+            if task is not None:
+                try:
+                    await asyncio.wait_for(task, 60)
+                except Exception as exc:  # noqa: BLE001
+                    result.failures.append(f"disruption task: {type(exc).__name__}: {exc}")
+    # Faults off and every part up before reading Iron's side.
+    await retrying(run.control.clear_faults, deadline=time.monotonic() + 30, what="clear faults")
+    iron = await read_iron(run)
+    check_iron(result, plan, iron, prefix)
+    if scenario.evidence_checks:
+        result.checks.extend(scenario.evidence_checks(run, iron))
+    result.evidence.update({k: v for k, v in run.evidence.items()})
+    times = sorted(c.seconds for c in plan)
+    if times:
+        result.evidence["customer_seconds_p50"] = round(times[len(times) // 2], 1)
+        result.evidence["customer_seconds_max"] = round(times[-1], 1)
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def table(results: list[ScenarioResult]) -> str:
+    rows = [("scenario", "customers", "reached expected state", "duplicates at Iron", "time", "result")]
+    for r in results:
+        rows.append((r.name, str(r.customers), f"{r.reached}/{r.customers}", str(r.duplicates),
+                     f"{r.seconds:.0f} s", "ok" if r.ok else "FAILED"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def details(result: ScenarioResult) -> str:
+    lines = [f"{result.name}: {SCENARIOS[result.name].proves}"]
+    for c in result.checks:
+        lines.append(f"  [{'x' if c.ok else ' '}] {c.name}: {c.detail}")
+    if result.evidence:
+        shown = {k: v for k, v in result.evidence.items() if k != "duplicates_by_kind" or v}
+        lines.append(f"  evidence: {shown}")
+    if result.error:
+        lines.append(f"  ERROR {result.error}")
+    for failure in result.failures[:10]:
+        lines.append(f"  ! {failure}")
+    if len(result.failures) > 10:
+        lines.append(f"  ! ... and {len(result.failures) - 10} more")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=20, help="customers per scenario (default 20)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from: {', '.join(SCENARIOS)}")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_ROOT / "chaos",
+                        help="where each scenario keeps its database file and logs (default .data/chaos)")
+    parser.add_argument("--concurrency", type=int, default=20, help="customers in flight at once (default 20)")
+    parser.add_argument("--deadline", type=float, default=300.0, help="seconds each customer may take (default 300)")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        parser.error(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}")
+    if args.customers < 1 or args.concurrency < 1:
+        parser.error("--customers and --concurrency must be at least 1")
+    args.names = names
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    results: list[ScenarioResult] = []
+    for name in args.names:
+        print(f"{name}: {args.customers} customers, fresh stack in {args.state_dir / name}", flush=True)
+        result = run_scenario(name, args.customers, args.state_dir, concurrency=args.concurrency,
+                              deadline_per_customer=args.deadline, seed=args.seed,
+                              log=lambda line: print(line, flush=True))
+        results.append(result)
+        print(details(result), flush=True)
+        print(flush=True)
+    print(table(results))
+    failed = [r.name for r in results if not r.ok]
+    print(f"\n{'every scenario passed' if not failed else 'FAILED: ' + ', '.join(failed)} "
+          f"(logs under {args.state_dir})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

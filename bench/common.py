@@ -1,0 +1,208 @@
+"""What the chaos suite and the benchmark share: bringing up the local stack as real processes,
+a Temporal client that reads what the workers write, bounded waits on the `state` query, and
+small measuring helpers (RSS from /proc, percentiles, machine facts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+from demo.stack import REPO_ROOT, Stack, StackConfig
+from workflows.messages import OnboardingState
+
+T = TypeVar("T")
+
+DEFAULT_STATE_ROOT = REPO_ROOT / ".data"
+
+
+def fresh_dir(path: Path) -> Path:
+    """An empty directory at `path` (whatever a previous run left there is removed)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def launch(
+    state_dir: Path,
+    *,
+    autopilot: bool,
+    autopilot_after: float = 1.0,
+    workers: tuple[str, ...] = ("worker",),
+    worker_args: tuple[str, ...] = (),
+    task_queue: str = "iron-onboarding",
+) -> Stack:
+    """A fresh stack on free ports: dev server (database file in `state_dir`), Iron sandbox,
+    webhook receiver and the named worker processes. Stops whatever started if a part fails."""
+    config = StackConfig.ephemeral(fresh_dir(state_dir), autopilot=autopilot, task_queue=task_queue)
+    stack = Stack(config)
+    try:
+        stack.start_temporal()
+        stack.start_sandbox("--autopilot-after", str(autopilot_after), "--log-level", "warning")
+        stack.start_receiver()
+        for name in workers:
+            stack.start_worker(name, *worker_args)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+async def connect(stack: Stack) -> Client:
+    """A client for the stack's dev server with the same payload codec as its workers, built
+    from the stack's environment (this process's own environment is left alone)."""
+    from data_protection.codec import EncryptionCodec
+    from data_protection.keys import KeyRing
+
+    ring = KeyRing.from_env(stack.env())
+    converter = pydantic_data_converter
+    if ring is not None:
+        converter = dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(ring))
+    return await Client.connect(
+        stack.temporal_address, namespace="default", data_converter=converter, runtime=_quiet_runtime()
+    )
+
+
+_RUNTIME: Runtime | None = None
+
+
+def _quiet_runtime() -> Runtime:
+    """The SDK core warns on every retried call while a server restarts, which these runs do
+    on purpose; errors still show."""
+    global _RUNTIME
+    if _RUNTIME is None:
+        _RUNTIME = Runtime(
+            telemetry=TelemetryConfig(logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")))
+        )
+    return _RUNTIME
+
+
+async def bounded(call: Awaitable[T], seconds: float) -> T:
+    return await asyncio.wait_for(call, seconds)
+
+
+async def retrying(
+    make_call: Callable[[], Awaitable[T]],
+    *,
+    deadline: float,
+    what: str,
+    per_try: float = 20.0,
+    pause: float = 0.5,
+    give_up_on: tuple[type[BaseException], ...] = (),
+) -> T:
+    """`make_call()` until it succeeds, each try bounded by `per_try` seconds and all of them
+    by the monotonic `deadline`. For calls that are safe to repeat."""
+    last: BaseException | None = None
+    while True:
+        try:
+            return await asyncio.wait_for(make_call(), max(0.5, min(per_try, deadline - time.monotonic())))
+        except give_up_on:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline, then reported
+            last = exc
+        if time.monotonic() + pause > deadline:
+            raise TimeoutError(f"{what}: gave up at the deadline; last error {type(last).__name__}: {last}")
+        await asyncio.sleep(pause)
+
+
+async def wait_for_state(
+    client: Client,
+    external_id: str,
+    predicate: Callable[[OnboardingState], bool],
+    *,
+    deadline: float,
+    what: str,
+    interval: float = 0.25,
+) -> OnboardingState:
+    """Poll the `state` query until `predicate` holds, riding out a dead worker or a restarting
+    server; TimeoutError naming the last state seen once the monotonic `deadline` passes."""
+    from starter import get_state
+
+    last: OnboardingState | None = None
+    error: BaseException | None = None
+    while True:
+        try:
+            last = await asyncio.wait_for(get_state(client, external_id), max(0.5, min(10.0, deadline - time.monotonic())))
+            error = None
+            if predicate(last):
+                return last
+        except Exception as exc:  # noqa: BLE001 - a query can fail while parts restart
+            error = exc
+        if time.monotonic() + interval > deadline:
+            seen = describe(last) if last else "no state"
+            raise TimeoutError(
+                f"{external_id}: {what} not reached in time; last {seen}"
+                + (f"; last error {type(error).__name__}: {error}" if error else "")
+            )
+        await asyncio.sleep(interval)
+
+
+def describe(state: OnboardingState) -> str:
+    text = (
+        f"phase={state.phase.value} cycle={state.cycle} customer={state.customer_status} "
+        f"identification={state.identification_status}"
+    )
+    if state.needs_attention:
+        text += f" needs_attention={state.needs_attention.step}: {state.needs_attention.reason}"
+    return text
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """Resident memory of a process from /proc: current (VmRSS) and peak (VmHWM), in MB."""
+    values: dict[str, float] = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024.0
+    return {"rss_mb": round(values.get("VmRSS", 0.0), 1), "peak_rss_mb": round(values.get("VmHWM", 0.0), 1)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(min(rank, len(ordered))) - 1]
+
+
+def machine() -> dict[str, Any]:
+    memory_gib = None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    memory_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    import temporalio
+
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": memory_gib,
+        "python": platform.python_version(),
+        "temporalio": getattr(temporalio, "__version__", None) or _package_version("temporalio"),
+        "platform": platform.platform(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001
+        return None
