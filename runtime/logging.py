@@ -15,6 +15,25 @@ import structlog
 _configured = False
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is now, not what it was at configuration time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler assigns it; the property decides
+        pass
+
+
+def _stderr_logger_factory(*args):
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(level: str | None = None, *, json: bool | None = None) -> None:
     global _configured
     if _configured:
@@ -33,10 +52,10 @@ def configure_logging(level: str | None = None, *, json: bool | None = None) -> 
     structlog.configure(
         processors=[*shared, redact_processor, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger_factory,
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
@@ -52,3 +71,11 @@ def configure_logging(level: str | None = None, *, json: bool | None = None) -> 
 
 def get_logger(name: str | None = None):
     return structlog.get_logger(name)
+
+
+def reset_logging() -> None:
+    """Undo `configure_logging` (tests)."""
+    global _configured
+    structlog.reset_defaults()
+    logging.getLogger().handlers = []
+    _configured = False

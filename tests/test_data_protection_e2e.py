@@ -19,7 +19,7 @@ from data_protection.keys import KeyRing
 from iron_client.models import IdentificationKind
 from iron_sandbox.config import SandboxConfig
 from iron_sandbox.testing import SandboxServer
-from runtime.logging import configure_logging
+from runtime.logging import configure_logging, reset_logging
 from starter import sign_all, start_onboarding
 from workflows.messages import IdentificationRequest, OnboardingTimings, Phase, workflow_id_for
 from activities.iron_activities import IronActivities
@@ -86,10 +86,16 @@ def encryption(monkeypatch):
     return KeyRing.from_env()
 
 
-async def test_person_lifecycle_leaves_no_personal_data_in_history_or_logs(
-    encryption, temporal_cli_path, tmp_path, capfd
-):
+@pytest.fixture
+def production_logging():
     configure_logging(json=True)
+    yield
+    reset_logging()
+
+
+async def test_person_lifecycle_leaves_no_personal_data_in_history_or_logs(
+    encryption, production_logging, temporal_cli_path, tmp_path, capfd
+):
     config = SandboxConfig(api_key=API_KEY, webhook_secret=WEBHOOK_SECRET)
     store = FilesystemDocumentStore(tmp_path / "documents", keyring=encryption)
     ref = await store.put(SAMPLE.read_bytes())
