@@ -165,6 +165,20 @@ async def run_bob(sample: Sample, printer: Printer, control) -> None:
         await control.set_webhooks(drop_rate=0.0)
 
 
+async def close_previous_runs(printer: Printer) -> None:
+    """Samples of earlier demo runs survive in Temporal's database, but the sandbox's Iron
+    state does not: terminate them, with a reason, rather than let them park on 404s."""
+    client = await _client()
+    closed = 0
+    async for execution in client.list_workflows('WorkflowType = "CustomerOnboarding" AND ExecutionStatus = "Running"'):
+        await client.get_workflow_handle(execution.id).terminate(
+            reason="demo restarted: the Iron sandbox these samples lived in is gone"
+        )
+        closed += 1
+    if closed:
+        printer.line("demo", f"terminated {closed} sample(s) of earlier runs (their sandbox state is gone)")
+
+
 async def drive(stack: Stack, run_id: str) -> list[Sample]:
     from iron_sandbox.testing import SandboxControl
 
@@ -178,6 +192,7 @@ async def drive(stack: Stack, run_id: str) -> list[Sample]:
         s.external_id = f"{s.name}-{run_id}" if s.name != "dave" else f"dave-decline-{run_id}"
     printer = Printer(stack)
     control = SandboxControl(stack.sandbox_root)
+    await close_previous_runs(printer)
     results = await asyncio.gather(
         run_alice(samples["alice"], printer),
         run_carol(samples["carol"], printer, control),
