@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from iron_client import IronClient, IronError, IronSettings
-from iron_client.models import CustomerType, IdentificationKind
+from iron_client.models import CustomerType, IdentificationKind, IdentificationParams
 from runtime import settings
 from runtime.temporal import connect
 from workflows.messages import (
@@ -222,15 +224,32 @@ def format_state(state: OnboardingState) -> str:
     return "\n".join(lines)
 
 
-async def _identification_from_args(args: argparse.Namespace) -> IdentificationRequest:
+async def _identification_from_args(args: argparse.Namespace, *, check_only: bool = False) -> IdentificationRequest:
+    """The identification request from the command line. With `check_only`, the data file is
+    validated but not stored (a placeholder reference stands in for it)."""
     kind = IdentificationKind(args.identification.capitalize())
     document_ref = None
     if getattr(args, "identification_file", None):
         if kind not in (IdentificationKind.PERSON, IdentificationKind.BUSINESS):
             raise ValueError("--identification-file goes with --identification person or business")
-        from data_protection.documents import document_store_from_env, store_identification_file
+        from data_protection.documents import (
+            check_identification_params,
+            document_store_from_env,
+            store_identification_file,
+        )
 
-        document_ref = await store_identification_file(document_store_from_env(), Path(args.identification_file))
+        path = Path(args.identification_file)
+        if check_only:
+            try:
+                params = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"cannot read {path}: {exc}") from None
+            check_identification_params(params, source=str(path))
+            if isinstance(params, dict):  # the shape Iron expects, checked before anything starts
+                TypeAdapter(IdentificationParams).validate_python({**params, "type": kind.value})
+            document_ref = "fs:" + "0" * 32
+        else:
+            document_ref = await store_identification_file(document_store_from_env(), path)
     return IdentificationRequest(
         kind=kind,
         token=getattr(args, "token", None),
@@ -278,7 +297,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _onboarding_input(args: argparse.Namespace, identification: IdentificationRequest) -> OnboardingInput:
+    return OnboardingInput(
+        external_id=args.external_id,
+        email=args.email,
+        customer_type=CustomerType(args.customer_type),
+        name=args.name,
+        identification=identification,
+    )
+
+
 async def _run(args: argparse.Namespace, out) -> int:
+    # Validate everything first: bad input is rejected before anything is stored or started.
+    if args.command == "start":
+        identification = await _identification_from_args(args, check_only=True)
+        _onboarding_input(args, identification)
+    if args.command == "restart" and args.identification:
+        await _identification_from_args(args, check_only=True)
     client = await connect()
     if args.command == "start":
         identification = await _identification_from_args(args)
@@ -374,5 +409,13 @@ def _describe_validation(exc: Exception) -> str:
     return str(exc)
 
 
+def exit_now(code: int) -> None:
+    """Leave without interpreter finalization: the Temporal client's native threads can abort
+    a finalizing interpreter, which would turn a clean exit code into a crash."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -111,4 +111,6 @@ async def run(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(run(sys.argv[1:])))
+    from starter import exit_now
+
+    exit_now(asyncio.run(run(sys.argv[1:])))
