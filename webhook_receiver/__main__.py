@@ -45,4 +45,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from starter import exit_now  # no interpreter finalization under the Temporal client's threads
+
+    exit_now(main())
