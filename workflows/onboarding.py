@@ -98,6 +98,7 @@ class CustomerOnboarding:
         self._poll_key: tuple[Any, ...] | None = None
         self._poll_delay = self._timings.poll_initial_seconds
         self._published: dict[str, Any] = {}
+        self._unpublished: dict[Any, Any] = {}
 
     # --- main loop -----------------------------------------------------------------------------
 
@@ -106,6 +107,9 @@ class CustomerOnboarding:
         s = self._state
         self._published = {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
         self._publish()
+        if input.carried is not None and s.phase == Phase.ACTIVE and s.cycle_completed and not s.needs_attention:
+            # The run before ended a cycle on a fresh read of an Active customer: watch first.
+            await self._wait(self._timings.active_reconcile_seconds)
         while True:
             if self._restart is not None and s.phase not in (Phase.DECLINED, Phase.NEEDS_ATTENTION):
                 self._consume_restart()  # Iron moved on before the restart was picked up
@@ -125,6 +129,7 @@ class CustomerOnboarding:
             if status == ARCHIVED:
                 s.outcome = "Archived"
                 self._transition(Phase.ARCHIVED, "customer archived at Iron: onboarding ends")
+                self._flush_search_attributes()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 return s
             if status == ACTIVE:
@@ -374,10 +379,12 @@ class CustomerOnboarding:
         )
 
     async def _continue_as_new(self) -> None:
+        self._flush_search_attributes()
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self._restart is None)
         s = self._state
         s.seen_event_keys = s.seen_event_keys[-self._timings.dedup_memory :]
         self._audit(f"continuing as new (run {s.runs + 1})")
+        self._flush_search_attributes()
         # Personal data is no longer needed once the customer exists: leave it behind.
         workflow.continue_as_new(
             OnboardingInput(
@@ -395,6 +402,7 @@ class CustomerOnboarding:
     # --- Iron reads ----------------------------------------------------------------------------
 
     def _activity(self, method: Any, arg: Any) -> Awaitable[Any]:
+        self._flush_search_attributes()
         self._state.iron_calls += 1
         t = self._timings
         return workflow.execute_activity_method(
@@ -519,8 +527,9 @@ class CustomerOnboarding:
         s.updated_at = self._now()
 
     def _publish(self) -> None:
-        """Search attributes (only those that changed: each upsert is a history event) and
-        the one-line summary the Temporal UI shows."""
+        """Note the search attributes that changed (sent by `_flush_search_attributes`, once
+        per workflow task: each upsert is a history event) and refresh the one-line summary
+        the Temporal UI shows."""
         s = self._state
         wanted = {
             sa.IRON_CUSTOMER_ID: s.iron_customer_id,
@@ -529,13 +538,11 @@ class CustomerOnboarding:
             sa.ONBOARDING_PHASE: s.phase.value,
             sa.ONBOARDING_CYCLE: s.cycle,
         }
-        updates = []
         for key, value in wanted.items():
             if value is not None and self._published.get(key.name) != value:
-                updates.append(key.value_set(value))
-                self._published[key.name] = value
-        if updates:
-            workflow.upsert_search_attributes(updates)
+                self._unpublished[key] = value
+            elif key in self._unpublished and self._published.get(key.name) == value:
+                del self._unpublished[key]
         details = (
             f"{s.phase.value}: waiting for {self._waiting_for}. "
             f"Customer {s.customer_status or '-'}, identification {s.identification_status or '-'}, cycle {s.cycle}."
@@ -543,6 +550,15 @@ class CustomerOnboarding:
         if s.needs_attention is not None:
             details += f" Needs attention at {s.needs_attention.step}: {s.needs_attention.reason}"
         workflow.set_current_details(details)
+
+    def _flush_search_attributes(self) -> None:
+        """Send what `_publish` noted: called wherever the workflow is about to yield."""
+        if not self._unpublished:
+            return
+        workflow.upsert_search_attributes([key.value_set(value) for key, value in self._unpublished.items()])
+        for key, value in self._unpublished.items():
+            self._published[key.name] = value
+        self._unpublished = {}
 
     def _now(self) -> str:
         return workflow.now().isoformat()
@@ -552,6 +568,7 @@ class CustomerOnboarding:
     async def _wait(self, seconds: float | None) -> bool:
         """Until a signal or update marks the workflow dirty (True) or the timer fires (False)."""
         self._publish()
+        self._flush_search_attributes()
         if self._dirty:
             return True
         try:
@@ -646,6 +663,7 @@ class CustomerOnboarding:
         if not remaining:
             self._wake(customer=True)
         self._publish()
+        self._flush_search_attributes()
         return AcceptSigningResult(
             content_id=request.content_id, signing_id=signing.id, signed_at=signing.created_at, remaining=remaining
         )
