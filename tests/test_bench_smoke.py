@@ -1,0 +1,72 @@
+"""The benchmark in --smoke mode on the real stack: every metric is measured and sane, and the
+JSON and Markdown reports are written, so the benchmark cannot rot. Speed targets are reported
+(pass/miss), never asserted here."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from bench import benchmark
+
+
+@pytest.mark.timeout(180)
+def test_smoke_benchmark_reports_every_metric(tmp_path, capsys):
+    results = tmp_path / "results"
+    code = benchmark.main(["--smoke", "--results-dir", str(results), "--state-dir", str(tmp_path / "state")])
+    assert code == 0
+    report = json.loads((results / "smoke.json").read_text())
+    sizes = report["sizes"]
+    assert (sizes["lifecycles"], sizes["parked"], sizes["latency_samples"]) == (3, 20, 5)
+
+    # The floor took the shape a real lifecycle showed: activities, webhooks, signings.
+    shape = report["calibration"]["floor_shape"]
+    assert shape["signals"] >= 3 and shape["updates"] >= 1, shape
+    one_lifecycle = report["calibration"]["product_history"]
+    assert one_lifecycle["runs"] >= 2  # continue-as-new at the end of the cycle is counted
+
+    tp = report["throughput"]
+    for side in ("product", "floor"):
+        assert tp[side]["lifecycles"] == 3
+        assert 0 < tp[side]["per_second"] < 1000
+        assert 0 < tp[side]["lifecycle_seconds_p50"] <= tp[side]["lifecycle_seconds_p99"] < 120
+        assert tp[side]["cpu_seconds_per_lifecycle"]["temporal"] > 0
+    assert tp["ratio"] == pytest.approx(tp["product"]["per_second"] / tp["floor"]["per_second"], rel=0.01)
+    assert isinstance(tp["pass"], bool)
+
+    hist = report["history_events_per_lifecycle"]
+    floor_activities = shape["activities_first"] + shape["signal_activities"] + shape["updates"]
+    assert hist["floor"]["activities"] == floor_activities
+    assert hist["floor"]["signals"] == shape["signals"] and hist["floor"]["updates"] == shape["updates"]
+    assert hist["product"]["runs"] >= 2 and hist["floor"]["runs"] == 1
+    assert hist["product"]["events"] > hist["product"]["activities"] * 3
+    assert hist["floor"]["events"] > floor_activities * 3
+    assert isinstance(hist["pass"], bool)
+
+    iron = report["iron_calls_per_lifecycle"]
+    assert iron["activities"] >= 5  # find/create, create identification, reads, two signings
+    assert iron["http_requests"] >= iron["activities"]  # every activity calls Iron at least once
+    lag = tp["product"]["webhook_delivery_lag"]
+    assert lag["deliveries"] >= 3 * 4 and lag["p50_ms"] > 0
+
+    lat = report["latency"]
+    for name in ("product_webhook_to_state", "floor_signal_to_query"):
+        side = lat[name]
+        assert side["samples"] == 5 and side["failed"] == 0, side
+        assert 0 < side["p50_ms"] <= side["p99_ms"] < 30_000
+    assert isinstance(lat["pass"], bool)
+
+    mem = report["worker_memory"]
+    assert mem["parked"] == 20  # real CustomerOnboarding workflows in AwaitingIdentification
+    assert 20 < mem["baseline_rss_mb"] <= mem["peak_rss_mb"]
+    assert 20 < mem["rss_mb"] < 4096
+
+    machine = report["machine"]
+    assert machine["nproc"] == os.cpu_count() and machine["memory_gib"] > 0 and machine["python"]
+
+    md = (results / "smoke.md").read_text()
+    assert "| throughput (lifecycles/s) |" in md and f"{machine['nproc']} CPUs" in md
+    printed = capsys.readouterr().out
+    assert "webhook-to-state p99 (ms)" in printed and "worker RSS, 20 parked (MB)" in printed
