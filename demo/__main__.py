@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         config = StackConfig(state_dir=args.state_dir or StackConfig().state_dir)
     stack = Stack(config)
     stack.apply_to_current_process()
+    # SIGTERM stops the stack the way Ctrl-C does: the processes run in their own sessions.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     run_id = secrets.token_hex(3)
     print("starting: Temporal dev server, codec server, Iron sandbox (autopilot), webhook receiver, worker", flush=True)
     try:
@@ -265,7 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: stopping", flush=True)
         return 130
+    except RuntimeError as exc:
+        print(f"cannot run the demo: {exc}", flush=True)
+        return 1
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
 
 

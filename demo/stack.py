@@ -96,6 +96,10 @@ class Process:
     popen: subprocess.Popen | None = None
 
     def start(self, *, wait: bool = True, timeout: float = 60.0) -> "Process":
+        if self.port is not None and port_open(self.port):
+            raise RuntimeError(
+                f"cannot start {self.name}: port {self.port} is already in use (another demo still running?)"
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(
@@ -268,8 +272,12 @@ class Stack:
         return self._process(name, argv, port=port).start()
 
     def start_codec_server(self) -> Process:
+        """On loopback and without a token: the local Web UI has no single sign-on, so it cannot
+        send one. Anywhere else the codec server requires `ONBOARDING_CODEC_TOKEN`."""
         argv = [sys.executable, "-m", "data_protection.codec_server", "--host", "127.0.0.1", "--port", str(self.config.codec_port)]
-        return self._process("codec-server", argv, port=self.config.codec_port).start()
+        process = self._process("codec-server", argv, port=self.config.codec_port)
+        process.env["ONBOARDING_CODEC_TOKEN"] = ""
+        return process.start()
 
     def start_worker(self, name: str = "worker", *extra_args: str) -> Process:
         argv = [sys.executable, str(REPO_ROOT / "worker.py"), *extra_args]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from pathlib import Path
 
 from workflows.messages import DEFAULT_TASK_QUEUE
@@ -22,5 +23,8 @@ def temporal_ui_url() -> str:
 
 
 def workflow_ui_link(workflow_id: str, namespace: str | None = None) -> str:
+    """The Temporal UI's list filtered to one workflow ID: stable across continue-as-new,
+    where a run's own page (it needs the run ID) is not."""
     ns = namespace or os.environ.get("TEMPORAL_NAMESPACE", "default")
-    return f"{temporal_ui_url().rstrip('/')}/namespaces/{ns}/workflows/{workflow_id}"
+    query = urllib.parse.quote(f'WorkflowId="{workflow_id}"')
+    return f"{temporal_ui_url().rstrip('/')}/namespaces/{ns}/workflows?query={query}"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
@@ -28,3 +30,45 @@ def test_demo_takes_every_sample_to_its_expected_state(tmp_path):
     # Everything it started is stopped: no process is left holding the state directory.
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", leftovers.stdout
+
+
+def test_sigterm_stops_everything_the_demo_started(tmp_path):
+    state_dir = tmp_path / "kept"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "demo", "--headless", "--keep-running", "--state-dir", str(state_dir)],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for line in demo.stdout:
+            if "The stack stays up" in line:
+                break
+        else:
+            raise AssertionError("the demo ended before keeping the stack up")
+        children = subprocess.run(["pgrep", "-P", str(demo.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) >= 5, "temporal, codec server, sandbox, receiver and worker are up"
+        demo.send_signal(signal.SIGTERM)
+        demo.send_signal(signal.SIGTERM)  # impatient: a second one must not cut the clean-up short
+        demo.wait(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    assert alive == [], f"still running after SIGTERM: {alive}"
+
+
+def test_a_busy_port_is_refused_not_reused(tmp_path):
+    import socket
+
+    from demo.stack import Stack, StackConfig
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config = StackConfig.ephemeral(tmp_path / "busy", sandbox_port=busy.getsockname()[1])
+        with Stack(config) as stack:
+            try:
+                stack.start_sandbox()
+            except RuntimeError as exc:
+                assert "already in use" in str(exc)
+            else:
+                raise AssertionError("started on a port something else holds")
