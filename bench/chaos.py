@@ -51,6 +51,11 @@ CHAOS_TIMINGS = OnboardingTimings(
     activity_retry_initial_seconds=0.5,
     activity_retry_max_seconds=3,
 )
+# The sandbox loses the response of a replayed (idempotent) answer as readily as the first one,
+# so at a rate of 1.0 no POST is ever answered and nothing can converge. At 0.8 a POST needs
+# five tries on average and every customer converges well within its deadline (--lost-rate
+# tries others).
+LOST_RESPONSE_RATE = 0.8
 REVERT_EVERY = 3  # customers 0, 3, 6, ... are reverted after reaching Active
 BAD_PHASES = {Phase.DECLINED, Phase.NEEDS_ATTENTION, Phase.ARCHIVED, Phase.SUSPENDED, Phase.USER_REQUIRED}
 
@@ -138,6 +143,7 @@ class Run:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     evidence: Counter = field(default_factory=Counter)
     windows: list[tuple[float, float]] = field(default_factory=list)  # wall-clock fault windows
+    lost_rate: float = LOST_RESPONSE_RATE
 
 
 # --- one customer ----------------------------------------------------------------------------------
@@ -286,17 +292,12 @@ def iron_errors_checks(run: Run, iron: "IronView") -> list[Check]:
 
 # lost-responses -----------------------------------------------------------------------------------------
 
-# The sandbox loses the response of a replayed (idempotent) answer as readily as the first one,
-# so a rate of 1.0 could never converge: a POST is never answered. 0.8 is the highest rate
-# tried that still converges within the bounds here (a POST needs five tries on average).
-LOST_RESPONSE_RATE = 0.8
-
-
 async def lost_responses_setup(run: Run) -> None:
-    await run.control.set_faults(lose_response_rate=LOST_RESPONSE_RATE, lose_response_methods=["POST"])
+    await run.control.set_faults(lose_response_rate=run.lost_rate, lose_response_methods=["POST"])
 
 
 def lost_responses_checks(run: Run, iron: "IronView") -> list[Check]:
+    run.evidence["lose_response_rate"] = run.lost_rate
     posts = [r for r in iron.requests if r["method"] == "POST"]
     lost = [r for r in posts if r.get("lost_response")]
     replayed = [r for r in posts if r.get("replayed")]
@@ -444,7 +445,7 @@ SCENARIOS: dict[str, Scenario] = {
     for s in [
         Scenario("iron-errors", "30% of Iron's answers are 500, 503 or 429: retries create nothing twice",
                  setup=iron_errors_setup, evidence_checks=iron_errors_checks),
-        Scenario("lost-responses", f"{LOST_RESPONSE_RATE:.0%} of POSTs take effect and lose their response: "
+        Scenario("lost-responses", "most POSTs (80% by default) take effect and lose their response: "
                  "idempotency keys make every retry land on the same resource",
                  setup=lost_responses_setup, evidence_checks=lost_responses_checks),
         Scenario("latency", "Iron slower than the activity timeout at times: timed-out calls that still "
@@ -574,6 +575,7 @@ def run_scenario(
     concurrency: int = 20,
     deadline_per_customer: float = 300.0,
     seed: int | None = None,
+    lost_rate: float = LOST_RESPONSE_RATE,
     log: Callable[[str], None] = print,
 ) -> ScenarioResult:
     """One scenario on its own fresh stack (brought up and torn down here)."""
@@ -583,7 +585,7 @@ def run_scenario(
     stack: Stack | None = None
     try:
         stack = launch(state_dir / name, autopilot=True, autopilot_after=1.0, workers=scenario.workers)
-        asyncio.run(_drive(scenario, stack, result, customers, concurrency, deadline_per_customer, seed, log))
+        asyncio.run(_drive(scenario, stack, result, customers, concurrency, deadline_per_customer, seed, lost_rate, log))
     except Exception as exc:  # noqa: BLE001 - a scenario that cannot run is a failed scenario
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -601,6 +603,7 @@ async def _drive(
     concurrency: int,
     deadline_per_customer: float,
     seed: int | None,
+    lost_rate: float,
     log: Callable[[str], None],
 ) -> None:
     from iron_sandbox.testing import SandboxControl
@@ -613,6 +616,7 @@ async def _drive(
         timings=scenario.timings,
         deadline_per_customer=deadline_per_customer,
         rng=rng,
+        lost_rate=lost_rate,
     )
     prefix = f"chaos-{scenario.name}-{secrets.token_hex(3)}-"
     plan = [Customer(i, f"{prefix}{i:04d}", revert=i % REVERT_EVERY == 0) for i in range(count)]
@@ -697,11 +701,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=20, help="customers in flight at once (default 20)")
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds each customer may take (default 300)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--lost-rate", type=float, default=LOST_RESPONSE_RATE,
+                        help=f"share of POSTs losing their response in lost-responses (default {LOST_RESPONSE_RATE})")
     args = parser.parse_args(argv)
     names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown or not names:
         parser.error(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}")
+    if not 0 < args.lost_rate < 1:
+        parser.error("--lost-rate must be above 0 and below 1 (at 1 no POST is ever answered)")
     if args.customers < 1 or args.concurrency < 1:
         parser.error("--customers and --concurrency must be at least 1")
     args.names = names
@@ -714,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         print(f"{name}: {args.customers} customers, fresh stack in {args.state_dir / name}", flush=True)
         result = run_scenario(name, args.customers, args.state_dir, concurrency=args.concurrency,
-                              deadline_per_customer=args.deadline, seed=args.seed,
+                              deadline_per_customer=args.deadline, seed=args.seed, lost_rate=args.lost_rate,
                               log=lambda line: print(line, flush=True))
         results.append(result)
         print(details(result), flush=True)
