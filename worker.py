@@ -35,6 +35,7 @@ def build_worker(
     task_queue: str | None = None,
     max_concurrent_activities: int = 100,
     max_concurrent_workflow_tasks: int = 100,
+    max_cached_workflows: int = 1000,
     **kwargs,
 ) -> Worker:
     """The worker every process and test uses: one place for what it registers."""
@@ -45,6 +46,7 @@ def build_worker(
         activities=activities.all(),
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
         **kwargs,
     )
@@ -68,6 +70,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--task-queue", default=settings.task_queue(), help="default: $ONBOARDING_TASK_QUEUE or iron-onboarding")
     parser.add_argument("--max-concurrent-activities", type=int, default=100)
     parser.add_argument("--max-concurrent-workflow-tasks", type=int, default=100)
+    parser.add_argument(
+        "--max-cached-workflows",
+        type=int,
+        default=int(os.environ.get("ONBOARDING_MAX_CACHED_WORKFLOWS", "1000")),
+        help="workflows kept in memory between tasks; fewer saves memory, the rest replay when they wake",
+    )
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
     return parser.parse_args(argv)
 
@@ -100,6 +108,7 @@ async def run(argv: list[str]) -> int:
             task_queue=args.task_queue,
             max_concurrent_activities=args.max_concurrent_activities,
             max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
+            max_cached_workflows=args.max_cached_workflows,
         )
         log.info("worker_started", task_queue=args.task_queue, iron_base_url=iron_settings.base_url)
         async with worker:
