@@ -124,6 +124,7 @@ async def wait_for_state(
     deadline: float,
     what: str,
     interval: float = 0.25,
+    polls: Callable[[], None] | None = None,
 ) -> OnboardingState:
     """Poll the `state` query until `predicate` holds, riding out a dead worker or a restarting
     server; TimeoutError naming the last state seen once the monotonic `deadline` passes."""
@@ -132,6 +133,8 @@ async def wait_for_state(
     last: OnboardingState | None = None
     error: BaseException | None = None
     while True:
+        if polls is not None:
+            polls()
         try:
             last = await asyncio.wait_for(get_state(client, external_id), max(0.5, min(10.0, deadline - time.monotonic())))
             error = None
