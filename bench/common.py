@@ -45,11 +45,13 @@ def launch(
 ) -> Stack:
     """A fresh stack on free ports: dev server (database file in `state_dir`), Iron sandbox,
     webhook receiver and the named worker processes. Stops whatever started if a part fails."""
-    config = StackConfig.ephemeral(fresh_dir(state_dir), autopilot=autopilot, task_queue=task_queue)
+    config = StackConfig.ephemeral(
+        fresh_dir(state_dir), autopilot=autopilot, autopilot_seconds=autopilot_after, task_queue=task_queue
+    )
     stack = Stack(config)
     try:
         stack.start_temporal()
-        stack.start_sandbox("--autopilot-after", str(autopilot_after), "--log-level", "warning")
+        stack.start_sandbox("--log-level", "warning")
         stack.start_receiver()
         for name in workers:
             stack.start_worker(name, *worker_args)

@@ -263,7 +263,7 @@ class Stack:
             *extra_args,
         ]
         if self.config.autopilot:
-            argv.append("--autopilot")
+            argv += ["--autopilot", "--autopilot-after", str(self.config.autopilot_seconds)]
         return self._process("iron-sandbox", argv, port=self.config.sandbox_port).start()
 
     def start_receiver(self, name: str = "webhook-receiver", port: int | None = None) -> Process:
