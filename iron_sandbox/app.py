@@ -62,6 +62,7 @@ class Sandbox:
                 initial_backoff_ms=config.webhook_initial_backoff_seconds * 1000,
                 max_backoff_ms=config.webhook_max_backoff_seconds * 1000,
                 timeout_seconds=config.webhook_timeout_seconds,
+                concurrency=config.webhook_concurrency,
                 seed=config.seed,
             )
         )

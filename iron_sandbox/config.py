@@ -32,6 +32,8 @@ class SandboxConfig:
     webhook_initial_backoff_seconds: float = 0.2
     webhook_max_backoff_seconds: float = 10.0
     webhook_timeout_seconds: float = 5.0
+    # Deliveries in flight at once per target (one customer's events still go one at a time).
+    webhook_concurrency: int = 8
     autopilot: bool = False
     autopilot_after_seconds: float = 2.0
     autopilot_step_gap_seconds: float = 0.2

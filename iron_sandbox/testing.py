@@ -265,12 +265,18 @@ class WebhookCollector(ServerThread):
     """A tiny webhook receiver that records every delivery (raw body and headers).
 
     `responses` scripts the answers: each delivery pops the next status (default 200 after that),
-    so `responses=[500, 500]` makes the first two deliveries fail.
+    so `responses=[500, 500]` makes the first two deliveries fail. `answer_delay` (seconds) makes
+    it a slow receiver; `most_in_flight` is the most deliveries it held open at once.
     """
 
-    def __init__(self, *, responses: list[int] | None = None, path: str = "/webhooks/iron") -> None:
+    def __init__(
+        self, *, responses: list[int] | None = None, path: str = "/webhooks/iron", answer_delay: float = 0.0
+    ) -> None:
         self.path = path
         self.responses: list[int] = list(responses or [])
+        self.answer_delay = answer_delay
+        self.most_in_flight = 0
+        self._in_flight = 0
         self._received: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         super().__init__(self._app)
@@ -301,6 +307,14 @@ class WebhookCollector(ServerThread):
                 {"path": scope["path"], "method": scope["method"], "headers": headers, "body": body,
                  "answered": status, "at": time.time()}
             )
+            self._in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self._in_flight)
+        try:
+            if self.answer_delay:
+                await asyncio.sleep(self.answer_delay)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"ok" if status < 300 else b"no"})
 

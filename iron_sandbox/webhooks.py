@@ -3,9 +3,12 @@
 Each state change becomes Iron's container `{type, timestamp, data: {customer_id, message}}`,
 signed with `iron_client.webhooks.sign` (a fresh `webhook-id` and `webhook-timestamp` per
 attempt) and POSTed to every target. Delivery never blocks the API answer: events are queued
-on the server's loop. Per target, first attempts go out in emit order; a failed attempt (non-2xx
-or no connection) is retried on its own schedule with exponential backoff (0.2 s doubling up to
-10 s, 10 attempts by default), so one bad delivery does not hold up the rest.
+on the server's loop. Per target, up to `concurrency` deliveries are in flight at once (8 by
+default), first attempts start in emit order, and one customer's deliveries go one after the
+other, so a busy target is not a single line shared by every customer, while one customer's
+events still arrive in the order they happened unless a fault says otherwise. A failed attempt
+(non-2xx or no connection) is retried on its own schedule with exponential backoff (0.2 s
+doubling up to 10 s, 10 attempts by default), so one bad delivery does not hold up the rest.
 
 Faults, switchable at run time: `drop_rate` (a delivery is never sent), `duplicate` (n extra
 copies), `delay_ms` (each delivery waits that long after its event), `reorder` (deliveries that
@@ -53,6 +56,7 @@ class WebhookSettings:
     initial_backoff_ms: float = 200.0
     max_backoff_ms: float = 10_000.0
     timeout_seconds: float = 5.0
+    concurrency: int = 8
     seed: int | None = None
 
     def updated(self, payload: Any) -> "WebhookSettings":
@@ -82,9 +86,10 @@ class WebhookSettings:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                     raise ValueError("drop_rate must be a number between 0 and 1")
                 value = float(value)
-            elif name in ("duplicate", "stale_seconds", "max_attempts"):
-                if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "max_attempts" else 0):
-                    raise ValueError(f"{name} must be a non-negative integer (max_attempts at least 1)")
+            elif name in ("duplicate", "stale_seconds", "max_attempts", "concurrency"):
+                least = 1 if name in ("max_attempts", "concurrency") else 0
+                if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                    raise ValueError(f"{name} must be an integer of at least {least}")
             elif name == "seed":
                 if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                     raise ValueError("seed must be an integer")
@@ -123,6 +128,10 @@ class WebhookDispatcher:
         self._http: httpx.AsyncClient | None = None
         self._queues: dict[str, asyncio.Queue[_Delivery]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        # Per target: the slots for deliveries in flight, and the size they were made with.
+        self._slots: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        # Per (target, customer): the latest first attempt, which the next one waits for.
+        self._chains: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._events: deque[dict[str, Any]] = deque(maxlen=50_000)
         self._log: deque[dict[str, Any]] = deque(maxlen=50_000)
@@ -157,6 +166,8 @@ class WebhookDispatcher:
         self._workers.clear()
         self._tasks.clear()
         self._queues.clear()
+        self._slots.clear()
+        self._chains.clear()
         self._pending = 0
         if self._idle is not None:
             self._idle.set()
@@ -235,6 +246,8 @@ class WebhookDispatcher:
     # --- delivering ----------------------------------------------------------------------------
 
     async def _worker(self, target: str, queue: asyncio.Queue[_Delivery]) -> None:
+        """Takes the target's deliveries in emit order and starts each first attempt once a slot
+        is free; the attempt itself runs in its own task (`_first_attempt`)."""
         assert self._loop is not None
         while True:
             batch = [await queue.get()]
@@ -247,20 +260,50 @@ class WebhookDispatcher:
                 wait = delivery.due - self._loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                try:
-                    delivered = await self._attempt(delivery, 1)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # never let one delivery stop the target's worker
-                    delivered = False
-                if delivered or delivery.kind == "stale_replay" or self.settings.max_attempts <= 1:
-                    if not delivered and delivery.kind != "stale_replay":
-                        self._record(delivery, target, delivery.event, delivery.event_seq, delivery.kind, 1, outcome="gave_up")
-                    self._done()
-                else:
-                    task = self._loop.create_task(self._retry(delivery))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                slots = self._slots_for(target)
+                await slots.acquire()
+                key = (target, str(delivery.event.get("customer_id") or ""))
+                task = self._spawn(self._first_attempt(delivery, slots, self._chains.get(key)))
+                self._chains[key] = task
+                task.add_done_callback(lambda done, key=key: self._forget_chain(key, done))
+
+    def _spawn(self, work: Any) -> asyncio.Task[None]:
+        assert self._loop is not None
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _forget_chain(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if self._chains.get(key) is task:
+            del self._chains[key]
+
+    def _slots_for(self, target: str) -> asyncio.Semaphore:
+        wanted = self.settings.concurrency
+        current = self._slots.get(target)
+        if current is None or current[1] != wanted:  # a changed setting applies to the next deliveries
+            current = self._slots[target] = (asyncio.Semaphore(wanted), wanted)
+        return current[0]
+
+    async def _first_attempt(self, delivery: _Delivery, slots: asyncio.Semaphore, after: asyncio.Task[None] | None) -> None:
+        try:
+            if after is not None:  # the same customer's previous event goes first
+                await asyncio.wait([after])
+            try:
+                delivered = await self._attempt(delivery, 1)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one failed delivery never stops the others
+                delivered = False
+        finally:
+            slots.release()
+        if delivered or delivery.kind == "stale_replay" or self.settings.max_attempts <= 1:
+            if not delivered and delivery.kind != "stale_replay":
+                self._record(delivery, delivery.target, delivery.event, delivery.event_seq, delivery.kind, 1,
+                             outcome="gave_up")
+            self._done()
+        else:  # retried on its own schedule: the customer's next event does not wait for it
+            self._spawn(self._retry(delivery))
 
     async def _retry(self, delivery: _Delivery) -> None:
         try:

@@ -365,6 +365,39 @@ async def test_every_target_gets_every_event_in_order(
             assert got == expected
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_a_slow_receiver_gets_customers_in_parallel_and_each_customer_in_order(
+    sandbox: SandboxServer, iron: IronClient, concurrency: int
+) -> None:
+    """Deliveries for different customers overlap up to `concurrency`; one customer's events
+    still arrive one at a time, in the order they happened."""
+    with WebhookCollector(answer_delay=0.25) as slow:
+        await sandbox.control.set_webhooks(targets=[slow.url], concurrency=concurrency)
+        customers = [await new_customer(iron) for _ in range(4)]
+        for customer in customers:
+            ident = await iron.create_identification(customer.id, {"type": "Link"}, idempotency_key=new_key())
+            for status in ("Processed", "Approved"):
+                await sandbox.control.set_identification_status(ident.id, status)
+        await sandbox.control.flush_webhooks(30)
+        events = await sandbox.control.events()
+        assert len(slow.received) == len(events) >= 4 * 5
+        if concurrency == 1:
+            assert slow.most_in_flight == 1
+        else:
+            assert 2 <= slow.most_in_flight <= concurrency
+        for customer in customers:
+            expected = [(e["type"], e["status"]) for e in events if e["customer_id"] == customer.id]
+            got = [(e.type, e.status or e.raw_message.get("kind")) for e in
+                   (parse_event(r["body"]) for r in slow.received) if e.customer_id == customer.id]
+            assert got == expected
+
+
+async def test_webhook_concurrency_must_be_positive(sandbox: SandboxServer) -> None:
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(SandboxControlError, match="concurrency"):
+            await sandbox.control.set_webhooks(concurrency=bad)
+
+
 # --- autopilot -------------------------------------------------------------------------------------
 
 
