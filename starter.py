@@ -35,6 +35,7 @@ from iron_client import IronClient, IronError, IronSettings
 from iron_client.models import CustomerType, IdentificationKind, IdentificationParams
 from runtime import settings
 from runtime.temporal import connect
+from workflows import search_attributes
 from workflows.messages import (
     QUERY_STATE,
     UPDATE_ACCEPT_SIGNING,
@@ -106,6 +107,7 @@ async def start_onboarding(
         id=workflow_id_for(external_id),
         task_queue=task_queue or settings.task_queue(),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)),
     )
     response = getattr(handle, "_start_workflow_response", None)
     started = bool(getattr(response, "started", True))

@@ -48,7 +48,8 @@ from runtime.logging import get_logger
 from webhook_receiver.connection import ClientProvider, as_provider
 from webhook_receiver.routing import CustomerRouter, IronLookupFailed, Route, UnknownCustomer
 from webhook_receiver.settings import ReceiverSettings
-from workflows.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal
+from workflows import search_attributes
+from workflows.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal, OnboardingState
 
 WEBHOOK_PATH = "/webhooks/iron"
 ONBOARDING_TYPES = frozenset({"customer_status", "identification_status", "customer_created"})
@@ -259,16 +260,18 @@ class WebhookReceiver:
         return True
 
     async def _signal_with_start(self, client: Client, route: Route, signal: IronEventSignal) -> None:
+        workflow_input = route.adoption_input()
         await asyncio.wait_for(
             client.start_workflow(
                 WORKFLOW_TYPE,
-                route.adoption_input(),
+                workflow_input,
                 id=route.workflow_id,
                 task_queue=self.settings.task_queue,
                 start_signal=SIGNAL_IRON_EVENT,
                 start_signal_args=[signal],
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 static_summary=f"Adopted from an Iron {signal.type} webhook",
+                search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)),
                 rpc_timeout=self._rpc_timeout,
             ),
             self._guard_timeout,

@@ -252,6 +252,11 @@ class OnboardingState(Message):
     seen_event_keys: list[str] = Field(default_factory=list)
     updated_at: str | None = None
 
+    @classmethod
+    def first(cls, input: OnboardingInput) -> "OnboardingState":
+        """The state a new onboarding starts in."""
+        return cls(external_id=input.external_id, iron_customer_id=input.iron_customer_id)
+
     def summary(self) -> dict[str, Any]:
         """The fields a person reads first."""
         return {

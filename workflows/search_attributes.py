@@ -4,7 +4,14 @@ Ids and statuses only: never names, emails or anything personal. Register them o
 with `temporal operator search-attribute create` (or `start_local(search_attributes=...)`).
 """
 
-from temporalio.common import SearchAttributeKey
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+if TYPE_CHECKING:
+    from workflows.messages import OnboardingState
 
 IRON_CUSTOMER_ID = SearchAttributeKey.for_keyword("IronCustomerId")
 IRON_CUSTOMER_STATUS = SearchAttributeKey.for_keyword("IronCustomerStatus")
@@ -13,3 +20,22 @@ ONBOARDING_PHASE = SearchAttributeKey.for_keyword("OnboardingPhase")
 ONBOARDING_CYCLE = SearchAttributeKey.for_int("OnboardingCycle")
 
 ALL = [IRON_CUSTOMER_ID, IRON_CUSTOMER_STATUS, IRON_IDENTIFICATION_STATUS, ONBOARDING_PHASE, ONBOARDING_CYCLE]
+
+
+def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
+    """The value of each search attribute for this state (None: not known yet)."""
+    return {
+        IRON_CUSTOMER_ID: state.iron_customer_id,
+        IRON_CUSTOMER_STATUS: state.customer_status,
+        IRON_IDENTIFICATION_STATUS: state.identification_status,
+        ONBOARDING_PHASE: state.phase.value,
+        ONBOARDING_CYCLE: state.cycle,
+    }
+
+
+def at_start(state: OnboardingState) -> TypedSearchAttributes:
+    """What a workflow starting in `state` shows: given at start, so the workflow's first
+    task has nothing to upsert (each upsert is a history event)."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(key, value) for key, value in for_state(state).items() if value is not None]
+    )
