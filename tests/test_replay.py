@@ -2,14 +2,17 @@
 
 The histories under tests/histories/ come from the lifecycle tests (`make histories`). A
 change that would break a running customer's replay fails here before it ships; guard such
-changes with `workflow.patched` (see the README).
+changes with `workflow.patched` (see the README). Histories recorded before a patch stay,
+in a folder named after it, and must keep replaying: customers started then are still running.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
@@ -18,8 +21,11 @@ from runtime.temporal import data_converter
 from tests.changed_workflow import OnboardingWithAnUnguardedChange
 from workflows.onboarding import CustomerOnboarding
 
-HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
-BRANCHES = {path.name.split(".run")[0] for path in HISTORIES}
+HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
+CURRENT = sorted(HISTORIES_DIR.glob("*.json"))  # recorded by today's code
+BEFORE_LEANER_WAITS = sorted((HISTORIES_DIR / "before-leaner-waits").glob("*.json"))
+HISTORIES = sorted(HISTORIES_DIR.rglob("*.json"))
+BRANCHES = {path.name.split(".run")[0] for path in CURRENT}
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -39,15 +45,37 @@ def test_every_branch_has_a_recorded_history():
     assert expected <= BRANCHES, f"missing histories: {sorted(expected - BRANCHES)} (run make histories)"
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+@pytest.mark.parametrize("path", HISTORIES, ids=[str(p.relative_to(HISTORIES_DIR)) for p in HISTORIES])
 async def test_recorded_history_replays(path: Path):
     replayer = Replayer(workflows=[CustomerOnboarding], data_converter=data_converter())
     result = await replayer.replay_workflow(load(path))
     assert result.replay_failure is None
 
 
+def event_counts(path: Path) -> Counter:
+    return Counter(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in load(path).events)
+
+
+def test_histories_from_before_the_leaner_waits_patch_are_kept():
+    assert {p.name for p in BEFORE_LEANER_WAITS} >= {p.name for p in CURRENT if p.name.startswith("link_happy_path")}
+    for path in BEFORE_LEANER_WAITS:
+        assert event_counts(path)["MARKER_RECORDED"] == 0, path.name
+
+
+def test_a_webhook_driven_run_keeps_one_poll_timer_and_batches_status_upserts():
+    """Today's code on the happy path (it replays above, so these are today's commands): one poll
+    timer the webhook does not cancel, and no upsert for a status read on the way."""
+    before = event_counts(HISTORIES_DIR / "before-leaner-waits" / "link_happy_path.run1.json")
+    now = event_counts(HISTORIES_DIR / "link_happy_path.run1.json")
+    assert now["MARKER_RECORDED"] == 1  # the patch marker
+    assert now["TIMER_STARTED"] == 1 and now["TIMER_CANCELED"] == 0
+    assert before["TIMER_STARTED"] == 2 and before["TIMER_CANCELED"] == 2
+    # 5 upserts counting the patch's own TemporalChangeVersion one, against 7 before.
+    assert now["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"] == 5 and before["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"] == 7
+
+
 async def test_an_unguarded_change_fails_replay():
-    path = next(p for p in HISTORIES if p.name.startswith("link_happy_path.run1"))
+    path = HISTORIES_DIR / "link_happy_path.run1.json"
     replayer = Replayer(workflows=[OnboardingWithAnUnguardedChange], data_converter=data_converter())
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(load(path))

@@ -64,6 +64,10 @@ SUSPENDED = "Suspended"
 ARCHIVED = "Archived"
 WAITING_IDENTIFICATION_STATUSES = {"Pending", "Processed", "PendingReview"}
 RECENT_EVENTS_KEPT = 20
+# Patch id of the leaner waiting: the poll timer survives an early wake and is reused by the next
+# wait, and a status-only search-attribute change waits for the next phase change or wait
+# instead of costing an upsert of its own. Histories recorded before it replay the old way.
+LEANER_WAITS_PATCH = "leaner-waits-v1"
 
 
 # Design: the main loop reads the customer and dispatches on Iron's status. Each step waits
@@ -83,7 +87,7 @@ class CustomerOnboarding:
             self._state = input.carried.model_copy(deep=True)
             self._state.runs += 1
         else:
-            self._state = OnboardingState(external_id=input.external_id, iron_customer_id=input.iron_customer_id)
+            self._state = OnboardingState.first(input)
         self._seen_events = set(self._state.seen_event_keys)
         self._dirty = False
         self._customer_hint = False
@@ -99,6 +103,9 @@ class CustomerOnboarding:
         self._poll_delay = self._timings.poll_initial_seconds
         self._published: dict[str, Any] = {}
         self._unpublished: dict[Any, Any] = {}
+        self._poll_timer: asyncio.TimerHandle | None = None
+        self._poll_timer_due = 0.0
+        self._poll_timer_fired = False
 
     # --- main loop -----------------------------------------------------------------------------
 
@@ -402,7 +409,14 @@ class CustomerOnboarding:
     # --- Iron reads ----------------------------------------------------------------------------
 
     def _activity(self, method: Any, arg: Any) -> Awaitable[Any]:
-        self._flush_search_attributes()
+        # A phase change is published before the call (the call may retry for long); a status
+        # read on the way goes out with the next phase change or wait, a few seconds later.
+        pending = set(self._unpublished)
+        if pending and (
+            not pending <= {sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS}
+            or not workflow.patched(LEANER_WAITS_PATCH)
+        ):
+            self._flush_search_attributes()
         self._state.iron_calls += 1
         t = self._timings
         return workflow.execute_activity_method(
@@ -531,14 +545,7 @@ class CustomerOnboarding:
         per workflow task: each upsert is a history event) and refresh the one-line summary
         the Temporal UI shows."""
         s = self._state
-        wanted = {
-            sa.IRON_CUSTOMER_ID: s.iron_customer_id,
-            sa.IRON_CUSTOMER_STATUS: s.customer_status,
-            sa.IRON_IDENTIFICATION_STATUS: s.identification_status,
-            sa.ONBOARDING_PHASE: s.phase.value,
-            sa.ONBOARDING_CYCLE: s.cycle,
-        }
-        for key, value in wanted.items():
+        for key, value in sa.for_state(s).items():
             if value is not None and self._published.get(key.name) != value:
                 self._unpublished[key] = value
             elif key in self._unpublished and self._published.get(key.name) == value:
@@ -565,19 +572,45 @@ class CustomerOnboarding:
 
     # --- waiting -------------------------------------------------------------------------------
 
-    async def _wait(self, seconds: float | None) -> bool:
-        """Until a signal or update marks the workflow dirty (True) or the timer fires (False)."""
+    async def _wait(self, seconds: float | None) -> None:
+        """Until a signal or update marks the workflow dirty, or `seconds` pass (the poll)."""
         self._publish()
         self._flush_search_attributes()
         if self._dirty:
-            return True
-        try:
-            await workflow.wait_condition(
-                lambda: self._dirty, timeout=timedelta(seconds=seconds) if seconds is not None else None
-            )
-            return True
-        except asyncio.TimeoutError:
-            return False
+            return
+        self._poll_timer_fired = False  # a poll that came due while busy is not owed twice
+        if seconds is not None:
+            self._arm_poll_timer(seconds)
+        elif self._poll_timer is not None:  # waiting for a person alone: no poll
+            self._cancel_poll_timer()
+        await workflow.wait_condition(lambda: self._dirty or self._poll_timer_fired)
+        if self._poll_timer_fired:
+            self._poll_timer_fired = False
+        elif self._poll_timer is not None and not workflow.patched(LEANER_WAITS_PATCH):
+            self._cancel_poll_timer()  # as before the patch: each wait had a timer of its own
+
+    # Design: one poll timer at a time, on the workflow's event loop (a timer command when armed,
+    # a cancel command when cancelled, like the timeout of `wait_condition`). A webhook that wakes
+    # the workflow leaves it running; the next wait keeps it when it comes due no later than that
+    # wait wants, so a lifecycle driven by webhooks starts one timer per run, not one timer and
+    # one cancellation per wake. A poll may come a little early: it is only a read of Iron.
+    def _arm_poll_timer(self, seconds: float) -> None:
+        due = workflow.time() + seconds
+        if self._poll_timer is not None:
+            if self._poll_timer_due <= due:
+                return
+            self._cancel_poll_timer()
+        self._poll_timer_due = due
+        self._poll_timer = asyncio.get_running_loop().call_later(seconds, self._poll_timer_came_due)
+
+    def _poll_timer_came_due(self) -> None:
+        self._poll_timer = None
+        self._poll_timer_fired = True
+
+    def _cancel_poll_timer(self) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.cancel()
+            self._poll_timer = None
 
     def _next_poll_delay(self) -> float:
         """Polling fallback with backoff, restarting for each new thing waited on."""
