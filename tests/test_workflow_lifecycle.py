@@ -1,5 +1,6 @@
-"""Every branch and timer of `CustomerOnboarding` on the time-skipping test server, with the
-production activities talking real HTTP to the Iron sandbox.
+"""Every branch and timer of `CustomerOnboarding` on the time-skipping test server (one branch,
+marked `dev_server`, on the dev server), with the production activities talking real HTTP to
+the Iron sandbox.
 
 Webhooks are played by the test (it signals what the receiver would), so each test decides
 which webhooks arrive and which are lost; the sandbox's request log says what reached Iron.
@@ -35,6 +36,7 @@ from workflows.messages import (
 from tests.workflow_harness import (
     FAST_TIMINGS,
     current_state,
+    dev_server_env,
     save_histories,
     requests_matching,
     running_worker,
@@ -57,7 +59,11 @@ def sandbox():
 
 
 @pytest.fixture
-async def env(temporal_test_server_path):
+async def env(request, temporal_test_server_path, temporal_cli_path):
+    if request.node.get_closest_marker("dev_server"):
+        async with dev_server_env(temporal_cli_path) as environment:
+            yield environment
+        return
     async with time_skipping_env(temporal_test_server_path) as environment:
         yield environment
 
@@ -349,6 +355,10 @@ async def test_pending_review_for_days_keeps_waiting_with_bounded_polling(env, w
 # --- life after Active -------------------------------------------------------------------------
 
 
+# On the dev server: the Java test server answers "workflow execution already completed" to
+# this branch's task that records its local reads and continues-as-new (it does continue), then
+# stops answering queries for the new run. No timer here needs skipping.
+@pytest.mark.dev_server
 async def test_reverted_to_identification_required_adopts_iron_step_up(env, worker, sandbox):
     external_id = new_external_id("stepup")
     handle = await start(env, worker, external_id)

@@ -174,7 +174,17 @@ async def save_histories(client: Client, workflow_id: str, first_run_id: str | N
     run_id: str | None = first_run_id
     index = 1
     while run_id:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+        history = await handle.fetch_history()
+        # A run that continued-as-new a moment ago may not have had its first task yet; a
+        # history without a completed task has nothing to replay.
+        for _ in range(50):
+            if any(e.HasField("workflow_task_completed_event_attributes") for e in history.events):
+                break
+            await asyncio.sleep(0.1)
+            history = await handle.fetch_history()
+        else:
+            break
         path = HISTORIES_DIR / f"{name}.run{index}.json"
         path.write_text(history.to_json())
         saved.append(path)
