@@ -258,6 +258,27 @@ async def test_stale_and_duplicate_webhooks_cannot_move_backwards(env, worker, s
         assert state.phase == Phase.ACTIVE
 
 
+async def test_a_webhook_for_a_status_already_read_costs_no_read(env, worker, sandbox):
+    handle = await start(env, worker, new_external_id("known"))
+    active = await onboard_to_active(sandbox, handle)
+    customer_reads = lambda log: requests_matching(log, "GET", f"/customers/{active.iron_customer_id}")  # noqa: E731
+    before = await iron_requests(sandbox)
+
+    # Iron's own webhooks for what the workflow already read: recorded, nothing read again.
+    await signal_event(handle, "customer_status", customer_id=active.iron_customer_id, entity_id=active.iron_customer_id, status="Active")
+    await signal_event(handle, "identification_status", customer_id=active.iron_customer_id, entity_id=active.identification_id, status="Approved")
+    known = await wait_for_state(handle, lambda s: len(s.recent_events) >= len(active.recent_events) + 2, what="events recorded")
+    assert [e.status for e in known.recent_events[-2:]] == ["Active", "Approved"]
+    # A change at Iron, then its webhook: read, and acted on.
+    await sandbox.control.set_customer_status(active.iron_customer_id, "Suspended")
+    await signal_event(handle, "customer_status", customer_id=active.iron_customer_id, entity_id=active.iron_customer_id, status="Suspended")
+    await wait_for_state(handle, lambda s: s.customer_status == "Suspended", what="Suspended read")
+
+    after = await iron_requests(sandbox)
+    assert len(after) - len(before) == 1, "one read: for the change, none for what was known"
+    assert len(customer_reads(after)) == len(customer_reads(before)) + 1
+
+
 # --- identification outcomes -------------------------------------------------------------------
 
 

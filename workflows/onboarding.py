@@ -70,7 +70,8 @@ RECENT_EVENTS_KEPT = 20
 LEANER_WAITS_PATCH = "leaner-waits-v1"
 # Patch id of the local reads: Iron reads (GETs, safe to repeat) run as local activities in the
 # workflow's own task, which spares each read two trips through the server and five history
-# events. Writes stay ordinary activities, visible in the UI while they retry.
+# events. Writes stay ordinary activities, visible in the UI while they retry. Under the same
+# patch, a webhook reporting the status the last read already saw does not wake the workflow.
 LOCAL_READS_PATCH = "local-reads-v1"
 # Past this much in-worker retrying, a failing local read backs off on a durable timer instead.
 LOCAL_READ_RETRY_THRESHOLD = timedelta(seconds=30)
@@ -684,10 +685,25 @@ class CustomerOnboarding:
             if event.customer_id and s.iron_customer_id and event.customer_id != s.iron_customer_id:
                 workflow.logger.warning("ignoring event for another customer")
                 return
+            if self._already_known(event) and self._local_reads():
+                return  # Iron told us nothing new: reading it again would only repeat our last read
             about_current = event.type == "identification_status" and event.entity_id == s.identification_id
             self._wake(customer=not about_current)
         except Exception:  # pragma: no cover - defensive
             workflow.logger.exception("could not record iron_event")
+
+    def _already_known(self, event: IronEventSignal) -> bool:
+        """The event reports the status our last read of that resource already saw (a webhook
+        for a change the workflow made or read first). A stale event with any other status
+        still wakes the workflow, which then reads Iron."""
+        s = self._state
+        if event.status is None:
+            return False
+        if event.type == "identification_status":
+            return event.entity_id == s.identification_id and event.status == s.identification_status
+        if event.type == "customer_status":
+            return event.status == s.customer_status
+        return False
 
     @workflow.update(name=UPDATE_ACCEPT_SIGNING)
     async def accept_signing(self, request: AcceptSigningRequest) -> AcceptSigningResult:
