@@ -28,6 +28,12 @@ from runtime.temporal import connect
 from workflows.onboarding import CustomerOnboarding
 
 
+# A customer's workflow sleeps for hours between wakes, so a cached one is rarely reused before
+# it would be evicted anyway; each costs about 0.28 MB. One that is not cached replays its
+# history (tens of events, bounded by continue-as-new) when it next wakes.
+DEFAULT_MAX_CACHED_WORKFLOWS = 500
+
+
 def build_worker(
     client: Client,
     activities: IronActivities,
@@ -35,7 +41,7 @@ def build_worker(
     task_queue: str | None = None,
     max_concurrent_activities: int = 100,
     max_concurrent_workflow_tasks: int = 100,
-    max_cached_workflows: int = 1000,
+    max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
     **kwargs,
 ) -> Worker:
     """The worker every process and test uses: one place for what it registers."""
@@ -73,7 +79,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--max-cached-workflows",
         type=int,
-        default=int(os.environ.get("ONBOARDING_MAX_CACHED_WORKFLOWS", "1000")),
+        default=int(os.environ.get("ONBOARDING_MAX_CACHED_WORKFLOWS", str(DEFAULT_MAX_CACHED_WORKFLOWS))),
         help="workflows kept in memory between tasks; fewer saves memory, the rest replay when they wake",
     )
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
