@@ -24,7 +24,6 @@ from workflows.onboarding import CustomerOnboarding
 HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
 CURRENT = sorted(HISTORIES_DIR.glob("*.json"))  # recorded by today's code
 BEFORE_LEANER_WAITS = sorted((HISTORIES_DIR / "before-leaner-waits").glob("*.json"))
-BEFORE_LOCAL_READS = sorted((HISTORIES_DIR / "before-local-reads").glob("*.json"))
 HISTORIES = sorted(HISTORIES_DIR.rglob("*.json"))
 BRANCHES = {path.name.split(".run")[0] for path in CURRENT}
 
@@ -64,52 +63,15 @@ def test_histories_from_before_the_leaner_waits_patch_are_kept():
 
 
 def test_a_webhook_driven_run_keeps_one_poll_timer_and_batches_status_upserts():
-    """The leaner-waits patch on the happy path: one poll timer the webhook does not cancel, and
-    no upsert for a status read on the way."""
+    """Today's code on the happy path (it replays above, so these are today's commands): one poll
+    timer the webhook does not cancel, and no upsert for a status read on the way."""
     before = event_counts(HISTORIES_DIR / "before-leaner-waits" / "link_happy_path.run1.json")
-    after = event_counts(HISTORIES_DIR / "before-local-reads" / "link_happy_path.run1.json")
-    assert after["MARKER_RECORDED"] == 1  # the patch marker
-    assert after["TIMER_STARTED"] == 1 and after["TIMER_CANCELED"] == 0
+    now = event_counts(HISTORIES_DIR / "link_happy_path.run1.json")
+    assert now["MARKER_RECORDED"] == 1  # the patch marker
+    assert now["TIMER_STARTED"] == 1 and now["TIMER_CANCELED"] == 0
     assert before["TIMER_STARTED"] == 2 and before["TIMER_CANCELED"] == 2
     # 5 upserts counting the patch's own TemporalChangeVersion one, against 7 before.
-    assert after["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"] == 5 and before["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"] == 7
-
-
-def markers(path: Path) -> Counter:
-    return Counter(
-        e.marker_recorded_event_attributes.marker_name
-        for e in load(path).events
-        if e.HasField("marker_recorded_event_attributes")
-    )
-
-
-def scheduled_activities(path: Path) -> list[str]:
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in load(path).events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
-
-
-def test_histories_from_before_the_local_reads_patch_are_kept():
-    assert {p.name for p in BEFORE_LOCAL_READS} >= {p.name for p in CURRENT}
-    for path in BEFORE_LOCAL_READS:
-        assert markers(path)["core_local_activity"] == 0, path.name
-
-
-def test_reads_are_local_activities_and_writes_stay_activities():
-    """Today's code (it replays above, so these are today's commands): Iron reads leave one
-    marker each instead of an activity and a workflow task; only writes are scheduled."""
-    writes = {"find_or_create_customer", "create_identification", "create_signing"}
-    for path in CURRENT:
-        assert set(scheduled_activities(path)) <= writes, path.name
-    before = HISTORIES_DIR / "before-local-reads" / "link_happy_path.run1.json"
-    now = HISTORIES_DIR / "link_happy_path.run1.json"
-    assert scheduled_activities(before).count("get_customer") >= 1
-    assert markers(now) == Counter({"core_local_activity": 4, "core_patch": 2})
-    assert len(scheduled_activities(now)) == 4 and len(scheduled_activities(before)) == 8
-    assert event_counts(now)["WORKFLOW_TASK_COMPLETED"] < event_counts(before)["WORKFLOW_TASK_COMPLETED"]
-    assert len(load(now).events) < len(load(before).events)
+    assert now["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"] == 5 and before["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"] == 7
 
 
 async def test_an_unguarded_change_fails_replay():

@@ -1,6 +1,5 @@
-"""Every branch and timer of `CustomerOnboarding` on the time-skipping test server (one branch,
-marked `dev_server`, on the dev server), with the production activities talking real HTTP to
-the Iron sandbox.
+"""Every branch and timer of `CustomerOnboarding` on the time-skipping test server, with the
+production activities talking real HTTP to the Iron sandbox.
 
 Webhooks are played by the test (it signals what the receiver would), so each test decides
 which webhooks arrive and which are lost; the sandbox's request log says what reached Iron.
@@ -36,7 +35,6 @@ from workflows.messages import (
 from tests.workflow_harness import (
     FAST_TIMINGS,
     current_state,
-    dev_server_env,
     save_histories,
     requests_matching,
     running_worker,
@@ -59,11 +57,7 @@ def sandbox():
 
 
 @pytest.fixture
-async def env(request, temporal_test_server_path, temporal_cli_path):
-    if request.node.get_closest_marker("dev_server"):
-        async with dev_server_env(temporal_cli_path) as environment:
-            yield environment
-        return
+async def env(temporal_test_server_path):
     async with time_skipping_env(temporal_test_server_path) as environment:
         yield environment
 
@@ -258,27 +252,6 @@ async def test_stale_and_duplicate_webhooks_cannot_move_backwards(env, worker, s
         assert state.phase == Phase.ACTIVE
 
 
-async def test_a_webhook_for_a_status_already_read_costs_no_read(env, worker, sandbox):
-    handle = await start(env, worker, new_external_id("known"))
-    active = await onboard_to_active(sandbox, handle)
-    customer_reads = lambda log: requests_matching(log, "GET", f"/customers/{active.iron_customer_id}")  # noqa: E731
-    before = await iron_requests(sandbox)
-
-    # Iron's own webhooks for what the workflow already read: recorded, nothing read again.
-    await signal_event(handle, "customer_status", customer_id=active.iron_customer_id, entity_id=active.iron_customer_id, status="Active")
-    await signal_event(handle, "identification_status", customer_id=active.iron_customer_id, entity_id=active.identification_id, status="Approved")
-    known = await wait_for_state(handle, lambda s: len(s.recent_events) >= len(active.recent_events) + 2, what="events recorded")
-    assert [e.status for e in known.recent_events[-2:]] == ["Active", "Approved"]
-    # A change at Iron, then its webhook: read, and acted on.
-    await sandbox.control.set_customer_status(active.iron_customer_id, "Suspended")
-    await signal_event(handle, "customer_status", customer_id=active.iron_customer_id, entity_id=active.iron_customer_id, status="Suspended")
-    await wait_for_state(handle, lambda s: s.customer_status == "Suspended", what="Suspended read")
-
-    after = await iron_requests(sandbox)
-    assert len(after) - len(before) == 1, "one read: for the change, none for what was known"
-    assert len(customer_reads(after)) == len(customer_reads(before)) + 1
-
-
 # --- identification outcomes -------------------------------------------------------------------
 
 
@@ -376,10 +349,6 @@ async def test_pending_review_for_days_keeps_waiting_with_bounded_polling(env, w
 # --- life after Active -------------------------------------------------------------------------
 
 
-# On the dev server: the Java test server answers "workflow execution already completed" to
-# this branch's task that records its local reads and continues-as-new (it does continue), then
-# stops answering queries for the new run. No timer here needs skipping.
-@pytest.mark.dev_server
 async def test_reverted_to_identification_required_adopts_iron_step_up(env, worker, sandbox):
     external_id = new_external_id("stepup")
     handle = await start(env, worker, external_id)

@@ -68,13 +68,6 @@ RECENT_EVENTS_KEPT = 20
 # wait, and a status-only search-attribute change waits for the next phase change or wait
 # instead of costing an upsert of its own. Histories recorded before it replay the old way.
 LEANER_WAITS_PATCH = "leaner-waits-v1"
-# Patch id of the local reads: Iron reads (GETs, safe to repeat) run as local activities in the
-# workflow's own task, which spares each read two trips through the server and five history
-# events. Writes stay ordinary activities, visible in the UI while they retry. Under the same
-# patch, a webhook reporting the status the last read already saw does not wake the workflow.
-LOCAL_READS_PATCH = "local-reads-v1"
-# Past this much in-worker retrying, a failing local read backs off on a durable timer instead.
-LOCAL_READ_RETRY_THRESHOLD = timedelta(seconds=30)
 
 
 # Design: the main loop reads the customer and dispatches on Iron's status. Each step waits
@@ -267,7 +260,7 @@ class CustomerOnboarding:
             return None
         result = await self._attempt(
             "latest_identification",
-            self._activity(IronActivities.latest_identification, CustomerRef(customer_id=customer.id), read=True),
+            self._activity(IronActivities.latest_identification, CustomerRef(customer_id=customer.id)),
         )
         if result is None or result.identification is None:
             return None
@@ -316,9 +309,7 @@ class CustomerOnboarding:
         s = self._state
         result = await self._attempt(
             "get_required_signings",
-            self._activity(
-                IronActivities.get_required_signings, CustomerRef(customer_id=s.iron_customer_id or ""), read=True
-            ),
+            self._activity(IronActivities.get_required_signings, CustomerRef(customer_id=s.iron_customer_id or "")),
         )
         if result is None:
             return
@@ -417,49 +408,34 @@ class CustomerOnboarding:
 
     # --- Iron reads ----------------------------------------------------------------------------
 
-    def _activity(self, method: Any, arg: Any, *, read: bool = False) -> Awaitable[Any]:
+    def _activity(self, method: Any, arg: Any) -> Awaitable[Any]:
         # A phase change is published before the call (the call may retry for long); a status
         # read on the way goes out with the next phase change or wait, a few seconds later.
         pending = set(self._unpublished)
         if pending and (
             not pending <= {sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS}
-            or not self._leaner_waits()
+            or not workflow.patched(LEANER_WAITS_PATCH)
         ):
             self._flush_search_attributes()
         self._state.iron_calls += 1
         t = self._timings
-        timeout = timedelta(seconds=t.activity_timeout_seconds)
-        retry_policy = RetryPolicy(
-            initial_interval=timedelta(seconds=t.activity_retry_initial_seconds),
-            backoff_coefficient=2.0,
-            maximum_interval=timedelta(seconds=t.activity_retry_max_seconds),
+        return workflow.execute_activity_method(
+            method,
+            arg,
+            start_to_close_timeout=timedelta(seconds=t.activity_timeout_seconds),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=t.activity_retry_initial_seconds),
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(seconds=t.activity_retry_max_seconds),
+            ),
         )
-        if read and self._local_reads():
-            return workflow.execute_local_activity_method(
-                method,
-                arg,
-                start_to_close_timeout=timeout,
-                retry_policy=retry_policy,
-                local_retry_threshold=LOCAL_READ_RETRY_THRESHOLD,
-            )
-        return workflow.execute_activity_method(method, arg, start_to_close_timeout=timeout, retry_policy=retry_policy)
-
-    # Patches. Each records its marker (and an upsert of TemporalChangeVersion) in every run
-    # that reaches it, and decides alone: histories exist with only the older one.
-    def _local_reads(self) -> bool:
-        return workflow.patched(LOCAL_READS_PATCH)
-
-    def _leaner_waits(self) -> bool:
-        return workflow.patched(LEANER_WAITS_PATCH)
 
     async def _attempt(self, step: str, call: Awaitable[T]) -> T | None:
         """Run an Iron call; a final rejection parks the workflow in NeedsAttention (None)."""
         try:
             return await call
-        except (ActivityError, ApplicationError) as err:
-            # An activity's failure arrives as the cause of an ActivityError; a local
-            # activity's arrives bare.
-            cause = err.cause if isinstance(err, ActivityError) else err
+        except ActivityError as err:
+            cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
                 details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
                 self._needs_attention(
@@ -479,9 +455,7 @@ class CustomerOnboarding:
         try:
             customer = await self._attempt(
                 "get_customer",
-                self._activity(
-                    IronActivities.get_customer, CustomerRef(customer_id=self._state.iron_customer_id or ""), read=True
-                ),
+                self._activity(IronActivities.get_customer, CustomerRef(customer_id=self._state.iron_customer_id or "")),
             )
         finally:
             self._reads_completed = max(self._reads_completed, number)
@@ -493,9 +467,7 @@ class CustomerOnboarding:
         self._dirty = False
         return await self._attempt(
             "get_identification",
-            self._activity(
-                IronActivities.get_identification, IdentificationRef(identification_id=identification_id), read=True
-            ),
+            self._activity(IronActivities.get_identification, IdentificationRef(identification_id=identification_id)),
         )
 
     # --- state bookkeeping ---------------------------------------------------------------------
@@ -614,7 +586,7 @@ class CustomerOnboarding:
         await workflow.wait_condition(lambda: self._dirty or self._poll_timer_fired)
         if self._poll_timer_fired:
             self._poll_timer_fired = False
-        elif self._poll_timer is not None and not self._leaner_waits():
+        elif self._poll_timer is not None and not workflow.patched(LEANER_WAITS_PATCH):
             self._cancel_poll_timer()  # as before the patch: each wait had a timer of its own
 
     # Design: one poll timer at a time, on the workflow's event loop (a timer command when armed,
@@ -685,25 +657,10 @@ class CustomerOnboarding:
             if event.customer_id and s.iron_customer_id and event.customer_id != s.iron_customer_id:
                 workflow.logger.warning("ignoring event for another customer")
                 return
-            if self._already_known(event) and self._local_reads():
-                return  # Iron told us nothing new: reading it again would only repeat our last read
             about_current = event.type == "identification_status" and event.entity_id == s.identification_id
             self._wake(customer=not about_current)
         except Exception:  # pragma: no cover - defensive
             workflow.logger.exception("could not record iron_event")
-
-    def _already_known(self, event: IronEventSignal) -> bool:
-        """The event reports the status our last read of that resource already saw (a webhook
-        for a change the workflow made or read first). A stale event with any other status
-        still wakes the workflow, which then reads Iron."""
-        s = self._state
-        if event.status is None:
-            return False
-        if event.type == "identification_status":
-            return event.entity_id == s.identification_id and event.status == s.identification_status
-        if event.type == "customer_status":
-            return event.status == s.customer_status
-        return False
 
     @workflow.update(name=UPDATE_ACCEPT_SIGNING)
     async def accept_signing(self, request: AcceptSigningRequest) -> AcceptSigningResult:
