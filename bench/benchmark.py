@@ -127,29 +127,18 @@ async def history_all_runs(client: Client, workflow_id: str) -> list[Any]:
     raise RuntimeError(f"{workflow_id}: more than 100 runs")
 
 
-LOCAL_ACTIVITY_MARKER = "core_local_activity"
-
-
 def describe_history(events: list[Any]) -> dict[str, int]:
     kinds = Counter(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in events)
-    # A local activity leaves one marker; it is an Iron call all the same, so the floor gets an
-    # activity for it.
-    local = sum(
-        1 for e in events
-        if e.HasField("marker_recorded_event_attributes")
-        and e.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER
-    )
     return {
         "events": len(events),
         "runs": kinds["WORKFLOW_EXECUTION_STARTED"],
-        "activities": kinds["ACTIVITY_TASK_SCHEDULED"] + local,
-        "local_activities": local,
+        "activities": kinds["ACTIVITY_TASK_SCHEDULED"],
         "signals": kinds["WORKFLOW_EXECUTION_SIGNALED"],
         "updates": kinds["WORKFLOW_EXECUTION_UPDATE_ACCEPTED"],
         "workflow_tasks": kinds["WORKFLOW_TASK_COMPLETED"],
         "timers": kinds["TIMER_STARTED"],
         "search_attribute_upserts": kinds["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"],
-        "other_events": len(events) - local - sum(
+        "other_events": len(events) - sum(
             kinds[k] * n
             for k, n in (
                 ("WORKFLOW_EXECUTION_STARTED", 1),
@@ -654,7 +643,6 @@ def assemble(sizes: Sizes, calibration: dict, tp: dict, product_lat: dict, floor
         "iron_calls_per_lifecycle": {
             "http_requests": product["iron_requests_per_lifecycle"],
             "activities": product["history"]["activities"],
-            "local_activities": product["history"]["local_activities"],
         },
         "latency": {
             "product_webhook_to_state": product_lat,
@@ -693,8 +681,8 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         ("history events per lifecycle", fmt(hist["product"]["events"]), fmt(hist["floor"]["events"]),
          fmt(hist["ratio"]), f"<= {hist['target_max']:g}x", verdict(hist["pass"])),
         ("Iron calls per lifecycle (HTTP)", fmt(iron["http_requests"]), "-", "-", "-", "measured"),
-        ("  of them workflow activities (local)", f"{fmt(iron['activities'])} ({fmt(iron.get('local_activities'))})",
-         fmt(hist["floor"]["activities"]), "-", "-", "measured"),
+        ("  of them workflow activities", fmt(iron["activities"]), fmt(hist["floor"]["activities"]), "-", "-",
+         "measured"),
         ("webhook-to-state p50 (ms)", fmt(pl.get("p50_ms")), fmt(fl.get("p50_ms")),
          fmt(_ratio(pl.get("p50_ms"), fl.get("p50_ms"))), "-", "measured"),
         ("webhook-to-state p99 (ms)", fmt(pl.get("p99_ms")), fmt(fl.get("p99_ms")), fmt(lat["p99_ratio"]),
