@@ -24,6 +24,7 @@ from data_protection.documents import document_store_from_env
 from iron_client import IronClient, IronSettings
 from runtime import settings
 from runtime.logging import configure_logging, get_logger
+from runtime.query_task_guard import QueryTaskGuard
 from runtime.temporal import connect
 from workflows.onboarding import CustomerOnboarding
 
@@ -45,7 +46,8 @@ def build_worker(
     **kwargs,
 ) -> Worker:
     """The worker every process and test uses: one place for what it registers."""
-    return Worker(
+    guard = QueryTaskGuard(kwargs.pop("workflow_runner", None))
+    worker = Worker(
         client,
         task_queue=task_queue or settings.task_queue(),
         workflows=[CustomerOnboarding],
@@ -54,8 +56,11 @@ def build_worker(
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        workflow_runner=guard,
         **kwargs,
     )
+    guard.attach(worker)
+    return worker
 
 
 async def purge_documents_periodically(documents, retention_seconds: float, every_seconds: float = 3600) -> None:
