@@ -46,6 +46,7 @@ def build_worker(
     **kwargs,
 ) -> Worker:
     """The worker every process and test uses: one place for what it registers."""
+    # Evicts a workflow whose query task did workflow work (runtime/query_task_guard.py).
     guard = QueryTaskGuard(kwargs.pop("workflow_runner", None))
     worker = Worker(
         client,
