@@ -50,7 +50,13 @@ class QueryTaskGuard(WorkflowRunner):
 
     def attach(self, worker: Worker) -> None:
         """Give the guard the worker whose core it asks for evictions."""
-        self.attach_evictor(worker._bridge_worker.request_workflow_eviction)  # no public handle
+        # The SDK keeps its core worker in a private attribute; there is no public handle. A
+        # release that moves it leaves the guard counting and logging, and the worker running.
+        request = getattr(getattr(worker, "_bridge_worker", None), "request_workflow_eviction", None)
+        if request is None:
+            log.warning("query_task_guard_cannot_evict", reason="no eviction handle in this temporalio release")
+            return
+        self.attach_evictor(request)
 
     def attach_evictor(self, request_eviction: Callable[[str], None]) -> None:
         try:

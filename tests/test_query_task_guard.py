@@ -118,3 +118,13 @@ def test_query_task_work_is_forgotten_once_a_query_was_answered():
     instance.activate(activation(15, 2000, query(), replaying=True))
     instance.activate(activation(15, 2000, query(), replaying=True))  # a second query task
     assert evicted == [RUN]
+
+
+def test_a_worker_without_an_eviction_handle_leaves_the_guard_counting():
+    guard = QueryTaskGuard()
+    guard.attach(object())  # type: ignore[arg-type]
+    instance = GuardedInstance(RecordingInstance(), guard)
+    instance.activate(activation(9, 2000, resolved(1)))
+    instance.activate(activation(15, 2000, resolved(2)))
+    instance.activate(activation(15, 2000, query(), replaying=True))
+    assert guard.evictions == 1
