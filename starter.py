@@ -35,8 +35,8 @@ from iron_client import IronClient, IronError, IronSettings
 from iron_client.models import CustomerType, IdentificationKind, IdentificationParams
 from runtime import settings
 from runtime.temporal import connect
-from workflows import search_attributes
-from workflows.messages import (
+from contracts import search_attributes
+from contracts.messages import (
     QUERY_STATE,
     UPDATE_ACCEPT_SIGNING,
     UPDATE_REFRESH,

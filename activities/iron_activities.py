@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.models import (
+from contracts.activity_models import (
     CreateIdentificationInput,
     CreateIdentificationResult,
     CreateSigningInput,

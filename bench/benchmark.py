@@ -53,7 +53,7 @@ from bench.common import (
 )
 from bench.floor import FLOOR_TASK_QUEUE, FLOOR_WORKFLOW, QUERY_STATE, SIGNAL_EVENT, UPDATE_ACCEPT, FloorShape, FloorState
 from demo.stack import REPO_ROOT, Process, Stack
-from workflows.messages import OnboardingTimings, Phase, workflow_id_for
+from contracts.messages import OnboardingTimings, Phase, workflow_id_for
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 PARKED_TASK_QUEUE = "bench-parked"

@@ -38,7 +38,7 @@ from temporalio.client import Client
 
 from bench.common import DEFAULT_STATE_ROOT, connect, describe, launch, retrying, wait_for_state
 from demo.stack import Stack
-from workflows.messages import OnboardingState, OnboardingTimings, Phase
+from contracts.messages import OnboardingState, OnboardingTimings, Phase
 
 # Seconds, not production's minutes and hours: a lost webhook costs one to three seconds.
 CHAOS_TIMINGS = OnboardingTimings(

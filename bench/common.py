@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from demo.stack import REPO_ROOT, Stack, StackConfig
-from workflows.messages import OnboardingState
+from contracts.messages import OnboardingState
 
 T = TypeVar("T")
 

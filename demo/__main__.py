@@ -102,7 +102,7 @@ async def _client():
 
 
 def demo_timings():
-    from workflows.messages import OnboardingTimings
+    from contracts.messages import OnboardingTimings
 
     # Seconds instead of production's minutes and hours, so the story fits in a minute.
     return OnboardingTimings(

@@ -6,7 +6,7 @@ import os
 import urllib.parse
 from pathlib import Path
 
-from workflows.messages import DEFAULT_TASK_QUEUE
+from contracts.messages import DEFAULT_TASK_QUEUE
 
 
 def task_queue() -> str:

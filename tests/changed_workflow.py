@@ -8,7 +8,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from workflows.messages import WORKFLOW_TYPE, OnboardingInput, OnboardingState
+    from contracts.messages import WORKFLOW_TYPE, OnboardingInput, OnboardingState
     from workflows.onboarding import CustomerOnboarding
 
 

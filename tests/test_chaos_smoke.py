@@ -33,7 +33,7 @@ def test_chaos_scenario_converges_without_duplicates(scenario, tmp_path):
 def test_checks_catch_a_duplicate_at_iron():
     """The Iron-side check itself: a second Iron customer, identification or signing for one
     external id is counted, so a product regression would fail the suite."""
-    from workflows.messages import OnboardingState, Phase
+    from contracts.messages import OnboardingState, Phase
 
     def iron_customer(cid: str, external_id: str, *, signings: list[str], identifications: int = 1) -> dict:
         return {

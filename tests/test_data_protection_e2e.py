@@ -21,7 +21,7 @@ from iron_sandbox.config import SandboxConfig
 from iron_sandbox.testing import SandboxServer
 from runtime.logging import configure_logging, reset_logging
 from starter import sign_all, start_onboarding
-from workflows.messages import IdentificationRequest, OnboardingTimings, Phase, workflow_id_for
+from contracts.messages import IdentificationRequest, OnboardingTimings, Phase, workflow_id_for
 from activities.iron_activities import IronActivities
 from iron_client import IronClient
 from tests.workflow_harness import dev_server_env, iron_settings_for, wait_for_state

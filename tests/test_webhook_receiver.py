@@ -35,8 +35,8 @@ from pydantic import SecretStr
 from runtime.temporal import data_converter
 from webhook_receiver import ReceiverSettings, SettingsError, TemporalClientProvider, create_app
 from webhook_receiver.routing import routing_key
-from workflows import search_attributes
-from workflows.messages import (
+from contracts import search_attributes
+from contracts.messages import (
     SIGNAL_IRON_EVENT,
     WORKFLOW_TYPE,
     IronEventSignal,

@@ -41,8 +41,8 @@ from tests.test_webhook_receiver import (
     webhook,
 )
 from worker import build_worker
-from workflows import search_attributes
-from workflows.messages import (
+from contracts import search_attributes
+from contracts.messages import (
     QUERY_STATE,
     WORKFLOW_TYPE,
     OnboardingInput,

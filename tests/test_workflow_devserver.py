@@ -13,7 +13,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from iron_sandbox.testing import SandboxServer
 from starter import accept_signing, get_state, refresh, restart_identification, sign_all, start_onboarding
 from workflows.idempotency import customer_key, identification_key
-from workflows.messages import OnboardingTimings, Phase, workflow_id_for
+from contracts.messages import OnboardingTimings, Phase, workflow_id_for
 from tests.workflow_harness import dev_server_env, requests_matching, running_worker, wait_for_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

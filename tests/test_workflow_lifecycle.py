@@ -18,7 +18,7 @@ from data_protection.documents import FilesystemDocumentStore
 from iron_client.models import IdentificationKind, IntendedUse
 from starter import start_onboarding
 from workflows.idempotency import customer_key, identification_key, signing_key
-from workflows.messages import (
+from contracts.messages import (
     UPDATE_ACCEPT_SIGNING,
     AcceptSigningRequest,
     AcceptSigningResult,

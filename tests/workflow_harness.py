@@ -23,8 +23,8 @@ from activities.iron_activities import IronActivities
 from data_protection.documents import FilesystemDocumentStore
 from iron_client import IronClient, IronSettings
 from runtime.temporal import data_converter
-from workflows import search_attributes as sa
-from workflows.messages import (
+from contracts import search_attributes as sa
+from contracts.messages import (
     QUERY_STATE,
     SIGNAL_IRON_EVENT,
     IronEventSignal,

@@ -48,8 +48,8 @@ from runtime.logging import get_logger
 from webhook_receiver.connection import ClientProvider, as_provider
 from webhook_receiver.routing import CustomerRouter, IronLookupFailed, Route, UnknownCustomer
 from webhook_receiver.settings import ReceiverSettings
-from workflows import search_attributes
-from workflows.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal, OnboardingState
+from contracts import search_attributes
+from contracts.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal, OnboardingState
 
 WEBHOOK_PATH = "/webhooks/iron"
 ONBOARDING_TYPES = frozenset({"customer_status", "identification_status", "customer_created"})

@@ -21,7 +21,7 @@ from typing import Callable
 from iron_client import IronClient, IronNotFound
 from iron_client.errors import IronBadRequest, IronError
 from iron_client.models import CustomerStatus
-from workflows.messages import OnboardingInput, external_id_for_customer, workflow_id_for
+from contracts.messages import OnboardingInput, external_id_for_customer, workflow_id_for
 
 
 class UnknownCustomer(Exception):

@@ -12,7 +12,7 @@ from typing import Mapping
 
 from iron_client.webhooks import DEFAULT_TOLERANCE_SECONDS, parse_secrets
 from runtime.settings import task_queue as default_task_queue
-from workflows.messages import DEFAULT_TASK_QUEUE
+from contracts.messages import DEFAULT_TASK_QUEUE
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.iron_activities import IronActivities
-    from activities.models import (
+    from contracts.activity_models import (
         CreateIdentificationInput,
         CreateSigningInput,
         CustomerRef,
@@ -30,9 +30,9 @@ with workflow.unsafe.imports_passed_through():
         IdentificationSnapshot,
         RequiredSigningSnapshot,
     )
-    from workflows import search_attributes as sa
+    from contracts import search_attributes as sa
     from workflows.idempotency import customer_key, identification_key, signing_key
-    from workflows.messages import (
+    from contracts.messages import (
         UPDATE_ACCEPT_SIGNING,
         UPDATE_REFRESH,
         UPDATE_RESTART_IDENTIFICATION,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from iron_client.models import CustomerType
-from workflows.messages import IdentificationRequest
+from contracts.messages import IdentificationRequest
 
 
 class ActivityModel(BaseModel):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 if TYPE_CHECKING:
-    from workflows.messages import OnboardingState
+    from contracts.messages import OnboardingState
 
 IRON_CUSTOMER_ID = SearchAttributeKey.for_keyword("IronCustomerId")
 IRON_CUSTOMER_STATUS = SearchAttributeKey.for_keyword("IronCustomerStatus")
