@@ -37,6 +37,7 @@ from runtime import settings
 from runtime.temporal import connect
 from contracts import search_attributes
 from contracts.messages import (
+    ENGINE_VERSION,
     QUERY_STATE,
     UPDATE_ACCEPT_SIGNING,
     UPDATE_REFRESH,
@@ -93,6 +94,7 @@ async def start_onboarding(
     """Start one customer's onboarding, or attach to the one already running for that
     external id: never a second workflow, never a second Iron customer."""
     workflow_input = OnboardingInput(
+        engine_version=ENGINE_VERSION,
         external_id=external_id,
         email=email,
         customer_type=CustomerType(customer_type),
@@ -301,6 +303,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _onboarding_input(args: argparse.Namespace, identification: IdentificationRequest) -> OnboardingInput:
     return OnboardingInput(
+        engine_version=ENGINE_VERSION,
         external_id=args.external_id,
         email=args.email,
         customer_type=CustomerType(args.customer_type),

@@ -20,9 +20,15 @@ SIGNAL_IRON_EVENT = "iron_event"
 UPDATE_ACCEPT_SIGNING = "accept_signing"
 UPDATE_RESTART_IDENTIFICATION = "restart_identification"
 UPDATE_REFRESH = "refresh"
+UPDATE_AMEND = "amend"
 QUERY_STATE = "state"
 
 EXTERNAL_ID_MAX_LENGTH = 200
+
+# Which loop runs a customer. Every run this code starts carries 2; inputs written before the
+# field existed read as 1 and run the frozen first loop (`workflows/onboarding_v1.py`) until it
+# carries the customer over to this one at its next wait.
+ENGINE_VERSION = 2
 
 
 def workflow_id_for(external_id: str) -> str:
@@ -118,6 +124,7 @@ class OnboardingInput(Message):
     iron_customer_id: str | None = None
     timings: OnboardingTimings = Field(default_factory=OnboardingTimings)
     carried: "OnboardingState | None" = None
+    engine_version: int = 1
 
     @field_validator("external_id")
     @classmethod
@@ -187,6 +194,27 @@ class RestartIdentificationResult(Message):
 
 class RefreshRequest(Message):
     """Update `refresh`: read Iron now instead of waiting for a webhook or timer."""
+
+
+class AmendRequest(Message):
+    """Update `amend`: correct the start data of an onboarding that has not created its Iron
+    customer yet (a mistyped email, say). Only the fields given change."""
+
+    email: str | None = None
+    name: str | None = None
+    customer_type: CustomerType | None = None
+
+    @model_validator(mode="after")
+    def _something_to_amend(self) -> "AmendRequest":
+        if self.email is None and self.name is None and self.customer_type is None:
+            raise ValueError("nothing to amend: give email, name or customer_type")
+        return self
+
+
+class AmendResult(Message):
+    accepted: bool
+    phase: Phase
+    amended: list[str]
 
 
 # --- query -------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Callable
 from iron_client import IronClient, IronNotFound
 from iron_client.errors import IronBadRequest, IronError
 from iron_client.models import CustomerStatus
-from contracts.messages import OnboardingInput, external_id_for_customer, workflow_id_for
+from contracts.messages import ENGINE_VERSION, OnboardingInput, external_id_for_customer, workflow_id_for
 
 
 class UnknownCustomer(Exception):
@@ -45,7 +45,7 @@ class Route:
 
     def adoption_input(self) -> OnboardingInput:
         extra = {"customer_type": self.customer_type} if self.customer_type else {}
-        return OnboardingInput(external_id=self.external_id, iron_customer_id=self.customer_id, **extra)
+        return OnboardingInput(engine_version=ENGINE_VERSION, external_id=self.external_id, iron_customer_id=self.customer_id, **extra)
 
     @property
     def archived(self) -> bool:
