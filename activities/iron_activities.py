@@ -21,6 +21,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from contracts.activity_models import (
+    CREATE_IDENTIFICATION,
+    CREATE_SIGNING,
+    FIND_OR_CREATE_CUSTOMER,
+    GET_CUSTOMER,
+    GET_IDENTIFICATION,
+    GET_REQUIRED_SIGNINGS,
+    LATEST_IDENTIFICATION,
     CreateIdentificationInput,
     CreateIdentificationResult,
     CreateSigningInput,
@@ -147,7 +154,7 @@ class IronActivities:
 
     # --- customers -----------------------------------------------------------------------------
 
-    @activity.defn(name="find_or_create_customer")
+    @activity.defn(name=FIND_OR_CREATE_CUSTOMER)
     async def find_or_create_customer(self, req: FindOrCreateCustomerInput) -> CustomerSnapshot:
         # Look up first: the idempotency key protects a retry for 24 hours only, and the
         # customer may have been created long ago (or outside this system).
@@ -166,7 +173,7 @@ class IronActivities:
         )
         return customer_snapshot(created, created=True)
 
-    @activity.defn(name="get_customer")
+    @activity.defn(name=GET_CUSTOMER)
     async def get_customer(self, req: CustomerRef) -> CustomerSnapshot:
         customer = await self._call(self.client.get_customer(req.customer_id), iron_customer_id=req.customer_id)
         return customer_snapshot(customer)
@@ -212,7 +219,7 @@ class IronActivities:
                 type_=INVALID_IDENTIFICATION_DATA,
             ) from None
 
-    @activity.defn(name="create_identification")
+    @activity.defn(name=CREATE_IDENTIFICATION)
     async def create_identification(self, req: CreateIdentificationInput) -> CreateIdentificationResult:
         params = await self._identification_params(req)
 
@@ -243,28 +250,28 @@ class IronActivities:
         identifications = await self.client.all_identifications(customer_id)
         return identifications[0] if identifications else None
 
-    @activity.defn(name="get_identification")
+    @activity.defn(name=GET_IDENTIFICATION)
     async def get_identification(self, req: IdentificationRef) -> IdentificationSnapshot:
         identification = await self._call(
             self.client.get_identification(req.identification_id), identification_id=req.identification_id
         )
         return identification_snapshot(identification)
 
-    @activity.defn(name="latest_identification")
+    @activity.defn(name=LATEST_IDENTIFICATION)
     async def latest_identification(self, req: CustomerRef) -> LatestIdentificationResult:
         newest = await self._call(self._newest_identification(req.customer_id), iron_customer_id=req.customer_id)
         return LatestIdentificationResult(identification=identification_snapshot(newest) if newest else None)
 
     # --- signings ------------------------------------------------------------------------------
 
-    @activity.defn(name="get_required_signings")
+    @activity.defn(name=GET_REQUIRED_SIGNINGS)
     async def get_required_signings(self, req: CustomerRef) -> RequiredSigningsResult:
         signings = await self._call(self.client.get_required_signings(req.customer_id), iron_customer_id=req.customer_id)
         return RequiredSigningsResult(
             signings=[RequiredSigningSnapshot(id=s.id, url=s.url, display_name=s.display_name) for s in signings]
         )
 
-    @activity.defn(name="create_signing")
+    @activity.defn(name=CREATE_SIGNING)
     async def create_signing(self, req: CreateSigningInput) -> SigningSnapshot:
         signing = await self._call(
             self.client.create_signing(req.customer_id, content_id=req.content_id, idempotency_key=req.idempotency_key),
