@@ -30,7 +30,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from contracts.events import ACTIVITY_DELIVER_EVENT, DeliverEventInput, DeliverEventResult
-from runtime.events_settings import EventsSettings, secret_bytes
+from runtime.events_settings import EventsSettings, load_events_settings, secret_bytes
 
 log = structlog.get_logger("activities.events")
 
@@ -68,6 +68,11 @@ class EventDelivery:
         self.settings = settings
         self.secrets = settings.secrets
         self.http = http or httpx.AsyncClient(timeout=settings.timeout_seconds, follow_redirects=False)
+
+    @classmethod
+    def from_env(cls) -> "EventDelivery":
+        """From `ONBOARDING_EVENTS_*`; `EventsSettingsError` (one line, no secret) when unusable."""
+        return cls(load_events_settings())
 
     async def aclose(self) -> None:
         await self.http.aclose()
