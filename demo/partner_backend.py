@@ -313,9 +313,10 @@ class PartnerBackendServer:
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         while not self._stopping:
-            if self._reopen_at is not None:
-                self.backend.out(f"backend closed for {max(self._reopen_at - time.monotonic(), 0):.1f}s")
-                while time.monotonic() < self._reopen_at and not self._stopping:
+            reopen_at = self._reopen_at
+            if reopen_at is not None:
+                self.backend.out(f"backend closed for {max(reopen_at - time.monotonic(), 0):.1f}s")
+                while time.monotonic() < reopen_at and not self._stopping:
                     await asyncio.sleep(0.05)
                 self._reopen_at = None
                 if self._stopping:
