@@ -11,6 +11,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import structlog
@@ -249,3 +250,32 @@ async def test_temporal_retries_until_delivered_under_one_id(endpoint, temporal_
     assert [d.headers["webhook-id"] for d in endpoint.deliveries] == [event.webhook_id] * 5
     assert all(d.verified_by == [0, 1] for d in endpoint.deliveries)
     assert len({d.body for d in endpoint.deliveries}) == 1
+
+
+# --- the README's verification snippet works on what the activity sends --------------------------
+
+
+def readme_snippet() -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Verifying an event"):]
+    return section[section.index("```python\n") + len("```python\n"):section.index("\n```", section.index("```python"))]
+
+
+async def test_the_readme_snippet_verifies_what_is_sent(endpoint, monkeypatch):
+    await run(delivery(endpoint.url, SECRET_NEW, SECRET_OLD), DeliverEventInput.of(numbered(1)))
+    await run(delivery(endpoint.url, SECRET_NEW, SECRET_OLD), DeliverEventInput.of(numbered(1)))
+    await run(delivery(endpoint.url, SECRET_NEW), DeliverEventInput.of(numbered(2)))
+    monkeypatch.setenv("ONBOARDING_EVENTS_SECRET", f"{SECRET_OLD}, {SECRET_NEW}")
+    namespace: dict = {}
+    exec(compile(readme_snippet(), "README.md", "exec"), namespace)
+    receive = namespace["receive"]
+    answers = [receive(d.body, d.headers) for d in endpoint.deliveries]
+    assert answers == [200, 200, 200]
+    assert namespace["seen"] == {numbered(1).webhook_id, numbered(2).webhook_id}
+    assert namespace["newest"] == {"cust-9": 2}
+    first = endpoint.deliveries[0]
+    assert receive(first.body.replace(b"cust-9", b"cust-8"), first.headers) == 401
+    assert receive(first.body, {**first.headers, "webhook-signature": "garbage"}) == 401
+    monkeypatch.setenv("ONBOARDING_EVENTS_SECRET", new_secret())
+    exec(compile(readme_snippet(), "README.md", "exec"), namespace)
+    assert namespace["receive"](first.body, first.headers) == 401
