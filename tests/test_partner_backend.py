@@ -236,3 +236,21 @@ async def test_backend_signs_the_documents_an_event_asks_for(temporal_cli_path, 
                                 if r["method"] == "POST" and r["path"].endswith("/signings") and str(r["status_code"]).startswith("2")]
             assert len(signings_at_iron) == len(signing.required_signings)
     assert sum(line.startswith("signed ") for line in lines) == len(signing.required_signings)
+
+
+async def test_refusing_a_share_of_events(backend):
+    """`rate` refuses that share of deliveries (the chaos suite's 30% of 500s)."""
+    backend.backend.refuse("error", status=500, rate=0.3)
+    outcomes = []
+    for event in events_for("ivan", 20):
+        while True:  # as Temporal would: retry the same event until it is accepted
+            try:
+                await deliver(backend.events_url, event)
+                outcomes.append("ok")
+                break
+            except ApplicationError:
+                outcomes.append("refused")
+    refused = outcomes.count("refused")
+    assert 2 <= refused <= 20, refused
+    assert backend.backend.sequences("ivan") == list(range(1, 21))
+    assert backend.backend.counters["refused"] == refused
