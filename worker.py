@@ -46,7 +46,8 @@ def build_worker(
     **kwargs,
 ) -> Worker:
     """The worker every process and test uses: one place for what it registers."""
-    # Evicts a workflow whose query task did workflow work (runtime/query_task_guard.py).
+    # Evicts a workflow whose query task did workflow work (runtime/query_task_guard.py); raises
+    # EvictionHandleMissing when this temporalio release gives it no way to.
     guard = QueryTaskGuard(kwargs.pop("workflow_runner", None))
     worker = Worker(
         client,

@@ -25,6 +25,7 @@ import asyncio
 import threading
 from typing import Any, Callable
 
+from temporalio import __version__ as temporalio_version
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
@@ -38,6 +39,26 @@ log = get_logger("query_task_guard")
 LEGACY_QUERY_ID = "legacy_query"
 
 
+class EvictionHandleMissing(RuntimeError):
+    """The installed temporalio has no `Worker._bridge_worker.request_workflow_eviction`."""
+
+
+def eviction_handle(worker: Worker) -> Callable[[str], None]:
+    """The worker's request to its core to evict a run: `Worker._bridge_worker.request_workflow_eviction`.
+
+    Private to temporalio; `tests/test_query_task_guard_worker.py` fails when a release moves it,
+    and pyproject.toml pins temporalio to the minor release it is proven on."""
+    request = getattr(getattr(worker, "_bridge_worker", None), "request_workflow_eviction", None)
+    if not callable(request):
+        raise EvictionHandleMissing(
+            f"temporalio {temporalio_version} has no Worker._bridge_worker.request_workflow_eviction, "
+            "which the query-task guard (runtime/query_task_guard.py) needs to evict a workflow whose "
+            "query task did workflow work; install the temporalio release pyproject.toml pins, or port "
+            "the guard to this release and prove it with tests/test_query_task_guard_worker.py"
+        )
+    return request
+
+
 class QueryTaskGuard(WorkflowRunner):
     """A workflow runner (the sandboxed one inside) whose instances notice a query task that
     did workflow work and evict their run once its query is answered."""
@@ -49,14 +70,15 @@ class QueryTaskGuard(WorkflowRunner):
         self.evictions = 0
 
     def attach(self, worker: Worker) -> None:
-        """Give the guard the worker whose core it asks for evictions."""
-        # The SDK keeps its core worker in a private attribute; there is no public handle. A
-        # release that moves it leaves the guard counting and logging, and the worker running.
-        request = getattr(getattr(worker, "_bridge_worker", None), "request_workflow_eviction", None)
-        if request is None:
-            log.warning("query_task_guard_cannot_evict", reason="no eviction handle in this temporalio release")
-            return
-        self.attach_evictor(request)
+        """Give the guard the worker whose core it asks for evictions.
+
+        Raises `EvictionHandleMissing` when this temporalio release has no such handle: a worker
+        without the guard would run into the defect it exists for, so it must not start."""
+        self.attach_evictor(eviction_handle(worker))
+
+    @property
+    def attached(self) -> bool:
+        return self._evict is not None
 
     def attach_evictor(self, request_eviction: Callable[[str], None]) -> None:
         try:

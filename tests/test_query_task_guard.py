@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from temporalio.bridge.proto.workflow_activation import (
     InitializeWorkflow,
     QueryWorkflow,
@@ -20,7 +22,7 @@ from temporalio.bridge.proto.workflow_activation import (
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.worker import WorkflowInstance
 
-from runtime.query_task_guard import LEGACY_QUERY_ID, GuardedInstance, QueryTaskGuard
+from runtime.query_task_guard import LEGACY_QUERY_ID, EvictionHandleMissing, GuardedInstance, QueryTaskGuard
 
 RUN = "01a22e25-4d07-775e-9087-bbed5f7dbafe"
 
@@ -120,11 +122,8 @@ def test_query_task_work_is_forgotten_once_a_query_was_answered():
     assert evicted == [RUN]
 
 
-def test_a_worker_without_an_eviction_handle_leaves_the_guard_counting():
+def test_a_worker_without_an_eviction_handle_cannot_be_guarded():
     guard = QueryTaskGuard()
-    guard.attach(object())  # type: ignore[arg-type]
-    instance = GuardedInstance(RecordingInstance(), guard)
-    instance.activate(activation(9, 2000, resolved(1)))
-    instance.activate(activation(15, 2000, resolved(2)))
-    instance.activate(activation(15, 2000, query(), replaying=True))
-    assert guard.evictions == 1
+    with pytest.raises(EvictionHandleMissing, match="request_workflow_eviction"):
+        guard.attach(object())  # type: ignore[arg-type]
+    assert not guard.attached
