@@ -46,8 +46,7 @@ def build_worker(
     **kwargs,
 ) -> Worker:
     """The worker every process and test uses: one place for what it registers."""
-    # Evicts a workflow whose query task did workflow work (runtime/query_task_guard.py); raises
-    # EvictionHandleMissing when this temporalio release gives it no way to.
+    # Evicts a workflow whose query task did workflow work (runtime/query_task_guard.py).
     guard = QueryTaskGuard(kwargs.pop("workflow_runner", None))
     worker = Worker(
         client,
@@ -61,7 +60,6 @@ def build_worker(
         workflow_runner=guard,
         **kwargs,
     )
-    guard.attach(worker)
     return worker
 
 

@@ -175,6 +175,8 @@ async def scripted_frontend(namespace: str = "default") -> AsyncIterator[tuple[S
     await server.start()
     try:
         yield frontend, f"127.0.0.1:{port}"
+        # An answer the script did not wait for (a task answered twice, say) is a finding too.
+        assert frontend._replies.empty(), f"the worker sent answers no task waited for: {frontend._replies.get_nowait()}"
     finally:
         await server.stop(grace=None)
 

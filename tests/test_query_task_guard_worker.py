@@ -5,7 +5,8 @@ ends with an activity scheduled; (2) a query arrives as a task of its own, and b
 has the activity's completion; (3) a workflow task brings a signing update. What the worker answers
 to (3) is written into the history as a server would write it, and that history is replayed: the
 first test shows the defect without the guard (a nondeterminism error on replay), the next ones
-that the guard's worker answers with what a replay produces.
+that the guard's worker fails that one query, the core evicts the run, and the signing task is
+answered with what a replay produces.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import pytest
-import temporalio.bridge.worker
 from temporalio.api.common.v1 import Payloads
-from temporalio.api.enums.v1 import CommandType
+from temporalio.api.enums.v1 import CommandType, QueryResultType
 from temporalio.api.workflowservice.v1 import RespondQueryTaskCompletedRequest, RespondWorkflowTaskCompletedRequest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import default as default_converter
@@ -28,7 +28,7 @@ from temporalio.workflow import NondeterminismError
 from activities.iron_activities import IronActivities
 from data_protection.documents import FilesystemDocumentStore
 from iron_client import IronClient, IronSettings
-from runtime.query_task_guard import EvictionHandleMissing, QueryTaskGuard
+from runtime.query_task_guard import QUERY_TASK_DID_WORK, QueryTaskGuard
 from tests.query_task_workflow import SigningWorkflow
 from tests.scripted_frontend import STICKY, ScriptedFrontend, ScriptedRun, is_answered_query, scripted_frontend
 from worker import build_worker
@@ -53,13 +53,14 @@ async def connected() -> AsyncIterator[tuple[ScriptedFrontend, Client]]:
 
 
 def signing_worker(client: Client, task_queue: str, *, guarded: bool) -> tuple[Worker, QueryTaskGuard | None]:
-    """A worker for the test workflow, wired to the guard as `build_worker` wires it."""
-    if not guarded:
-        return Worker(client, task_queue=task_queue, workflows=[SigningWorkflow], max_cached_workflows=10), None
-    guard = QueryTaskGuard()
-    worker = Worker(client, task_queue=task_queue, workflows=[SigningWorkflow], max_cached_workflows=10, workflow_runner=guard)
-    guard.attach(worker)
-    return worker, guard
+    """A worker for the test workflow, with the guard as `build_worker` installs it."""
+    guard = QueryTaskGuard() if guarded else None
+    runner = {"workflow_runner": guard} if guard else {}
+    return Worker(client, task_queue=task_queue, workflows=[SigningWorkflow], max_cached_workflows=10, **runner), guard
+
+
+def failed_by_the_guard(query: RespondQueryTaskCompletedRequest) -> bool:
+    return query.completed_type == QueryResultType.QUERY_RESULT_TYPE_FAILED and query.error_message == QUERY_TASK_DID_WORK
 
 
 async def complete_first_task(frontend: ScriptedFrontend, run: ScriptedRun) -> int:
@@ -114,39 +115,39 @@ async def test_without_the_guard_a_query_task_that_did_work_leaves_a_task_no_rep
         await replay(run)
 
 
-async def test_the_guard_evicts_after_the_query_and_the_signing_task_replays_clean():
+async def test_the_guard_fails_that_query_and_the_signing_task_replays_clean():
     frontend, run, guard, query, commands = await script_on_one_worker(guarded=True)
-    assert is_answered_query(query), "the query is still answered"
-    assert default_converter().payload_converter.from_payloads(query.query_result.payloads) == ["awaiting_signing"]
+    assert failed_by_the_guard(query), query
     assert commands == REPLAY_ORDER
     await replay(run)
     assert guard is not None and guard.evictions == 1
     assert frontend.history_fetches == [run.run_id], "the signing task found no cached run and replayed it all"
 
 
-async def test_after_a_worker_restart_the_guard_catches_the_query_task_on_an_uncached_run():
+@pytest.mark.parametrize("guarded", [False, True], ids=["unguarded", "guarded"])
+async def test_after_a_worker_restart_the_guard_catches_the_query_task_on_an_uncached_run(guarded: bool):
     # A fresh worker gets the query task for a run it never saw: it replays the history up to
     # the last workflow task, then applies the new events, as a cached run would.
-    for guarded, clean in ((False, False), (True, True)):
-        async with connected() as (frontend, client):
-            task_queue = f"tq-{uuid.uuid4()}"
-            run = ScriptedRun(workflow_id="onboarding-restart", workflow_type="SigningWorkflow", task_queue=task_queue)
-            frontend.add_run(run)
-            first, _ = signing_worker(client, task_queue, guarded=guarded)
-            async with first:
-                activity = await complete_first_task(frontend, run)
-            run.complete_activity(activity, payloads("cust-1"))
-            restarted, guard = signing_worker(client, task_queue, guarded=guarded)
-            async with restarted:
-                query, commands = await query_then_sign(frontend, run, sticky=False)
+    async with connected() as (frontend, client):
+        task_queue = f"tq-{uuid.uuid4()}"
+        run = ScriptedRun(workflow_id="onboarding-restart", workflow_type="SigningWorkflow", task_queue=task_queue)
+        frontend.add_run(run)
+        first, _ = signing_worker(client, task_queue, guarded=guarded)
+        async with first:
+            activity = await complete_first_task(frontend, run)
+        run.complete_activity(activity, payloads("cust-1"))
+        restarted, guard = signing_worker(client, task_queue, guarded=guarded)
+        async with restarted:
+            query, commands = await query_then_sign(frontend, run, sticky=False)
+    if not guarded:
         assert is_answered_query(query)
-        if clean:
-            assert commands == REPLAY_ORDER
+        with pytest.raises(NondeterminismError, match="Update machine does not handle this event"):
             await replay(run)
-            assert guard is not None and guard.evictions == 1
-        else:
-            with pytest.raises(NondeterminismError):
-                await replay(run)
+        return
+    assert failed_by_the_guard(query), query
+    assert commands == REPLAY_ORDER
+    await replay(run)
+    assert guard is not None and guard.evictions == 1
 
 
 async def test_a_query_task_with_nothing_new_keeps_the_run_cached():
@@ -169,7 +170,7 @@ async def test_a_query_task_with_nothing_new_keeps_the_run_cached():
     await replay(run)
 
 
-# The private handle the guard needs, on the worker every process builds.
+# The worker every process builds carries the guard.
 
 
 def iron_activities(tmp_path: Path) -> IronActivities:
@@ -179,20 +180,7 @@ def iron_activities(tmp_path: Path) -> IronActivities:
     return IronActivities(iron, FilesystemDocumentStore(tmp_path))
 
 
-async def test_build_worker_wires_the_guard_to_the_workers_eviction_handle(tmp_path: Path):
+async def test_build_worker_runs_workflows_behind_the_guard(tmp_path: Path):
     async with connected() as (_, client):
-        worker = build_worker(client, iron_activities(tmp_path), task_queue="handle")
-        # Where temporalio 1.35 keeps it; a release that moves it fails here first.
-        bridge = getattr(worker, "_bridge_worker", None)
-        assert isinstance(bridge, temporalio.bridge.worker.Worker)
-        assert callable(getattr(bridge, "request_workflow_eviction", None))
-        guard = worker.config()["workflow_runner"]
-        assert isinstance(guard, QueryTaskGuard)
-        assert guard.attached
-
-
-async def test_build_worker_refuses_to_build_a_worker_it_cannot_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delattr(temporalio.bridge.worker.Worker, "request_workflow_eviction")
-    async with connected() as (_, client):
-        with pytest.raises(EvictionHandleMissing, match=r"Worker\._bridge_worker\.request_workflow_eviction"):
-            build_worker(client, iron_activities(tmp_path), task_queue="handle")
+        worker = build_worker(client, iron_activities(tmp_path), task_queue="guarded")
+        assert isinstance(worker.config()["workflow_runner"], QueryTaskGuard)
