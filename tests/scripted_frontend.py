@@ -22,7 +22,7 @@ from google.protobuf import any_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import Payloads, WorkflowExecution, WorkflowType
-from temporalio.api.enums.v1 import CommandType, EventType, QueryResultType, TaskQueueKind
+from temporalio.api.enums.v1 import CommandType, EventType, NamespaceState, QueryResultType, TaskQueueKind
 from temporalio.api.history.v1 import (
     ActivityTaskCompletedEventAttributes,
     ActivityTaskScheduledEventAttributes,
@@ -38,7 +38,6 @@ from temporalio.api.history.v1 import (
     WorkflowTaskStartedEventAttributes,
 )
 from temporalio.api.namespace.v1 import NamespaceConfig, NamespaceInfo
-from temporalio.api.enums.v1 import NamespaceState
 from temporalio.api.protocol.v1 import Message
 from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue
