@@ -29,12 +29,12 @@ new events is on its way, and a query waits for it and is answered as usual.
 Why this way, not another:
 - Asking the core to evict the run after answering the query (`Worker._bridge_worker.
   request_workflow_eviction`) keeps the query answered, but that handle is private to temporalio
-  and a release may move it; failing an activation is the SDK's public contract and survives one.
+  and a release may move it; a workflow runner's failed activation is the SDK's public contract.
 - Failing the activation that did the work, rather than the query's, makes the core answer the
   one query task twice: the failure, then the query anyway, on the workflow as it was.
 - Failing the next workflow task instead would keep the query answered, but writes a failed
-  workflow task into the history and shows the customer among `TemporalReportedProblems` until
-  the task is retried.
+  workflow task into the history for operators to read as a fault, and makes the update in it
+  wait for the task's retry.
 - A worker that caches no workflows (`max_cached_workflows=0`) never keeps the commands, but
   replays every history on every task.
 
