@@ -16,9 +16,8 @@ import pytest
 
 from demo.stack import Stack, StackConfig
 from tests.conftest import REPO_ROOT
-from tests.readme import Command, commands, placeholders, section, sh_blocks
+from tests.readme import Command, commands, documented_shell, placeholders, section, sh_blocks
 
-BARE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
 # How long one documented command may take to reach its documented exit code: some wait on
 # the sandbox's autopilot (a restart needs `Declined` first).
 COMMAND_DEADLINE_SECONDS = 90
@@ -33,15 +32,11 @@ def stack(tmp_path_factory):
 
 
 def shell(stack: Stack, line: str) -> subprocess.CompletedProcess:
-    env_file = stack.config.state_dir / "env.sh"
-    script = f"source {env_file} && {line}"
-    return subprocess.run(["bash", "-c", script], cwd=REPO_ROOT, env=BARE_ENV, capture_output=True, text=True, timeout=60)
+    return documented_shell(stack.config.state_dir / "env.sh", line)
 
 
 def operations_commands() -> list[Command]:
-    found = [c for block in sh_blocks(section("Operations")) for c in commands(block)]
-    found += [c for block in sh_blocks(section("In the Temporal UI and the Temporal CLI", level=3)) for c in commands(block)]
-    return found
+    return [c for block in sh_blocks(section("Operations")) for c in commands(block)]
 
 
 def test_the_readme_tells_how_to_get_the_environment():
