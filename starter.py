@@ -733,8 +733,23 @@ async def _start_from_cli(client: Client, checked: Checked) -> StartResult:
     return result
 
 
+def check_keys() -> None:
+    """The encryption keys this process will use, read before anything connects, so a bad key
+    setting is one line naming it (KeyRing reports its own problems; these are the ones a
+    file can cause before it is parsed)."""
+    from data_protection.keys import ENV_KEY_FILE, KeyRing
+
+    try:
+        KeyRing.from_env()
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"the {ENV_KEY_FILE} file is not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigurationError(f"the {ENV_KEY_FILE} file nests too deep to be a key file") from None
+
+
 async def _run(checked: Checked, out, err) -> int:
     args = checked.args
+    check_keys()
     client = await connect()
     if args.command == "start":
         result = await _start_from_cli(client, checked)

@@ -77,6 +77,10 @@ def start_digest(workflow_input: OnboardingInput, *, identification_content: Any
     }
     digest = {field: field_digest(workflow_id, field, values[field]) for field in DIGEST_FIELDS}
     digest["version"] = DIGEST_VERSION
+    if workflow_input.iron_customer_id:
+        # Started from Iron's own data (adopt, the receiver's adoption): a later start with the
+        # partner's data is no contradiction of it.
+        digest["adopted"] = "1"
     return digest
 
 
@@ -96,8 +100,9 @@ def amended_start_digest(digest: Mapping[str, str], external_id: str, amend: Ame
 
 def differing_fields(running: Any, wanted: Mapping[str, str]) -> list[str] | None:
     """The fields in which a start differs from the running onboarding's start, or None when
-    the running one carries no digest this code can read (started elsewhere or before digests)."""
-    if not isinstance(running, Mapping) or running.get("version") != wanted.get("version"):
+    they cannot be compared: the running one carries no digest this code reads (started before
+    digests), or was adopted from Iron's data."""
+    if not isinstance(running, Mapping) or running.get("version") != wanted.get("version") or running.get("adopted"):
         return None
     return [f for f in DIGEST_FIELDS if f in running and running[f] != wanted.get(f)]
 

@@ -49,9 +49,11 @@ def test_the_same_email_of_two_customers_does_not_look_alike():
     assert start_digest(start())["email"] != start_digest(start(external_id="cust-43"))["email"]
 
 
-def test_a_running_onboarding_without_a_digest_cannot_be_compared():
+def test_a_running_onboarding_without_a_digest_or_adopted_cannot_be_compared():
     assert differing_fields(None, start_digest(start())) is None
     assert differing_fields({"email": "x"}, start_digest(start())) is None
+    adopted = start_digest(start(email=None, iron_customer_id="0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f"))
+    assert differing_fields(adopted, start_digest(start())) is None
 
 
 def test_after_an_amend_the_digest_is_that_of_the_corrected_start():

@@ -246,12 +246,21 @@ def test_clients_without_the_right_configuration_get_one_line(stack, tmp_path):
     wrong_key = run("status", external_id, ONBOARDING_ENCRYPTION_KEY_FILE=str(other))
     from demo.stack import free_port
 
+    not_utf8 = tmp_path / "latin1-keys.json"
+    not_utf8.write_bytes('{"current": "k\xe9"}'.encode("latin-1"))
+    deep = tmp_path / "deep-keys.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    for path in (not_utf8, deep):
+        path.chmod(0o600)
+    unreadable = [run("status", external_id, ONBOARDING_ENCRYPTION_KEY_FILE=str(p)) for p in (not_utf8, deep)]
     unreachable = run("status", external_id, TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
     namespace = run("status", external_id, TEMPORAL_NAMESPACE="no-such-namespace")
     expected = [
         (no_keys, 7, "ONBOARDING_ENCRYPTION_KEY_FILE"),
         (bad_file, 7, "not valid base64"),
         (wrong_key, 7, "cannot decrypt"),
+        (unreadable[0], 7, "not UTF-8"),
+        (unreadable[1], 7, "nests too deep"),
         (unreachable, 5, "TEMPORAL_ADDRESS"),
         (namespace, 7, "TEMPORAL_NAMESPACE"),
     ]
