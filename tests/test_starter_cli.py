@@ -68,6 +68,16 @@ def test_an_operator_drives_an_onboarding_with_the_cli(stack):
 
     active = wait_for_phase(stack, external_id, "Active")
     assert active["outcome"] == "Active"
+    # The cycle ended in a continue-as-new; the start digest came along, so the same start
+    # still attaches and another one is still told it differs.
+    deadline = time.monotonic() + 30
+    while status(stack, external_id)["runs"] < 2:
+        assert time.monotonic() < deadline, "the cycle never ended in a continue-as-new"
+        time.sleep(0.5)
+    same = starter(stack, "start", external_id, "--email", f"{external_id}@example.com", "--name", "Cli User")
+    assert same.returncode == 0 and "same start data" in same.stdout, same.stderr
+    other = starter(stack, "start", external_id, "--email", f"{external_id}@example.com", "--name", "Other User")
+    assert other.returncode == 6 and "--name" in other.stderr, other.stderr
     human = starter(stack, "status", external_id)
     assert "phase            Active" in human.stdout and "recent history:" in human.stdout
 
