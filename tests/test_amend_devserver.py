@@ -25,9 +25,6 @@ from demo.stack import Stack, StackConfig
 from iron_sandbox.testing import SandboxControl
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="needs the workflow's `amend` update handler (workflows/, with the workflow rewrite)"
-)
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         RestartIdentificationResult,
     )
     import workflows.decide as d
+    from contracts.start_metadata import START_DIGEST_MEMO, amended_start_digest
     from workflows.iron_calls import IronCall, iron_call
     from workflows.onboarding_v1 import CustomerOnboardingV1
 
@@ -57,11 +58,8 @@ class CustomerOnboarding:
         self._v1 = CustomerOnboardingV1(input) if input.engine_version < ENGINE_VERSION else None
         self._input = input
         self._timings = input.timings
-        if input.carried is not None:
-            self._state = input.carried.model_copy(deep=True)
-            self._state.runs += 1
-        else:
-            self._state = OnboardingState.first(input)
+        carried = input.carried.model_copy(update={"runs": input.carried.runs + 1}, deep=True) if input.carried else None
+        self._state = carried or OnboardingState.first(input)
         self._seen_events = set(self._state.seen_event_keys)
         self._inbox: list[d.Wake] = []
         self._wakes_posted = self._wakes_taken = 0  # handlers that wait for the loop count on these
@@ -69,8 +67,7 @@ class CustomerOnboarding:
         self._signing_outcomes: dict[str, am.SigningSnapshot | str] = {}
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
-        self._timer_fired = False
-        self._continue_as_new_due = False
+        self._timer_fired = self._continue_as_new_due = False
         self._published: dict[str, Any] = {}
         self._unpublished: dict[Any, Any] = {}
 
@@ -101,7 +98,14 @@ class CustomerOnboarding:
         reading_customer = isinstance(action, d.ReadCustomer)
         self._customer_reads_started += reading_customer
         call = iron_call(action, self._state, self._input, workflow.info().workflow_id)
-        result = await self._iron(call)
+        task = asyncio.ensure_future(self._iron(call))
+        # A create retrying on old start data gives way to an amend: it starts over with the new.
+        amended = lambda: isinstance(action, d.FindOrCreateCustomer) and any(isinstance(w, d.AmendRequested) for w in self._inbox)
+        await workflow.wait_condition(lambda: task.done() or amended())
+        if not task.done():
+            task.cancel()
+            return await self._wait()
+        result = task.result()
         self._customer_reads_done += reading_customer
         if isinstance(action, d.Sign):  # the update that asked for it returns this
             refused = isinstance(result, d.IronRefused)
@@ -158,7 +162,7 @@ class CustomerOnboarding:
     def _post(self, wake: d.Wake) -> int:
         self._inbox.append(wake)
         self._wakes_posted += 1
-        return self._wakes_posted
+        return self._wakes_posted  # the handler waits until the loop has taken it
 
     def _arm_timer(self, now: datetime) -> None:
         """One timer, for the earliest deadline; one already running for an earlier time stays,
@@ -328,6 +332,9 @@ class CustomerOnboarding:
         changes = request.model_dump(exclude_none=True)
         self._input = self._input.model_copy(update=changes)
         posted = self._post(d.AmendRequested(fields=tuple(sorted(changes)), email_known=bool(self._input.email)))
+        digest = workflow.memo_value(START_DIGEST_MEMO, None, type_hint=dict)
+        if isinstance(digest, dict):  # a start with the corrected data attaches again
+            workflow.upsert_memo({START_DIGEST_MEMO: amended_start_digest(digest, self._state.external_id, request)})
         await workflow.wait_condition(lambda: self._wakes_taken >= posted)
         return AmendResult(accepted=True, phase=self._state.phase, amended=sorted(changes))
 
