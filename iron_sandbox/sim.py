@@ -17,6 +17,7 @@ autopilot settings, the clock. No API key; JSON in, JSON out; errors are `{"erro
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -38,13 +39,26 @@ def _error(status: int, message: str) -> Response:
     return _json({"error": message}, status)
 
 
+# The clock moves forward by at most ten years at a time: further than any rule of Iron's
+# (24-hour idempotency keys) needs, and well inside what timestamps can represent.
+MAX_CLOCK_ADVANCE_SECONDS = 10 * 366 * 24 * 3600
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"body is not JSON: {name} is not a number the sandbox can apply")
+
+
 async def _body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         return {}
     try:
-        payload = json.loads(raw)
-    except (ValueError, RecursionError):
+        # NaN and Infinity are not JSON, though Python's parser accepts them: refuse them here,
+        # once, so no setting downstream ever holds one.
+        payload = json.loads(raw, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise ValueError(str(exc) if "NaN" in str(exc) or "Infinity" in str(exc) else "body is not JSON") from None
+    except RecursionError:
         raise ValueError("body is not JSON") from None
     if not isinstance(payload, dict):
         raise ValueError("body must be a JSON object")
@@ -162,8 +176,16 @@ def sim_routes(sb: "Sandbox") -> list[Route]:
         if request.method == "POST":
             body = await _body(request)
             seconds = body.get("advance_seconds")
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-                raise ValueError("advance_seconds must be a number")
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, (int, float))
+                or not math.isfinite(seconds)
+                or not 0 <= seconds <= MAX_CLOCK_ADVANCE_SECONDS
+            ):
+                raise ValueError(
+                    f"advance_seconds must be a number of seconds from 0 to {MAX_CLOCK_ADVANCE_SECONDS} "
+                    "(the clock only moves forward)"
+                )
             sb.clock.advance(seconds)
         return _json({"now": sb.clock.now_dt().isoformat(), "offset_seconds": sb.clock.offset})
 
