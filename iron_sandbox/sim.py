@@ -6,6 +6,8 @@ autopilot settings, the clock. No API key; JSON in, JSON out; errors are `{"erro
     GET    /_sim/customers
     POST   /_sim/customers/{id}/status         {"status", "documents"?, "comment"?}
     POST   /_sim/identifications/{id}/status   {"status", "retry"?, "comment"?}
+    POST   /_sim/customers/{id}/drift          {"status"?, "requirement_code"?, "bucket"?}
+    POST   /_sim/identifications/{id}/drift    {"status"?, "step"?, "step_result"?, "retry"?}
     GET    /_sim/requests[?clear=true]         DELETE /_sim/requests
     GET|POST|DELETE /_sim/faults
     GET|POST /_sim/webhooks                    GET /_sim/webhooks/deliveries, /_sim/webhooks/events
@@ -25,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from iron_sandbox.faults import FaultConfig
-from iron_sandbox.state import ApiError
+from iron_sandbox.state import REQUIREMENT_BUCKETS, ApiError
 
 if TYPE_CHECKING:
     from iron_sandbox.app import Sandbox
@@ -63,6 +65,24 @@ async def _body(request: Request) -> Any:
     if not isinstance(payload, dict):
         raise ValueError("body must be a JSON object")
     return payload
+
+
+MAX_DRIFT_VALUE_LENGTH = 64
+
+
+def _drift_value(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_DRIFT_VALUE_LENGTH or not value.isprintable():
+        raise ValueError(f"{name} must be a non-empty printable string of at most {MAX_DRIFT_VALUE_LENGTH} characters")
+    return value
+
+
+def _known_fields(body: dict[str, Any], known: set[str]) -> None:
+    unknown = set(body) - known
+    if unknown:
+        raise ValueError(f"unknown fields: {sorted(unknown)}; known: {sorted(known)}")
 
 
 def sim_routes(sb: "Sandbox") -> list[Route]:
@@ -127,6 +147,41 @@ def sim_routes(sb: "Sandbox") -> list[Route]:
         return _json(result)
 
     @handler
+    async def customer_drift(request: Request) -> Response:
+        body = await _body(request)
+        _known_fields(body, {"status", "requirement_code", "bucket"})
+        status = _drift_value(body, "status")
+        code = _drift_value(body, "requirement_code")
+        bucket = body.get("bucket", "missing")
+        if bucket not in REQUIREMENT_BUCKETS:
+            raise ValueError(f"bucket must be one of {', '.join(REQUIREMENT_BUCKETS)}")
+        clear = "requirement_code" in body and body["requirement_code"] is None
+        if status is None and code is None and not clear:
+            raise ValueError("give status and/or requirement_code (null clears the drifted requirement)")
+        result = sb.state.sim_drift_customer(
+            request.path_params["id"], status=status, requirement=(bucket, code) if code else None,
+            clear_requirement=clear,
+        )
+        return _json(result)
+
+    @handler
+    async def identification_drift(request: Request) -> Response:
+        body = await _body(request)
+        _known_fields(body, {"status", "step", "step_result", "retry"})
+        status = _drift_value(body, "status")
+        step = _drift_value(body, "step")
+        step_result = _drift_value(body, "step_result") or "Pending"
+        retry = body.get("retry", True)
+        if not isinstance(retry, bool):
+            raise ValueError("retry must be a boolean")
+        if status is None and step is None:
+            raise ValueError("give status and/or step")
+        result = sb.state.sim_drift_identification(
+            request.path_params["id"], status=status, step=(step, step_result, retry) if step else None
+        )
+        return _json(result)
+
+    @handler
     async def requests_log(request: Request) -> Response:
         if request.method == "DELETE":
             sb.requests.clear()
@@ -146,7 +201,8 @@ def sim_routes(sb: "Sandbox") -> list[Route]:
     async def webhooks(request: Request) -> Response:
         if request.method == "POST":
             sb.webhooks.configure(await _body(request))
-        return _json(dict(sb.webhooks.settings.to_json(), pending=sb.webhooks.pending))
+        registered = [w.to_api(sb.state.partner_id) for w in sb.webhooks.registered()]
+        return _json(dict(sb.webhooks.settings.to_json(), pending=sb.webhooks.pending, registered=registered))
 
     @handler
     async def deliveries(request: Request) -> Response:
@@ -195,6 +251,8 @@ def sim_routes(sb: "Sandbox") -> list[Route]:
         Route("/_sim/customers", customers, methods=["GET"]),
         Route("/_sim/customers/{id}/status", customer_status, methods=["POST"]),
         Route("/_sim/identifications/{id}/status", identification_status, methods=["POST"]),
+        Route("/_sim/customers/{id}/drift", customer_drift, methods=["POST"]),
+        Route("/_sim/identifications/{id}/drift", identification_drift, methods=["POST"]),
         Route("/_sim/requests", requests_log, methods=["GET", "DELETE"]),
         Route("/_sim/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sim/webhooks", webhooks, methods=["GET", "POST"]),

@@ -49,3 +49,65 @@ async def test_non_finite_numbers_are_refused_everywhere(sandbox: SandboxServer,
              "/webhooks/flush": "timeout"}[path]
     response = _sim(sandbox, "POST", path, content=b'{"%s": NaN}' % field.encode())
     assert response.status_code == 400, response.text
+
+
+# --- schema drift ------------------------------------------------------------------------------------
+
+
+async def test_drift_puts_unknown_values_on_a_customer_and_an_identification(
+    sandbox: SandboxServer, iron: IronClient
+) -> None:
+    from iron_client.models import wire
+
+    customer = await iron.create_customer(customer_type="Person", email="d@example.com", idempotency_key=new_key())
+    identification = await iron.create_identification(customer.id, {"type": "Link"}, idempotency_key=new_key())
+
+    frozen = _sim(sandbox, "POST", f"/customers/{customer.id}/drift", json={"status": "Frozen",
+                                                                             "requirement_code": "kyc_liveness"})
+    assert frozen.status_code == 200, frozen.text
+    read = await iron.get_customer(customer.id)
+    assert wire(read.status) == "Frozen" and read.unknown_values() == [("status", "Frozen")]
+    requirements = await iron.get_customer_requirements(customer.id)
+    assert "kyc_liveness" in [wire(item.code) for item in requirements.missing]
+
+    held = _sim(sandbox, "POST", f"/identifications/{identification.id}/drift",
+                json={"status": "OnHold", "step": "liveness", "step_result": "Reconsidering", "retry": True})
+    assert held.status_code == 200, held.text
+    read_identification = await iron.get_identification(identification.id)
+    assert wire(read_identification.status) == "OnHold"
+    assert read_identification.step_status.retryable_steps() == ["liveness"]
+    assert ("step_status.step", "liveness") in read_identification.unknown_values()
+    assert wire((await iron.get_customer(customer.id)).identification_status) == "OnHold"
+
+    # Iron returns to known values: everything reads as before.
+    assert _sim(sandbox, "POST", f"/identifications/{identification.id}/status", json={"status": "Approved"}).status_code == 200
+    assert _sim(sandbox, "POST", f"/customers/{customer.id}/drift", json={"requirement_code": None}).status_code == 200
+    recovered = await iron.get_customer(customer.id)
+    assert recovered.status == "SigningsRequired" and recovered.unknown_values() == []
+    assert (await iron.get_customer_requirements(customer.id)).unknown_values() == []
+
+
+async def test_drift_emits_the_webhook_as_iron_would(sandbox: SandboxServer, iron: IronClient) -> None:
+    customer = await iron.create_customer(customer_type="Person", email="d@example.com", idempotency_key=new_key())
+    _sim(sandbox, "POST", f"/customers/{customer.id}/drift", json={"status": "Frozen"})
+    events = await sandbox.control.events()
+    assert (events[-1]["type"], events[-1]["status"]) == ("customer_status", "Frozen")
+
+
+@pytest.mark.parametrize(
+    "path_kind, body",
+    [("customer", {"status": "Active"}), ("customer", {"requirement_code": "kyc_selfie"}), ("customer", {}),
+     ("customer", {"status": ""}), ("customer", {"status": "x" * 65}), ("customer", {"colour": "red"}),
+     ("customer", {"requirement_code": "kyc_new", "bucket": "elsewhere"}),
+     ("identification", {"status": "Approved"}), ("identification", {"step": "selfie"}),
+     ("identification", {"step": "liveness", "retry": "yes"}), ("identification", {})],
+)
+async def test_drift_refuses_known_or_malformed_values(
+    sandbox: SandboxServer, iron: IronClient, path_kind: str, body: dict
+) -> None:
+    customer = await iron.create_customer(customer_type="Person", email="d@example.com", idempotency_key=new_key())
+    identification = await iron.create_identification(customer.id, {"type": "Link"}, idempotency_key=new_key())
+    path = f"/customers/{customer.id}/drift" if path_kind == "customer" else f"/identifications/{identification.id}/drift"
+    response = _sim(sandbox, "POST", path, json=body)
+    assert response.status_code == 400, response.text
+    assert (await iron.get_customer(customer.id)).unknown_values() == []
