@@ -335,9 +335,9 @@ def _page_size(request: Request) -> int:
 
 def _cursor(request: Request, name: str = "cursor") -> str | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
-    return _uuid(raw, name)
+    return _uuid(raw, name)  # an empty cursor is not a UUID either
 
 
 def _enum_list(request: Request, name: str, allowed: tuple[str, ...]) -> list[str]:
