@@ -322,7 +322,7 @@ async def _serve(sb: Sandbox, op: Op, request: Request, note: dict[str, Any]) ->
 
 def _page_size(request: Request) -> int:
     raw = request.query_params.get("page_size")
-    if raw is None or raw == "":
+    if raw is None:
         return 10
     try:
         value = int(raw)
@@ -343,7 +343,7 @@ def _cursor(request: Request, name: str = "cursor") -> str | None:
 def _enum_list(request: Request, name: str, allowed: tuple[str, ...]) -> list[str]:
     values: list[str] = []
     for raw in request.query_params.getlist(name) + request.query_params.getlist(f"{name}[]"):
-        values += [v.strip() for v in raw.split(",") if v.strip()]
+        values += [v.strip() for v in raw.split(",")]  # an empty value is no status either
     bad = [v for v in values if v not in allowed]
     if bad:
         raise ApiError(400, f"Invalid {name} value {bad[0][:40]!r}: expected one of {', '.join(allowed)}")
@@ -358,11 +358,11 @@ async def list_customers(ctx: Ctx) -> tuple[int, Any]:
     search_term = q.get("search_term")
     if search_term is not None and len(search_term) > 256:
         raise ApiError(400, "search_term is longer than 256 characters")
-    sort_order = q.get("sort_order") or "desc"
+    sort_order = q.get("sort_order", "desc")
     if sort_order not in ("asc", "desc"):
         raise ApiError(400, "sort_order must be asc or desc")
     has_transactions = q.get("has_transactions")
-    if has_transactions not in (None, "", "true", "false"):
+    if has_transactions not in (None, "true", "false"):
         raise ApiError(400, "has_transactions must be true or false")
     cursor, prev_cursor = _cursor(ctx.request), _cursor(ctx.request, "prev_cursor")
     if cursor and prev_cursor:
