@@ -89,7 +89,8 @@ async def test_drift_puts_unknown_values_on_a_customer_and_an_identification(
 
 async def test_drift_emits_the_webhook_as_iron_would(sandbox: SandboxServer, iron: IronClient) -> None:
     customer = await iron.create_customer(customer_type="Person", email="d@example.com", idempotency_key=new_key())
-    _sim(sandbox, "POST", f"/customers/{customer.id}/drift", json={"status": "Frozen"})
+    drifted = await sandbox.control.drift_customer(customer.id, status="Frozen")
+    assert drifted["customer"]["status"] == "Frozen"
     events = await sandbox.control.events()
     assert (events[-1]["type"], events[-1]["status"]) == ("customer_status", "Frozen")
 
