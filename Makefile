@@ -21,7 +21,7 @@ demo-up: $(STAMP)
 	$(PY) -m demo --keep-running
 
 test: $(STAMP)
-	IRON_OPENAPI_SPEC=$${IRON_OPENAPI_SPEC:-../shared/iron/openapi-onboarding.yml} $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The Temporal UI in Debian's Chromium (/usr/bin/chromium; .ci/install-browser installs it as root).
 ui-test: $(STAMP)
