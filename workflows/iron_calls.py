@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from contracts import activity_models as am
 from contracts.messages import OnboardingInput, OnboardingState
-from workflows import decide as d
+import workflows.decide as d
 from workflows.idempotency import customer_key, identification_key, signing_key
 
 
