@@ -257,12 +257,16 @@ def _read_key_file(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise KeyConfigurationError(f"key file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise KeyConfigurationError(f"key file {path} is not UTF-8 text") from None
     except OSError as exc:
         raise KeyConfigurationError(f"key file {path} cannot be read: {exc.strerror}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise KeyConfigurationError(f"key file {path} is not valid JSON (line {exc.lineno})") from None
+    except RecursionError:
+        raise KeyConfigurationError(f"key file {path} is nested too deep to be a key file") from None
     if not isinstance(data, dict) or not isinstance(data.get("keys"), dict) or not data["keys"]:
         raise KeyConfigurationError(f'key file {path} must hold {{"current": "<id>", "keys": {{"<id>": "<base64>"}}}}')
     if "current" in data and not isinstance(data["current"], str):

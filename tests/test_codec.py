@@ -305,3 +305,17 @@ async def test_history_on_a_real_server_holds_no_personal_data(monkeypatch, temp
             for e in scheduled
             for p in e.activity_task_scheduled_event_attributes.input.payloads
         )
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [(b"\xff\xfe not text", "is not UTF-8 text"), (b"[" * 100_000 + b"]" * 100_000, "nested too deep")],
+)
+def test_the_keys_cli_answers_an_unreadable_key_file_with_one_line(tmp_path, capsys, content, says):
+    from data_protection.keys import main as keys_main
+
+    path = tmp_path / "keys.json"
+    path.write_bytes(content)
+    assert keys_main(["list", "--file", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1, err
