@@ -90,11 +90,14 @@ async def start_onboarding(
     iron_customer_id: str | None = None,
     timings: OnboardingTimings | None = None,
     task_queue: str | None = None,
+    deliver_events: bool | None = None,
 ) -> StartResult:
     """Start one customer's onboarding, or attach to the one already running for that
-    external id: never a second workflow, never a second Iron customer."""
+    external id: never a second workflow, never a second Iron customer. Events go to the
+    partner's backend when `deliver_events` says so (default: `ONBOARDING_EVENTS_URL` is set)."""
     workflow_input = OnboardingInput(
         engine_version=ENGINE_VERSION,
+        deliver_events=bool(os.environ.get("ONBOARDING_EVENTS_URL")) if deliver_events is None else deliver_events,
         external_id=external_id,
         email=email,
         customer_type=CustomerType(customer_type),

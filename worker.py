@@ -19,6 +19,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.events import EventDelivery
 from activities.iron_activities import IronActivities
 from data_protection.documents import document_store_from_env
 from iron_client import IronClient, IronSettings
@@ -39,6 +40,7 @@ def build_worker(
     client: Client,
     activities: IronActivities,
     *,
+    events: EventDelivery | None = None,
     task_queue: str | None = None,
     max_concurrent_activities: int = 100,
     max_concurrent_workflow_tasks: int = 100,
@@ -52,7 +54,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue(),
         workflows=[CustomerOnboarding],
-        activities=activities.all(),
+        activities=activities.all() + (events.all() if events is not None else []),
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,
