@@ -7,6 +7,11 @@ Errors leave here already sorted: Iron's retryable failures (5xx, 429, timeouts,
 responses) are raised as retryable application errors, with Iron's Retry-After as the next
 retry delay; final ones (4xx that no retry fixes) as non-retryable errors the workflow turns
 into `NeedsAttention`. Texts pass through redaction, since Iron may echo request data.
+
+Schema drift: a status, step or code that Iron's spec does not list yet reaches the workflow as
+the string Iron sent (the snapshots hold plain strings), and each read that carries one logs
+`iron_unknown_value` naming the field and the value (ids and enum values only, never personal
+data), so the change shows in the logs before anyone has to ask.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from iron_client.models import (
     IdentificationParams,
     LinkIdentificationParams,
     TokenIdentificationParams,
+    wire,
 )
 
 T = TypeAdapter(IdentificationParams)
@@ -76,10 +82,10 @@ INVALID_IDENTIFICATION_DATA = "InvalidIdentificationData"
 def customer_snapshot(customer: Customer, *, created: bool = False) -> CustomerSnapshot:
     return CustomerSnapshot(
         id=customer.id,
-        status=customer.status.value,
-        customer_type=customer.customer_type.value,
+        status=wire(customer.status),
+        customer_type=wire(customer.customer_type),
         external_id=customer.external_id,
-        identification_status=customer.identification_status.value if customer.identification_status else None,
+        identification_status=wire(customer.identification_status),
         identification_ids=list(customer.identification_ids),
         created=created,
     )
@@ -89,7 +95,7 @@ def identification_snapshot(identification: Identification) -> IdentificationSna
     steps = identification.step_status.retryable_steps() if identification.step_status else []
     return IdentificationSnapshot(
         id=identification.id,
-        status=identification.status.value,
+        status=wire(identification.status),
         url=identification.url,
         retry_steps=steps,
         created_at=identification.created_at.isoformat(),
@@ -152,6 +158,19 @@ class IronActivities:
         logger.info("iron_request_ok")
         return result
 
+    def _flag_unknown(self, read: Customer | Identification | None, **fields: Any) -> None:
+        """One warning per value Iron sent that this code does not know: the drift is visible in
+        the logs at the first read that carries it."""
+        if read is None:
+            return
+        unknown = read.unknown_values()
+        if not unknown:
+            return
+        logger = self._logger(**fields)
+        for field_path, value in unknown:
+            logger.warning("iron_unknown_value", resource=type(read).__name__, resource_id=read.id,
+                           field=field_path, value=value[:64])
+
     # --- customers -----------------------------------------------------------------------------
 
     @activity.defn(name=FIND_OR_CREATE_CUSTOMER)
@@ -160,6 +179,7 @@ class IronActivities:
         # customer may have been created long ago (or outside this system).
         existing = await self._call(self.client.find_customer_by_external_id(req.external_id), step="find_customer")
         if existing is not None:
+            self._flag_unknown(existing, iron_customer_id=existing.id)
             return customer_snapshot(existing)
         created = await self._call(
             self.client.create_customer(
@@ -171,11 +191,13 @@ class IronActivities:
             ),
             step="create_customer",
         )
+        self._flag_unknown(created, iron_customer_id=created.id)
         return customer_snapshot(created, created=True)
 
     @activity.defn(name=GET_CUSTOMER)
     async def get_customer(self, req: CustomerRef) -> CustomerSnapshot:
         customer = await self._call(self.client.get_customer(req.customer_id), iron_customer_id=req.customer_id)
+        self._flag_unknown(customer, iron_customer_id=req.customer_id)
         return customer_snapshot(customer)
 
     # --- identifications -----------------------------------------------------------------------
@@ -228,6 +250,7 @@ class IronActivities:
                 created = await self.client.create_identification(
                     req.customer_id, params, idempotency_key=req.idempotency_key
                 )
+                self._flag_unknown(created, iron_customer_id=req.customer_id)
                 return CreateIdentificationResult(identification=identification_snapshot(created))
             except IronHasPendingIdentification:
                 # Iron already has a pending identification (one whose answer we lost, or one
@@ -235,6 +258,7 @@ class IronActivities:
                 pending = await self._newest_identification(req.customer_id)
                 if pending is None or pending.status in TERMINAL_IDENTIFICATION_STATUSES:
                     raise IronServerError("Iron reports a pending identification but lists none yet") from None
+                self._flag_unknown(pending, iron_customer_id=req.customer_id)
                 return CreateIdentificationResult(identification=identification_snapshot(pending), adopted=True)
 
         result = await self._call(create_or_adopt(), iron_customer_id=req.customer_id, step="create_identification")
@@ -255,11 +279,13 @@ class IronActivities:
         identification = await self._call(
             self.client.get_identification(req.identification_id), identification_id=req.identification_id
         )
+        self._flag_unknown(identification, identification_id=req.identification_id)
         return identification_snapshot(identification)
 
     @activity.defn(name=LATEST_IDENTIFICATION)
     async def latest_identification(self, req: CustomerRef) -> LatestIdentificationResult:
         newest = await self._call(self._newest_identification(req.customer_id), iron_customer_id=req.customer_id)
+        self._flag_unknown(newest, iron_customer_id=req.customer_id)
         return LatestIdentificationResult(identification=identification_snapshot(newest) if newest else None)
 
     # --- signings ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from contracts import search_attributes as sa
 from contracts.messages import (
@@ -32,7 +32,9 @@ from iron_sandbox.testing import SandboxServer
 from activities.iron_activities import IronActivities
 from data_protection.documents import FilesystemDocumentStore
 from starter import get_state, restart_identification, sign_all
+from runtime.temporal import data_converter
 from tests.workflow_before_carry_over import OnboardingBeforeTheCarryOver
+from workflows.onboarding import CustomerOnboarding
 from tests.workflow_harness import dev_server_env, iron_settings_for, running_worker, wait_for_state
 
 TIMINGS = OnboardingTimings(
@@ -81,8 +83,6 @@ async def phase(client, external_id: str, want: Phase, what: str, **kwargs) -> O
 
 async def run_inputs(client, workflow_id: str) -> list[OnboardingInput]:
     """The input of every run of a workflow, first to last."""
-    from runtime.temporal import data_converter
-
     converter = data_converter()
     inputs: list[OnboardingInput] = []
     run_id = None
@@ -154,6 +154,13 @@ async def test_customers_parked_by_the_first_loop_finish_on_todays_loop_with_not
                     history = await client.get_workflow_handle(workflow_id_for(ext)).fetch_history()
                     failed = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
                     assert not failed, f"{name}: a workflow task failed (nondeterminism?)"
+                    # Every run, the one that carried over included, replays on today's code.
+                    async for run in client.list_workflows(f'WorkflowId = "{workflow_id_for(ext)}"'):
+                        run_history = await client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
+                        replayed = await Replayer(workflows=[CustomerOnboarding], data_converter=data_converter()).replay_workflow(
+                            run_history, raise_on_replay_failure=False
+                        )
+                        assert replayed.replay_failure is None, f"{name}: run {run.run_id} does not replay"
 
         # --- Iron's side: nothing twice ------------------------------------------------------
         customers = {c.get("external_id"): c for c in await control.customers()}

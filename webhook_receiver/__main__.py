@@ -1,4 +1,5 @@
-"""`python -m webhook_receiver [--host H] [--port P]`
+"""`python -m webhook_receiver [--host H] [--port P]`, or `python -m webhook_receiver check ...`
+(see `webhook_receiver/check.py`).
 
 Secrets from `IRON_WEBHOOK_SECRETS`, Iron from `IRON_*`, Temporal from Temporal's environment
 configuration. Starts even while Temporal is down (deliveries get 503 until it is back).
@@ -18,6 +19,11 @@ from webhook_receiver.settings import DEFAULT_HOST, DEFAULT_PORT, ReceiverSettin
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        from webhook_receiver.check import main as check_main
+
+        return check_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m webhook_receiver",
         description="Receive Iron's webhooks on POST /webhooks/iron and signal the customer's onboarding workflow.",

@@ -735,6 +735,16 @@ def note_webhook(
     return IronHint(event_type=event.type, about_customer=not about_identification)
 
 
+def answered(wake: Wake, posted: int, *, customer_read_from: int, identification_read_from: int) -> bool:
+    """Whether a read that began after this wake was posted (wakes are numbered as they come)
+    has answered it already: a webhook is only a hint to read, so one that arrived while its
+    resource was being read again costs no second read. Operator requests are never answered
+    this way."""
+    if isinstance(wake, IronHint):
+        return posted <= (customer_read_from if wake.about_customer else identification_read_from)
+    return isinstance(wake, RefreshRequested) and posted <= customer_read_from
+
+
 def check_signing(s: OnboardingState, content_id: str, in_flight: list[str]) -> None:
     """Refuse (ValueError) a signing that cannot be sent to Iron now."""
     if s.phase != Phase.AWAITING_SIGNINGS:

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from contracts import activity_models as am
 from contracts.messages import OnboardingInput, OnboardingState
-from workflows import decide as d
+import workflows.decide as d
 from workflows.idempotency import customer_key, identification_key, signing_key
 
 

@@ -45,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
     )
     import workflows.decide as d
     from contracts.events import ACTIVITY_DELIVER_EVENT, DeliverEventInput, DeliverEventResult
+    from contracts.start_metadata import START_DIGEST_MEMO, amended_start_digest
+    from workflows.inbox import Inbox
     from workflows.iron_calls import IronCall, iron_call, refusal
     from workflows.onboarding_v1 import CustomerOnboardingV1
 
@@ -58,20 +60,15 @@ class CustomerOnboarding:
         self._v1 = CustomerOnboardingV1(input) if input.engine_version < ENGINE_VERSION else None
         self._input = input
         self._timings = input.timings
-        if input.carried is not None:
-            self._state = input.carried.model_copy(deep=True)
-            self._state.runs += 1
-        else:
-            self._state = OnboardingState.first(input)
+        carried = input.carried.model_copy(update={"runs": input.carried.runs + 1}, deep=True) if input.carried else None
+        self._state = carried or OnboardingState.first(input)
         self._seen_events = set(self._state.seen_event_keys)
-        self._inbox: list[d.Wake] = []
-        self._wakes_posted = self._wakes_taken = 0  # handlers that wait for the loop count on these
+        self._inbox = Inbox()
         self._customer_reads_started = self._customer_reads_done = 0
         self._signing_outcomes: dict[str, am.SigningSnapshot | str] = {}
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
-        self._timer_fired = False
-        self._continue_as_new_due = False
+        self._timer_fired = self._continue_as_new_due = False
         self._published: dict[str, Any] = {}
         self._unpublished: dict[Any, Any] = {}
 
@@ -123,8 +120,16 @@ class CustomerOnboarding:
             return await self._wait()
         reading_customer = isinstance(action, d.ReadCustomer)
         self._customer_reads_started += reading_customer
+        self._inbox.reading(action)
         call = iron_call(action, self._state, self._input, workflow.info().workflow_id)
-        result = await self._iron(call)
+        task = asyncio.ensure_future(self._iron(call))
+        # A create retrying on old start data gives way to an amend: it starts over with the new.
+        amended = lambda: isinstance(action, d.FindOrCreateCustomer) and self._inbox.has(d.AmendRequested)
+        await workflow.wait_condition(lambda: task.done() or amended())
+        if not task.done():
+            task.cancel()
+            return await self._wait()
+        result = task.result()
         self._customer_reads_done += reading_customer
         if isinstance(action, d.Sign):  # the update that asked for it returns this
             refused = isinstance(result, d.IronRefused)
@@ -163,6 +168,7 @@ class CustomerOnboarding:
     # --- waiting: the inbox, or the earliest deadline ------------------------------------------
 
     async def _wait(self) -> d.Woken:
+        self._inbox.drop_answered()
         if not self._inbox and (self._continue_as_new_due or self._continue_as_new_suggested()):
             await self._continue_as_new()  # returns only when a wake came first
         self._flush_search_attributes()
@@ -173,14 +179,7 @@ class CustomerOnboarding:
             await workflow.wait_condition(lambda: bool(self._inbox) or self._timer_fired)
             # A timer kept for a later deadline fires a little early: a poll is only a read.
             due = d.due_deadlines(self._state, workflow.now()) or (d.earliest_deadline(self._state) if self._timer_fired else ())
-        wakes, self._inbox = tuple(self._inbox), []
-        self._wakes_taken = self._wakes_posted
-        return d.Woken(wakes=wakes, due=due)
-
-    def _post(self, wake: d.Wake) -> int:
-        self._inbox.append(wake)
-        self._wakes_posted += 1
-        return self._wakes_posted
+        return d.Woken(wakes=self._inbox.take(), due=due)
 
     def _arm_timer(self, now: datetime) -> None:
         """One timer, for the earliest deadline; one already running for an earlier time stays,
@@ -267,7 +266,7 @@ class CustomerOnboarding:
         try:
             hint = d.note_webhook(self._state, self._seen_events, event, workflow.now(), self._timings)
             if hint is not None:
-                self._post(hint)
+                self._inbox.post(hint)
         except Exception:  # pragma: no cover - defensive
             workflow.logger.exception("could not record iron_event")
 
@@ -276,7 +275,7 @@ class CustomerOnboarding:
         if self._v1 is not None:
             return await self._v1.accept_signing(request)
         content_id = request.content_id
-        self._post(d.SigningRequested(content_id))
+        self._inbox.post(d.SigningRequested(content_id))
         await workflow.wait_condition(lambda: content_id in self._signing_outcomes)
         outcome = self._signing_outcomes.pop(content_id)
         if isinstance(outcome, str):
@@ -292,7 +291,7 @@ class CustomerOnboarding:
     def _validate_accept_signing(self, request: AcceptSigningRequest) -> None:
         if self._v1 is not None:
             return self._v1._validate_accept_signing(request)
-        in_flight = self._state.signing_queue + [w.content_id for w in self._inbox if isinstance(w, d.SigningRequested)]
+        in_flight = self._state.signing_queue + self._inbox.signings()
         d.check_signing(self._state, request.content_id, in_flight)
 
     @workflow.update(name=UPDATE_RESTART_IDENTIFICATION)
@@ -301,22 +300,22 @@ class CustomerOnboarding:
             return await self._v1.restart_identification(request)
         if request.identification is not None:
             self._input = self._input.model_copy(update={"identification": request.identification})
-        posted = self._post(d.RestartRequested(reason=request.reason))
-        await workflow.wait_condition(lambda: self._wakes_taken >= posted)
+        posted = self._inbox.post(d.RestartRequested(reason=request.reason))
+        await workflow.wait_condition(lambda: self._inbox.taken >= posted)
         return RestartIdentificationResult(accepted=True, phase=self._state.phase, cycle=self._state.cycle)
 
     @restart_identification.validator
     def _validate_restart(self, request: RestartIdentificationRequest) -> None:
         if self._v1 is not None:
             return self._v1._validate_restart(request)
-        d.check_restart(self._state, pending=any(isinstance(w, d.RestartRequested) for w in self._inbox))
+        d.check_restart(self._state, pending=self._inbox.has(d.RestartRequested))
 
     @workflow.update(name=UPDATE_REFRESH)
     async def refresh(self, request: RefreshRequest) -> OnboardingState:
         if self._v1 is not None:
             return await self._v1.refresh(request)
         target = self._customer_reads_started + 1
-        self._post(d.RefreshRequested())
+        self._inbox.post(d.RefreshRequested())
         await workflow.wait_condition(
             lambda: self._customer_reads_done >= target or self._state.phase == Phase.ARCHIVED
         )
@@ -332,8 +331,11 @@ class CustomerOnboarding:
     async def amend(self, request: AmendRequest) -> AmendResult:
         changes = request.model_dump(exclude_none=True)
         self._input = self._input.model_copy(update=changes)
-        posted = self._post(d.AmendRequested(fields=tuple(sorted(changes)), email_known=bool(self._input.email)))
-        await workflow.wait_condition(lambda: self._wakes_taken >= posted)
+        posted = self._inbox.post(d.AmendRequested(fields=tuple(sorted(changes)), email_known=bool(self._input.email)))
+        digest = workflow.memo_value(START_DIGEST_MEMO, None, type_hint=dict)
+        if isinstance(digest, dict):  # a start with the corrected data attaches again
+            workflow.upsert_memo({START_DIGEST_MEMO: amended_start_digest(digest, self._state.external_id, request)})
+        await workflow.wait_condition(lambda: self._inbox.taken >= posted)
         return AmendResult(accepted=True, phase=self._state.phase, amended=sorted(changes))
 
     @amend.validator

@@ -4,8 +4,8 @@ current loop (`workflows/onboarding.py`) existed, and carries each of them over 
 Runs whose input has `engine_version` 1 (every input written before the field existed) are
 handed to this class by `CustomerOnboarding`. Replaying their recorded history, it makes the
 same decisions as when they ran. Once replay is over and the run reaches its next wait (or its
-next continue-as-new), patch `carry-over-to-engine-2` continues it as new into the current loop,
-carrying its state. Do not change what this module does: its only job is to replay old histories
+next continue-as-new), patch `carry-over-to-engine-2/N` (N numbers the run's checks) continues
+it as new into the current loop, carrying its state. Do not change what this module does: its only job is to replay old histories
 exactly. It can be deleted once no open run has `engine_version` 1 (see the README).
 """
 
@@ -126,6 +126,7 @@ class CustomerOnboardingV1:
         self._poll_timer: asyncio.TimerHandle | None = None
         self._poll_timer_due = 0.0
         self._poll_timer_fired = False
+        self._carry_checks = 0
 
     # --- main loop -----------------------------------------------------------------------------
 
@@ -408,15 +409,21 @@ class CustomerOnboardingV1:
         )
 
     def _carry_over_due(self) -> bool:
-        return self.carry_over_to_current_engine and workflow.patched(CARRY_OVER_PATCH)
+        # One patch id per check: a patch's answer is fixed for the whole run once asked, and
+        # every check made while replaying the run's old history answers no. The first check made
+        # past the replay answers yes and records its marker, which later replays find again.
+        if not self.carry_over_to_current_engine:
+            return False
+        self._carry_checks += 1
+        return workflow.patched(f"{CARRY_OVER_PATCH}/{self._carry_checks}")
 
     async def _carry_over(self) -> None:
         """Continue as new into the current loop, unless a wake arrives while handlers finish."""
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() or self._dirty)
         if not self._dirty:
-            await self._continue_as_new()
+            await self._continue_as_new(carrying=True)
 
-    async def _continue_as_new(self) -> None:
+    async def _continue_as_new(self, *, carrying: bool = False) -> None:
         self._flush_search_attributes()
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self._restart is None)
         s = self._state
@@ -428,7 +435,7 @@ class CustomerOnboardingV1:
         # Personal data is no longer needed once the customer exists: leave it behind.
         workflow.continue_as_new(
             OnboardingInput(
-                engine_version=ENGINE_VERSION if self._carry_over_due() else 1,
+                engine_version=ENGINE_VERSION if carrying or self._carry_over_due() else 1,
                 external_id=s.external_id,
                 customer_type=self._input.customer_type,
                 email=None if s.iron_customer_id else self._input.email,
