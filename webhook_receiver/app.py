@@ -31,7 +31,9 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import httpx
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -73,6 +75,7 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
 
 log = get_logger("webhook_receiver")
+T = TypeVar("T")
 
 
 @dataclass
@@ -171,6 +174,18 @@ class WebhookReceiver:
         # The SDK's deadline (which also bounds its retries) should fire first; this one only
         # guards against a call that never returns.
         self._guard_timeout = settings.temporal_timeout_seconds + 0.5
+        self._owner_checks: dict[tuple[str, str], asyncio.Task[tuple[bool, str | None]]] = {}
+        # Temporal calls in flight at once. A burst beyond what the server absorbs queues here
+        # rather than as hundreds of calls that each time out after the server did their work.
+        self._temporal_slots = asyncio.Semaphore(settings.temporal_max_concurrent_calls)
+
+    async def _temporal(self, call: Callable[[timedelta], Awaitable[T]]) -> T:
+        """One Temporal call, within the delivery's Temporal budget (slot wait included)."""
+        deadline = time.monotonic() + self.settings.temporal_timeout_seconds
+        async with asyncio.timeout(self._guard_timeout):
+            async with self._temporal_slots:
+                remaining = max(0.05, deadline - time.monotonic())
+                return await call(timedelta(seconds=remaining))
 
     # --- body --------------------------------------------------------------------------------
 
@@ -276,10 +291,11 @@ class WebhookReceiver:
         ctx["workflow_id"] = route.workflow_id
         try:
             client = await asyncio.wait_for(self.provider(), self._guard_timeout)
-            refused = await self._check_owner(client, route)
-            if refused:
-                return refused
-            if await self._signal(client, route, signal):
+            exists = await self._check_owner(client, route)
+            if isinstance(exists, Outcome):
+                return exists
+            # A workflow just seen missing is not signalled first: straight to adoption.
+            if exists and await self._signal(client, route, signal):
                 return Outcome(200, "signalled", fields={"workflow_id": route.workflow_id})
             if route.from_cache:
                 # The remembered workflow is gone; Iron may name another one now.
@@ -288,10 +304,10 @@ class WebhookReceiver:
                 if isinstance(route, Outcome):
                     return route
                 ctx["workflow_id"] = route.workflow_id
-                refused = await self._check_owner(client, route)
-                if refused:
-                    return refused
-                if await self._signal(client, route, signal):
+                exists = await self._check_owner(client, route)
+                if isinstance(exists, Outcome):
+                    return exists
+                if exists and await self._signal(client, route, signal):
                     return Outcome(200, "signalled", fields={"workflow_id": route.workflow_id})
             if not self.settings.adopt_unknown_customers:
                 return Outcome(
@@ -310,28 +326,30 @@ class WebhookReceiver:
             detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
             return Outcome(503, "retry", "Temporal unavailable", "error", {"detail": detail})
 
-    async def _check_owner(self, client: Client, route: Route) -> Outcome | None:
+    async def _check_owner(self, client: Client, route: Route) -> Outcome | bool:
         """Refuse when the workflow this route names already belongs to another Iron customer.
 
         Workflows are named after the partner's external id, or after the Iron id when there
         is no usable one; an external id that another customer shares, or that equals another
         customer's Iron id, names someone else's workflow. The workflow's `IronCustomerId`
-        search attribute says whose it is. Checked once per customer while the route is cached.
+        search attribute says whose it is. Checked once per customer while the route is cached,
+        and concurrent deliveries for one customer share the check.
+
+        Returns the refusal, or whether the workflow exists (True when not checked).
         """
         if route.verified:
-            return None
-        try:
-            description = await asyncio.wait_for(
-                client.get_workflow_handle(route.workflow_id).describe(rpc_timeout=self._rpc_timeout),
-                self._guard_timeout,
-            )
-        except RPCError as err:
-            if _is_workflow_not_found(err):
-                return None  # nobody's yet: signal finds nothing, adoption starts the customer's own
-            raise
-        owner = description.typed_search_attributes.get(search_attributes.IRON_CUSTOMER_ID)
-        if owner is None:
-            return None  # the workflow has not found its Iron customer yet: no owner to contradict
+            return True
+        key = (route.customer_id, route.workflow_id)
+        task = self._owner_checks.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._describe_owner(client, route.workflow_id))
+            self._owner_checks[key] = task
+            task.add_done_callback(lambda _t: self._owner_checks.pop(key, None))
+        exists, owner = await asyncio.wait_for(asyncio.shield(task), self._guard_timeout)
+        if not exists or owner is None:
+            # Nobody's yet (adoption starts the customer's own), or the workflow has not found
+            # its Iron customer yet: no owner to contradict.
+            return exists
         if owner != route.customer_id:
             self.router.forget(route.customer_id)
             return Outcome(
@@ -339,15 +357,25 @@ class WebhookReceiver:
                 {"workflow_id": route.workflow_id, "owner_customer_id": owner},
             )
         self.router.mark_verified(route)
-        return None
+        return True
+
+    async def _describe_owner(self, client: Client, workflow_id: str) -> tuple[bool, str | None]:
+        """(whether the workflow exists, its IronCustomerId if it has one)."""
+        try:
+            description = await self._temporal(
+                lambda budget: client.get_workflow_handle(workflow_id).describe(rpc_timeout=budget)
+            )
+        except RPCError as err:
+            if _is_workflow_not_found(err):
+                return False, None
+            raise
+        return True, description.typed_search_attributes.get(search_attributes.IRON_CUSTOMER_ID)
 
     async def _signal(self, client: Client, route: Route, signal: IronEventSignal) -> bool:
         """True once Temporal accepted the signal; False if no such workflow is running."""
         handle = client.get_workflow_handle(route.workflow_id)
         try:
-            await asyncio.wait_for(
-                handle.signal(SIGNAL_IRON_EVENT, signal, rpc_timeout=self._rpc_timeout), self._guard_timeout
-            )
+            await self._temporal(lambda budget: handle.signal(SIGNAL_IRON_EVENT, signal, rpc_timeout=budget))
         except RPCError as err:
             if _is_workflow_not_found(err):
                 return False
@@ -356,8 +384,8 @@ class WebhookReceiver:
 
     async def _signal_with_start(self, client: Client, route: Route, signal: IronEventSignal) -> None:
         workflow_input = route.adoption_input()
-        await asyncio.wait_for(
-            client.start_workflow(
+        await self._temporal(
+            lambda budget: client.start_workflow(
                 WORKFLOW_TYPE,
                 workflow_input,
                 id=route.workflow_id,
@@ -367,9 +395,8 @@ class WebhookReceiver:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 static_summary=f"Adopted from an Iron {signal.type} webhook",
                 search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)),
-                rpc_timeout=self._rpc_timeout,
-            ),
-            self._guard_timeout,
+                rpc_timeout=budget,
+            )
         )
 
     async def ready(self) -> tuple[bool, str | None]:
@@ -393,6 +420,8 @@ def create_app(
     settings: ReceiverSettings | None = None,
     temporal_client_provider: Client | ClientProvider | None = None,
     iron_client: IronClient | IronSettings | None = None,
+    *,
+    iron_transport: Callable[[httpx.Limits], httpx.AsyncBaseTransport] | None = None,
 ) -> Starlette:
     """The receiver as an ASGI app.
 
@@ -401,7 +430,8 @@ def create_app(
     (default: a lazy connection from Temporal's environment configuration, with the
     settings' data converter). Customers are read with `iron_client`: `IronSettings` (default:
     the settings' `IRON_*`), from which the receiver builds its own bounded, self-healing
-    client, closed with the app; or a ready `IronClient`, used as it is.
+    client, closed with the app; or a ready `IronClient`, used as it is. `iron_transport`
+    makes the transport under the receiver's own client (a proxy, a test's broken pool).
     """
     settings = settings or ReceiverSettings.from_env()
     if temporal_client_provider is None:
@@ -414,6 +444,7 @@ def create_app(
         timeout_seconds=settings.iron_timeout_seconds,
         max_concurrent_lookups=settings.iron_max_concurrent_lookups,
         pool_size=IRON_POOL_SIZE,
+        transport_factory=iron_transport,
     )
     receiver = WebhookReceiver(settings, provider, router)
 

@@ -233,6 +233,7 @@ class CustomerRouter:
         old = self._gen
         self._gen = self._new_generation()
         self.replacements += 1
+        self._inflight.clear()  # new deliveries must not join lookups stuck on the old client
         if old.http is not None:
             task = asyncio.get_running_loop().create_task(_close_quietly(old.http, wait_for=self._stuck_after()))
             self._retired.add(task)
@@ -299,7 +300,7 @@ class CustomerRouter:
         if task is None:
             task = asyncio.get_running_loop().create_task(self._lookup(customer_id))
             self._inflight[customer_id] = task
-            task.add_done_callback(lambda _t, cid=customer_id: self._inflight.pop(cid, None))
+            task.add_done_callback(lambda t, cid=customer_id: self._inflight.pop(cid) if self._inflight.get(cid) is t else None)
         # Only our waiting is bounded here; the lookup is shielded from it and runs on under
         # httpx's own timeouts, so a late answer still lands in the cache for Iron's retry.
         try:

@@ -28,6 +28,7 @@ ENV_TEMPORAL_TIMEOUT = "ONBOARDING_WEBHOOK_TEMPORAL_TIMEOUT_SECONDS"
 ENV_IRON_TIMEOUT = "ONBOARDING_WEBHOOK_IRON_TIMEOUT_SECONDS"
 ENV_READY_TIMEOUT = "ONBOARDING_WEBHOOK_READY_TIMEOUT_SECONDS"
 ENV_IRON_CONCURRENCY = "ONBOARDING_WEBHOOK_IRON_CONCURRENCY"
+ENV_TEMPORAL_CONCURRENCY = "ONBOARDING_WEBHOOK_TEMPORAL_CONCURRENCY"
 ENV_BODY_TIMEOUT = "ONBOARDING_WEBHOOK_BODY_TIMEOUT_SECONDS"
 
 # Connections the receiver's own Iron client may open. Lookups are bounded below it, so a
@@ -58,6 +59,8 @@ class ReceiverSettings(ProcessSettings):
     ready_timeout_seconds: float = Field(2.0, ge=0.1, le=60, allow_inf_nan=False, validation_alias=ENV_READY_TIMEOUT)
     # Iron lookups in flight at once (different customers; one customer shares one lookup).
     iron_max_concurrent_lookups: int = Field(16, ge=1, lt=IRON_POOL_SIZE, validation_alias=ENV_IRON_CONCURRENCY)
+    # Temporal calls in flight at once; more deliveries wait for a slot within their budget.
+    temporal_max_concurrent_calls: int = Field(64, ge=1, le=10_000, validation_alias=ENV_TEMPORAL_CONCURRENCY)
     # A sender gets this long to deliver the whole body (slow-body clients are cut off with 408).
     body_timeout_seconds: float = Field(10.0, ge=0.1, le=120, allow_inf_nan=False, validation_alias=ENV_BODY_TIMEOUT)
 
