@@ -18,10 +18,12 @@ from typing import Any, AsyncIterator
 import httpx
 import pytest
 import structlog
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from contracts import search_attributes
 from contracts.messages import WORKFLOW_TYPE, OnboardingInput, OnboardingState, workflow_id_for
-from iron_client.webhooks import build_container, sign
+from data_protection.redaction import redact_processor
+from iron_client.webhooks import build_container, compute_signature, sign
 from tests.test_webhook_receiver import (  # noqa: F401  (module fixtures: a dev server, a sandbox)
     SECRET,
     TASK_QUEUE,
@@ -176,14 +178,14 @@ async def test_an_id_that_is_not_an_iron_id_never_reaches_a_path(customer_id, se
     assert await sandbox.control.requests() == []
 
 
-def test_path_segments_are_percent_encoded_and_ids_validated():
+async def test_path_segments_are_percent_encoded_and_ids_validated():
     assert path_segment("3f2b8c1e-0000-4000-8000-000000000001") == "3f2b8c1e-0000-4000-8000-000000000001"
     assert path_segment("a/b?c") == "a%2Fb%3Fc"
     assert is_iron_id(str(uuid.uuid4()))
     assert not any(is_iron_id(v) for v in ("", "../x", "a?b", "a\nb", "a\x00b", "x" * 129, None, 7))
 
 
-def test_bounded_parsing_helpers():
+async def test_bounded_parsing_helpers():
     assert plain_unix_time("1700000000") and plain_unix_time(" 1700000000 ")
     assert not any(plain_unix_time(v) for v in ("9" * 21, "1e9", "", "12 34", None, "١٢٣"))
     assert not json_too_deep(b'{"a": [{"b": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}]}')
@@ -249,3 +251,84 @@ async def test_an_external_id_equal_to_another_customers_iron_id_is_refused(sett
         assert own.status_code == 200 and own.json()["status"] == "signalled"
     events = await delivered(a_workflow)
     assert [e.customer_id for e in events] == [a_id]
+
+
+# --- no generated delivery gives a 5xx, a hang, or a secret or personal data in a log line ----
+
+PERSONAL = "ottilie.brandt@example.org"
+ids = st.one_of(
+    st.uuids().map(str),
+    st.text(max_size=40),
+    st.sampled_from(["../../_sim/customers", "CID?page_size=1", "a\nb", "a\x00b", "", "x" * 300]),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=16) | st.just(PERSONAL),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+containers = st.builds(
+    lambda event_type, customer_id, message_id, status, wrapped, extra: {
+        "type": event_type,
+        "timestamp": "2026-12-01T00:00:00Z",
+        "data": {
+            "customer_id": customer_id,
+            "message": ({"CustomerStatus": {"id": message_id, "status": status, "email": PERSONAL, **extra}} if wrapped
+                        else {"id": message_id, "status": status, "name": PERSONAL, **extra}),
+        },
+    },
+    st.sampled_from(["customer_status", "identification_status", "customer_created", "ping", "event", "transaction_status", ""]),
+    st.one_of(st.none(), ids, st.integers()),
+    st.one_of(st.none(), ids),
+    st.one_of(st.none(), st.sampled_from(["Active", "Approved", "Archived"]), st.text(max_size=20), st.just(PERSONAL)),
+    st.booleans(),
+    st.dictionaries(st.text(max_size=6), json_values, max_size=2),
+)
+bodies = st.one_of(
+    containers.map(lambda c: json.dumps(c).encode()),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=200),
+    st.integers(min_value=30, max_value=3000).map(lambda n: b'{"type": "customer_status", "data": ' + b"[" * n + b"]" * n + b"}"),
+)
+timestamps = st.one_of(
+    st.none(),
+    st.just("now"),
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.text(max_size=30),
+    st.integers(min_value=20, max_value=400).map(lambda n: "9" * n),
+)
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=bodies,
+    timestamp=timestamps,
+    signature=st.sampled_from(["valid", "forged", "missing", "garbage"]),
+    content_type=st.sampled_from(["application/json", "application/json; charset=latin-1", "text/plain", None]),
+    webhook_id=st.one_of(st.none(), st.text(max_size=300)),
+)
+async def test_no_generated_delivery_gives_a_5xx_a_hang_or_a_leak(
+    body, timestamp, signature, content_type, webhook_id, settings, temporal, iron
+):
+    ts = str(int(time.time())) if timestamp in (None, "now") else timestamp
+    headers: dict[str, bytes] = {}
+    if signature != "missing":
+        headers["webhook-timestamp"] = ts.encode()
+        headers["webhook-signature"] = {
+            "valid": f"v1={compute_signature(SECRET, ts, body)}",
+            "forged": f"v1={compute_signature('whsec-forged', ts, body)}",
+            "garbage": "v1=" + "zz" * 40,
+        }[signature].encode()
+    if content_type:
+        headers["content-type"] = content_type.encode()
+    if webhook_id is not None:
+        headers["webhook-id"] = webhook_id.encode()
+    quick = settings.model_copy(update=dict(temporal_timeout_seconds=5, iron_timeout_seconds=2))
+    with structlog.testing.capture_logs() as logs:
+        async with receiver(quick, temporal.client, iron) as http:
+            response = await asyncio.wait_for(http.post("/webhooks/iron", content=body, headers=headers), 20)
+    assert response.status_code < 500 or response.status_code == 503, response.text
+    assert response.status_code != 503 or response.json().get("status") == "retry"
+    text = json.dumps([redact_processor(None, "info", dict(entry)) for entry in logs], default=str)
+    assert SECRET not in text
+    assert PERSONAL not in text
+    assert compute_signature(SECRET, ts, body) not in text
