@@ -188,8 +188,8 @@ async def _post(http: httpx.AsyncClient, url: str, delivery: Delivery) -> None:
         except ValueError:
             delivery.answer = None
     except httpx.HTTPError as exc:
-        delivery.status = 0
-        delivery.answer = type(exc).__name__
+        delivery.status = 0  # no answer at all: counted as such, never as a success
+        delivery.answer = f"{type(exc).__name__}: {exc}"
     delivery.seconds = time.perf_counter() - started
 
 
@@ -245,7 +245,9 @@ async def run_load(
         client = await connect(stack)
         iron = IronClient(IronSettings(base_url=stack.iron_base_url, api_key=SecretStr(stack.config.api_key), timeout_seconds=20))
         url = f"{stack.receiver_url}/webhooks/iron"
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+        # A connection per delivery, as a webhook sender opens them: no keep-alive connection that
+        # the receiver closes while idle can be picked for the next request.
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=0)
         worker = stack._process(
             "counting-worker", [sys.executable, "-m", "bench.receiver_load", "--serve-worker"], port=None
         ).start(wait=False)
