@@ -1,7 +1,7 @@
 """Bursts of webhook deliveries against a real receiver process: `make receiver-load`.
 
     python -m bench.receiver_load [--bursts 5] [--customers 50] [--per-customer 10]
-                                  [--duplicates 0.1] [--forged 0.1] [--state-dir .data/receiver-load]
+                                  [--duplicates 0.1] [--forged 0.1] [--iron-latency-ms 0] [--state-dir .data/receiver-load]
 
 Starts a Temporal dev server, the Iron sandbox, `python -m webhook_receiver` and a worker as
 their own processes; the worker runs a counting stand-in for `CustomerOnboarding` (same name,
@@ -36,6 +36,7 @@ from pydantic import SecretStr
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.common import DEFAULT_STATE_ROOT, connect, fresh_dir, percentile
@@ -231,6 +232,7 @@ async def run_load(
     forged_share: float = 0.1,
     seed: int = 13,
     min_share_200: float = 1.0,
+    iron_latency_ms: float = 0.0,
     log: Any = print,
 ) -> LoadResult:
     rng = random.Random(seed)
@@ -242,6 +244,13 @@ async def run_load(
         stack.start_sandbox("--log-level", "warning")
         stack.start_receiver()
         secret = stack.secrets["webhook_secret"]
+        if iron_latency_ms:
+            # Iron slow to answer the receiver's customer reads (creates stay fast).
+            async with httpx.AsyncClient(base_url=stack.sandbox_root, timeout=10) as control:
+                answer = await control.post(
+                    "/_sim/faults", json={"paths": ["/api/customers/"], "methods": ["GET"], "latency_ms": iron_latency_ms}
+                )
+                answer.raise_for_status()
         client = await connect(stack)
         iron = IronClient(IronSettings(base_url=stack.iron_base_url, api_key=SecretStr(stack.config.api_key), timeout_seconds=20))
         url = f"{stack.receiver_url}/webhooks/iron"
@@ -320,13 +329,16 @@ async def run_load(
 
 
 async def _webhook_ids(client: Client, workflow_id: str) -> list[str]:
+    """The webhook ids the workflow was signalled with; none when it was never started."""
     handle = client.get_workflow_handle(workflow_id)
-    for _ in range(50):
+    for _ in range(25):
         try:
             return await handle.query("webhook_ids", result_type=list[str])
-        except Exception:
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return []
             await asyncio.sleep(0.2)
-    return []
+    raise RuntimeError(f"{workflow_id} does not answer its query")
 
 
 async def serve_worker() -> None:
@@ -354,6 +366,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duplicates", type=float, default=0.1, help="share of valid deliveries sent twice")
     parser.add_argument("--forged", type=float, default=0.1, help="share of forged deliveries added")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--iron-latency-ms", type=float, default=0.0, help="delay of Iron's answer to each customer read")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_ROOT / "receiver-load")
     parser.add_argument("--serve-worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -368,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         run_load(
             args.state_dir, bursts=args.bursts, customers=args.customers, per_customer=args.per_customer,
             duplicate_share=args.duplicates, forged_share=args.forged, seed=args.seed,
+            iron_latency_ms=args.iron_latency_ms,
         )
     )
     print(result.report())
