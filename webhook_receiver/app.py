@@ -170,7 +170,6 @@ class WebhookReceiver:
         self.settings = settings
         self.provider = provider
         self.router = router
-        self._rpc_timeout = timedelta(seconds=settings.temporal_timeout_seconds)
         # The SDK's deadline (which also bounds its retries) should fire first; this one only
         # guards against a call that never returns.
         self._guard_timeout = settings.temporal_timeout_seconds + 0.5
