@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-up test test-fast chaos receiver-load bench histories clean
+.PHONY: demo demo-up test test-fast ui-test chaos receiver-load bench histories clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ demo-up: $(STAMP)
 	$(PY) -m demo --keep-running
 
 test: $(STAMP)
-	IRON_OPENAPI_SPEC=$${IRON_OPENAPI_SPEC:-../shared/iron/openapi-onboarding.yml} $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The Temporal UI in Debian's Chromium (/usr/bin/chromium; .ci/install-browser installs it as root).
+ui-test: $(STAMP)
+	$(PY) -m pytest -q -rs -p no:cacheprovider tests/test_ui_browser.py $(PYTEST_ARGS)
+	@echo "screenshots in test-output/ui/"
 
 chaos: $(STAMP)
 	$(PY) -m bench.chaos --customers 100

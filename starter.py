@@ -5,15 +5,18 @@
                             [--identification-file F.json] [--token T] [--intended-use U]
     python starter.py status EXTERNAL_ID [--json]
     python starter.py sign EXTERNAL_ID [CONTENT_ID ... | --all]
-    python starter.py restart EXTERNAL_ID [--reason R] [--identification-file F.json]
+    python starter.py restart EXTERNAL_ID [--reason R] [--identification K [--identification-file F.json]]
+    python starter.py amend EXTERNAL_ID [--email E] [--name N] [--customer-type T]
     python starter.py refresh EXTERNAL_ID
     python starter.py adopt IRON_CUSTOMER_ID
 
-Backends import the functions below (`start_onboarding`, `get_state`, `accept_signing`, ...)
-with a client from `runtime.temporal.connect()`.
+Backends import the functions below (`start_onboarding`, `get_state`, `accept_signing`,
+`amend_onboarding`, ...) with a client from `runtime.temporal.connect()`.
 
-Exit codes: 0 done, 2 bad input, 3 no such onboarding, 4 rejected by the workflow or Iron,
-5 Temporal or Iron unreachable.
+Exit codes: 0 done, 1 unexpected error (a defect: report it), 2 bad input (nothing started),
+3 no such onboarding or Iron customer, 4 rejected by the workflow or Iron, 5 Temporal or Iron
+unreachable, 6 already running with other start data (nothing changed), 7 configuration
+(encryption keys, credentials, namespace). Every error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -23,28 +26,38 @@ import asyncio
 import json
 import os
 import sys
-from dataclasses import dataclass
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import email_validator
 from pydantic import TypeAdapter, ValidationError
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from iron_client import IronClient, IronError, IronSettings
-from iron_client.models import CustomerType, IdentificationKind, IdentificationParams
+from iron_client.errors import IronNotFound, IronUnauthorized
+from iron_client.models import CustomerType, IdentificationKind, IdentificationParams, IntendedUse
 from runtime import settings
 from runtime.temporal import connect
 from contracts import search_attributes
 from contracts.messages import (
     ENGINE_VERSION,
+    EXTERNAL_ID_MAX_LENGTH,
     QUERY_STATE,
     UPDATE_ACCEPT_SIGNING,
+    UPDATE_AMEND,
     UPDATE_REFRESH,
     UPDATE_RESTART_IDENTIFICATION,
     WORKFLOW_TYPE,
     AcceptSigningRequest,
     AcceptSigningResult,
+    AmendRequest,
+    AmendResult,
     IdentificationRequest,
     OnboardingInput,
     OnboardingState,
@@ -52,11 +65,36 @@ from contracts.messages import (
     RefreshRequest,
     RestartIdentificationRequest,
     RestartIdentificationResult,
+    _valid_external_id,
     external_id_for_customer,
     workflow_id_for,
 )
+from contracts.start_metadata import START_DIGEST_MEMO, differing_fields, start_metadata
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 2, 3, 4, 5
+EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4, 5
+EXIT_START_DATA_DIFFERS, EXIT_CONFIGURATION = 6, 7
+
+NAME_MAX_LENGTH = 200
+TEXT_MAX_LENGTH = 500
+TOKEN_MAX_LENGTH = 2048
+# An identification file holds a few base64 documents of up to 10 MB each (Iron's limit, checked
+# per document): 64 MiB is above any valid file and keeps a wrong file from filling memory.
+IDENTIFICATION_FILE_MAX_BYTES = 64 * 1024 * 1024
+# Iron's Person and Business params nest a handful of levels; beneficiaries may nest businesses.
+IDENTIFICATION_FILE_MAX_DEPTH = 32
+KINDS_WITH_FILE = (IdentificationKind.PERSON, IdentificationKind.BUSINESS)
+
+
+# --- errors a caller can act on ------------------------------------------------------------------
+
+
+class BadInput(ValueError):
+    """Input refused before anything is stored or started: which flag, which rule."""
+
+    def __init__(self, flag: str, rule: str) -> None:
+        super().__init__(f"{flag}: {rule}")
+        self.flag = flag
+        self.rule = rule
 
 
 class OnboardingNotFound(LookupError):
@@ -65,15 +103,204 @@ class OnboardingNotFound(LookupError):
         self.external_id = external_id
 
 
+class UnknownIronCustomer(LookupError):
+    def __init__(self, iron_customer_id: str) -> None:
+        super().__init__(f"Iron has no customer {iron_customer_id}")
+        self.iron_customer_id = iron_customer_id
+
+
+class StartDataDiffers(Exception):
+    """A start for an external id whose running onboarding was started with other data."""
+
+    def __init__(self, workflow_id: str, fields: list[str]) -> None:
+        self.workflow_id = workflow_id
+        self.fields = fields
+        super().__init__(f"{workflow_id} is already running with a different {', '.join(fields)}")
+
+
+class ConfigurationError(Exception):
+    """Something to set or fix in the environment before this can work."""
+
+
 @dataclass(frozen=True)
 class StartResult:
     workflow_id: str
     run_id: str | None
     started: bool  # False: an onboarding was already running and was attached to
+    # Attached to a running onboarding that carries no start digest (started by the webhook
+    # receiver's adoption, say): its start data could not be compared.
+    compared: bool = True
 
     @property
     def ui_link(self) -> str:
         return settings.workflow_ui_link(self.workflow_id)
+
+
+# --- validation: one rule per field, the same for the CLI and the API -----------------------------
+
+
+def check_external_id(value: str, flag: str = "EXTERNAL_ID") -> str:
+    if not isinstance(value, str) or not _valid_external_id(value):
+        raise BadInput(
+            flag, f"must be 1 to {EXTERNAL_ID_MAX_LENGTH} printable characters, without spaces or control characters"
+        )
+    return value
+
+
+def normalise_email(value: str, flag: str = "--email") -> str:
+    """The address as Iron should get it, checked by `email-validator` (syntax only: this
+    machine may be offline, and deliverability is Iron's business)."""
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput(flag, "must be an email address")
+    try:
+        checked = email_validator.validate_email(value.strip(), check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise BadInput(flag, f"is not a valid email address: {_one_line(str(exc))}") from None
+    return checked.normalized
+
+
+def check_printable(value: str, flag: str, *, max_length: int, what: str = "text") -> str:
+    """Trimmed, NFC-normalised, 1 to `max_length` characters, none of them a control or
+    line-breaking character (a name ends up in Iron and in logs' neighbours)."""
+    if not isinstance(value, str):
+        raise BadInput(flag, f"must be {what}")
+    text = unicodedata.normalize("NFC", value.strip())
+    if not text:
+        raise BadInput(flag, "must not be empty")
+    if len(text) > max_length:
+        raise BadInput(flag, f"must be at most {max_length} characters (got {len(text)})")
+    if not text.isprintable():
+        raise BadInput(flag, "must hold printable characters only (no control characters or line breaks)")
+    return text
+
+
+def check_token(value: str, flag: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > TOKEN_MAX_LENGTH:
+        raise BadInput(flag, f"must be 1 to {TOKEN_MAX_LENGTH} characters")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise BadInput(flag, "must not contain spaces or control characters")
+    return value
+
+
+def check_iron_customer_id(value: str, flag: str = "IRON_CUSTOMER_ID") -> str:
+    """Iron's customer ids are UUIDs: anything else cannot name a customer."""
+    rule = "must be an Iron customer id (a UUID such as 0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f)"
+    if not isinstance(value, str) or len(value) > 64:
+        raise BadInput(flag, rule)
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise BadInput(flag, rule) from None
+
+
+def load_identification_file(path: str | os.PathLike[str], kind: IdentificationKind,
+                             flag: str = "--identification-file") -> tuple[bytes, Any]:
+    """Read and check a Person or Business identification data file: (raw bytes, parsed).
+    Missing, unreadable, too big, not UTF-8, not JSON, nested too deep, a document above
+    Iron's 10 MB, or not the shape Iron expects: each is refused, naming the flag and the rule."""
+    from data_protection.documents import IdentificationFileError, check_identification_params
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise BadInput(flag, f"{path} is not a file")
+        if size > IDENTIFICATION_FILE_MAX_BYTES:
+            raise BadInput(flag, f"{path} is {size} bytes, above the limit of {IDENTIFICATION_FILE_MAX_BYTES} bytes")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(flag, f"{path} does not exist") from None
+    except OSError as exc:
+        raise BadInput(flag, f"{path} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(flag, f"{path} is not UTF-8 text (invalid byte at offset {exc.start})") from None
+    depth = _nesting_depth(text)
+    if depth > IDENTIFICATION_FILE_MAX_DEPTH:
+        raise BadInput(flag, f"{path} nests deeper than {IDENTIFICATION_FILE_MAX_DEPTH} levels")
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(flag, f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except (ValueError, RecursionError):
+        raise BadInput(flag, f"{path} is not valid JSON") from None
+    try:
+        check_identification_params(params, source=str(path))
+    except IdentificationFileError as exc:
+        raise BadInput(flag, _one_line(str(exc))) from None
+    if params.get("type", kind.value) != kind.value:
+        raise BadInput(flag, f"{path} holds a {params.get('type')} identification, not {kind.value}")
+    try:  # the shape Iron expects, checked before anything starts
+        TypeAdapter(IdentificationParams).validate_python({**params, "type": kind.value})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'file'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise BadInput(flag, f"{path} is not {kind.value} identification data Iron accepts ({problems})") from None
+    return raw, params
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep JSON brackets nest, strings skipped: measured before parsing, so a hostile file
+    cannot exhaust the parser's recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > IDENTIFICATION_FILE_MAX_DEPTH:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def build_onboarding_input(
+    external_id: str,
+    *,
+    email: str | None = None,
+    customer_type: CustomerType | str = CustomerType.PERSON,
+    name: str | None = None,
+    identification: IdentificationRequest | None = None,
+    iron_customer_id: str | None = None,
+    timings: OnboardingTimings | None = None,
+) -> OnboardingInput:
+    """The workflow input, every field checked and normalised; BadInput names what is wrong."""
+    check_external_id(external_id, "external_id")
+    if email is not None:
+        email = normalise_email(email, "email")
+    if name is not None:
+        name = check_printable(name, "name", max_length=NAME_MAX_LENGTH, what="a name")
+    try:
+        customer_type = CustomerType(customer_type)
+    except ValueError:
+        raise BadInput("customer_type", f"must be one of {', '.join(t.value for t in CustomerType)}") from None
+    if iron_customer_id is not None:
+        iron_customer_id = check_iron_customer_id(iron_customer_id, "iron_customer_id")
+    if not iron_customer_id and not email:
+        raise BadInput("email", "is required to create a customer (or give iron_customer_id to adopt one)")
+    return OnboardingInput(
+        engine_version=ENGINE_VERSION,
+        external_id=external_id,
+        email=email,
+        customer_type=customer_type,
+        name=name,
+        identification=identification or IdentificationRequest(),
+        iron_customer_id=iron_customer_id,
+        timings=timings or OnboardingTimings(),
+    )
 
 
 # --- API for backends --------------------------------------------------------------------------
@@ -90,30 +317,56 @@ async def start_onboarding(
     iron_customer_id: str | None = None,
     timings: OnboardingTimings | None = None,
     task_queue: str | None = None,
+    started_by: str = "starter",
+    identification_content: Any = None,
+    compare_start_data: bool = True,
 ) -> StartResult:
     """Start one customer's onboarding, or attach to the one already running for that
-    external id: never a second workflow, never a second Iron customer."""
-    workflow_input = OnboardingInput(
-        engine_version=ENGINE_VERSION,
-        external_id=external_id,
+    external id: never a second workflow, never a second Iron customer.
+
+    Raises BadInput for input no onboarding could use, and StartDataDiffers when the running
+    onboarding was started with other data (`amend_onboarding` corrects it while the Iron
+    customer does not exist yet). `identification_content`, the parsed identification data,
+    is what a second start compares instead of the document reference."""
+    workflow_input = build_onboarding_input(
+        external_id,
         email=email,
-        customer_type=CustomerType(customer_type),
+        customer_type=customer_type,
         name=name,
-        identification=identification or IdentificationRequest(),
+        identification=identification,
         iron_customer_id=iron_customer_id,
-        timings=timings or OnboardingTimings(),
+        timings=timings,
     )
-    handle = await client.start_workflow(
-        WORKFLOW_TYPE,
-        workflow_input,
-        id=workflow_id_for(external_id),
-        task_queue=task_queue or settings.task_queue(),
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)),
-    )
-    response = getattr(handle, "_start_workflow_response", None)
-    started = bool(getattr(response, "started", True))
-    return StartResult(workflow_id=handle.id, run_id=handle.result_run_id, started=started)
+    metadata = start_metadata(workflow_input, started_by=started_by, identification_content=identification_content)
+    try:
+        handle = await client.start_workflow(
+            WORKFLOW_TYPE,
+            workflow_input,
+            id=workflow_id_for(external_id),
+            task_queue=task_queue or settings.task_queue(),
+            # FAIL, then attach below: the public way to know whether this call started it.
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)),
+            **metadata,
+        )
+    except WorkflowAlreadyStartedError:
+        return await _attach(client, external_id, metadata["memo"][START_DIGEST_MEMO] if compare_start_data else None)
+    return StartResult(workflow_id=handle.id, run_id=handle.result_run_id, started=True)
+
+
+async def _attach(client: Client, external_id: str, wanted_digest: dict[str, str] | None) -> StartResult:
+    """The running onboarding for `external_id`, once its start data is known to match."""
+    handle = _handle(client, external_id)
+    description = await _not_found_as_lookup(external_id, handle.describe())
+    compared = wanted_digest is not None
+    if wanted_digest is not None:
+        memo = await description.memo()
+        differs = differing_fields(memo.get(START_DIGEST_MEMO), wanted_digest)
+        if differs is None:
+            compared = False
+        elif differs:
+            raise StartDataDiffers(handle.id, differs)
+    return StartResult(workflow_id=handle.id, run_id=description.run_id, started=False, compared=compared)
 
 
 async def adopt_customer(
@@ -125,8 +378,13 @@ async def adopt_customer(
     timings: OnboardingTimings | None = None,
     task_queue: str | None = None,
 ) -> StartResult:
-    """Take over an Iron customer created elsewhere, starting from its real current state."""
-    customer = await iron.get_customer(iron_customer_id)
+    """Take over an Iron customer created elsewhere, starting from its real current state.
+    Raises BadInput for an id that is not Iron's, UnknownIronCustomer when Iron has none."""
+    iron_customer_id = check_iron_customer_id(iron_customer_id)
+    try:
+        customer = await iron.get_customer(iron_customer_id)
+    except IronNotFound:
+        raise UnknownIronCustomer(iron_customer_id) from None
     return await start_onboarding(
         client,
         external_id_for_customer(customer.id, customer.external_id),
@@ -135,6 +393,9 @@ async def adopt_customer(
         iron_customer_id=customer.id,
         timings=timings,
         task_queue=task_queue,
+        started_by="adopt",
+        # Attaching to a running onboarding is what adoption wants, however it began.
+        compare_start_data=False,
     )
 
 
@@ -147,6 +408,8 @@ async def _not_found_as_lookup(external_id: str, call):
         return await call
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
+            if "namespace" in (err.message or "").lower():
+                raise ConfigurationError(f"{_one_line(err.message).rstrip('.')}: set TEMPORAL_NAMESPACE") from None
             raise OnboardingNotFound(external_id) from None
         raise
 
@@ -191,6 +454,36 @@ async def restart_identification(
     )
 
 
+async def amend_onboarding(
+    client: Client,
+    external_id: str,
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    customer_type: CustomerType | str | None = None,
+) -> AmendResult:
+    """Correct the start data of an onboarding that has not created its Iron customer yet
+    (update `amend`). Only the fields given change; the workflow rejects the update once the
+    customer exists (WorkflowUpdateFailedError)."""
+    check_external_id(external_id, "external_id")
+    if email is not None:
+        email = normalise_email(email, "email")
+    if name is not None:
+        name = check_printable(name, "name", max_length=NAME_MAX_LENGTH, what="a name")
+    if customer_type is not None:
+        try:
+            customer_type = CustomerType(customer_type)
+        except ValueError:
+            raise BadInput("customer_type", f"must be one of {', '.join(t.value for t in CustomerType)}") from None
+    if email is None and name is None and customer_type is None:
+        raise BadInput("amend", "nothing to amend: give email, name or customer_type")
+    request = AmendRequest(email=email, name=name, customer_type=customer_type)
+    handle = _handle(client, external_id)
+    return await _not_found_as_lookup(
+        external_id, handle.execute_update(UPDATE_AMEND, request, result_type=AmendResult)
+    )
+
+
 async def refresh(client: Client, external_id: str) -> OnboardingState:
     handle = _handle(client, external_id)
     return await _not_found_as_lookup(
@@ -228,53 +521,102 @@ def format_state(state: OnboardingState) -> str:
     return "\n".join(lines)
 
 
-async def _identification_from_args(args: argparse.Namespace, *, check_only: bool = False) -> IdentificationRequest:
-    """The identification request from the command line. With `check_only`, the data file is
-    validated but not stored (a placeholder reference stands in for it)."""
-    kind = IdentificationKind(args.identification.capitalize())
-    document_ref = None
-    if getattr(args, "identification_file", None):
-        if kind not in (IdentificationKind.PERSON, IdentificationKind.BUSINESS):
-            raise ValueError("--identification-file goes with --identification person or business")
-        from data_protection.documents import (
-            check_identification_params,
-            document_store_from_env,
-            store_identification_file,
-        )
+@dataclass
+class IdentificationChoice:
+    """The identification the command line asks for, checked; the data file read, not stored."""
 
-        path = Path(args.identification_file)
-        if check_only:
-            try:
-                params = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"cannot read {path}: {exc}") from None
-            check_identification_params(params, source=str(path))
-            if isinstance(params, dict):  # the shape Iron expects, checked before anything starts
-                TypeAdapter(IdentificationParams).validate_python({**params, "type": kind.value})
-            document_ref = "fs:" + "0" * 32
-        else:
-            document_ref = await store_identification_file(document_store_from_env(), path)
+    request: IdentificationRequest
+    file_bytes: bytes | None = None
+    content: Any = None
+
+
+def identification_from_args(args: argparse.Namespace) -> IdentificationChoice | None:
+    """What `--identification`, `--identification-file`, `--token` and `--intended-use` ask
+    for; None when `restart` is given none of them (the original request is reused)."""
+    kind_text = getattr(args, "identification", None)
+    file_arg = getattr(args, "identification_file", None)
+    token = getattr(args, "token", None)
+    intended_use = getattr(args, "intended_use", None)
+    if kind_text is None:
+        for flag, value in (("--identification-file", file_arg), ("--token", token), ("--intended-use", intended_use)):
+            if value is not None:
+                raise BadInput(flag, "needs --identification (which kind: link, token, person or business)")
+        return None
+    kind = IdentificationKind(kind_text.capitalize())
+    if kind in KINDS_WITH_FILE and file_arg is None:
+        raise BadInput(
+            "--identification-file",
+            f"is required with --identification {kind_text}: a JSON file with the {kind.value} identification "
+            f"data (see samples/{kind_text}_identification.json)",
+        )
+    if kind not in KINDS_WITH_FILE and file_arg is not None:
+        raise BadInput("--identification-file", "goes with --identification person or business only")
+    if kind == IdentificationKind.TOKEN:
+        if token is None:
+            raise BadInput("--token", "is required with --identification token (the SumSub share token)")
+        if intended_use is None:
+            raise BadInput("--intended-use", "is required with --identification token")
+    else:
+        for flag, value in (("--token", token), ("--intended-use", intended_use)):
+            if value is not None:
+                raise BadInput(flag, "goes with --identification token only")
+    if token is not None:
+        token = check_token(token, "--token")
+    file_bytes = content = None
+    if file_arg is not None:
+        file_bytes, content = load_identification_file(file_arg, kind)
+    request = IdentificationRequest.model_construct(
+        kind=kind, token=token, intended_use=IntendedUse(intended_use) if intended_use else None,
+    )
+    return IdentificationChoice(request=request, file_bytes=file_bytes, content=content)
+
+
+async def _with_document(choice: IdentificationChoice) -> IdentificationRequest:
+    """The identification request, its data file stored in the document store."""
+    ref = None
+    if choice.file_bytes is not None:
+        from data_protection.documents import document_store_from_env
+
+        ref = await document_store_from_env().put(choice.file_bytes, content_type="application/json")
     return IdentificationRequest(
-        kind=kind,
-        token=getattr(args, "token", None),
-        intended_use=getattr(args, "intended_use", None),
-        document_ref=document_ref,
+        kind=choice.request.kind, token=choice.request.token, intended_use=choice.request.intended_use, document_ref=ref
     )
 
 
+async def _forget_document(ref: str | None) -> None:
+    if ref:
+        from data_protection.documents import document_store_from_env
+
+        await document_store_from_env().delete(ref)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports to the caller's stream and exits 2, as every bad input does."""
+
+    err = None
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        print(f"error: {message} (see python starter.py {self.prog.split()[-1]} --help)"
+              if " " in self.prog else f"error: {message} (see python starter.py --help)",
+              file=_Parser.err or sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="starter.py", description="Drive Iron customer onboardings.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="starter.py", description="Drive Iron customer onboardings.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    kinds = ["link", "token", "person", "business"]
+    uses = [u.value for u in IntendedUse]
 
     start = sub.add_parser("start", help="start (or attach to) a customer's onboarding")
     start.add_argument("external_id")
     start.add_argument("--email", required=True)
     start.add_argument("--customer-type", default="Person", choices=["Person", "Business"])
     start.add_argument("--name")
-    start.add_argument("--identification", default="link", choices=["link", "token", "person", "business"])
+    start.add_argument("--identification", default="link", choices=kinds)
     start.add_argument("--identification-file", help="JSON identification data (person/business)")
     start.add_argument("--token", help="SumSub share token (token)")
-    start.add_argument("--intended-use", default=None, help="Iron IntendedUse (token), e.g. Investing")
+    start.add_argument("--intended-use", default=None, choices=uses, help="Iron IntendedUse (token)")
 
     status = sub.add_parser("status", help="show a customer's onboarding")
     status.add_argument("external_id")
@@ -288,10 +630,16 @@ def _parser() -> argparse.ArgumentParser:
     restart = sub.add_parser("restart", help="operator restart after Declined or NeedsAttention")
     restart.add_argument("external_id")
     restart.add_argument("--reason", default="operator restart")
-    restart.add_argument("--identification", choices=["link", "token", "person", "business"])
+    restart.add_argument("--identification", choices=kinds)
     restart.add_argument("--identification-file")
     restart.add_argument("--token")
-    restart.add_argument("--intended-use", default=None)
+    restart.add_argument("--intended-use", default=None, choices=uses)
+
+    amend = sub.add_parser("amend", help="correct the start data before the Iron customer exists")
+    amend.add_argument("external_id")
+    amend.add_argument("--email")
+    amend.add_argument("--name")
+    amend.add_argument("--customer-type", choices=["Person", "Business"])
 
     refresh_cmd = sub.add_parser("refresh", help="read Iron now")
     refresh_cmd.add_argument("external_id")
@@ -301,36 +649,114 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _onboarding_input(args: argparse.Namespace, identification: IdentificationRequest) -> OnboardingInput:
-    return OnboardingInput(
-        engine_version=ENGINE_VERSION,
-        external_id=args.external_id,
-        email=args.email,
-        customer_type=CustomerType(args.customer_type),
-        name=args.name,
-        identification=identification,
-    )
+# The workflow input's field names, as the command line spells them.
+_FLAG_FOR_FIELD = {
+    "external_id": "EXTERNAL_ID",
+    "email": "--email",
+    "name": "--name",
+    "customer_type": "--customer-type",
+    "iron_customer_id": "IRON_CUSTOMER_ID",
+    "reason": "--reason",
+    "content_id": "CONTENT_ID",
+    "identification": "--identification",
+}
 
 
-async def _run(args: argparse.Namespace, out) -> int:
-    # Validate everything first: bad input is rejected before anything is stored or started.
+@dataclass
+class Checked:
+    """A command line with every value checked, before anything connects or is stored."""
+
+    args: argparse.Namespace
+    identification: IdentificationChoice | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def check_args(args: argparse.Namespace) -> Checked:
+    """Everything that can be refused without Temporal or Iron is refused here."""
+    checked = Checked(args)
+    if hasattr(args, "external_id"):
+        check_external_id(args.external_id)
     if args.command == "start":
-        identification = await _identification_from_args(args, check_only=True)
-        _onboarding_input(args, identification)
-    if args.command == "restart" and args.identification:
-        await _identification_from_args(args, check_only=True)
+        checked.fields["email"] = normalise_email(args.email)
+        if args.name is not None:
+            checked.fields["name"] = check_printable(args.name, "--name", max_length=NAME_MAX_LENGTH, what="a name")
+        checked.identification = identification_from_args(args)
+    elif args.command == "restart":
+        checked.fields["reason"] = check_printable(args.reason, "--reason", max_length=TEXT_MAX_LENGTH)
+        checked.identification = identification_from_args(args)
+    elif args.command == "amend":
+        if args.email is None and args.name is None and args.customer_type is None:
+            raise BadInput("amend", "nothing to amend: give --email, --name or --customer-type")
+        if args.email is not None:
+            checked.fields["email"] = normalise_email(args.email)
+        if args.name is not None:
+            checked.fields["name"] = check_printable(args.name, "--name", max_length=NAME_MAX_LENGTH, what="a name")
+    elif args.command == "sign":
+        if args.all and args.content_ids:
+            raise BadInput("--all", "signs every required document: give CONTENT_ID values or --all, not both")
+        for content_id in args.content_ids:
+            check_token(content_id, "CONTENT_ID")
+    elif args.command == "adopt":
+        checked.fields["iron_customer_id"] = check_iron_customer_id(args.iron_customer_id)
+    return checked
+
+
+async def _start_from_cli(client: Client, checked: Checked) -> StartResult:
+    args = checked.args
+    choice = checked.identification
+    kwargs = dict(
+        email=checked.fields["email"], customer_type=args.customer_type, name=checked.fields.get("name"),
+        identification_content=choice.content,
+    )
+    if choice.file_bytes is not None:
+        # Already running: compare without storing the data file a second time.
+        try:
+            running = await _handle(client, args.external_id).describe()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            running = None
+        if running is not None and running.status == WorkflowExecutionStatus.RUNNING:
+            placeholder = IdentificationRequest(kind=choice.request.kind, document_ref="fs:" + "0" * 32)
+            workflow_input = build_onboarding_input(args.external_id, identification=placeholder, **{
+                k: v for k, v in kwargs.items() if k != "identification_content"})
+            digest = start_metadata(workflow_input, identification_content=choice.content)["memo"][START_DIGEST_MEMO]
+            return await _attach(client, args.external_id, digest)
+    identification = await _with_document(choice)
+    try:
+        result = await start_onboarding(client, args.external_id, identification=identification, **kwargs)
+    except BaseException:
+        await _forget_document(identification.document_ref)
+        raise
+    if not result.started:
+        await _forget_document(identification.document_ref)
+    return result
+
+
+def check_keys() -> None:
+    """The encryption keys this process will use, read before anything connects, so a bad key
+    setting is one line naming it (KeyRing reports its own problems; these are the ones a
+    file can cause before it is parsed)."""
+    from data_protection.keys import ENV_KEY_FILE, KeyRing
+
+    try:
+        KeyRing.from_env()
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"the {ENV_KEY_FILE} file is not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigurationError(f"the {ENV_KEY_FILE} file nests too deep to be a key file") from None
+
+
+async def _run(checked: Checked, out, err) -> int:
+    args = checked.args
+    check_keys()
     client = await connect()
     if args.command == "start":
-        identification = await _identification_from_args(args)
-        result = await start_onboarding(
-            client,
-            args.external_id,
-            email=args.email,
-            customer_type=args.customer_type,
-            name=args.name,
-            identification=identification,
-        )
-        verb = "started" if result.started else "already running, attached to"
+        result = await _start_from_cli(client, checked)
+        verb = "started" if result.started else "already running with the same start data, attached to"
+        if not result.started and not result.compared:
+            verb = "already running, attached to"
+            print(f"note: {result.workflow_id} carries no start digest: its start data was not compared", file=err)
         print(f"{verb} {result.workflow_id}\n  {result.ui_link}", file=out)
         return EXIT_OK
     if args.command == "status":
@@ -356,18 +782,29 @@ async def _run(args: argparse.Namespace, out) -> int:
             print("nothing to sign", file=out)
         return EXIT_OK
     if args.command == "restart":
-        identification = await _identification_from_args(args) if args.identification else None
-        result = await restart_identification(
-            client, args.external_id, reason=args.reason, identification=identification
-        )
+        identification = await _with_document(checked.identification) if checked.identification else None
+        try:
+            result = await restart_identification(
+                client, args.external_id, reason=checked.fields["reason"], identification=identification
+            )
+        except BaseException:
+            await _forget_document(identification.document_ref if identification else None)
+            raise
         print(f"restarted: phase {result.phase.value}, cycle {result.cycle}", file=out)
+        return EXIT_OK
+    if args.command == "amend":
+        amended = await amend_onboarding(
+            client, args.external_id, email=checked.fields.get("email"), name=checked.fields.get("name"),
+            customer_type=args.customer_type,
+        )
+        print(f"amended {', '.join(amended.amended) or 'nothing'}: phase {amended.phase.value}", file=out)
         return EXIT_OK
     if args.command == "refresh":
         print(format_state(await refresh(client, args.external_id)), file=out)
         return EXIT_OK
     if args.command == "adopt":
         async with IronClient(IronSettings.from_env()) as iron:
-            result = await adopt_customer(client, iron, args.iron_customer_id)
+            result = await adopt_customer(client, iron, checked.fields["iron_customer_id"])
         verb = "adopted as" if result.started else "already running, attached to"
         print(f"{verb} {result.workflow_id}\n  {result.ui_link}", file=out)
         return EXIT_OK
@@ -377,41 +814,138 @@ async def _run(args: argparse.Namespace, out) -> int:
 def main(argv: list[str] | None = None, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    args = _parser().parse_args(argv)
+    _Parser.err = err
     try:
-        return asyncio.run(_run(args, out))
-    except OnboardingNotFound as exc:
-        print(f"error: {exc}", file=err)
-        return EXIT_NOT_FOUND
-    except (ValidationError, ValueError) as exc:
-        print(f"error: invalid input: {_describe_validation(exc)}", file=err)
-        return EXIT_BAD_INPUT
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        print(f"rejected: {getattr(cause, 'message', None) or cause or exc}", file=err)
-        return EXIT_REJECTED
-    except IronError as exc:
-        print(f"Iron: {exc}", file=err)
-        return EXIT_REJECTED if not exc.retryable else EXIT_UNREACHABLE
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION):
-            print(f"rejected: {exc.message}", file=err)
-            return EXIT_REJECTED
-        print(f"Temporal: {exc.message}", file=err)
-        return EXIT_UNREACHABLE
-    except (OSError, RuntimeError) as exc:
-        print(f"cannot reach Temporal: {exc}", file=err)
-        return EXIT_UNREACHABLE
+        args = _parser().parse_args(argv)
+        checked = check_args(args)  # bad input is refused before anything connects or is stored
+        return asyncio.run(_run(checked, out, err))
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, already reported)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return 130
+    except Exception as exc:  # every error is one line with an exit code, never a traceback
+        code, message = explain(exc)
+        print(message, file=err)
+        if os.environ.get("LOG_LEVEL", "").upper() == "DEBUG":
+            import traceback
+
+            traceback.print_exception(exc, file=err)
+        return code
 
 
-def _describe_validation(exc: Exception) -> str:
+def explain(exc: BaseException) -> tuple[int, str]:
+    """The exit code and the one line that tell a person what went wrong and what to do."""
+    from data_protection.keys import DataProtectionError, KeyConfigurationError, KeyNotFoundError
+    from data_protection.redaction import redact_text
+
+    keys_hint = "set ONBOARDING_ENCRYPTION_KEY_FILE (or ONBOARDING_ENCRYPTION_KEYS) to the keys the worker uses"
+    if isinstance(exc, BadInput):
+        return EXIT_BAD_INPUT, f"error: {exc.flag}: {exc.rule}"
     if isinstance(exc, ValidationError):
-        parts: list[str] = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"]) or "input"
-            parts.append(f"{where}: {e['msg']}")
-        return "; ".join(parts)
-    return str(exc)
+        return EXIT_BAD_INPUT, f"error: {_describe_validation(exc)}"
+    if isinstance(exc, (OnboardingNotFound, UnknownIronCustomer)):
+        return EXIT_NOT_FOUND, f"error: {exc}"
+    if isinstance(exc, StartDataDiffers):
+        flags = ", ".join(_FLAG_FOR_FIELD.get(f, f"--{f.replace('_', '-')}") for f in exc.fields)
+        return EXIT_START_DATA_DIFFERS, (
+            f"error: {exc.workflow_id} is already running, started with a different {flags}; nothing changed "
+            f"(correct it with `python starter.py amend` while its Iron customer does not exist, "
+            f"or `restart` for the identification)"
+        )
+    if isinstance(exc, WorkflowUpdateFailedError):
+        reason = _one_line(getattr(exc.cause, "message", None) or str(exc.cause or exc))
+        if reason == "Encoded failure":  # the failure converter's placeholder: no codec to read it
+            reason = f"the workflow's reason is encrypted and no encryption keys are configured to read it; {keys_hint}"
+        return EXIT_REJECTED, f"rejected: {reason}"
+    if isinstance(exc, KeyConfigurationError):
+        return EXIT_CONFIGURATION, f"configuration: {_one_line(str(exc))}"
+    if isinstance(exc, KeyNotFoundError):
+        return EXIT_CONFIGURATION, f"configuration: {_one_line(str(exc))}"
+    if isinstance(exc, DataProtectionError):
+        return EXIT_CONFIGURATION, f"configuration: cannot decrypt this onboarding's data ({_one_line(str(exc))}); {keys_hint}"
+    if _is_undecodable_payload(exc):
+        return EXIT_CONFIGURATION, (
+            f"configuration: this onboarding's data is encrypted and no encryption keys are configured; "
+            f"{keys_hint} (the demo's: source .demo/env.sh)"
+        )
+    if isinstance(exc, ConfigurationError):
+        return EXIT_CONFIGURATION, f"configuration: {exc}"
+    if isinstance(exc, IronUnauthorized):
+        return EXIT_CONFIGURATION, "configuration: Iron refused the API key: set IRON_API_KEY (and IRON_BASE_URL)"
+    if isinstance(exc, IronError):
+        code = EXIT_UNREACHABLE if exc.retryable else EXIT_REJECTED
+        where = " (check IRON_BASE_URL)" if exc.retryable else ""
+        return code, f"Iron: {_one_line(redact_text(str(exc)))}{where}"
+    if isinstance(exc, RPCError):
+        return _explain_rpc(exc)
+    if isinstance(exc, RuntimeError) and "connect" in str(exc).lower():
+        return EXIT_UNREACHABLE, (
+            f"cannot reach Temporal at {_temporal_address()}: {_short_connect_error(str(exc))}; "
+            "is the server running? set TEMPORAL_ADDRESS (and TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS) to reach it"
+        )
+    if isinstance(exc, OSError):
+        return EXIT_UNREACHABLE, f"cannot reach Temporal at {_temporal_address()}: {_one_line(redact_text(str(exc)))}"
+    if type(exc).__module__.startswith("temporalio.envconfig") or "profile" in str(exc).lower():
+        return EXIT_CONFIGURATION, f"configuration: Temporal's env config: {_one_line(redact_text(str(exc)))}"
+    return EXIT_UNEXPECTED, (
+        f"unexpected error ({type(exc).__name__}): {_one_line(redact_text(str(exc)))}; "
+        "LOG_LEVEL=DEBUG shows the traceback"
+    )
+
+
+def _explain_rpc(exc: RPCError) -> tuple[int, str]:
+    from data_protection.redaction import redact_text
+
+    message = _one_line(redact_text(exc.message))
+    if exc.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION):
+        return EXIT_REJECTED, f"rejected: {message}"
+    if exc.status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
+        return EXIT_CONFIGURATION, f"configuration: Temporal refused the credentials ({message}): set TEMPORAL_API_KEY or TLS"
+    if exc.status == RPCStatusCode.NOT_FOUND:
+        return EXIT_CONFIGURATION, f"configuration: {message}: set TEMPORAL_NAMESPACE"
+    return EXIT_UNREACHABLE, f"Temporal at {_temporal_address()}: {message}"
+
+
+def _is_undecodable_payload(exc: BaseException) -> bool:
+    """The pydantic converter's "Unknown payload encoding binary/encrypted": this process has
+    no codec for the encrypted payloads it read."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, KeyError) and "binary/encrypted" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _temporal_address() -> str:
+    try:
+        from runtime.temporal import connect_config
+
+        return str(connect_config().get("target_host"))
+    except Exception:
+        return os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
+
+
+def _short_connect_error(text: str) -> str:
+    for hint in ("Connection refused", "dns error", "timed out", "certificate", "tls", "Unauthenticated"):
+        if hint.lower() in text.lower():
+            return hint.lower()
+    return _one_line(text)[:160]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _describe_validation(exc: ValidationError) -> str:
+    parts: list[str] = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "input"
+        flag = _FLAG_FOR_FIELD.get(str(e["loc"][0]), where) if e["loc"] else where
+        parts.append(f"{flag}: {e['msg']}")
+    return "; ".join(parts)
 
 
 def exit_now(code: int) -> None:

@@ -75,7 +75,6 @@ def build_worker(
         workflow_runner=guard,
         **kwargs,
     )
-    guard.attach(worker)
     return worker
 
 

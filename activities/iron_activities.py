@@ -7,6 +7,11 @@ Errors leave here already sorted: Iron's retryable failures (5xx, 429, timeouts,
 responses) are raised as retryable application errors, with Iron's Retry-After as the next
 retry delay; final ones (4xx that no retry fixes) as non-retryable errors the workflow turns
 into `NeedsAttention`. Texts pass through redaction, since Iron may echo request data.
+
+Schema drift: a status, step or code that Iron's spec does not list yet reaches the workflow as
+the string Iron sent (the snapshots hold plain strings), and each read that carries one logs
+`iron_unknown_value` naming the field and the value (ids and enum values only, never personal
+data), so the change shows in the logs before anyone has to ask.
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from contracts.activity_models import (
+    CREATE_IDENTIFICATION,
+    CREATE_SIGNING,
+    FIND_OR_CREATE_CUSTOMER,
+    GET_CUSTOMER,
+    GET_IDENTIFICATION,
+    GET_REQUIRED_SIGNINGS,
+    LATEST_IDENTIFICATION,
     CreateIdentificationInput,
     CreateIdentificationResult,
     CreateSigningInput,
@@ -53,6 +65,7 @@ from iron_client.models import (
     IdentificationParams,
     LinkIdentificationParams,
     TokenIdentificationParams,
+    wire,
 )
 
 T = TypeAdapter(IdentificationParams)
@@ -69,10 +82,10 @@ INVALID_IDENTIFICATION_DATA = "InvalidIdentificationData"
 def customer_snapshot(customer: Customer, *, created: bool = False) -> CustomerSnapshot:
     return CustomerSnapshot(
         id=customer.id,
-        status=customer.status.value,
-        customer_type=customer.customer_type.value,
+        status=wire(customer.status),
+        customer_type=wire(customer.customer_type),
         external_id=customer.external_id,
-        identification_status=customer.identification_status.value if customer.identification_status else None,
+        identification_status=wire(customer.identification_status),
         identification_ids=list(customer.identification_ids),
         created=created,
     )
@@ -82,7 +95,7 @@ def identification_snapshot(identification: Identification) -> IdentificationSna
     steps = identification.step_status.retryable_steps() if identification.step_status else []
     return IdentificationSnapshot(
         id=identification.id,
-        status=identification.status.value,
+        status=wire(identification.status),
         url=identification.url,
         retry_steps=steps,
         created_at=identification.created_at.isoformat(),
@@ -145,14 +158,28 @@ class IronActivities:
         logger.info("iron_request_ok")
         return result
 
+    def _flag_unknown(self, read: Customer | Identification | None, **fields: Any) -> None:
+        """One warning per value Iron sent that this code does not know: the drift is visible in
+        the logs at the first read that carries it."""
+        if read is None:
+            return
+        unknown = read.unknown_values()
+        if not unknown:
+            return
+        logger = self._logger(**fields)
+        for field_path, value in unknown:
+            logger.warning("iron_unknown_value", resource=type(read).__name__, resource_id=read.id,
+                           field=field_path, value=value[:64])
+
     # --- customers -----------------------------------------------------------------------------
 
-    @activity.defn(name="find_or_create_customer")
+    @activity.defn(name=FIND_OR_CREATE_CUSTOMER)
     async def find_or_create_customer(self, req: FindOrCreateCustomerInput) -> CustomerSnapshot:
         # Look up first: the idempotency key protects a retry for 24 hours only, and the
         # customer may have been created long ago (or outside this system).
         existing = await self._call(self.client.find_customer_by_external_id(req.external_id), step="find_customer")
         if existing is not None:
+            self._flag_unknown(existing, iron_customer_id=existing.id)
             return customer_snapshot(existing)
         created = await self._call(
             self.client.create_customer(
@@ -164,11 +191,13 @@ class IronActivities:
             ),
             step="create_customer",
         )
+        self._flag_unknown(created, iron_customer_id=created.id)
         return customer_snapshot(created, created=True)
 
-    @activity.defn(name="get_customer")
+    @activity.defn(name=GET_CUSTOMER)
     async def get_customer(self, req: CustomerRef) -> CustomerSnapshot:
         customer = await self._call(self.client.get_customer(req.customer_id), iron_customer_id=req.customer_id)
+        self._flag_unknown(customer, iron_customer_id=req.customer_id)
         return customer_snapshot(customer)
 
     # --- identifications -----------------------------------------------------------------------
@@ -212,7 +241,7 @@ class IronActivities:
                 type_=INVALID_IDENTIFICATION_DATA,
             ) from None
 
-    @activity.defn(name="create_identification")
+    @activity.defn(name=CREATE_IDENTIFICATION)
     async def create_identification(self, req: CreateIdentificationInput) -> CreateIdentificationResult:
         params = await self._identification_params(req)
 
@@ -221,6 +250,7 @@ class IronActivities:
                 created = await self.client.create_identification(
                     req.customer_id, params, idempotency_key=req.idempotency_key
                 )
+                self._flag_unknown(created, iron_customer_id=req.customer_id)
                 return CreateIdentificationResult(identification=identification_snapshot(created))
             except IronHasPendingIdentification:
                 # Iron already has a pending identification (one whose answer we lost, or one
@@ -228,6 +258,7 @@ class IronActivities:
                 pending = await self._newest_identification(req.customer_id)
                 if pending is None or pending.status in TERMINAL_IDENTIFICATION_STATUSES:
                     raise IronServerError("Iron reports a pending identification but lists none yet") from None
+                self._flag_unknown(pending, iron_customer_id=req.customer_id)
                 return CreateIdentificationResult(identification=identification_snapshot(pending), adopted=True)
 
         result = await self._call(create_or_adopt(), iron_customer_id=req.customer_id, step="create_identification")
@@ -243,28 +274,30 @@ class IronActivities:
         identifications = await self.client.all_identifications(customer_id)
         return identifications[0] if identifications else None
 
-    @activity.defn(name="get_identification")
+    @activity.defn(name=GET_IDENTIFICATION)
     async def get_identification(self, req: IdentificationRef) -> IdentificationSnapshot:
         identification = await self._call(
             self.client.get_identification(req.identification_id), identification_id=req.identification_id
         )
+        self._flag_unknown(identification, identification_id=req.identification_id)
         return identification_snapshot(identification)
 
-    @activity.defn(name="latest_identification")
+    @activity.defn(name=LATEST_IDENTIFICATION)
     async def latest_identification(self, req: CustomerRef) -> LatestIdentificationResult:
         newest = await self._call(self._newest_identification(req.customer_id), iron_customer_id=req.customer_id)
+        self._flag_unknown(newest, iron_customer_id=req.customer_id)
         return LatestIdentificationResult(identification=identification_snapshot(newest) if newest else None)
 
     # --- signings ------------------------------------------------------------------------------
 
-    @activity.defn(name="get_required_signings")
+    @activity.defn(name=GET_REQUIRED_SIGNINGS)
     async def get_required_signings(self, req: CustomerRef) -> RequiredSigningsResult:
         signings = await self._call(self.client.get_required_signings(req.customer_id), iron_customer_id=req.customer_id)
         return RequiredSigningsResult(
             signings=[RequiredSigningSnapshot(id=s.id, url=s.url, display_name=s.display_name) for s in signings]
         )
 
-    @activity.defn(name="create_signing")
+    @activity.defn(name=CREATE_SIGNING)
     async def create_signing(self, req: CreateSigningInput) -> SigningSnapshot:
         signing = await self._call(
             self.client.create_signing(req.customer_id, content_id=req.content_id, idempotency_key=req.idempotency_key),

@@ -12,6 +12,16 @@ from iron_client.models import CustomerType
 from contracts.messages import IdentificationRequest
 
 
+# Activity type names: the workflow schedules them by name, the worker registers them under it.
+FIND_OR_CREATE_CUSTOMER = "find_or_create_customer"
+GET_CUSTOMER = "get_customer"
+CREATE_IDENTIFICATION = "create_identification"
+GET_IDENTIFICATION = "get_identification"
+LATEST_IDENTIFICATION = "latest_identification"
+GET_REQUIRED_SIGNINGS = "get_required_signings"
+CREATE_SIGNING = "create_signing"
+
+
 class ActivityModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

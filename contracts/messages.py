@@ -5,6 +5,7 @@ webhook receiver and tests alike.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -72,6 +73,7 @@ class Phase(str, Enum):
     SUSPENDED = "Suspended"
     USER_REQUIRED = "UserRequired"
     NEEDS_ATTENTION = "NeedsAttention"
+    UNKNOWN_IRON_STATUS = "UnknownIronStatus"
     ARCHIVED = "Archived"
 
 
@@ -239,6 +241,8 @@ class AttentionView(Message):
     error_type: str | None = None
     status_code: int | None = None
     since: str
+    # Iron's customer status when the workflow parked: Iron moving away from it clears the flag.
+    customer_status: str | None = None
 
 
 class AuditEntry(Message):
@@ -256,6 +260,21 @@ class EventRecord(Message):
     timestamp: str
     received_at: str
     duplicate: bool = False
+
+
+class PassProgress(Message):
+    """What the handling of the current wake (a pass) has already learned from Iron, so each
+    read happens once per pass. `customer`: `stale` (read it), `fresh` (read in this pass) or
+    `trusted` (a wake about the identification alone, while the customer is known to need it)."""
+
+    customer: str = "stale"
+    customer_read_after_identification: bool = False
+    identification: str = "unresolved"  # or "none" (create one) or "current" (state fields are fresh)
+    signings_read: bool = False
+    customer_hint: bool = False
+    cause: str = "reconcile"
+    create_cause: str = "customer needs an identification"
+    resume_wait: bool = False
 
 
 class OnboardingState(Message):
@@ -284,6 +303,22 @@ class OnboardingState(Message):
     recent_events: list[EventRecord] = Field(default_factory=list)
     seen_event_keys: list[str] = Field(default_factory=list)
     updated_at: str | None = None
+    # What the engine waits for, in words (the UI's current details).
+    waiting_for: str = "starting"
+    # Named deadlines (`poll`, `reconcile`): the workflow keeps one timer, for the earliest.
+    deadlines: dict[str, datetime] = Field(default_factory=dict)
+    poll_key: str | None = None
+    poll_delay_seconds: float | None = None
+    # True while parked in a wait: a run that continued as new there resumes the wait.
+    waiting: bool = False
+    # An operator restart taken but not yet acted on: the next identification is a new one.
+    renewal_due: bool = False
+    # Bumped by `amend`: corrected start data needs a new idempotency key at Iron.
+    customer_attempt: int = 0
+    start_email_known: bool = True
+    customer_identification_ids: list[str] = Field(default_factory=list)
+    signing_queue: list[str] = Field(default_factory=list)
+    progress: PassProgress = Field(default_factory=PassProgress)
 
     @classmethod
     def first(cls, input: OnboardingInput) -> "OnboardingState":

@@ -12,6 +12,9 @@ seconds after the link exists), the webhook receiver and a worker; then drives f
           identification Iron creates), and she comes back to Active in cycle 2
   dave    Iron's compliance declines his identification: he waits, visibly, for an operator
 
+Every sample's external id starts with `demo-`: a rerun terminates the samples of earlier runs
+(their sandbox state is gone) and nothing else, so onboardings a person started beside them stay.
+
 Exits 0 when every sample reached its expected state. Ctrl-C stops everything it started.
 """
 
@@ -26,7 +29,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts.messages import workflow_id_for
 from demo.stack import Stack, StackConfig
+
+# Marks the demo's own samples: the only onboardings the demo ever terminates.
+SAMPLE_PREFIX = "demo-"
 
 
 @dataclass
@@ -121,7 +128,8 @@ async def start(sample: Sample, printer: Printer) -> None:
     from starter import start_onboarding
 
     result = await start_onboarding(
-        await _client(), sample.external_id, email=f"{sample.name}@example.com", name=sample.name.title(), timings=demo_timings()
+        await _client(), sample.external_id, email=f"{sample.name}@example.com", name=sample.name.title(),
+        timings=demo_timings(), started_by="make demo",
     )
     printer.line(sample.name, f"{sample.story}\n{'':16}UI: {workflow_ui_link(result.workflow_id)}")
 
@@ -166,18 +174,32 @@ async def run_bob(sample: Sample, printer: Printer, control) -> None:
         await control.set_webhooks(drop_rate=0.0)
 
 
-async def close_previous_runs(printer: Printer) -> None:
+def is_sample(workflow_id: str) -> bool:
+    return workflow_id.startswith(workflow_id_for(SAMPLE_PREFIX))
+
+
+async def close_previous_runs(client, printer: Printer | None = None) -> list[str]:
     """Samples of earlier demo runs survive in Temporal's database, but the sandbox's Iron
-    state does not: terminate them, with a reason, rather than let them park on 404s."""
-    client = await _client()
-    closed = 0
+    state does not: terminate them, with a reason, rather than let them park on 404s. Only the
+    demo's own samples (ids starting `demo-`): anything else in the database is left alone."""
+    closed: list[str] = []
+    others = 0
     async for execution in client.list_workflows('WorkflowType = "CustomerOnboarding" AND ExecutionStatus = "Running"'):
+        # Filtered here, not in the query: prefix matching differs between visibility stores.
+        if not is_sample(execution.id):
+            others += 1
+            continue
         await client.get_workflow_handle(execution.id).terminate(
             reason="demo restarted: the Iron sandbox these samples lived in is gone"
         )
-        closed += 1
-    if closed:
-        printer.line("demo", f"terminated {closed} sample(s) of earlier runs (their sandbox state is gone)")
+        closed.append(execution.id)
+    if printer and (closed or others):
+        printer.line(
+            "demo",
+            f"terminated {len(closed)} sample(s) of earlier runs (their sandbox state is gone); "
+            f"left {others} other onboarding(s) running",
+        )
+    return closed
 
 
 async def drive(stack: Stack, run_id: str) -> list[Sample]:
@@ -190,10 +212,10 @@ async def drive(stack: Stack, run_id: str) -> list[Sample]:
         "bob": Sample("bob", "webhooks lost: polling recovers", "Active", 1),
     }
     for s in samples.values():
-        s.external_id = f"{s.name}-{run_id}" if s.name != "dave" else f"dave-decline-{run_id}"
+        s.external_id = f"{SAMPLE_PREFIX}{s.name}-{run_id}" if s.name != "dave" else f"{SAMPLE_PREFIX}dave-decline-{run_id}"
     printer = Printer(stack)
     control = SandboxControl(stack.sandbox_root)
-    await close_previous_runs(printer)
+    await close_previous_runs(await _client(), printer)
     results = await asyncio.gather(
         run_alice(samples["alice"], printer),
         run_carol(samples["carol"], printer, control),
@@ -223,6 +245,14 @@ def summary(samples: list[Sample], stack: Stack) -> str:
     return "\n".join(rows)
 
 
+def _shown(path: Path) -> str:
+    """A path as a person types it from the repository root."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
     parser.add_argument("--keep-running", action="store_true", help="leave the stack up to explore the UI and starter.py")
@@ -245,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     print("starting: Temporal dev server, codec server, Iron sandbox (autopilot), webhook receiver, worker", flush=True)
     try:
         stack.start_all()
+        env_file = stack.write_env_file()
+        print(f"for starter.py and the temporal CLI in your shell: source {_shown(env_file)}", flush=True)
         if config.ui:
             print(f"Temporal UI: {stack.ui_url}  (payloads are encrypted; the UI decodes them through {stack.codec_url})")
         samples = asyncio.run(drive(stack, run_id))
@@ -254,11 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{'every sample reached its expected state' if ok else 'some samples did not reach their expected state'}"
               f" (logs: {config.state_dir / 'logs'})")
         if args.keep_running:
-            print(f"\nThe stack stays up. Try:\n  .venv/bin/python starter.py status {samples[0].external_id}\n"
-                  f"  (with the environment from `{config.state_dir}/env.sh`)\nCtrl-C to stop.")
-            (config.state_dir / "env.sh").write_text(
-                "".join(f"export {k}={v}\n" for k, v in stack.env().items() if k.startswith(("TEMPORAL_", "IRON_", "ONBOARDING_")))
-            )
+            print(f"\nThe stack stays up. Try:\n  source {_shown(env_file)}\n"
+                  f"  python starter.py status {samples[0].external_id}\n"
+                  f"  temporal workflow list --query 'ExecutionStatus = \"Running\"'\nCtrl-C to stop.", flush=True)
             try:
                 while True:
                     time.sleep(3600)

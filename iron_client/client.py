@@ -43,13 +43,19 @@ from iron_client.models import (
     PagedCustomers,
     PagedIdentifications,
     PagedSignings,
+    PagedWebhooks,
+    PingWebhookParams,
     RequiredSigning,
     Signing,
     SigningCreateParams,
     SortOrder,
     UpdateCustomerParams,
     UpdatePendingIdentificationParams,
+    UpdateWebhookParams,
+    Webhook,
+    WebhookEventType,
 )
+from iron_client.spec import PINNED_API_VERSION
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 DEFAULT_BASE_URL = "https://api.sandbox.iron.xyz/api"
@@ -61,12 +67,17 @@ _required_signings = TypeAdapter(list[RequiredSigning])
 
 @dataclass(frozen=True)
 class IronSettings:
-    """Where Iron is and how to authenticate. `from_env` reads the `IRON_*` variables."""
+    """Where Iron is and how to authenticate. `from_env` reads the `IRON_*` variables.
+
+    `api_version` is sent as `X-API-Version` on every request: the version this client was
+    written for (`iron_client.spec.PINNED_API_VERSION`) unless `IRON_API_VERSION` names another,
+    so a change of Iron's default version never changes what a running fleet reads.
+    """
 
     base_url: str = DEFAULT_BASE_URL
     api_key: SecretStr = field(default_factory=lambda: SecretStr(""))
     sub_partner_id: str | None = None
-    api_version: str | None = None
+    api_version: str = PINNED_API_VERSION
     timeout_seconds: float = 20.0
 
     @classmethod
@@ -76,7 +87,7 @@ class IronSettings:
             base_url=env.get("IRON_BASE_URL", DEFAULT_BASE_URL),
             api_key=SecretStr(env.get("IRON_API_KEY", "")),
             sub_partner_id=env.get("IRON_SUB_PARTNER_ID") or None,
-            api_version=env.get("IRON_API_VERSION") or None,
+            api_version=(env.get("IRON_API_VERSION") or "").strip() or PINNED_API_VERSION,
             timeout_seconds=float(env.get("IRON_TIMEOUT_SECONDS", "20")),
         )
 
@@ -395,6 +406,56 @@ class IronClient:
             params.append(("page_size", page_size))
         data = await self._request("GET", f"/customers/{customer_id}/signings", params=params)
         return PagedSignings.model_validate(data)
+
+    # --- webhooks ------------------------------------------------------------------------------
+
+    async def list_webhooks(self, *, cursor: str | None = None, page_size: int | None = None) -> PagedWebhooks:
+        params: list[tuple[str, Any]] = []
+        if cursor:
+            params.append(("cursor", cursor))
+        if page_size is not None:
+            params.append(("page_size", page_size))
+        return PagedWebhooks.model_validate(await self._request("GET", "/webhooks", params=params))
+
+    async def all_webhooks(self) -> list[Webhook]:
+        """Every webhook of this partner, following cursors."""
+        found: list[Webhook] = []
+        cursor = None
+        while True:
+            page = await self.list_webhooks(cursor=cursor, page_size=100)
+            found.extend(page.items)
+            if not page.cursor or not page.items:
+                return found
+            cursor = page.cursor
+
+    async def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        url: str | None = None,
+        enabled: bool | None = None,
+        topics: Sequence[WebhookEventType | str] | None = None,
+        label: str | None = None,
+    ) -> Webhook:
+        """Change the given fields of a webhook (the others stay as they are)."""
+        body = UpdateWebhookParams(
+            url=url,
+            enabled=enabled,
+            topics=[WebhookEventType(t) for t in topics] if topics is not None else None,
+            label=label,
+        )
+        data = await self._request("PATCH", f"/webhooks/{webhook_id}", body=body)
+        return Webhook.model_validate(data)
+
+    async def ping_webhook(self, webhook_id: str, *, customer_id: str, idempotency_key: str) -> bool:
+        """Ask Iron to send a signed `ping` to the webhook, naming `customer_id` in it."""
+        data = await self._request(
+            "POST",
+            f"/webhooks/{webhook_id}/ping",
+            body=PingWebhookParams(customer_id=customer_id),
+            idempotency_key=idempotency_key,
+        )
+        return bool(data)
 
 
 __all__ = ["IronClient", "IronSettings", "JSON_CONTENT_TYPE"]

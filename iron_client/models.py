@@ -3,21 +3,64 @@
 Response models accept fields Iron adds later (``extra="allow"``) so a new field never breaks a
 running worker; request models forbid unknown fields so a typo fails here, not at Iron.
 Enums are ``str`` enums: they compare equal to the wire strings and serialise as them.
+
+Iron adds enum values too (a customer status, an identification status, a step, a requirement
+code, a webhook topic). A response field typed ``Tolerant[SomeEnum]`` holds the enum member for a
+value the spec lists and the plain string Iron sent for one it does not, so a read never fails on
+a value this code does not know yet; ``unknown_values()`` on a response names those values, and
+``wire()`` gives the string of either. Deciding what an unknown value means is the caller's job.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+E = TypeVar("E", bound=Enum)
+# The enum member when Iron's value is one the spec lists, else the string as Iron sent it.
+# left_to_right: try the enum first; pydantic's default "smart" mode would prefer the exact str.
+Tolerant = Annotated[Union[E, str], Field(union_mode="left_to_right")]
+
+
+def wire(value: Enum | str | None) -> str | None:
+    """The string Iron sent, for a known member or an unknown value alike."""
+    if value is None:
+        return None
+    return value.value if isinstance(value, Enum) else str(value)
+
+
+def is_unknown(value: Enum | str | None) -> bool:
+    """True for a value Iron sent that this code's enums do not list."""
+    return value is not None and not isinstance(value, Enum)
+
 
 class IronResponse(BaseModel):
-    """Base of everything Iron returns: tolerant of fields added later."""
+    """Base of everything Iron returns: tolerant of fields added later, and of enum values added
+    later in the fields listed in `TOLERANT_FIELDS` (typed `Tolerant[...]`)."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+    TOLERANT_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    def unknown_values(self, prefix: str = "") -> list[tuple[str, str]]:
+        """(field path, value) for every enum value Iron sent that no enum here lists, in this
+        model and the models it holds: `[("status", "Frozen")]`."""
+        found: list[tuple[str, str]] = []
+        for name in type(self).model_fields:
+            path = f"{prefix}{name}"
+            value = getattr(self, name)
+            if name in self.TOLERANT_FIELDS:
+                items = value if isinstance(value, list) else [value]
+                found += [(path, item) for item in items if is_unknown(item)]
+            elif isinstance(value, IronResponse):
+                found += value.unknown_values(f"{path}.")
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    if isinstance(item, IronResponse):
+                        found += item.unknown_values(f"{path}[{index}].")
+        return found
 
 
 class IronRequest(BaseModel):
@@ -150,9 +193,11 @@ class UpdateCustomerParams(IronRequest):
 
 
 class Customer(IronResponse):
+    TOLERANT_FIELDS = frozenset({"customer_type", "status", "identification_status"})
+
     id: str
-    customer_type: CustomerType
-    status: CustomerStatus
+    customer_type: Tolerant[CustomerType]
+    status: Tolerant[CustomerStatus]
     name: str
     email: str
     partner_id: str
@@ -161,7 +206,7 @@ class Customer(IronResponse):
     created_at: datetime
     updated_at: datetime
     external_id: str | None = None
-    identification_status: IdentificationStatus | None = None
+    identification_status: Tolerant[IdentificationStatus] | None = None
     active_email: str | None = None
     spending_limit_euro: str | None = None
 
@@ -184,7 +229,9 @@ class MissingQuestion(IronResponse):
 
 
 class RequirementItem(IronResponse):
-    code: RequirementCode | str
+    TOLERANT_FIELDS = frozenset({"code"})
+
+    code: Tolerant[RequirementCode]
     reject_labels: list[str]
     reject_reasons: list[RejectReason]
     missing_questions: list[MissingQuestion]
@@ -194,7 +241,9 @@ class RequirementItem(IronResponse):
 
 
 class CustomerRequirements(IronResponse):
-    requirements_due: list[RequirementCategory]
+    TOLERANT_FIELDS = frozenset({"requirements_due"})
+
+    requirements_due: list[Tolerant[RequirementCategory]]
     complete: list[RequirementItem]
     pending: list[RequirementItem]
     missing: list[RequirementItem]
@@ -205,14 +254,17 @@ class CustomerRequirements(IronResponse):
 
 
 class VerificationStepDetail(IronResponse):
-    result: IdentificationStatus
+    TOLERANT_FIELDS = frozenset({"result"})
+
+    result: Tolerant[IdentificationStatus]
     retry: bool
     comment: str | None = None
 
 
 class IdentificationStepStatus(IronResponse):
     """Person steps or business steps: the spec's anyOf of two all-optional objects, so one model
-    with every step optional reads either form without guessing."""
+    with every step optional reads either form without guessing. A step the spec does not name
+    yet is kept too (`unknown_steps()`), read as a `VerificationStepDetail` when it has that shape."""
 
     identity: VerificationStepDetail | None = None
     proof_of_residence: VerificationStepDetail | None = None
@@ -222,18 +274,41 @@ class IdentificationStepStatus(IronResponse):
     company_data: VerificationStepDetail | None = None
     company_documents: VerificationStepDetail | None = None
 
+    def unknown_steps(self) -> dict[str, "VerificationStepDetail | Any"]:
+        """Steps Iron sent that the spec does not name, by name (a detail when it parses as one)."""
+        steps: dict[str, Any] = {}
+        for name, raw in (self.model_extra or {}).items():
+            try:
+                steps[name] = VerificationStepDetail.model_validate(raw)
+            except ValueError:
+                steps[name] = raw
+        return steps
+
+    def steps(self) -> dict[str, "VerificationStepDetail | Any"]:
+        """Every step Iron sent, known and unknown, by name."""
+        known = {name: step for name in type(self).model_fields if (step := getattr(self, name)) is not None}
+        return {**known, **self.unknown_steps()}
+
     def retryable_steps(self) -> list[str]:
-        """Steps the customer can redo through the identification's url."""
+        """Steps the customer can redo through the identification's url, unknown ones included."""
         return [
-            name
-            for name in type(self).model_fields
-            if (step := getattr(self, name)) is not None and step.retry
+            name for name, step in self.steps().items() if isinstance(step, VerificationStepDetail) and step.retry
         ]
+
+    def unknown_values(self, prefix: str = "") -> list[tuple[str, str]]:
+        found = super().unknown_values(prefix)
+        for name, step in self.unknown_steps().items():
+            found.append((f"{prefix}step", name))
+            if isinstance(step, VerificationStepDetail):
+                found += step.unknown_values(f"{prefix}{name}.")
+        return found
 
 
 class Identification(IronResponse):
+    TOLERANT_FIELDS = frozenset({"status"})
+
     id: str
-    status: IdentificationStatus
+    status: Tolerant[IdentificationStatus]
     created_at: datetime
     updated_at: datetime
     customer_id: str | None = None
@@ -386,3 +461,65 @@ class PagedSignings(IronResponse):
 class ApiError(IronResponse):
     message: str
     trace_id: str
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+class WebhookEventType(str, Enum):
+    """The topics a webhook subscribes to (`WebhookEventType` in the spec)."""
+
+    TRANSACTION = "Transaction"
+    NEW_BANK_ACCOUNT = "NewBankAccount"
+    NEW_AUTORAMP = "NewAutoramp"
+    DEPOSIT_ADDRESS_CREATED = "DepositAddressCreated"
+    REGISTER_FIAT_ADDRESS_STATUS = "RegisterFiatAddressStatus"
+    REGISTER_AUTORAMP_STATUS = "RegisterAutorampStatus"
+    TRANSACTION_STATUS = "TransactionStatus"
+    CUSTOMER_CREATED = "CustomerCreated"
+    CUSTOMER_STATUS = "CustomerStatus"
+    IDENTIFICATION_STATUS = "IdentificationStatus"
+    PING = "Ping"
+
+
+# What onboarding needs a webhook to carry: status changes drive the workflows, and a customer
+# created in Iron's dashboard is adopted from its CustomerCreated event.
+ONBOARDING_TOPICS = (
+    WebhookEventType.CUSTOMER_STATUS,
+    WebhookEventType.IDENTIFICATION_STATUS,
+    WebhookEventType.CUSTOMER_CREATED,
+)
+
+
+class Webhook(IronResponse):
+    TOLERANT_FIELDS = frozenset({"topics"})
+
+    id: str
+    label: str
+    url: str
+    partner_id: str
+    topics: list[Tolerant[WebhookEventType]]
+    created_at: datetime
+    updated_at: datetime
+    enabled: bool
+    last_failure: datetime | None = None
+    last_failure_reason: str | None = None
+
+
+class PagedWebhooks(IronResponse):
+    items: list[Webhook]
+    cursor: str | None = None
+    prev_cursor: str | None = None
+
+
+class UpdateWebhookParams(IronRequest):
+    """Every field optional: only those given change."""
+
+    url: str | None = None
+    enabled: bool | None = None
+    topics: list[WebhookEventType] | None = None
+    label: str | None = None
+
+
+class PingWebhookParams(IronRequest):
+    customer_id: str

@@ -3,9 +3,11 @@ and the hosted pages the identification and document urls point at.
 
 Answers follow the spec: creates answer 201, `PUT /customers/{id}` 204, 4xx bodies are JSON
 strings (`application/json; charset=utf-8`), 5xx bodies `{message, trace_id}`, and a missing or
-wrong `X-API-Key` answers 401 `text/plain` "authorization error". Malformed input (bodies, path
-UUIDs, query values, headers) answers 400, or 422 on `POST /customers/{id}/signings`, the one
-operation whose spec lists 422 for validation errors; bad input never causes a 5xx.
+wrong `X-API-Key` answers 401 `text/plain` "authorization error". Every operation answers only
+statuses its spec lists (`Op.statuses`): refused input (bodies, query values, headers, a missing
+`IDEMPOTENCY-KEY`) answers 400 where the operation lists it, else 422, else 401, always with a
+JSON string saying what was wrong; a path id that is not a UUID names no resource (404 where
+listed). An empty optional header counts as absent. Bad input never causes a 5xx.
 """
 
 from __future__ import annotations
@@ -120,6 +122,21 @@ def json_response(status: int, payload: Any) -> Response:
     return Response(json.dumps(payload, separators=(",", ":")).encode(), status_code=status, media_type=JSON_TYPE)
 
 
+# Iron's spec lists no 400 on most reads; a refusal there takes the closest client error the
+# operation does list. Never 404 as a stand-in: that would claim the resource does not exist.
+_REFUSAL_FALLBACKS = (400, 422, 401)
+
+
+def documented_status(status: int, statuses: frozenset[int]) -> int:
+    """`status` if the operation's spec lists it, else the closest client error it lists."""
+    if not statuses or status in statuses or status >= 500:
+        return status
+    for candidate in _REFUSAL_FALLBACKS:
+        if candidate in statuses:
+            return candidate
+    return status
+
+
 def error_response(status: int, message: str) -> Response:
     if status >= 500:
         return json_response(status, {"message": message, "trace_id": uuid.uuid4().hex})
@@ -158,13 +175,23 @@ class Op:
     scoped: bool = True
     body_status: int = 400  # the status for an invalid body on this operation
     uuid_params: tuple[str, ...] = ()
+    # The statuses the operation's spec lists; every answer is one of them (a test checks the spec).
+    statuses: frozenset[int] = frozenset()
 
 
-def _uuid(value: str, what: str) -> str:
+def _uuid(value: str, what: str, *, status: int = 400) -> str:
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError):
-        raise ApiError(400, f"Invalid {what}: not a UUID") from None
+        raise ApiError(status, f"Invalid {what}: not a UUID") from None
+
+
+def _optional_header(request: Request, name: str) -> str | None:
+    """An optional header's value; sent empty (`Name:` with nothing after it) it counts as absent."""
+    value = request.headers.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -218,9 +245,9 @@ def api(sb: Sandbox, op: Op) -> Callable[[Request], Awaitable[Response]]:
         try:
             response = await _serve(sb, op, request, note)
         except ApiError as exc:
-            response = error_response(exc.status, exc.message)
+            response = error_response(documented_status(exc.status, op.statuses), exc.message)
         except ClientDisconnect:
-            response = error_response(400, "Client disconnected")
+            response = error_response(documented_status(400, op.statuses), "Client disconnected")
         except Exception:  # a bug, never bad input: answer like Iron and keep serving
             trace_id = uuid.uuid4().hex
             log.exception("unhandled error", path=request.url.path, trace_id=trace_id)
@@ -243,15 +270,16 @@ async def _serve(sb: Sandbox, op: Op, request: Request, note: dict[str, Any]) ->
         note["authorized"] = False
         return unauthorized()
     note["authorized"] = True
-    version = request.headers.get("x-api-version")
+    version = _optional_header(request, "x-api-version")
     if version is not None and version not in SUPPORTED_API_VERSIONS:
         raise ApiError(400, f"Unsupported X-API-Version {version[:40]!r}: supported {', '.join(SUPPORTED_API_VERSIONS)}")
-    sub_partner = request.headers.get("x-sub-partner-id")
+    sub_partner = _optional_header(request, "x-sub-partner-id")
     if sub_partner is not None:
-        sub_partner = _uuid(sub_partner.strip(), "X-SUB-PARTNER-ID")
+        sub_partner = _uuid(sub_partner, "X-SUB-PARTNER-ID")
     path = dict(request.path_params)
     for name in op.uuid_params:
-        path[name] = _uuid(path[name], f"{name} in path")
+        # A path id that is not a UUID can name no resource.
+        path[name] = _uuid(path[name], f"{name} in path", status=404)
     idempotency_key = None
     if op.idempotent:
         idempotency_key = request.headers.get("idempotency-key")
@@ -268,7 +296,7 @@ async def _serve(sb: Sandbox, op: Op, request: Request, note: dict[str, Any]) ->
             body = _parse_body(raw, request, op.body, op.body_status) if op.body is not None else None
             status, payload = await op.handler(Ctx(request, sb, ctx_scope, path, body, base_url))
         except ApiError as exc:
-            response = error_response(exc.status, exc.message)
+            response = error_response(documented_status(exc.status, op.statuses), exc.message)
             return Outcome(response.status_code, response.body, JSON_TYPE)
         if status == 204:
             return Outcome(204, b"", JSON_TYPE)
@@ -294,7 +322,7 @@ async def _serve(sb: Sandbox, op: Op, request: Request, note: dict[str, Any]) ->
 
 def _page_size(request: Request) -> int:
     raw = request.query_params.get("page_size")
-    if raw is None or raw == "":
+    if raw is None:
         return 10
     try:
         value = int(raw)
@@ -307,15 +335,15 @@ def _page_size(request: Request) -> int:
 
 def _cursor(request: Request, name: str = "cursor") -> str | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
-    return _uuid(raw, name)
+    return _uuid(raw, name)  # an empty cursor is not a UUID either
 
 
 def _enum_list(request: Request, name: str, allowed: tuple[str, ...]) -> list[str]:
     values: list[str] = []
     for raw in request.query_params.getlist(name) + request.query_params.getlist(f"{name}[]"):
-        values += [v.strip() for v in raw.split(",") if v.strip()]
+        values += [v.strip() for v in raw.split(",")]  # an empty value is no status either
     bad = [v for v in values if v not in allowed]
     if bad:
         raise ApiError(400, f"Invalid {name} value {bad[0][:40]!r}: expected one of {', '.join(allowed)}")
@@ -330,11 +358,11 @@ async def list_customers(ctx: Ctx) -> tuple[int, Any]:
     search_term = q.get("search_term")
     if search_term is not None and len(search_term) > 256:
         raise ApiError(400, "search_term is longer than 256 characters")
-    sort_order = q.get("sort_order") or "desc"
+    sort_order = q.get("sort_order", "desc")
     if sort_order not in ("asc", "desc"):
         raise ApiError(400, "sort_order must be asc or desc")
     has_transactions = q.get("has_transactions")
-    if has_transactions not in (None, "", "true", "false"):
+    if has_transactions not in (None, "true", "false"):
         raise ApiError(400, "has_transactions must be true or false")
     cursor, prev_cursor = _cursor(ctx.request), _cursor(ctx.request, "prev_cursor")
     if cursor and prev_cursor:
@@ -420,42 +448,77 @@ async def reset_sandbox(ctx: Ctx) -> tuple[int, Any]:
     return 200, True
 
 
-def api_routes(sb: Sandbox) -> list[Route]:
-    def route(path: str, method: str, op: Op) -> Route:
-        return Route("/api" + path, api(sb, op), methods=[method])
+async def list_webhooks(ctx: Ctx) -> tuple[int, Any]:
+    return 200, ctx.sb.webhooks.registry_page(
+        cursor=_cursor(ctx.request), page_size=_page_size(ctx.request), partner_id=ctx.sb.state.partner_id
+    )
 
+
+async def update_webhook(ctx: Ctx) -> tuple[int, Any]:
+    body = ctx.body
+    webhook = ctx.sb.webhooks.update_webhook(
+        ctx.path["id"], url=body.url, enabled=body.enabled, topics=body.topics, label=body.label
+    )
+    return 200, webhook.to_api(ctx.sb.state.partner_id)
+
+
+async def ping_webhook(ctx: Ctx) -> tuple[int, Any]:
+    ctx.sb.webhooks.ping(ctx.path["id"], ctx.body.customer_id)
+    return 200, True
+
+
+def _statuses(*codes: int) -> frozenset[int]:
+    return frozenset(codes)
+
+
+def operations() -> list[tuple[str, str, Op]]:
+    """Every API operation: (method, spec path, Op). The statuses are those Iron's spec lists."""
     ident = ("id",)
+    read = _statuses(200, 401, 404, 500)
     return [
-        route("/customers", "GET", Op(list_customers)),
-        route("/customers", "POST", Op(create_customer, body=schemas.CreateCustomerParams, idempotent=True)),
-        route("/customers/{external_id:path}/external", "GET", Op(get_customer_by_external_id)),
-        route("/customers/{id}", "GET", Op(get_customer, uuid_params=ident)),
-        route("/customers/{id}", "PUT", Op(update_customer, body=schemas.UpdateCustomerParams, uuid_params=ident)),
-        route("/customers/{id}/identifications", "GET", Op(list_identifications, uuid_params=ident)),
-        route(
-            "/customers/{id}/identifications/v2",
-            "POST",
-            Op(create_identification, body=schemas.IdentificationBody, idempotent=True, uuid_params=ident),
-        ),
-        route("/customers/{id}/required-signings", "GET", Op(required_signings, uuid_params=ident)),
-        route("/customers/{id}/signings", "GET", Op(list_signings, uuid_params=ident)),
-        route(
-            "/customers/{id}/signings",
-            "POST",
-            Op(create_signing, body=schemas.SigningCreateParams, idempotent=True, uuid_params=ident, body_status=422),
-        ),
-        route("/customers/{id}/requirements", "GET", Op(requirements, uuid_params=ident)),
-        route("/customers/{id}/archive", "PUT", Op(archive_customer, scoped=False, uuid_params=ident)),
-        route("/identifications/{id}", "GET", Op(get_identification, scoped=False, uuid_params=ident)),
-        route("/identifications/{id}/archive", "PUT", Op(archive_identification, scoped=False, uuid_params=ident)),
-        route(
-            "/sandbox/identification/{id}",
-            "POST",
-            Op(decide_identification, body=schemas.UpdatePendingIdentificationParams, idempotent=True,
-               scoped=False, uuid_params=ident),
-        ),
-        route("/sandbox/reset", "POST", Op(reset_sandbox, idempotent=True)),
+        ("GET", "/customers", Op(list_customers, statuses=_statuses(200, 401, 500))),
+        ("POST", "/customers", Op(create_customer, body=schemas.CreateCustomerParams, idempotent=True,
+                                  statuses=_statuses(201, 400, 401, 500))),
+        ("GET", "/customers/{external_id}/external", Op(get_customer_by_external_id, statuses=read)),
+        ("GET", "/customers/{id}", Op(get_customer, uuid_params=ident, statuses=read)),
+        ("PUT", "/customers/{id}", Op(update_customer, body=schemas.UpdateCustomerParams, uuid_params=ident,
+                                      statuses=_statuses(204, 400, 401, 500))),
+        ("GET", "/customers/{id}/identifications", Op(list_identifications, uuid_params=ident, statuses=read)),
+        ("POST", "/customers/{id}/identifications/v2",
+         Op(create_identification, body=schemas.IdentificationBody, idempotent=True, uuid_params=ident,
+            statuses=_statuses(201, 400, 401, 403, 404, 409, 429, 500))),
+        ("GET", "/customers/{id}/required-signings",
+         Op(required_signings, uuid_params=ident, statuses=_statuses(200, 401, 403, 404, 409, 500))),
+        ("GET", "/customers/{id}/signings", Op(list_signings, uuid_params=ident, statuses=read)),
+        ("POST", "/customers/{id}/signings",
+         Op(create_signing, body=schemas.SigningCreateParams, idempotent=True, uuid_params=ident, body_status=422,
+            statuses=_statuses(201, 401, 403, 404, 422, 500))),
+        ("GET", "/customers/{id}/requirements", Op(requirements, uuid_params=ident, statuses=read)),
+        ("PUT", "/customers/{id}/archive", Op(archive_customer, scoped=False, uuid_params=ident,
+                                              statuses=_statuses(200, 400, 401, 500))),
+        ("GET", "/identifications/{id}", Op(get_identification, scoped=False, uuid_params=ident,
+                                            statuses=_statuses(200, 401, 403, 404, 500))),
+        ("PUT", "/identifications/{id}/archive", Op(archive_identification, scoped=False, uuid_params=ident,
+                                                    statuses=read)),
+        ("POST", "/sandbox/identification/{id}",
+         Op(decide_identification, body=schemas.UpdatePendingIdentificationParams, idempotent=True,
+            scoped=False, uuid_params=ident, statuses=_statuses(201, 401, 404, 500))),
+        ("POST", "/sandbox/reset", Op(reset_sandbox, idempotent=True, statuses=_statuses(200, 401, 500))),
+        ("GET", "/webhooks", Op(list_webhooks, scoped=False, statuses=_statuses(200, 401, 500))),
+        ("PATCH", "/webhooks/{id}", Op(update_webhook, body=schemas.UpdateWebhookRequest, scoped=False,
+                                       uuid_params=ident, statuses=_statuses(200, 400, 401, 404, 500))),
+        ("POST", "/webhooks/{id}/ping", Op(ping_webhook, body=schemas.PingWebhookParams, idempotent=True,
+                                           scoped=False, uuid_params=ident, statuses=read)),
     ]
+
+
+def api_routes(sb: Sandbox) -> list[Route]:
+    # Starlette matches in order: the free-form external-id path goes after the id paths it could shadow.
+    routes = []
+    for method, path, op in operations():
+        template = path.replace("{external_id}", "{external_id:path}")
+        routes.append(Route("/api" + template, api(sb, op), methods=[method]))
+    return routes
 
 
 # --- hosted pages ----------------------------------------------------------------------------------

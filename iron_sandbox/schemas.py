@@ -445,6 +445,29 @@ class UpdatePendingIdentificationParams(Body):
     approved: bool
 
 
+WebhookEventType = Literal[
+    "Transaction", "NewBankAccount", "NewAutoramp", "DepositAddressCreated", "RegisterFiatAddressStatus",
+    "RegisterAutorampStatus", "TransactionStatus", "CustomerCreated", "CustomerStatus", "IdentificationStatus", "Ping",
+]
+
+
+def _webhook_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("url must be an http(s) URL")
+    return value
+
+
+class UpdateWebhookRequest(Body):
+    url: Annotated[str, AfterValidator(_webhook_url)] | None = None
+    enabled: bool | None = None
+    topics: list[WebhookEventType] | None = None
+    label: str | None = None
+
+
+class PingWebhookParams(Body):
+    customer_id: UuidStr
+
+
 # --- helpers -------------------------------------------------------------------------------------
 
 

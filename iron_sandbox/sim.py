@@ -6,6 +6,8 @@ autopilot settings, the clock. No API key; JSON in, JSON out; errors are `{"erro
     GET    /_sim/customers
     POST   /_sim/customers/{id}/status         {"status", "documents"?, "comment"?}
     POST   /_sim/identifications/{id}/status   {"status", "retry"?, "comment"?}
+    POST   /_sim/customers/{id}/drift          {"status"?, "requirement_code"?, "bucket"?}
+    POST   /_sim/identifications/{id}/drift    {"status"?, "step"?, "step_result"?, "retry"?}
     GET    /_sim/requests[?clear=true]         DELETE /_sim/requests
     GET|POST|DELETE /_sim/faults
     GET|POST /_sim/webhooks                    GET /_sim/webhooks/deliveries, /_sim/webhooks/events
@@ -17,6 +19,7 @@ autopilot settings, the clock. No API key; JSON in, JSON out; errors are `{"erro
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -24,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from iron_sandbox.faults import FaultConfig
-from iron_sandbox.state import ApiError
+from iron_sandbox.state import REQUIREMENT_BUCKETS, ApiError
 
 if TYPE_CHECKING:
     from iron_sandbox.app import Sandbox
@@ -38,17 +41,48 @@ def _error(status: int, message: str) -> Response:
     return _json({"error": message}, status)
 
 
+# The clock moves forward by at most ten years at a time: further than any rule of Iron's
+# (24-hour idempotency keys) needs, and well inside what timestamps can represent.
+MAX_CLOCK_ADVANCE_SECONDS = 10 * 366 * 24 * 3600
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"body is not JSON: {name} is not a number the sandbox can apply")
+
+
 async def _body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         return {}
     try:
-        payload = json.loads(raw)
-    except (ValueError, RecursionError):
+        # NaN and Infinity are not JSON, though Python's parser accepts them: refuse them here,
+        # once, so no setting downstream ever holds one.
+        payload = json.loads(raw, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise ValueError(str(exc) if "NaN" in str(exc) or "Infinity" in str(exc) else "body is not JSON") from None
+    except RecursionError:
         raise ValueError("body is not JSON") from None
     if not isinstance(payload, dict):
         raise ValueError("body must be a JSON object")
     return payload
+
+
+MAX_DRIFT_VALUE_LENGTH = 64
+
+
+def _drift_value(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_DRIFT_VALUE_LENGTH or not value.isprintable():
+        raise ValueError(f"{name} must be a non-empty printable string of at most {MAX_DRIFT_VALUE_LENGTH} characters")
+    return value
+
+
+def _known_fields(body: dict[str, Any], known: set[str]) -> None:
+    unknown = set(body) - known
+    if unknown:
+        raise ValueError(f"unknown fields: {sorted(unknown)}; known: {sorted(known)}")
 
 
 def sim_routes(sb: "Sandbox") -> list[Route]:
@@ -113,6 +147,41 @@ def sim_routes(sb: "Sandbox") -> list[Route]:
         return _json(result)
 
     @handler
+    async def customer_drift(request: Request) -> Response:
+        body = await _body(request)
+        _known_fields(body, {"status", "requirement_code", "bucket"})
+        status = _drift_value(body, "status")
+        code = _drift_value(body, "requirement_code")
+        bucket = body.get("bucket", "missing")
+        if bucket not in REQUIREMENT_BUCKETS:
+            raise ValueError(f"bucket must be one of {', '.join(REQUIREMENT_BUCKETS)}")
+        clear = "requirement_code" in body and body["requirement_code"] is None
+        if status is None and code is None and not clear:
+            raise ValueError("give status and/or requirement_code (null clears the drifted requirement)")
+        result = sb.state.sim_drift_customer(
+            request.path_params["id"], status=status, requirement=(bucket, code) if code else None,
+            clear_requirement=clear,
+        )
+        return _json(result)
+
+    @handler
+    async def identification_drift(request: Request) -> Response:
+        body = await _body(request)
+        _known_fields(body, {"status", "step", "step_result", "retry"})
+        status = _drift_value(body, "status")
+        step = _drift_value(body, "step")
+        step_result = _drift_value(body, "step_result") or "Pending"
+        retry = body.get("retry", True)
+        if not isinstance(retry, bool):
+            raise ValueError("retry must be a boolean")
+        if status is None and step is None:
+            raise ValueError("give status and/or step")
+        result = sb.state.sim_drift_identification(
+            request.path_params["id"], status=status, step=(step, step_result, retry) if step else None
+        )
+        return _json(result)
+
+    @handler
     async def requests_log(request: Request) -> Response:
         if request.method == "DELETE":
             sb.requests.clear()
@@ -132,7 +201,8 @@ def sim_routes(sb: "Sandbox") -> list[Route]:
     async def webhooks(request: Request) -> Response:
         if request.method == "POST":
             sb.webhooks.configure(await _body(request))
-        return _json(dict(sb.webhooks.settings.to_json(), pending=sb.webhooks.pending))
+        registered = [w.to_api(sb.state.partner_id) for w in sb.webhooks.registered()]
+        return _json(dict(sb.webhooks.settings.to_json(), pending=sb.webhooks.pending, registered=registered))
 
     @handler
     async def deliveries(request: Request) -> Response:
@@ -162,8 +232,16 @@ def sim_routes(sb: "Sandbox") -> list[Route]:
         if request.method == "POST":
             body = await _body(request)
             seconds = body.get("advance_seconds")
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-                raise ValueError("advance_seconds must be a number")
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, (int, float))
+                or not math.isfinite(seconds)
+                or not 0 <= seconds <= MAX_CLOCK_ADVANCE_SECONDS
+            ):
+                raise ValueError(
+                    f"advance_seconds must be a number of seconds from 0 to {MAX_CLOCK_ADVANCE_SECONDS} "
+                    "(the clock only moves forward)"
+                )
             sb.clock.advance(seconds)
         return _json({"now": sb.clock.now_dt().isoformat(), "offset_seconds": sb.clock.offset})
 
@@ -173,6 +251,8 @@ def sim_routes(sb: "Sandbox") -> list[Route]:
         Route("/_sim/customers", customers, methods=["GET"]),
         Route("/_sim/customers/{id}/status", customer_status, methods=["POST"]),
         Route("/_sim/identifications/{id}/status", identification_status, methods=["POST"]),
+        Route("/_sim/customers/{id}/drift", customer_drift, methods=["POST"]),
+        Route("/_sim/identifications/{id}/drift", identification_drift, methods=["POST"]),
         Route("/_sim/requests", requests_log, methods=["GET", "DELETE"]),
         Route("/_sim/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sim/webhooks", webhooks, methods=["GET", "POST"]),

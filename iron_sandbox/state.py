@@ -38,6 +38,12 @@ STEP_CODES = {
     "company_data": "kyb_company_data",
     "company_documents": "kyb_company_documents",
 }
+REQUIREMENT_CODES = (
+    "kyc_selfie", "kyc_identity", "kyc_proof_of_residence", "kyc_questionnaire", "kyb_company_data",
+    "kyb_company_beneficiaries", "kyb_company_documents", "kyb_questionnaire", "identification_kyc",
+    "identification_kyb", "kyc_data_missing", "kyc_data_invalid", "kyb_data_missing", "kyb_data_invalid",
+)
+REQUIREMENT_BUCKETS = ("complete", "pending", "missing", "issues")
 DOCUMENT_NAMES = ("Terms and Conditions", "Privacy Policy")
 INCOMPLETE_TOKEN = "incomplete-token"
 
@@ -154,6 +160,8 @@ class Customer:
     identification_ids: list[str] = field(default_factory=list)  # oldest first
     signing_ids: list[str] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
+    # A requirement with a code Iron's spec does not list yet: (bucket, code), from /_sim drift.
+    drift_requirement: tuple[str, str] | None = None
 
     @property
     def outstanding_documents(self) -> list[Document]:
@@ -573,7 +581,8 @@ class SandboxState:
         with self._mutate():
             identification = self._identification(identification_id)
             if identification.status not in NON_TERMINAL:
-                raise ApiError(400, f"Identification is not pending (status {identification.status})")
+                # The operation lists no 400: "no pending identification with this id" is the truth.
+                raise ApiError(404, f"No pending identification with this id (status {identification.status})")
             self._move_identification(identification, "Approved" if approved else "Declined", base_url=base_url)
             return self.identification_json(identification)
 
@@ -746,6 +755,66 @@ class SandboxState:
                 "customer": self.customer_json(customer),
             }
 
+    # --- schema drift (the control surface) ----------------------------------------------------
+
+    def sim_drift_customer(
+        self,
+        customer_id: str,
+        *,
+        status: str | None = None,
+        requirement: tuple[str, str] | None = None,
+        clear_requirement: bool = False,
+    ) -> dict[str, Any]:
+        """Put values on a customer that Iron's spec does not list: a status (set as is, with its
+        webhook, and no other effect) and/or a requirement code in one bucket."""
+        if status is not None and status in CUSTOMER_STATUSES:
+            raise ApiError(400, f"{status!r} is a customer status the spec lists: use /status")
+        if requirement is not None and requirement[1] in REQUIREMENT_CODES:
+            raise ApiError(400, f"{requirement[1]!r} is a requirement code the spec lists")
+        with self._mutate():
+            customer = self.customers.get(customer_id)
+            if customer is None:
+                raise ApiError(404, "Customer not found")
+            if customer.status == "Archived":
+                raise ApiError(409, "Customer is archived: that is terminal")
+            if status is not None:
+                self._set_customer_status(customer, status)
+            if requirement is not None:
+                customer.drift_requirement = requirement
+            elif clear_requirement:
+                customer.drift_requirement = None
+            return {"customer": self.customer_json(customer), "requirements": _requirements(customer, self._newest(customer))}
+
+    def sim_drift_identification(
+        self,
+        identification_id: str,
+        *,
+        status: str | None = None,
+        step: tuple[str, str, bool] | None = None,
+    ) -> dict[str, Any]:
+        """Put values on an identification that Iron's spec does not list: a status (set as is,
+        with its webhook; the customer keeps its status) and/or a step `(name, result, retry)`."""
+        if status is not None and status in IDENTIFICATION_STATUSES:
+            raise ApiError(400, f"{status!r} is an identification status the spec lists: use /status")
+        if step is not None and step[0] in PERSON_STEPS + BUSINESS_STEPS:
+            raise ApiError(400, f"{step[0]!r} is a step the spec lists")
+        with self._mutate():
+            identification = self._identification(identification_id)
+            if identification.status == "Archived":
+                raise ApiError(409, "Identification is archived: that is terminal")
+            if status is not None:
+                self._set_identification_status(identification, status)
+            if step is not None:
+                name, result, retry = step
+                steps = dict(identification.step_status or {})
+                steps[name] = {"result": result, "retry": retry}
+                identification.step_status = steps
+                identification.updated_at = self._now()
+            return {
+                "identification": self.identification_json(identification),
+                "customer": self.customer_json(self.customers[identification.customer_id]),
+            }
+
     def identification_snapshot(self, identification_id: str) -> tuple[str, str | None] | None:
         """(status, customer external id) of an identification, for the autopilot."""
         with self._lock:
@@ -870,5 +939,11 @@ def _requirements(customer: Customer, newest: Identification | None) -> dict[str
             buckets["issues" if archived else "missing"].append(
                 _requirement(top, newest.id, description=f"The identification is {status.lower()}", retryable=not archived)
             )
+    if customer.drift_requirement is not None:
+        bucket, code = customer.drift_requirement
+        buckets[bucket].append(
+            _requirement(code, newest.id if newest else None, description="A requirement Iron added",
+                         retryable=bucket == "missing")
+        )
     due = sorted({category} if buckets["pending"] or buckets["missing"] or buckets["issues"] else set())
     return {"requirements_due": due, **buckets}

@@ -168,6 +168,16 @@ class SandboxControl:
         """Moves an identification (options: `retry`, `comment`). Returns `{identification, customer}`."""
         return await self._call("POST", f"/identifications/{identification_id}/status", {"status": status, **options})
 
+    async def drift_customer(self, customer_id: str, **values: Any) -> dict[str, Any]:
+        """Schema drift: `status=` a customer status the spec does not list, and/or
+        `requirement_code=` (with `bucket=`) an unlisted requirement code. Returns `{customer, requirements}`."""
+        return await self._call("POST", f"/customers/{customer_id}/drift", values)
+
+    async def drift_identification(self, identification_id: str, **values: Any) -> dict[str, Any]:
+        """Schema drift: `status=` an identification status the spec does not list, and/or `step=`
+        (with `step_result=`, `retry=`) a step it does not name. Returns `{identification, customer}`."""
+        return await self._call("POST", f"/identifications/{identification_id}/drift", values)
+
     async def customers(self) -> list[dict[str, Any]]:
         return await self._call("GET", "/customers")
 

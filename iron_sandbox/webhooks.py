@@ -15,6 +15,13 @@ copies), `delay_ms` (each delivery waits that long after its event), `reorder` (
 arrive close together are sent in reverse order), `replay_stale` (each delivery is sent once more
 with a validly signed but stale timestamp, which a receiver must refuse), `wrapped` (the message
 wrapped in its variant name, as Iron sends it, or the bare form).
+
+Webhooks as Iron keeps them: each target is a registered webhook (`id`, `label`, `url`,
+`enabled`, `topics`, `last_failure`, `last_failure_reason`), listed by `GET /webhooks`, changed by
+`PATCH /webhooks/{id}` and pinged by `POST /webhooks/{id}/ping`. An event goes to every enabled
+webhook subscribed to its topic; a ping goes to the pinged webhook alone, whatever its topics, so
+an operator can test an endpoint before turning it on. Setting `targets` on the control surface
+registers one enabled webhook per url with the onboarding topics, replacing the others.
 """
 
 from __future__ import annotations
@@ -35,7 +42,45 @@ import structlog
 
 from iron_client.webhooks import build_container, sign
 from iron_sandbox.clock import iso
-from iron_sandbox.state import Event
+from iron_sandbox.state import ApiError, Event, uuid7
+
+# Event type -> the topic a webhook subscribes to for it.
+TOPIC_OF = {
+    "customer_created": "CustomerCreated",
+    "customer_status": "CustomerStatus",
+    "identification_status": "IdentificationStatus",
+    "ping": "Ping",
+}
+DEFAULT_TOPICS = ("CustomerCreated", "CustomerStatus", "IdentificationStatus")
+
+
+@dataclass
+class RegisteredWebhook:
+    id: str
+    label: str
+    url: str
+    topics: list[str]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    last_failure: datetime | None = None
+    last_failure_reason: str | None = None
+
+    def to_api(self, partner_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "label": self.label,
+            "url": self.url,
+            "partner_id": partner_id,
+            "topics": list(self.topics),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "enabled": self.enabled,
+        }
+        if self.last_failure is not None:
+            out["last_failure"] = iso(self.last_failure)
+            out["last_failure_reason"] = self.last_failure_reason or ""
+        return out
 
 log = structlog.get_logger("iron_sandbox.webhooks")
 
@@ -139,6 +184,85 @@ class WebhookDispatcher:
         self._delivery_seq = 0
         self._pending = 0
         self._idle: asyncio.Event | None = None
+        self._registry: dict[str, RegisteredWebhook] = {}
+        self._register_targets(self.settings.targets)
+
+    # --- the registered webhooks ---------------------------------------------------------------
+
+    def _register_targets(self, urls: list[str]) -> None:
+        now = datetime.now(timezone.utc)
+        self._registry = {}
+        for index, url in enumerate(urls, start=1):
+            webhook_id = uuid7()
+            self._registry[webhook_id] = RegisteredWebhook(
+                id=webhook_id, label=f"webhook {index}", url=url, topics=list(DEFAULT_TOPICS), enabled=True,
+                created_at=now, updated_at=now,
+            )
+
+    def _sync_targets(self) -> None:
+        self.settings = replace(self.settings, targets=[w.url for w in self._registry.values()])
+
+    def registered(self) -> list[RegisteredWebhook]:
+        with self._lock:
+            return list(self._registry.values())
+
+    def registry_page(self, *, cursor: str | None, page_size: int, partner_id: str) -> dict[str, Any]:
+        """`GET /webhooks`: oldest first; `cursor` is the id of a page's last webhook."""
+        items = self.registered()
+        start = 0
+        if cursor is not None:
+            ids = [w.id for w in items]
+            if cursor not in ids:
+                raise ApiError(400, "Invalid cursor")
+            start = ids.index(cursor) + 1
+        page = items[start:start + page_size]
+        out: dict[str, Any] = {"items": [w.to_api(partner_id) for w in page]}
+        if page and start + page_size < len(items):
+            out["cursor"] = page[-1].id
+        if page and start > 0:
+            out["prev_cursor"] = page[0].id
+        return out
+
+    def update_webhook(
+        self, webhook_id: str, *, url: str | None, enabled: bool | None, topics: list[str] | None, label: str | None
+    ) -> RegisteredWebhook:
+        with self._lock:
+            webhook = self._registry.get(webhook_id)
+            if webhook is None:
+                raise ApiError(404, "Webhook not found")
+            if url is not None:
+                webhook.url = url
+            if enabled is not None:
+                webhook.enabled = enabled
+            if topics is not None:
+                webhook.topics = list(dict.fromkeys(topics))
+            if label is not None:
+                webhook.label = label
+            webhook.updated_at = datetime.now(timezone.utc)
+            self._sync_targets()
+            return webhook
+
+    def ping(self, webhook_id: str, customer_id: str) -> None:
+        """Send a signed `ping` to one webhook, naming `customer_id`, whatever its topics."""
+        with self._lock:
+            webhook = self._registry.get(webhook_id)
+            if webhook is None:
+                raise ApiError(404, "Webhook not found")
+            target = webhook.url
+        self.emit(Event("ping", customer_id, "Ping", {"id": str(uuid.uuid4())}), only=[target])
+
+    def _targets_for(self, event_type: str) -> list[str]:
+        topic = TOPIC_OF.get(event_type)
+        with self._lock:
+            return [w.url for w in self._registry.values() if w.enabled and topic in w.topics]
+
+    def _record_failure(self, target: str, reason: str) -> None:
+        now = datetime.now(timezone.utc)
+        with self._lock:
+            for webhook in self._registry.values():
+                if webhook.url == target:
+                    webhook.last_failure = now
+                    webhook.last_failure_reason = reason[:500]
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -179,18 +303,22 @@ class WebhookDispatcher:
             self._rng = random.Random(self.initial.seed)
             self._events.clear()
             self._log.clear()
+            self._register_targets(self.settings.targets)
 
     def configure(self, payload: Any) -> WebhookSettings:
         with self._lock:
             self.settings = self.settings.updated(payload)
             if "seed" in payload:
                 self._rng = random.Random(self.settings.seed)
+            if "targets" in payload:
+                self._register_targets(self.settings.targets)
             return self.settings
 
     # --- emitting ------------------------------------------------------------------------------
 
-    def emit(self, event: Event) -> None:
-        """Called by the state on every change, from any thread; never blocks."""
+    def emit(self, event: Event, *, only: list[str] | None = None) -> None:
+        """Called by the state on every change, from any thread; never blocks. `only` sends to
+        those urls instead of the subscribed webhooks (a ping)."""
         with self._lock:
             self._event_seq += 1
             seq = self._event_seq
@@ -213,17 +341,18 @@ class WebhookDispatcher:
         if self._loop is None:
             return
         body = json.dumps(container, separators=(",", ":")).encode()
+        targets = list(only) if only is not None else self._targets_for(event.type)
         try:
-            self._loop.call_soon_threadsafe(self._enqueue, record, body)
+            self._loop.call_soon_threadsafe(self._enqueue, record, body, targets)
         except RuntimeError:  # the loop is closed: the server is shutting down
             pass
 
-    def _enqueue(self, record: dict[str, Any], body: bytes) -> None:
+    def _enqueue(self, record: dict[str, Any], body: bytes, targets: list[str]) -> None:
         settings = self.settings
         assert self._loop is not None
         due = self._loop.time() + settings.delay_ms / 1000.0
         summary = {k: record[k] for k in ("type", "customer_id", "entity_id", "status")}
-        for target in settings.targets:
+        for target in targets:
             if settings.drop_rate > 0 and self._rng.random() < settings.drop_rate:
                 self._record(None, target, summary, record["seq"], "delivery", 0, outcome="dropped")
                 continue
@@ -342,6 +471,8 @@ class WebhookDispatcher:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         ok = status_code is not None and 200 <= status_code < 300
+        if not ok and delivery.kind != "stale_replay":
+            self._record_failure(delivery.target, f"HTTP {status_code}" if status_code is not None else (error or "no answer"))
         if delivery.kind == "stale_replay":
             outcome = "refused" if not ok else "accepted"
         else:

@@ -6,28 +6,52 @@ while the workflow is idle, and may deliver it later: after a Temporal restart t
 service does not know the worker's sticky queue yet, the query falls back to the normal queue,
 and by the time it is polled the history has moved on (an activity completed, a workflow task is
 scheduled). The SDK's core applies those new events while answering the query and keeps the
-commands the workflow produced in answer to them, to send with the next real workflow task. When
-that task brings an update (a backend that has just read `state` reports a signing), it completes
-with the commands of two activations in an order no replay produces: a replay hands the workflow
-the events and the update together. Every later replay of that workflow task then fails with a
-nondeterminism error, and the customer stops until an operator resets it.
+commands the workflow produced in answer to them, to send with the next real workflow task
+(sdk-core's known defect, temporalio/sdk-rust#390). When that task brings an update (a backend
+that has just read `state` reports a signing), it completes with the commands of two activations
+in an order no replay produces: a replay hands the workflow the events and the update together.
+Every later replay of that workflow task then fails with a nondeterminism error, and the customer
+stops until an operator resets it.
 
-A workflow task tells the core the history's size; a query task does not. So an activation that
-did new work (not replaying, a longer history) at an unchanged history size came from a query
-task. The guard waits for that task's query activation, then asks the core to evict the run: the
-pending commands are dropped (the server never saw them) and the next workflow task replays the
-whole history, grouping events as every later replay will.
+How the guard notices: a workflow task tells the core the history's size; a query task does not.
+So an activation that did new work (not replaying, a longer history) at an unchanged history size
+came from a query task. This holds for a run the worker had cached and for one it never saw (a
+restarted worker replays up to the last workflow task, then applies the new events the same way).
+
+What it does: it fails that query task's query activation, through the `WorkflowInstance`
+interface every workflow runner implements. For a failed activation of a query task the core
+evicts the run and answers the query with the failure, so the pending commands are dropped (the
+server never saw them) and the next workflow task replays the whole history, grouping events as
+every later replay will. The price is that one query: its caller gets `WorkflowQueryFailedError`
+with `QUERY_TASK_DID_WORK`'s message and asks again; by then the workflow task that carries the
+new events is on its way, and a query waits for it and is answered as usual.
+
+Why this way, not another:
+- Asking the core to evict the run after answering the query (`Worker._bridge_worker.
+  request_workflow_eviction`) keeps the query answered, but that handle is private to temporalio
+  and a release may move it; a workflow runner's failed activation is the SDK's public contract.
+- Failing the activation that did the work, rather than the query's, makes the core answer the
+  one query task twice: the failure, then the query anyway, on the workflow as it was.
+- Failing the next workflow task instead would keep the query answered, but writes a failed
+  workflow task into the history for operators to read as a fault, and makes the update in it
+  wait for the task's retry.
+- A worker that caches no workflows (`max_cached_workflows=0`) never keeps the commands, but
+  replays every history on every task.
+
+What the guard relies on in the core (the id of a query task's query, what a query task reports
+as the history size, that a failed query activation evicts) is proven on a real `Worker` by
+`tests/test_query_task_guard_worker.py`; pyproject.toml pins temporalio to the minor release that
+test passes on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from typing import Any, Callable
+from typing import Any
 
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
-from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
+from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from runtime.logging import get_logger
@@ -36,49 +60,27 @@ log = get_logger("query_task_guard")
 
 # The id the core gives the query of a query task (a query riding a workflow task has its own).
 LEGACY_QUERY_ID = "legacy_query"
+# The failure the caller of such a query receives.
+QUERY_TASK_DID_WORK = (
+    "the workflow moved on while this query waited for a worker (as after a Temporal restart); "
+    "the worker reloads the workflow: ask again"
+)
+FAILURE_TYPE = "QueryTaskDidWorkflowWork"
 
 
 class QueryTaskGuard(WorkflowRunner):
     """A workflow runner (the sandboxed one inside) whose instances notice a query task that
-    did workflow work and evict their run once its query is answered."""
+    did workflow work and fail its query, so that the core evicts the run."""
 
     def __init__(self, inner: WorkflowRunner | None = None) -> None:
         self._inner = inner or SandboxedWorkflowRunner()
-        self._evict: Callable[[str], None] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # instances activate on the worker's thread pool
         self.evictions = 0
 
-    def attach(self, worker: Worker) -> None:
-        """Give the guard the worker whose core it asks for evictions."""
-        # The SDK keeps its core worker in a private attribute; there is no public handle. A
-        # release that moves it leaves the guard counting and logging, and the worker running.
-        request = getattr(getattr(worker, "_bridge_worker", None), "request_workflow_eviction", None)
-        if request is None:
-            log.warning("query_task_guard_cannot_evict", reason="no eviction handle in this temporalio release")
-            return
-        self.attach_evictor(request)
-
-    def attach_evictor(self, request_eviction: Callable[[str], None]) -> None:
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-
-        def evict(run_id: str) -> None:
-            # Activations run on a thread pool; the core is asked from the worker's event loop.
-            if loop is not None and loop.is_running():
-                loop.call_soon_threadsafe(request_eviction, run_id)
-            else:
-                request_eviction(run_id)
-
-        self._evict = evict
-
-    def evict(self, run_id: str, history_length: int) -> None:
+    def evicting(self, run_id: str, history_length: int) -> None:
         with self._lock:
             self.evictions += 1
         log.warning("query_task_did_work_evicting", run_id=run_id, history_length=history_length)
-        if self._evict is not None:
-            self._evict(run_id)
 
     # WorkflowRunner
     def prepare_workflow(self, defn: Any) -> None:
@@ -89,6 +91,13 @@ class QueryTaskGuard(WorkflowRunner):
 
     def set_worker_level_failure_exception_types(self, types: Any) -> None:
         self._inner.set_worker_level_failure_exception_types(types)
+
+
+def failed_query_task(run_id: str) -> WorkflowActivationCompletion:
+    completion = WorkflowActivationCompletion(run_id=run_id)
+    completion.failed.failure.message = QUERY_TASK_DID_WORK
+    completion.failed.failure.application_failure_info.type = FAILURE_TYPE
+    return completion
 
 
 class GuardedInstance(WorkflowInstance):
@@ -110,12 +119,12 @@ class GuardedInstance(WorkflowInstance):
             ):
                 self._query_task_work_at = act.history_length
             self._last = (act.history_length, act.history_size_bytes)
-        completion = self._inner.activate(act)
         if kinds == ["query_workflow"] and act.jobs[0].query_workflow.query_id == LEGACY_QUERY_ID:
-            if self._query_task_work_at == act.history_length:
-                self._guard.evict(act.run_id, act.history_length)
-            self._query_task_work_at = None
-        return completion
+            did_work, self._query_task_work_at = self._query_task_work_at == act.history_length, None
+            if did_work:
+                self._guard.evicting(act.run_id, act.history_length)
+                return failed_query_task(act.run_id)
+        return self._inner.activate(act)
 
     def get_serialization_context(self, command_info: Any) -> Any:
         return self._inner.get_serialization_context(command_info)

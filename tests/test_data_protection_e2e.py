@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -59,6 +60,14 @@ def readable_text(history_json: str) -> str:
 
     walk(json.loads(history_json))
     return "\n".join(parts)
+
+
+def appears(value: str, text: str) -> bool:
+    """`value` in `text`; a short one only as a whole token, since random ciphertext in base64
+    holds any three letters somewhere ("Ada" was found inside an encrypted payload)."""
+    if len(value) >= 16:
+        return value in text
+    return re.search(rf"(?<![A-Za-z0-9+/]){re.escape(value)}(?![A-Za-z0-9+/])", text) is not None
 
 
 def personal_values() -> dict[str, str]:
@@ -136,7 +145,7 @@ async def test_person_lifecycle_leaves_no_personal_data_in_history_or_logs(
             raw = "\n".join(histories)
             assert "binary/encrypted" in raw, "payloads are encrypted"
 
-    found_in_history = [what for what, value in personal_values().items() if value in raw]
+    found_in_history = [what for what, value in personal_values().items() if appears(value, raw)]
     assert found_in_history == [], f"personal data in plaintext history: {found_in_history}"
     assert API_KEY not in raw
 

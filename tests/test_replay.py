@@ -4,6 +4,8 @@ The histories under tests/histories/ come from the lifecycle tests (`make histor
 change that would break a running customer's replay fails here before it ships; guard such
 changes with `workflow.patched` (see the README). Histories recorded before a patch stay,
 in a folder named after it, and must keep replaying: customers started then are still running.
+Those of `before-v2/` and `before-leaner-waits/` were written by the first loop and replay
+through the frozen `workflows/onboarding_v1.py`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from workflows.onboarding import CustomerOnboarding
 HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
 CURRENT = sorted(HISTORIES_DIR.glob("*.json"))  # recorded by today's code
 BEFORE_LEANER_WAITS = sorted((HISTORIES_DIR / "before-leaner-waits").glob("*.json"))
+BEFORE_V2 = sorted((HISTORIES_DIR / "before-v2").glob("*.json"))
 HISTORIES = sorted(HISTORIES_DIR.rglob("*.json"))
 BRANCHES = {path.name.split(".run")[0] for path in CURRENT}
 
@@ -62,11 +65,31 @@ def test_histories_from_before_the_leaner_waits_patch_are_kept():
         assert event_counts(path)["MARKER_RECORDED"] == 0, path.name
 
 
-def test_a_webhook_driven_run_keeps_one_poll_timer_and_batches_status_upserts():
-    """Today's code on the happy path (it replays above, so these are today's commands): one poll
-    timer the webhook does not cancel, and no upsert for a status read on the way."""
-    before = event_counts(HISTORIES_DIR / "before-leaner-waits" / "link_happy_path.run1.json")
+def test_histories_of_the_first_loop_are_kept_for_every_branch():
+    assert {p.name for p in BEFORE_V2} >= {p.name for p in CURRENT}
+    for path in BEFORE_V2:
+        started = load(path).events[0].workflow_execution_started_event_attributes
+        assert b"engine_version" not in started.input.payloads[0].data, f"{path.name} was written by the first loop"
+
+
+def test_todays_histories_run_the_current_loop_at_no_patch_cost():
+    """Every run today's code starts carries the engine version; the happy path pays for one
+    poll timer (a webhook does not cancel it), three upserts and no patch marker."""
+    for path in CURRENT:
+        started = load(path).events[0].workflow_execution_started_event_attributes
+        assert b'"engine_version":2' in started.input.payloads[0].data, path.name
     now = event_counts(HISTORIES_DIR / "link_happy_path.run1.json")
+    first_loop = event_counts(HISTORIES_DIR / "before-v2" / "link_happy_path.run1.json")
+    assert now["MARKER_RECORDED"] == 0 and first_loop["MARKER_RECORDED"] == 1
+    assert now["TIMER_STARTED"] == 1 and now["TIMER_CANCELED"] == 0
+    assert now["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"] == 3 < first_loop["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"]
+
+
+def test_a_webhook_driven_run_keeps_one_poll_timer_and_batches_status_upserts():
+    """The first loop on the happy path, before and after patch leaner-waits-v1: one poll timer
+    the webhook does not cancel, and no upsert for a status read on the way."""
+    before = event_counts(HISTORIES_DIR / "before-leaner-waits" / "link_happy_path.run1.json")
+    now = event_counts(HISTORIES_DIR / "before-v2" / "link_happy_path.run1.json")
     assert now["MARKER_RECORDED"] == 1  # the patch marker
     assert now["TIMER_STARTED"] == 1 and now["TIMER_CANCELED"] == 0
     assert before["TIMER_STARTED"] == 2 and before["TIMER_CANCELED"] == 2

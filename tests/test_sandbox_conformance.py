@@ -271,7 +271,10 @@ def assert_string_error(response: httpx.Response, *statuses: int) -> str:
     return message
 
 
-def test_bad_requests_answer_400_with_a_json_string(sandbox_server: SandboxServer) -> None:
+def test_every_refusal_uses_a_documented_status(sandbox_server: SandboxServer, spec: Spec) -> None:
+    """Bad input answers 400 where the operation's spec lists 400, else the closest client error it
+    lists (422, then 401); a path id that is not a UUID answers 404 where listed. Always a JSON
+    string saying what was wrong."""
     sb = sandbox_server
     customer = raw(sb, "POST", "/customers", body={"customer_type": "Person", "email": "a@example.com"}).json()
     cid = customer["id"]
@@ -286,6 +289,11 @@ def test_bad_requests_answer_400_with_a_json_string(sandbox_server: SandboxServe
         ("PUT", f"/customers/{cid}", {"email": ""}, {}),
         ("PUT", "/customers/not-a-uuid", {"email": "a@example.com"}, {}),
         ("GET", "/customers/not-a-uuid", None, {}),
+        ("GET", "/customers", None, {"X-API-Version": "2024-01-01"}),
+        ("GET", f"/customers/{cid}", None, {"X-SUB-PARTNER-ID": "nope"}),
+        ("POST", f"/sandbox/identification/{uuid.uuid4()}", {"approved": True}, {"IDEMPOTENCY-KEY": ""}),
+        ("POST", f"/customers/{cid}/signings", {"signed": True, "content_id": str(uuid.uuid4())},
+         {"IDEMPOTENCY-KEY": None}),
         ("GET", "/customers?page_size=101", None, {}),
         ("GET", "/customers?page_size=0", None, {}),
         ("GET", "/customers?status=Happy", None, {}),
@@ -308,7 +316,11 @@ def test_bad_requests_answer_400_with_a_json_string(sandbox_server: SandboxServe
     ]
     for method, path, body, headers in cases:
         response = raw(sb, method, path, body=body, headers=headers)
-        assert_string_error(response, 400)
+        listed = {int(code) for code in spec.operation(method, path.split("?")[0])[1]["responses"]}
+        natural = 404 if "not-a-uuid" in path or "/123/" in path or "/nope/" in path else 400
+        expected = natural if natural in listed else next(c for c in (400, 422, 401) if c in listed)
+        message = assert_string_error(response, expected)
+        assert (method, path, response.status_code) and message
     # Raw bytes that are not JSON, or not an object, or sent as another media type.
     for content, content_type in ((b"{", "application/json"), (b"[]", "application/json"),
                                   (b'{"customer_type":"Person","email":"a@example.com"}', "text/plain"),
@@ -537,3 +549,27 @@ def test_random_queries_never_cause_a_5xx(
     assert response.status_code < 500, (response.status_code, response.text)
     if response.status_code >= 400:
         assert_string_error(response, response.status_code)
+
+
+def test_each_operation_answers_only_what_its_spec_lists(spec: Spec) -> None:
+    from iron_sandbox.app import operations
+
+    served = {(method, path): op for method, path, op in operations()}
+    for method, path, op in operations():
+        listed = {int(code) for code in spec.document["paths"][path][method.lower()]["responses"]}
+        assert set(op.statuses) == listed, f"{method} {path}: sandbox {sorted(op.statuses)}, spec {sorted(listed)}"
+    in_spec = {(m.upper(), p) for p, item in spec.document["paths"].items() for m in item}
+    assert in_spec - set(served) == {("GET", "/terms-and-conditions")}, sorted(in_spec - set(served))
+
+
+def test_empty_optional_headers_count_as_absent(sandbox_server: SandboxServer) -> None:
+    sb = sandbox_server
+    empty = {"X-SUB-PARTNER-ID": "", "X-API-Version": ""}
+    created = raw(sb, "POST", "/customers", body={"customer_type": "Person", "email": "e@example.com"}, headers=empty)
+    assert created.status_code == 201, created.text
+    cid = created.json()["id"]
+    for path in (f"/customers/{cid}", "/customers", f"/customers/{cid}/requirements", "/webhooks"):
+        response = raw(sb, "GET", path, headers=empty)
+        assert response.status_code == 200, (path, response.text)
+    # Unscoped: the customer made with an empty sub-partner header is the partner's own.
+    assert raw(sb, "GET", f"/customers/{cid}").status_code == 200

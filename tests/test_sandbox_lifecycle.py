@@ -15,6 +15,7 @@ import pytest
 from iron_client import (
     Customer,
     IronBadRequest,
+    IronNotFound,
     IronClient,
     IronHasPendingIdentification,
     IronUnauthorized,
@@ -161,7 +162,7 @@ async def test_declined_identification(sandbox: SandboxServer, iron: IronClient)
     assert requirements.requirements_due == ["kyc"]
     (missing,) = requirements.missing
     assert missing.code == "kyc_identity" and missing.retryable is True and missing.reject_reasons
-    with pytest.raises(IronBadRequest):  # decided already
+    with pytest.raises(IronNotFound, match="No pending identification"):  # decided already
         await iron.decide_sandbox_identification(ident.id, approved=True, idempotency_key=new_key())
 
     # Declined is terminal: a new identification may start, and can succeed.

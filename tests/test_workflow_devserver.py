@@ -5,15 +5,18 @@ Iron's side is then checked through the sandbox's own state and request log."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from temporalio.client import WorkflowUpdateFailedError
 
+from data_protection.documents import FilesystemDocumentStore
+from iron_client.models import IdentificationKind
 from iron_sandbox.testing import SandboxServer
 from starter import accept_signing, get_state, refresh, restart_identification, sign_all, start_onboarding
 from workflows.idempotency import customer_key, identification_key
-from contracts.messages import OnboardingTimings, Phase, workflow_id_for
+from contracts.messages import IdentificationRequest, IronEventSignal, OnboardingTimings, Phase, workflow_id_for
 from tests.workflow_harness import dev_server_env, requests_matching, running_worker, wait_for_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -42,9 +45,14 @@ async def env(temporal_cli_path):
         yield environment
 
 
+@pytest.fixture(scope="module")
+def documents_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("documents")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def worker(env, sandbox, tmp_path_factory):
-    async with running_worker(env.client, sandbox, tmp_path_factory.mktemp("documents")) as w:
+async def worker(env, sandbox, documents_dir):
+    async with running_worker(env.client, sandbox, documents_dir) as w:
         yield w
 
 
@@ -177,3 +185,51 @@ async def test_continue_as_new_on_long_history_keeps_state_and_idempotency_keys(
     assert [r["idempotency_key"] for r in posts] == [identification_key(workflow_id_for(external_id), 1, 1)]
     customers = requests_matching(log, "POST", "/api/customers")
     assert len([r for r in customers if r["path"] == "/api/customers" and r["idempotency_key"] == customer_key(workflow_id_for(external_id))]) == 1
+
+
+async def test_a_restart_consumed_just_before_continue_as_new_is_not_forgotten(env, worker, sandbox, documents_dir):
+    """Declined, then a restart whose identification Iron refuses (NeedsAttention), then a restart
+    with good data: the run continues as new right after taking that restart, and the next run
+    must still create the new identification instead of going back to the declined one."""
+    # Every wake past 20 events continues as new: the restart is taken right before one.
+    timings = DEV_TIMINGS.model_copy(update={"continue_as_new_after_events": 20, "parked_reconcile_seconds": 3600})
+    external_id = f"restart-can-{uuid.uuid4().hex[:10]}"
+    await start_onboarding(
+        env.client, external_id, email=f"{external_id}@example.com", timings=timings, task_queue=worker.task_queue
+    )
+    handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+    waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
+    await sandbox.control.set_identification_status(waiting.identification_id, "Declined")
+    await wait_for_state(handle, lambda s: s.phase == Phase.DECLINED, timeout=60, what="Declined")
+
+    missing = IdentificationRequest(kind=IdentificationKind.PERSON, document_ref="fs:" + uuid.uuid4().hex)
+    await restart_identification(env.client, external_id, reason="new documents", identification=missing)
+    parked = await wait_for_state(
+        handle,
+        lambda s: s.phase == Phase.NEEDS_ATTENTION and "continuing as new" in s.audit[-1].cause,
+        timeout=60,
+        what="NeedsAttention, in a run of its own",
+    )
+    assert parked.needs_attention.step == "create_identification"
+    # Events that wake nothing (about another customer) grow the parked run's history, so the
+    # run is past its limit by the time the restart is taken.
+    for n in range(8):
+        await handle.signal(
+            "iron_event",
+            IronEventSignal(type="customer_status", timestamp=f"other-{n}", customer_id=str(uuid.uuid4()), status="Active"),
+        )
+        await wait_for_state(handle, lambda s, n=n: s.recent_events and s.recent_events[-1].timestamp == f"other-{n}", what="event recorded")
+
+    samples = Path(__file__).resolve().parent.parent / "samples" / "person_identification.json"
+    good_ref = await FilesystemDocumentStore(documents_dir).put(samples.read_bytes())
+    good = IdentificationRequest(kind=IdentificationKind.PERSON, document_ref=good_ref)
+    await restart_identification(env.client, external_id, reason="documents uploaded", identification=good)
+    renewed = await wait_for_state(
+        handle,
+        lambda s: s.phase == Phase.DECLINED
+        or (s.phase == Phase.AWAITING_IDENTIFICATION and s.identification_id != waiting.identification_id),
+        timeout=60,
+        what="a new identification after the restart",
+    )
+    assert renewed.phase == Phase.AWAITING_IDENTIFICATION, "the restart was forgotten: back to the declined identification"
+    assert renewed.identification_kind == "Person"

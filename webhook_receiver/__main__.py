@@ -1,4 +1,5 @@
-"""`python -m webhook_receiver [--host H] [--port P]`
+"""`python -m webhook_receiver [--host H] [--port P]`, or `python -m webhook_receiver check ...`
+(see `webhook_receiver/check.py`).
 
 Secrets from `IRON_WEBHOOK_SECRETS`, Iron from `IRON_*`, Temporal from Temporal's environment
 configuration. Starts even while Temporal is down (deliveries get 503 until it is back), but
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import uvicorn
 
@@ -23,6 +25,11 @@ PROGRAM = "webhook_receiver"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        from webhook_receiver.check import main as check_main
+
+        return check_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m webhook_receiver",
         description="Receive Iron's webhooks on POST /webhooks/iron and signal the customer's onboarding workflow.",

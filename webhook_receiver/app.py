@@ -10,7 +10,8 @@ first that fails:
     415  not application/json
     400  not JSON (or nested deeper than MAX_JSON_DEPTH), not an Iron webhook container, or an
          id that is not an Iron id (ids go into URL paths and workflow ids only once validated)
-    200  ping, or an event type the onboarding does not use: acknowledged, nothing signalled
+    200  ping (remembered for `GET /webhooks/iron/pings/{customer_id}`), or an event type the
+         onboarding does not use: acknowledged, nothing signalled
     200  Iron does not know the customer: acknowledged, nothing signalled (a retry cannot help)
     503  Iron cannot be asked now: Iron retries the delivery later
     409  the workflow named after the customer's external id belongs to another Iron customer
@@ -26,6 +27,7 @@ replicas can share one URL. It never logs the body, the signature or a secret.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import re
 import time
@@ -165,11 +167,31 @@ def _normalised_type(event: WebhookEvent) -> str:
     return event.type
 
 
+class RecentPings:
+    """The last verified pings this process received, by the customer id the ping named, so
+    `python -m webhook_receiver check` can confirm its own ping arrived. Bounded, in memory: a
+    ping is a test, not an event anyone must keep."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._pings: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+
+    def record(self, customer_id: str, webhook_id: str | None) -> None:
+        self._pings.pop(customer_id, None)
+        self._pings[customer_id] = {"customer_id": customer_id, "webhook_id": webhook_id, "received_at": time.time()}
+        while len(self._pings) > self._size:
+            self._pings.popitem(last=False)
+
+    def get(self, customer_id: str) -> dict[str, Any] | None:
+        return self._pings.get(customer_id)
+
+
 class WebhookReceiver:
     def __init__(self, settings: ReceiverSettings, provider: ClientProvider, router: CustomerRouter) -> None:
         self.settings = settings
         self.provider = provider
         self.router = router
+        self.pings = RecentPings()
         # The SDK's deadline (which also bounds its retries) should fire first; this one only
         # guards against a call that never returns.
         self._guard_timeout = settings.temporal_timeout_seconds + 0.5
@@ -254,6 +276,8 @@ class WebhookReceiver:
         ctx.update(entity_id=event.entity_id, iron_status=_header_value(event.status, 64))
 
         if event_type == "ping":
+            if event.customer_id:
+                self.pings.record(event.customer_id, ctx.get("webhook_id"))
             return Outcome(200, "ignored", "ping")
         if event_type not in ONBOARDING_TYPES:
             return Outcome(200, "ignored", f"event type {event_type!r} is not used by onboarding")
@@ -467,6 +491,12 @@ def create_app(
         )
         return outcome.response(webhook_id)
 
+    async def ping_seen(request: Request) -> JSONResponse:
+        seen = receiver.pings.get(request.path_params["customer_id"])
+        if seen is None:
+            return JSONResponse({"status": "not_seen"}, status_code=404)
+        return JSONResponse({"status": "seen", **seen})
+
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -488,6 +518,7 @@ def create_app(
     app = Starlette(
         routes=[
             HttpRoute(WEBHOOK_PATH, webhook, methods=["POST"]),
+            HttpRoute(WEBHOOK_PATH + "/pings/{customer_id}", ping_seen, methods=["GET"]),
             HttpRoute("/healthz", healthz, methods=["GET"]),
             HttpRoute("/readyz", readyz, methods=["GET"]),
         ],

@@ -20,8 +20,11 @@ def idempotency_key(workflow_id: str, step: str, *parts: object) -> str:
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, name))
 
 
-def customer_key(workflow_id: str) -> str:
-    return idempotency_key(workflow_id, "create_customer")
+def customer_key(workflow_id: str, attempt: int = 0) -> str:
+    """Attempt 0 is the original start data; each `amend` of it is a new attempt."""
+    if attempt == 0:
+        return idempotency_key(workflow_id, "create_customer")
+    return idempotency_key(workflow_id, "create_customer", attempt)
 
 
 def identification_key(workflow_id: str, cycle: int, attempt: int) -> str:

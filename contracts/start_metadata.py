@@ -1,0 +1,173 @@
+"""What every start of a `CustomerOnboarding` gives Temporal besides its input: the static
+summary and details the Web UI shows on a workflow's first tab, and the `start_digest` memo
+that lets a second start tell "the same customer again" from "different data for a running
+customer".
+
+Pure functions, no I/O: the starter, the webhook receiver's adoption and the workflow (to keep
+the digest true after an `amend`) call the same ones. Nothing personal goes in: the summary and
+details name ids, kinds and types only, and the digest holds one salted SHA-256 per field, never
+the value (memos are encrypted by the payload codec as well, where keys are configured).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from contracts.messages import (
+    QUERY_STATE,
+    UPDATE_ACCEPT_SIGNING,
+    UPDATE_AMEND,
+    UPDATE_REFRESH,
+    UPDATE_RESTART_IDENTIFICATION,
+    AmendRequest,
+    IdentificationRequest,
+    OnboardingInput,
+    workflow_id_for,
+)
+
+START_DIGEST_MEMO = "start_digest"
+# The start data a second start is compared on. Timings are not: they tune the engine, they do
+# not describe the customer.
+DIGEST_FIELDS = ("email", "name", "customer_type", "identification", "iron_customer_id")
+DIGEST_VERSION = "1"
+
+# The Web UI shows the summary as one line; Temporal caps user metadata in size.
+SUMMARY_MAX_CHARS = 200
+DETAILS_MAX_CHARS = 4000
+
+
+# --- start digest ------------------------------------------------------------------------------
+
+
+def field_digest(workflow_id: str, field: str, value: str | None) -> str:
+    """A salted SHA-256 of one start field: equal values give equal digests for one workflow,
+    and a digest says nothing of the value (the salt is the workflow id, so the same email of
+    two customers does not even look alike)."""
+    h = hashlib.sha256()
+    h.update(f"start-digest/{DIGEST_VERSION}\x00{workflow_id}\x00{field}\x00".encode("utf-8"))
+    h.update(b"\x00" if value is None else b"\x01" + value.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:32]
+
+
+def identification_fingerprint(identification: IdentificationRequest, content: Any = None) -> str:
+    """What identifies the identification a start asks for. `content`, the parsed data file of a
+    Person or Business identification, stands in for its document reference: every start
+    stores the file anew, under a new reference, though it is the same data."""
+    fields = identification.model_dump(mode="json", exclude_none=True)
+    if content is not None:
+        fields.pop("document_ref", None)
+        fields["content_sha256"] = hashlib.sha256(
+            json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        ).hexdigest()
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+def start_digest(workflow_input: OnboardingInput, *, identification_content: Any = None) -> dict[str, str]:
+    """The `start_digest` memo value for a start with this input: field name -> digest."""
+    workflow_id = workflow_id_for(workflow_input.external_id)
+    values: dict[str, str | None] = {
+        "email": workflow_input.email,
+        "name": workflow_input.name,
+        "customer_type": workflow_input.customer_type.value,
+        "identification": identification_fingerprint(workflow_input.identification, identification_content),
+        "iron_customer_id": workflow_input.iron_customer_id,
+    }
+    digest = {field: field_digest(workflow_id, field, values[field]) for field in DIGEST_FIELDS}
+    digest["version"] = DIGEST_VERSION
+    if workflow_input.iron_customer_id:
+        # Started from Iron's own data (adopt, the receiver's adoption): a later start with the
+        # partner's data is no contradiction of it.
+        digest["adopted"] = "1"
+    return digest
+
+
+def amended_start_digest(digest: Mapping[str, str], external_id: str, amend: AmendRequest) -> dict[str, str]:
+    """The digest after an accepted `amend`: what a start with the corrected data would give,
+    so starting again with the corrected data attaches instead of reporting a difference."""
+    workflow_id = workflow_id_for(external_id)
+    updated = dict(digest)
+    if amend.email is not None:
+        updated["email"] = field_digest(workflow_id, "email", amend.email)
+    if amend.name is not None:
+        updated["name"] = field_digest(workflow_id, "name", amend.name)
+    if amend.customer_type is not None:
+        updated["customer_type"] = field_digest(workflow_id, "customer_type", amend.customer_type.value)
+    return updated
+
+
+def differing_fields(running: Any, wanted: Mapping[str, str]) -> list[str] | None:
+    """The fields in which a start differs from the running onboarding's start, or None when
+    they cannot be compared: the running one carries no digest this code reads (started before
+    digests), or was adopted from Iron's data."""
+    if not isinstance(running, Mapping) or running.get("version") != wanted.get("version") or running.get("adopted"):
+        return None
+    return [f for f in DIGEST_FIELDS if f in running and running[f] != wanted.get(f)]
+
+
+# --- what the Web UI shows first -----------------------------------------------------------------
+
+
+def static_summary(workflow_input: OnboardingInput, *, started_by: str = "starter") -> str:
+    """One line for the UI's list and the workflow's first tab: who, which identification, how
+    it began. Ids and kinds only, never a name or an email."""
+    kind = workflow_input.identification.kind.value
+    if workflow_input.iron_customer_id:
+        text = f"Adopted Iron customer {workflow_input.iron_customer_id} as {workflow_input.external_id} ({started_by})"
+    else:
+        text = (
+            f"Onboarding {workflow_input.external_id}: {workflow_input.customer_type.value}, "
+            f"{kind} identification ({started_by})"
+        )
+    return _clip(text, SUMMARY_MAX_CHARS)
+
+
+def static_details(workflow_input: OnboardingInput, *, started_by: str = "starter") -> str:
+    """The story of this workflow for the person who opens it (markdown): what it does, where
+    its live state is, and the commands that drive it."""
+    external_id = workflow_input.external_id
+    kind = workflow_input.identification.kind.value
+    begin = (
+        f"Adopted the Iron customer `{workflow_input.iron_customer_id}`, starting from its current state at Iron."
+        if workflow_input.iron_customer_id
+        else f"Finds the Iron customer by external id `{external_id}`, creating it only if absent."
+    )
+    lines = [
+        f"**Customer onboarding** for external id `{external_id}` ({workflow_input.customer_type.value}), "
+        f"started by {started_by}.",
+        "",
+        f"1. {begin}",
+        f"2. Creates a `{kind}` identification and waits for Iron's decision (webhooks, with polling as the fallback).",
+        "3. Signs the documents Iron requires once the customer accepts them.",
+        "4. Stays open while `Active`, and loops back whenever Iron's compliance reverts the customer.",
+        "",
+        "Where it stands: the search attributes `OnboardingPhase`, `IronCustomerStatus`, "
+        f"`IronIdentificationStatus`, the current details line, and the `{QUERY_STATE}` query "
+        "(Queries tab) with the reason of any `NeedsAttention` and the audit trail.",
+        "",
+        "Drive it:",
+        f"- `python starter.py status {external_id}`",
+        f"- `python starter.py sign {external_id} --all` (update `{UPDATE_ACCEPT_SIGNING}`)",
+        f"- `python starter.py restart {external_id} --reason ...` (update `{UPDATE_RESTART_IDENTIFICATION}`, "
+        "after `Declined` or `NeedsAttention`)",
+        f"- `python starter.py amend {external_id} --email ...` (update `{UPDATE_AMEND}`, before the Iron customer exists)",
+        f"- `python starter.py refresh {external_id}` (update `{UPDATE_REFRESH}`)",
+    ]
+    return _clip("\n".join(lines), DETAILS_MAX_CHARS)
+
+
+def start_metadata(
+    workflow_input: OnboardingInput, *, started_by: str = "starter", identification_content: Any = None
+) -> dict[str, Any]:
+    """Keyword arguments for `Client.start_workflow` beside the input: summary, details, memo."""
+    return {
+        "static_summary": static_summary(workflow_input, started_by=started_by),
+        "static_details": static_details(workflow_input, started_by=started_by),
+        "memo": {START_DIGEST_MEMO: start_digest(workflow_input, identification_content=identification_content)},
+    }
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

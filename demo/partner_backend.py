@@ -1,0 +1,419 @@
+"""A small partner backend: receives the onboarding's events, verifies and prints them, and signs
+documents when an event says signings are required, instead of polling.
+
+    python -m demo.partner_backend [--host 127.0.0.1] [--port 8095] [--no-sign]
+
+Secrets from `ONBOARDING_EVENTS_SECRET` (the engine's, comma-separated during rotation), Temporal
+from Temporal's environment configuration (signing goes through `starter.accept_signing`).
+
+    POST /events             an event: 401 unless a secret verifies it (`standardwebhooks`),
+                             200 once recorded (a repeated webhook-id is counted, not re-recorded)
+    GET  /healthz
+    GET  /_control/events    what arrived, in order, per customer, and counters
+    POST /_control/refuse    {"mode": "error" | "closed", "seconds": S, "status": 500, "rate": 1.0}
+                             `error`: answer `status` to a share `rate` of events (for S seconds,
+                             or until accepted again); `closed`: stop listening for S seconds
+                             (connections are refused), then listen again on the same port
+    DELETE /_control/refuse  accept every event again
+
+Every event prints one line: `event <type> <external id> <phase> seq=<n>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import uvicorn
+from standardwebhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from runtime.events_settings import EventsSettingsError, secret_bytes, split_secrets
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8095
+EVENTS_PATH = "/events"
+MAX_BODY_BYTES = 1024 * 1024
+AWAITING_SIGNINGS = "AwaitingSignings"
+
+Signer = Callable[[str, str], Awaitable[Any]]  # (external_id, content_id) -> anything
+
+
+@dataclass
+class ReceivedEvent:
+    webhook_id: str
+    type: str
+    sequence: int
+    phase: str | None
+    received_at: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"webhook_id": self.webhook_id, "type": self.type, "sequence": self.sequence, "phase": self.phase}
+
+
+@dataclass
+class Refusal:
+    mode: str  # "error" or "closed"
+    status: int = 500
+    rate: float = 1.0
+    until: float | None = None  # monotonic time; None: until accepted again
+
+
+@dataclass
+class PartnerBackend:
+    """The backend's state and its ASGI app. `signer` signs one document for one customer;
+    None turns signing off."""
+
+    secrets: list[str]
+    signer: Signer | None = None
+    out: Callable[[str], None] = print
+    seed: int | None = None
+    customers: dict[str, list[ReceivedEvent]] = field(default_factory=dict)
+    seen_ids: set[str] = field(default_factory=set)
+    counters: dict[str, int] = field(default_factory=lambda: {
+        "received": 0, "duplicates": 0, "rejected": 0, "refused": 0, "signed": 0, "sign_failures": 0,
+    })
+    refusal: Refusal | None = None
+
+    def __post_init__(self) -> None:
+        if not self.secrets:
+            raise EventsSettingsError("ONBOARDING_EVENTS_SECRET: no secret to verify events with")
+        self._verifiers = []
+        for position, secret in enumerate(self.secrets, start=1):
+            try:
+                self._verifiers.append(Webhook(secret_bytes(secret)))
+            except ValueError as exc:
+                raise EventsSettingsError(
+                    f"ONBOARDING_EVENTS_SECRET: secret {position} of {len(self.secrets)} {exc}"
+                ) from None
+        self._random = random.Random(self.seed)
+        self._signing: set[tuple[str, str]] = set()  # in flight or done
+        self._tasks: set[asyncio.Task] = set()
+        # Set by the server runner: asked to stop listening for this many seconds.
+        self.close_requested: Callable[[float], None] | None = None
+        self.app = Starlette(routes=[
+            Route(EVENTS_PATH, self.receive, methods=["POST"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/_control/events", self.control_events, methods=["GET"]),
+            Route("/_control/refuse", self.control_refuse, methods=["POST", "DELETE"]),
+        ])
+
+    # --- what arrived --------------------------------------------------------------------------
+
+    def events_for(self, external_id: str) -> list[ReceivedEvent]:
+        return list(self.customers.get(external_id, []))
+
+    def sequences(self, external_id: str) -> list[int]:
+        return [e.sequence for e in self.customers.get(external_id, [])]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "customers": {k: [e.as_json() for e in v] for k, v in self.customers.items()},
+            "counters": dict(self.counters),
+            "refusing": self.refusal.mode if self._refusing() else None,
+        }
+
+    # --- refusing ------------------------------------------------------------------------------
+
+    def refuse(self, mode: str = "error", *, seconds: float | None = None, status: int = 500, rate: float = 1.0) -> None:
+        if mode not in ("error", "closed"):
+            raise ValueError("mode must be 'error' or 'closed'")
+        if mode == "closed":
+            if seconds is None or seconds <= 0:
+                raise ValueError("a closed port needs 'seconds' (it cannot be reopened over HTTP)")
+            if self.close_requested is None:
+                raise ValueError("this backend is not running under a server that can close its port")
+            self.close_requested(seconds)
+            return
+        if not 400 <= status <= 599:
+            raise ValueError("status must be 4xx or 5xx")
+        until = time.monotonic() + seconds if seconds else None
+        self.refusal = Refusal(mode=mode, status=status, rate=min(max(rate, 0.0), 1.0), until=until)
+
+    def accept(self) -> None:
+        self.refusal = None
+
+    def _refusing(self) -> bool:
+        if self.refusal is None:
+            return False
+        if self.refusal.until is not None and time.monotonic() >= self.refusal.until:
+            self.refusal = None
+            return False
+        return True
+
+    # --- HTTP ----------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def control_events(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.snapshot())
+
+    async def control_refuse(self, request: Request) -> JSONResponse:
+        if request.method == "DELETE":
+            self.accept()
+            return JSONResponse({"refusing": None})
+        try:
+            body = await request.json()
+            self.refuse(
+                str(body.get("mode", "error")),
+                seconds=float(body["seconds"]) if body.get("seconds") is not None else None,
+                status=int(body.get("status", 500)),
+                rate=float(body.get("rate", 1.0)),
+            )
+        except (ValueError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"refusing": str(body.get("mode", "error"))})
+
+    async def receive(self, request: Request) -> JSONResponse:
+        if self._refusing() and self._random.random() < self.refusal.rate:
+            self.counters["refused"] += 1
+            return JSONResponse({"error": "refusing for now"}, status_code=self.refusal.status)
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return JSONResponse({"error": "too large"}, status_code=413)
+        headers = dict(request.headers)
+        payload = None
+        for verifier in self._verifiers:
+            try:
+                payload = verifier.verify(body, headers)
+                break
+            except WebhookVerificationError:
+                continue
+            except ValueError:  # a malformed signature header
+                break
+        if payload is None:
+            self.counters["rejected"] += 1
+            return JSONResponse({"error": "signature"}, status_code=401)
+        try:
+            data = payload["data"]
+            event = ReceivedEvent(
+                webhook_id=headers["webhook-id"],
+                type=str(payload["type"]),
+                sequence=int(data["sequence"]),
+                phase=data.get("phase"),
+                received_at=time.time(),
+            )
+            external_id = str(data["external_id"])
+        except (KeyError, TypeError, ValueError):
+            return JSONResponse({"error": "not an onboarding event"}, status_code=400)
+
+        if event.webhook_id in self.seen_ids:
+            self.counters["duplicates"] += 1
+            return JSONResponse({"status": "duplicate"})
+        self.seen_ids.add(event.webhook_id)
+        self.counters["received"] += 1
+        history = self.customers.setdefault(external_id, [])
+        newest = max((e.sequence for e in history), default=0)
+        history.append(event)
+        self.out(f"event {event.type} {external_id} {event.phase} seq={event.sequence}")
+        # Act only on the newest state: a late event never undoes a newer one.
+        if event.sequence > newest:
+            self._sign_what_is_required(external_id, data)
+        return JSONResponse({"status": "ok"})
+
+    # --- signing -------------------------------------------------------------------------------
+
+    def _sign_what_is_required(self, external_id: str, data: dict[str, Any]) -> None:
+        if self.signer is None or data.get("phase") != AWAITING_SIGNINGS:
+            return
+        for signing in data.get("required_signings") or []:
+            key = (external_id, str(signing.get("id")))
+            if signing.get("signed") or key in self._signing:
+                continue
+            self._signing.add(key)
+            # After the answer, not before it: a backend acknowledges an event promptly.
+            task = asyncio.get_running_loop().create_task(self._sign(*key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _sign(self, external_id: str, content_id: str) -> None:
+        try:
+            await self.signer(external_id, content_id)
+        except Exception as exc:  # reported, and tried again on the next event that asks
+            self._signing.discard((external_id, content_id))
+            self.counters["sign_failures"] += 1
+            self.out(f"sign {external_id} {content_id} failed: {type(exc).__name__}: {exc}")
+            return
+        self.counters["signed"] += 1
+        self.out(f"signed {external_id} {content_id}")
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait for the signings in flight."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+
+def temporal_signer(connect: Callable[[], Awaitable[Any]] | None = None) -> Signer:
+    """Signs through the starter's public API with one Temporal client, connected on first use."""
+    import starter
+
+    client: Any = None
+    lock = asyncio.Lock()
+
+    async def sign(external_id: str, content_id: str) -> Any:
+        nonlocal client
+        async with lock:
+            if client is None:
+                if connect is None:
+                    from runtime.temporal import connect as temporal_connect
+
+                    client = await temporal_connect()
+                else:
+                    client = await connect()
+        return await starter.accept_signing(client, external_id, content_id)
+
+    return sign
+
+
+class PartnerBackendServer:
+    """Serves a `PartnerBackend` on one port, and can stop listening on it for a while (a
+    backend that is down: connections refused) and listen again on the same port."""
+
+    def __init__(self, backend: PartnerBackend, *, host: str = DEFAULT_HOST, port: int = 0) -> None:
+        self.backend = backend
+        self.host = host
+        self.port = port or _free_port(host)
+        self._reopen_at: float | None = None
+        self._server: uvicorn.Server | None = None
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        backend.close_requested = self._request_close
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def events_url(self) -> str:
+        return self.url + EVENTS_PATH
+
+    def _request_close(self, seconds: float) -> None:
+        self._reopen_at = time.monotonic() + seconds
+        if self._server is not None:
+            self._server.should_exit = True
+
+    def close_for(self, seconds: float) -> None:
+        """Stop listening for `seconds` (thread-safe)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._request_close, seconds)
+
+    async def serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        while not self._stopping:
+            reopen_at = self._reopen_at
+            if reopen_at is not None:
+                self.backend.out(f"backend closed for {max(reopen_at - time.monotonic(), 0):.1f}s")
+                while time.monotonic() < reopen_at and not self._stopping:
+                    await asyncio.sleep(0.05)
+                self._reopen_at = None
+                if self._stopping:
+                    break
+                self.backend.out("backend listening again")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            config = uvicorn.Config(
+                self.backend.app, lifespan="off", log_level="warning", access_log=False,
+                timeout_graceful_shutdown=1, log_config=None,
+            )
+            self._server = uvicorn.Server(config)
+            try:
+                await self._server.serve(sockets=[sock])
+            finally:
+                sock.close()
+                self._server = None
+            if self._reopen_at is None:
+                break  # asked to stop, not to close for a while
+        await self.backend.drain(timeout=5)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._reopen_at = None
+        if self._server is not None:
+            self._server.should_exit = True
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.started
+
+
+class PartnerBackendThread(PartnerBackendServer):
+    """The same, on a background thread with its own event loop: for tests and in-process use."""
+
+    def start(self, timeout: float = 15.0) -> "PartnerBackendThread":
+        self._thread = threading.Thread(target=lambda: asyncio.run(self.serve()), daemon=True, name="partner-backend")
+        self._thread.start()
+        self.wait_listening(timeout)
+        return self
+
+    def wait_listening(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.listening:
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"partner backend not listening on {self.url} after {timeout}s")
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(super().stop)
+        else:
+            super().stop()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> "PartnerBackendThread":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_port(host: str) -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m demo.partner_backend", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--no-sign", action="store_true", help="only receive events; never sign documents")
+    args = parser.parse_args(argv)
+    try:
+        backend = PartnerBackend(
+            split_secrets(os.environ.get("ONBOARDING_EVENTS_SECRET")),
+            signer=None if args.no_sign else temporal_signer(),
+            out=lambda line: print(line, flush=True),
+        )
+    except (EventsSettingsError, ValueError) as exc:
+        print(f"partner_backend: {exc}", file=sys.stderr)
+        return 2
+    server = PartnerBackendServer(backend, host=args.host, port=args.port)
+    print(f"partner backend listening on {server.events_url}", flush=True)
+    try:
+        asyncio.run(server.serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    from starter import exit_now  # no interpreter finalization under the Temporal client's threads
+
+    exit_now(main())

@@ -1,0 +1,105 @@
+"""Where events go and what signs them: `ONBOARDING_EVENTS_URL`, `ONBOARDING_EVENTS_SECRET`.
+
+Read once at start; a value that cannot be used stops the process with one line that names the
+variable and never shows a secret. Without `ONBOARDING_EVENTS_URL` events are not sent.
+
+Secrets are Standard Webhooks secrets, `whsec_` followed by the base64 of 24 to 64 random
+bytes (the range the specification asks for); several, comma-separated, during a rotation:
+every event is then signed with each, so a backend verifying with either accepts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_URL = "ONBOARDING_EVENTS_URL"
+ENV_SECRET = "ONBOARDING_EVENTS_SECRET"
+ENV_TIMEOUT = "ONBOARDING_EVENTS_TIMEOUT_SECONDS"
+
+SECRET_PREFIX = "whsec_"
+MIN_SECRET_BYTES = 24
+MAX_SECRET_BYTES = 64
+
+
+class EventsSettingsError(ValueError):
+    """An events setting is unusable; the message is one line naming the variable."""
+
+
+def secret_bytes(secret: str) -> bytes:
+    """The key inside a `whsec_<base64>` secret, strictly decoded (the `standardwebhooks`
+    library decodes leniently, skipping any character that is not base64, so a mistyped
+    secret would otherwise sign with a different key than the backend's)."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"must start with {SECRET_PREFIX!r}")
+    encoded = secret[len(SECRET_PREFIX):]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"is not {SECRET_PREFIX}<base64>") from None
+    if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
+        raise ValueError(f"must hold {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, holds {len(key)}")
+    return key
+
+
+def split_secrets(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+class EventsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ONBOARDING_EVENTS_", extra="ignore", frozen=True)
+
+    url: AnyHttpUrl | None = None
+    # All secrets, comma-separated; kept secret so they never show in a repr or a log.
+    secret: SecretStr | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _blank_url_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _secrets_usable(self) -> "EventsSettings":
+        secrets = split_secrets(self.secret.get_secret_value() if self.secret else None)
+        if self.url is not None and not secrets:
+            raise ValueError(f"{ENV_URL} is set but {ENV_SECRET} is empty: give one whsec_ secret or several, comma-separated")
+        for position, secret in enumerate(secrets, start=1):
+            try:
+                secret_bytes(secret)
+            except ValueError as exc:
+                raise ValueError(f"{ENV_SECRET}: secret {position} of {len(secrets)} {exc}") from None
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every signing secret, in the order given (the new one first, by convention)."""
+        return split_secrets(self.secret.get_secret_value() if self.secret else None)
+
+
+def load_events_settings() -> EventsSettings:
+    """`EventsSettings` from the environment; `EventsSettingsError` with one line, and no
+    secret in it, when a value is unusable."""
+    try:
+        return EventsSettings()
+    except ValidationError as exc:
+        raise EventsSettingsError(_one_line(exc)) from None
+
+
+_FIELD_TO_ENV = {"url": ENV_URL, "secret": ENV_SECRET, "timeout_seconds": ENV_TIMEOUT}
+
+
+def _one_line(exc: ValidationError) -> str:
+    # pydantic's own text quotes the input; for a secret that would print it.
+    error = exc.errors(include_input=False, include_url=False)[0]
+    where = _FIELD_TO_ENV.get(str(error["loc"][0]), "") if error["loc"] else ""
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where and not message.startswith(where) else message

@@ -1,0 +1,447 @@
+"""`decide`, the onboarding's business rules, without Temporal or Iron: one table row per branch.
+
+Each test feeds observations one at a time, the way the workflow does, and checks the action
+`decide` returns and what it recorded in the state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from contracts.activity_models import (
+    CustomerSnapshot,
+    IdentificationSnapshot,
+    RequiredSigningSnapshot,
+    SigningSnapshot,
+)
+from contracts.messages import IronEventSignal, OnboardingState, OnboardingTimings, Phase
+from workflows import decide as d
+
+T = OnboardingTimings()
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+CUSTOMER = "cus-1"
+
+
+def customer(status: str, *ids: str, created: bool = False) -> CustomerSnapshot:
+    return CustomerSnapshot(id=CUSTOMER, status=status, customer_type="Person", identification_ids=list(ids), created=created)
+
+
+def identification(id_: str, status: str) -> IdentificationSnapshot:
+    return IdentificationSnapshot(id=id_, status=status, url=f"https://kyc.example/{id_}", created_at=T0.isoformat())
+
+
+SIGNINGS = (
+    RequiredSigningSnapshot(id="terms", url="https://sign.example/terms", display_name="Terms"),
+    RequiredSigningSnapshot(id="privacy", url="https://sign.example/privacy", display_name="Privacy"),
+)
+
+
+class Run:
+    """Feeds `decide` like the workflow does, with a clock."""
+
+    def __init__(self, state: OnboardingState | None = None, timings: OnboardingTimings = T) -> None:
+        self.state = state or OnboardingState(external_id="ext-1")
+        self.timings = timings
+        self.now = T0
+
+    def __call__(self, observation: d.Observation, *, after: float = 1.0) -> d.Action:
+        self.now += timedelta(seconds=after)
+        return d.decide(self.state, observation, self.now, self.timings)
+
+    def start(self, *, carried: bool = False, email: bool = True) -> d.Action:
+        return self(d.RunStarted(carried=carried, email_known=email))
+
+    def woken(self, *wakes: d.Wake, due: tuple[str, ...] = (), after: float = 1.0) -> d.Action:
+        return self(d.Woken(wakes=wakes, due=due), after=after)
+
+
+def to_awaiting_identification(run: Run) -> d.Action:
+    assert isinstance(run.start(), d.FindOrCreateCustomer)
+    assert isinstance(run(d.CustomerFound(customer("IdentificationRequired", created=True))), d.CreateIdentification)
+    return run(d.IdentificationCreated(identification("idv-1", "Pending"), adopted=False, kind="Link"))
+
+
+def to_awaiting_signings(run: Run) -> d.Action:
+    to_awaiting_identification(run)
+    assert isinstance(run.woken(d.IronHint("identification_status", about_customer=False)), d.ReadIdentification)
+    assert run(d.IdentificationRead(identification("idv-1", "Approved"))) == d.ReadCustomer(cause="identification approved")
+    assert isinstance(run(d.CustomerRead(customer("SigningsRequired", "idv-1"))), d.ReadSignings)
+    return run(d.SigningsRead(SIGNINGS))
+
+
+def to_active(run: Run) -> d.Action:
+    to_awaiting_signings(run)
+    for content_id in ("terms", "privacy"):
+        action = run.woken(d.SigningRequested(content_id))
+        assert action == d.Sign(content_id=content_id, cycle=run.state.cycle)
+        action = run(d.Signed(content_id, SigningSnapshot(id=f"sig-{content_id}", content_id=content_id, created_at="t")))
+    assert isinstance(action, d.ReadCustomer)
+    return run(d.CustomerRead(customer("Active", "idv-1")))
+
+
+# --- finding or creating the customer ----------------------------------------------------------
+
+
+def test_a_new_onboarding_finds_or_creates_the_customer_first():
+    run = Run()
+    assert run.start() == d.FindOrCreateCustomer(attempt=0)
+    assert run.state.phase == Phase.FINDING_CUSTOMER
+
+
+def test_without_an_email_the_customer_cannot_be_created_and_needs_attention():
+    run = Run()
+    assert run.start(email=False) == d.Wait()
+    assert run.state.phase == Phase.NEEDS_ATTENTION
+    assert run.state.needs_attention.error_type == "MissingEmail"
+    assert run.state.deadlines == {}, "a person fixes this: no timer"
+
+
+def test_amended_start_data_retries_the_customer_with_a_new_idempotency_attempt():
+    run = Run()
+    run.start()
+    assert run(d.IronRefused("find_or_create_customer", "email invalid", "IronValidationError", 422)) == d.Wait()
+    assert run.state.phase == Phase.NEEDS_ATTENTION
+    action = run.woken(d.AmendRequested(fields=("email",), email_known=True))
+    assert action == d.FindOrCreateCustomer(attempt=1)
+    assert run.state.needs_attention is None
+    assert "start data amended: email" in run.state.audit[-2].cause
+
+
+def test_an_existing_customer_with_a_pending_identification_is_adopted():
+    run = Run()
+    run.start()
+    assert run(d.CustomerFound(customer("IdentificationRequired", "idv-9"))) == d.ReadLatestIdentification()
+    assert run(d.LatestIdentificationRead(identification("idv-9", "Pending"))) == d.Wait()
+    s = run.state
+    assert s.identification_id == "idv-9" and s.phase == Phase.AWAITING_IDENTIFICATION
+    assert any("adopted identification idv-9" in e.cause for e in s.audit)
+
+
+# --- identification ----------------------------------------------------------------------------
+
+
+def test_the_first_identification_is_created_then_awaited_with_its_url_and_a_poll():
+    run = Run()
+    run.start()
+    action = run(d.CustomerFound(customer("IdentificationRequired", created=True)))
+    assert action == d.CreateIdentification(cycle=1, attempt=1, cause="customer needs an identification")
+    assert run.state.phase == Phase.CREATING_IDENTIFICATION
+    assert run(d.IdentificationCreated(identification("idv-1", "Pending"), adopted=False, kind="Link")) == d.Wait()
+    s = run.state
+    assert s.phase == Phase.AWAITING_IDENTIFICATION
+    assert s.identification_url == "https://kyc.example/idv-1"
+    assert s.deadlines == {"poll": run.now + timedelta(seconds=T.poll_initial_seconds)}
+    assert s.waiting_for == "the customer to complete identification"
+
+
+def test_a_pending_identification_adopted_on_409_is_recorded_as_adopted():
+    run = Run()
+    run.start()
+    run(d.CustomerFound(customer("IdentificationRequired", created=True)))
+    run(d.IdentificationCreated(identification("idv-1", "Pending"), adopted=True, kind="Link"))
+    assert "adopted pending Link identification idv-1" in [e.cause for e in run.state.audit]
+
+
+def test_a_webhook_about_the_identification_reads_only_the_identification():
+    run = Run()
+    to_awaiting_identification(run)
+    action = run.woken(d.IronHint("identification_status", about_customer=False))
+    assert action == d.ReadIdentification(identification_id="idv-1", cause="webhook identification_status")
+
+
+@pytest.mark.parametrize("status, waiting_for", [("Processed", "Iron's KYC review"), ("PendingReview", "Iron's KYC review")])
+def test_review_statuses_keep_waiting(status, waiting_for):
+    run = Run()
+    to_awaiting_identification(run)
+    run.woken(due=("poll",))
+    assert run(d.IdentificationRead(identification("idv-1", status))) == d.Wait()
+    assert run.state.phase == Phase.AWAITING_IDENTIFICATION and run.state.waiting_for == waiting_for
+
+
+def test_polling_backs_off_and_a_webhook_starts_it_over():
+    run = Run()
+    to_awaiting_identification(run)
+    delays = []
+    for _ in range(8):
+        run.woken(due=("poll",))
+        run(d.IdentificationRead(identification("idv-1", "Pending")))
+        delays.append((run.state.deadlines["poll"] - run.now).total_seconds())
+    assert delays[:4] == [120, 240, 480, 960] and delays[-1] == T.poll_max_seconds
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IdentificationRead(identification("idv-1", "Pending")))
+    assert (run.state.deadlines["poll"] - run.now).total_seconds() == T.poll_initial_seconds
+
+
+def test_approved_moves_on_once_iron_moves_the_customer():
+    run = Run()
+    assert to_awaiting_signings(run) == d.Wait()
+    s = run.state
+    assert s.phase == Phase.AWAITING_SIGNINGS
+    assert [x.id for x in s.required_signings] == ["terms", "privacy"]
+    assert s.waiting_for == "the customer to accept: Terms, Privacy"
+
+
+def test_approved_while_iron_still_requires_identification_waits_instead_of_spinning():
+    run = Run()
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IdentificationRead(identification("idv-1", "Approved")))
+    assert run(d.CustomerRead(customer("IdentificationRequired", "idv-1"))) == d.Wait()
+    assert run.state.waiting_for == "Iron to move the customer on after approval"
+    assert "poll" in run.state.deadlines
+
+
+@pytest.mark.parametrize("status", ["Expired", "Archived"])
+def test_an_expired_identification_is_renewed_with_the_next_attempt(status):
+    run = Run()
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    action = run(d.IdentificationRead(identification("idv-1", status)))
+    assert action == d.CreateIdentification(cycle=1, attempt=2, cause=f"identification idv-1 {status}: renewal 1")
+    assert run.state.expired_count == 1
+
+
+def test_renewals_are_bounded_then_the_customer_needs_attention():
+    run = Run(timings=T.model_copy(update={"max_expired_renewals": 1}))
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IdentificationRead(identification("idv-1", "Expired")))
+    run(d.IdentificationCreated(identification("idv-2", "Pending"), adopted=False, kind="Link"))
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    assert run(d.IdentificationRead(identification("idv-2", "Expired"))) == d.Wait()
+    s = run.state
+    assert s.phase == Phase.NEEDS_ATTENTION and s.needs_attention.error_type == "IdentificationExpired"
+    assert "expired 2 times in cycle 1" in s.needs_attention.reason
+
+
+def test_declined_parks_and_never_retries_on_its_own():
+    run = Run()
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    assert run(d.IdentificationRead(identification("idv-1", "Declined"))) == d.Wait()
+    assert run.state.phase == Phase.DECLINED and run.state.outcome == "Declined"
+    for _ in range(3):  # hourly reconciliation: reads, never creates
+        assert isinstance(run.woken(due=("reconcile",), after=3600), d.ReadCustomer)
+        assert isinstance(run(d.CustomerRead(customer("IdentificationRequired", "idv-1"))), d.ReadIdentification)
+        assert run(d.IdentificationRead(identification("idv-1", "Declined"))) == d.Wait()
+
+
+def test_an_operator_restart_after_decline_creates_a_new_identification():
+    run = Run()
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IdentificationRead(identification("idv-1", "Declined")))
+    assert isinstance(run.woken(d.RestartRequested(reason="documents re-checked")), d.ReadCustomer)
+    assert isinstance(run(d.CustomerRead(customer("IdentificationRequired", "idv-1"))), d.ReadIdentification)
+    action = run(d.IdentificationRead(identification("idv-1", "Declined")))
+    assert action == d.CreateIdentification(cycle=1, attempt=2, cause="operator restart: documents re-checked")
+    assert run.state.outcome is None or run.state.outcome == "Declined"
+
+
+def test_a_restart_survives_continue_as_new_before_it_is_acted_on():
+    """The restart is state, not a flag of one run: a run that continues as new right after
+    taking it still renews the identification."""
+    run = Run()
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IdentificationRead(identification("idv-1", "Declined")))
+    run.woken(d.RestartRequested(reason="documents re-checked"))
+    carried = OnboardingState.model_validate_json(run.state.model_dump_json())  # what continue-as-new carries
+    next_run = Run(carried)
+    assert isinstance(next_run.start(carried=True), d.ReadCustomer)
+    next_run(d.CustomerRead(customer("IdentificationRequired", "idv-1")))
+    action = next_run(d.IdentificationRead(identification("idv-1", "Declined")))
+    assert isinstance(action, d.CreateIdentification)
+
+
+def test_an_unknown_identification_status_parks_visibly_and_never_creates():
+    run = Run()
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    assert run(d.IdentificationRead(identification("idv-1", "OnHold"))) == d.Wait()
+    s = run.state
+    assert s.phase == Phase.UNKNOWN_IRON_STATUS and s.identification_status == "OnHold"
+    assert "'OnHold'" in s.waiting_for and "poll" in s.deadlines
+    run.woken(due=("poll",))
+    assert isinstance(run(d.CustomerRead(customer("IdentificationRequired", "idv-1"))), d.ReadIdentification)
+    assert run(d.IdentificationRead(identification("idv-1", "Pending"))) == d.Wait()
+    assert run.state.phase == Phase.AWAITING_IDENTIFICATION
+
+
+# --- signings ----------------------------------------------------------------------------------
+
+
+def test_signings_are_signed_one_by_one_and_the_last_reads_the_customer():
+    run = Run()
+    to_awaiting_signings(run)
+    assert run.woken(d.SigningRequested("terms")) == d.Sign(content_id="terms", cycle=1)
+    action = run(d.Signed("terms", SigningSnapshot(id="sig-1", content_id="terms", created_at="t")))
+    assert action == d.Wait(), "one still unsigned: no read of Iron"
+    assert run.state.waiting_for == "the customer to accept: Privacy"
+    run.woken(d.SigningRequested("privacy"))
+    action = run(d.Signed("privacy", SigningSnapshot(id="sig-2", content_id="privacy", created_at="t")))
+    assert action == d.ReadCustomer(cause="every document signed")
+    assert all(x.signed for x in run.state.required_signings)
+
+
+def test_a_refused_signing_reads_the_customer_and_signings_again():
+    run = Run()
+    to_awaiting_signings(run)
+    run.woken(d.SigningRequested("terms"))
+    assert isinstance(run(d.SigningRefused("terms", "content no longer required")), d.ReadCustomer)
+    assert isinstance(run(d.CustomerRead(customer("SigningsRequired", "idv-1"))), d.ReadSignings)
+
+
+# --- Active and after --------------------------------------------------------------------------
+
+
+def test_reaching_active_ends_the_cycle_with_continue_as_new_into_the_watch():
+    run = Run()
+    assert to_active(run) == d.ContinueAsNew(reason="end of cycle")
+    s = run.state
+    assert s.phase == Phase.ACTIVE and s.outcome == "Active" and s.cycle_completed
+    assert s.deadlines == {"reconcile": run.now + timedelta(seconds=T.active_reconcile_seconds)}
+    next_run = Run(OnboardingState.model_validate_json(s.model_dump_json()))
+    assert next_run.start(carried=True) == d.Wait(), "the next run watches first: Iron was just read"
+
+
+def test_active_is_reconciled_and_stays_active_without_a_new_cycle():
+    run = Run()
+    to_active(run)
+    assert isinstance(run.woken(due=("reconcile",), after=T.active_reconcile_seconds), d.ReadCustomer)
+    assert run(d.CustomerRead(customer("Active", "idv-1"))) == d.Wait()
+    assert run.state.cycle == 1
+
+
+def test_reversion_to_identification_required_adopts_irons_step_up_in_a_new_cycle():
+    run = Run()
+    to_active(run)
+    run.woken(d.IronHint("customer_status", about_customer=True))
+    assert run(d.CustomerRead(customer("IdentificationRequired", "idv-1", "idv-2"))) == d.ReadLatestIdentification()
+    assert run.state.cycle == 2 and not run.state.cycle_completed and run.state.required_signings == []
+    assert run(d.LatestIdentificationRead(identification("idv-2", "Pending"))) == d.Wait()
+    s = run.state
+    assert s.identification_id == "idv-2" and s.identification_cycle == 2
+    assert s.phase == Phase.AWAITING_IDENTIFICATION
+
+
+def test_reversion_without_a_step_up_creates_this_cycles_own_identification():
+    run = Run()
+    to_active(run)
+    run.woken(d.IronHint("customer_status", about_customer=True))
+    run(d.CustomerRead(customer("IdentificationRequired", "idv-1")))
+    action = run(d.LatestIdentificationRead(identification("idv-1", "Approved")))
+    assert action == d.CreateIdentification(cycle=2, attempt=1, cause="customer needs an identification")
+
+
+def test_reversion_to_signings_required_reads_the_new_signings():
+    run = Run()
+    to_active(run)
+    run.woken(d.IronHint("customer_status", about_customer=True))
+    assert run(d.CustomerRead(customer("SigningsRequired", "idv-1"))) == d.ReadSignings()
+    assert run.state.cycle == 2
+
+
+@pytest.mark.parametrize(
+    "status, phase, outcome",
+    [("Suspended", Phase.SUSPENDED, "Suspended"), ("UserRequired", Phase.USER_REQUIRED, None), ("Frozen", Phase.UNKNOWN_IRON_STATUS, None)],
+)
+def test_parked_customer_statuses_wait_visibly_with_hourly_reconciliation(status, phase, outcome):
+    run = Run()
+    to_active(run)
+    run.woken(d.IronHint("customer_status", about_customer=True))
+    assert run(d.CustomerRead(customer(status, "idv-1"))) == d.Wait()
+    s = run.state
+    assert s.phase == phase and s.customer_status == status
+    assert s.deadlines == {"reconcile": run.now + timedelta(seconds=T.parked_reconcile_seconds)}
+    if outcome:
+        assert s.outcome == outcome
+    run.woken(due=("reconcile",), after=3600)
+    assert run(d.CustomerRead(customer("Active", "idv-1"))) == d.Wait()
+    assert run.state.phase == Phase.ACTIVE and run.state.cycle == 1
+
+
+def test_archived_completes():
+    run = Run()
+    to_active(run)
+    run.woken(d.IronHint("customer_status", about_customer=True))
+    assert run(d.CustomerRead(customer("Archived", "idv-1"))) == d.Complete()
+    assert run.state.phase == Phase.ARCHIVED and run.state.outcome == "Archived"
+
+
+# --- needing attention -------------------------------------------------------------------------
+
+
+def test_a_final_rejection_parks_with_step_code_and_reason_until_iron_or_an_operator_moves():
+    run = Run()
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    assert run(d.IronRefused("get_identification", "not found", "IronNotFound", 404)) == d.Wait()
+    s = run.state
+    assert s.phase == Phase.NEEDS_ATTENTION and s.outcome == "NeedsAttention"
+    assert (s.needs_attention.step, s.needs_attention.status_code) == ("get_identification", 404)
+    assert s.deadlines == {}
+    # A webhook: read the customer; same status, still parked.
+    assert isinstance(run.woken(d.IronHint("customer_status", about_customer=True)), d.ReadCustomer)
+    assert run(d.CustomerRead(customer("IdentificationRequired", "idv-1"))) == d.Wait()
+    assert run.state.phase == Phase.NEEDS_ATTENTION
+    # Iron moved the customer on: the flag clears and the loop follows Iron.
+    run.woken(d.IronHint("customer_status", about_customer=True))
+    assert isinstance(run(d.CustomerRead(customer("SigningsRequired", "idv-1"))), d.ReadSignings)
+    assert run.state.needs_attention is None
+
+
+def test_a_restart_from_needs_attention_retries():
+    run = Run()
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IronRefused("get_identification", "not found", "IronNotFound", 404))
+    assert isinstance(run.woken(d.RestartRequested(reason="fixed")), d.ReadCustomer)
+    assert run.state.needs_attention is None and run.state.renewal_due
+
+
+# --- webhooks and handlers ---------------------------------------------------------------------
+
+
+def test_webhooks_are_deduplicated_and_other_customers_ignored():
+    state = OnboardingState(external_id="ext-1", iron_customer_id=CUSTOMER, identification_id="idv-1")
+    seen: set[str] = set()
+    event = IronEventSignal(type="identification_status", timestamp="1", customer_id=CUSTOMER, entity_id="idv-1", status="Approved")
+    assert d.note_webhook(state, seen, event, T0, T) == d.IronHint("identification_status", about_customer=False)
+    assert d.note_webhook(state, seen, event, T0, T) is None
+    assert state.recent_events[-1].duplicate
+    other = event.model_copy(update={"customer_id": "someone-else", "timestamp": "2"})
+    assert d.note_webhook(state, seen, other, T0, T) is None
+    customer_event = event.model_copy(update={"type": "customer_status", "entity_id": CUSTOMER, "timestamp": "3"})
+    assert d.note_webhook(state, seen, customer_event, T0, T) == d.IronHint("customer_status", about_customer=True)
+
+
+def test_update_validators_refuse_what_cannot_be_done():
+    run = Run()
+    to_awaiting_identification(run)
+    with pytest.raises(ValueError, match="no signing is awaited"):
+        d.check_signing(run.state, "terms", [])
+    with pytest.raises(ValueError, match="nothing to restart"):
+        d.check_restart(run.state, pending=False)
+    with pytest.raises(ValueError, match="exists already"):
+        d.check_amend(run.state)
+    d.check_refresh(run.state)
+    run = Run()
+    to_awaiting_signings(run)
+    with pytest.raises(ValueError, match="unknown content id"):
+        d.check_signing(run.state, "nope", [])
+    with pytest.raises(ValueError, match="being signed"):
+        d.check_signing(run.state, "terms", ["terms"])
+    d.check_signing(run.state, "terms", [])
+    with pytest.raises(ValueError, match="nothing to refresh"):
+        d.check_refresh(OnboardingState(external_id="x"))
+
+
+def test_timer_names_say_what_they_wait_for():
+    run = Run()
+    to_awaiting_identification(run)
+    assert d.timer_summary(run.state, "poll") == "poll Iron: the customer to complete identification"
+    to_active(run := Run())
+    assert d.timer_summary(run.state, "reconcile") == "reconcile while Active"

@@ -1,0 +1,717 @@
+"""Every business rule of a customer's onboarding, as one function: `decide`.
+
+`decide(state, observation, now, timings)` records what the workflow just learned (the wakes it
+was woken by, a read of Iron, the outcome of a write) in `state`, and returns the one action to
+take next: an Iron read or write, a wait, continue-as-new, or completion. It does no I/O and
+imports nothing from Temporal; `workflows/onboarding.py` performs each action and feeds its
+outcome back. Everything a rule must remember lives in `OnboardingState`, so it survives
+continue-as-new.
+
+Iron is the truth, webhooks are hints: a wake only says what to read again, and every phase
+follows from what a read returned. The handling of one wake is a *pass*; `state.progress` says
+what the pass has already read, so each resource is read once per pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from contracts.activity_models import (
+    CustomerSnapshot,
+    IdentificationSnapshot,
+    RequiredSigningSnapshot,
+    SigningSnapshot,
+)
+from contracts.messages import (
+    AttentionView,
+    AuditEntry,
+    EventRecord,
+    IronEventSignal,
+    OnboardingState,
+    OnboardingTimings,
+    PassProgress,
+    Phase,
+    SigningView,
+)
+from iron_client.models import CustomerStatus, IdentificationStatus
+
+# Iron's statuses as the snapshots carry them (strings: an unknown value stays what Iron sent).
+IDENTIFICATION_REQUIRED = CustomerStatus.IDENTIFICATION_REQUIRED.value
+SIGNINGS_REQUIRED = CustomerStatus.SIGNINGS_REQUIRED.value
+ACTIVE = CustomerStatus.ACTIVE.value
+SUSPENDED = CustomerStatus.SUSPENDED.value
+ARCHIVED = CustomerStatus.ARCHIVED.value
+USER_REQUIRED = CustomerStatus.USER_REQUIRED.value
+PENDING = IdentificationStatus.PENDING.value
+APPROVED = IdentificationStatus.APPROVED.value
+DECLINED = IdentificationStatus.DECLINED.value
+WAITING_IDENTIFICATION = {PENDING, IdentificationStatus.PROCESSED.value, IdentificationStatus.PENDING_REVIEW.value}
+RENEWABLE_IDENTIFICATION = {IdentificationStatus.EXPIRED.value, IdentificationStatus.ARCHIVED.value}
+KNOWN_CUSTOMER_STATUSES = {status.value for status in CustomerStatus}
+
+RECENT_EVENTS_KEPT = 20
+
+# Deadlines a phase sets on each wait; other named deadlines (reminders, SLAs) outlive phases.
+POLL, RECONCILE = "poll", "reconcile"
+PHASE_DEADLINES = {POLL, RECONCILE}
+
+
+# --- what the workflow observes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IronHint:
+    """A webhook: `about_customer` False when it only concerns the identification waited on."""
+
+    event_type: str
+    about_customer: bool
+
+
+@dataclass(frozen=True)
+class RestartRequested:
+    reason: str
+
+
+@dataclass(frozen=True)
+class RefreshRequested:
+    pass
+
+
+@dataclass(frozen=True)
+class SigningRequested:
+    content_id: str
+
+
+@dataclass(frozen=True)
+class AmendRequested:
+    fields: tuple[str, ...]
+    email_known: bool
+
+
+Wake = IronHint | RestartRequested | RefreshRequested | SigningRequested | AmendRequested
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    carried: bool
+    email_known: bool
+
+
+@dataclass(frozen=True)
+class Woken:
+    wakes: tuple[Wake, ...] = ()
+    due: tuple[str, ...] = ()  # names of the deadlines that came due
+
+
+@dataclass(frozen=True)
+class CustomerFound:
+    customer: CustomerSnapshot
+
+
+@dataclass(frozen=True)
+class CustomerRead:
+    customer: CustomerSnapshot
+
+
+@dataclass(frozen=True)
+class IdentificationRead:
+    identification: IdentificationSnapshot
+
+
+@dataclass(frozen=True)
+class LatestIdentificationRead:
+    identification: IdentificationSnapshot | None
+
+
+@dataclass(frozen=True)
+class IdentificationCreated:
+    identification: IdentificationSnapshot
+    adopted: bool
+    kind: str
+
+
+@dataclass(frozen=True)
+class SigningsRead:
+    signings: tuple[RequiredSigningSnapshot, ...]
+
+
+@dataclass(frozen=True)
+class Signed:
+    content_id: str
+    signing: SigningSnapshot
+
+
+@dataclass(frozen=True)
+class SigningRefused:
+    content_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IronRefused:
+    """A final rejection from Iron (a 4xx no retry fixes): the customer needs a person."""
+
+    step: str
+    reason: str
+    error_type: str | None = None
+    status_code: int | None = None
+
+
+Observation = (
+    RunStarted
+    | Woken
+    | CustomerFound
+    | CustomerRead
+    | IdentificationRead
+    | LatestIdentificationRead
+    | IdentificationCreated
+    | SigningsRead
+    | Signed
+    | SigningRefused
+    | IronRefused
+)
+
+
+# --- what it does next -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FindOrCreateCustomer:
+    attempt: int  # feeds the customer's idempotency key: 0 until the start data is amended
+
+
+@dataclass(frozen=True)
+class ReadCustomer:
+    cause: str
+
+
+@dataclass(frozen=True)
+class ReadIdentification:
+    identification_id: str
+    cause: str
+
+
+@dataclass(frozen=True)
+class ReadLatestIdentification:
+    pass
+
+
+@dataclass(frozen=True)
+class CreateIdentification:
+    cycle: int
+    attempt: int
+    cause: str
+
+
+@dataclass(frozen=True)
+class ReadSignings:
+    pass
+
+
+@dataclass(frozen=True)
+class Sign:
+    content_id: str
+    cycle: int
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Until a wake arrives or the earliest of `state.deadlines` comes due."""
+
+
+@dataclass(frozen=True)
+class ContinueAsNew:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Complete:
+    pass
+
+
+Action = (
+    FindOrCreateCustomer
+    | ReadCustomer
+    | ReadIdentification
+    | ReadLatestIdentification
+    | CreateIdentification
+    | ReadSignings
+    | Sign
+    | Wait
+    | ContinueAsNew
+    | Complete
+)
+
+
+@dataclass(frozen=True)
+class _Now:
+    at: datetime
+    timings: OnboardingTimings
+
+
+def decide(state: OnboardingState, observation: Observation, now: datetime, timings: OnboardingTimings) -> Action:
+    """Record `observation` in `state` and return the next action."""
+    ctx = _Now(now, timings)
+    _absorb(state, observation, ctx)
+    return _next(state, ctx)
+
+
+# --- recording what was observed ---------------------------------------------------------------
+
+
+def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
+    p = s.progress
+    if isinstance(obs, RunStarted):
+        s.start_email_known = obs.email_known
+        s.signing_queue = []
+        # A run that continued as new while parked resumes the wait; any other reads Iron first.
+        s.progress = PassProgress(resume_wait=obs.carried and s.waiting)
+        s.waiting = s.waiting and obs.carried
+    elif isinstance(obs, Woken):
+        _absorb_wakes(s, obs, ctx)
+    elif isinstance(obs, CustomerFound):
+        s.iron_customer_id = obs.customer.id
+        _observe_customer(s, obs.customer, ctx)
+        _note(s, ctx, "customer created at Iron" if obs.customer.created else "existing Iron customer found")
+    elif isinstance(obs, CustomerRead):
+        _observe_customer(s, obs.customer, ctx)
+        attention = s.needs_attention
+        if attention is not None and s.customer_status != attention.customer_status:
+            s.needs_attention = None
+            s.outcome = None
+            _note(s, ctx, f"Iron moved the customer to {s.customer_status}: attention cleared")
+    elif isinstance(obs, IdentificationRead):
+        _observe_identification(s, obs.identification)
+        p.identification = "current"
+        p.customer_read_after_identification = False
+    elif isinstance(obs, LatestIdentificationRead):
+        _adopt_latest(s, obs.identification, ctx)
+    elif isinstance(obs, IdentificationCreated):
+        ident = obs.identification
+        s.identification_id = ident.id
+        s.identification_cycle = s.cycle
+        s.identification_kind = obs.kind
+        s.outcome = None
+        if ident.id not in s.customer_identification_ids:
+            s.customer_identification_ids.append(ident.id)
+        _note(s, ctx, f"{'adopted pending' if obs.adopted else 'created'} {obs.kind} identification {ident.id}")
+        _observe_identification(s, ident)
+        p.identification = "current"
+        p.customer_read_after_identification = False
+    elif isinstance(obs, SigningsRead):
+        _merge_signings(s, list(obs.signings))
+        p.signings_read = True
+    elif isinstance(obs, Signed):
+        _dequeue_signing(s, obs.content_id)
+        name = obs.content_id
+        for view in s.required_signings:
+            if view.id == obs.content_id:
+                view.signed, view.signing_id, name = True, obs.signing.id, view.display_name
+        _note(s, ctx, f"signed {name!r} at Iron (signing {obs.signing.id})")
+        if not any(not x.signed for x in s.required_signings):
+            _customer_changed(p, "every document signed")
+    elif isinstance(obs, SigningRefused):
+        _dequeue_signing(s, obs.content_id)
+        _customer_changed(p, "a signing was refused")
+        p.signings_read = False
+    elif isinstance(obs, IronRefused):
+        _needs_attention(s, ctx, obs.step, obs.reason, error_type=obs.error_type, status_code=obs.status_code)
+
+
+def _absorb_wakes(s: OnboardingState, obs: Woken, ctx: _Now) -> None:
+    s.waiting = False
+    signings = [w for w in obs.wakes if isinstance(w, SigningRequested)]
+    s.signing_queue.extend(w.content_id for w in signings if w.content_id not in s.signing_queue)
+    others = [w for w in obs.wakes if not isinstance(w, SigningRequested)]
+    if not others and not obs.due:
+        return  # only signings: the pass goes on where it was
+    customer_hint = any(not isinstance(w, IronHint) or w.about_customer for w in others)
+    # A wake about the identification alone, while waiting on it: the customer still needs it.
+    trusted = s.phase == Phase.AWAITING_IDENTIFICATION and not customer_hint
+    s.progress = PassProgress(
+        customer="trusted" if trusted else "stale", customer_hint=customer_hint, cause=_cause(others, obs.due)
+    )
+    for wake in others:
+        if isinstance(wake, IronHint):
+            s.poll_key = None  # news from Iron: polling starts over from its first interval
+        elif isinstance(wake, RestartRequested):
+            s.needs_attention = None
+            s.expired_count = 0
+            s.outcome = None
+            s.renewal_due = True
+            s.progress.create_cause = f"operator restart: {wake.reason}"
+            _note(s, ctx, f"operator restart: {wake.reason}")
+        elif isinstance(wake, AmendRequested):
+            s.start_email_known = wake.email_known
+            if not s.iron_customer_id:
+                s.customer_attempt += 1
+                if s.needs_attention is not None and s.needs_attention.step == "find_or_create_customer":
+                    s.needs_attention = None
+                    s.outcome = None
+            _note(s, ctx, f"start data amended: {', '.join(wake.fields)}")
+
+
+def _cause(wakes: list[Wake], due: tuple[str, ...]) -> str:
+    for wake in wakes:
+        if isinstance(wake, IronHint):
+            return f"webhook {wake.event_type}"
+        if isinstance(wake, RestartRequested):
+            return "operator restart"
+        if isinstance(wake, RefreshRequested):
+            return "refresh"
+        if isinstance(wake, AmendRequested):
+            return "start data amended"
+    return due[0] if due else "reconcile"
+
+
+def _customer_changed(p: PassProgress, cause: str) -> None:
+    p.customer = "stale"
+    p.customer_hint = True
+    p.cause = cause
+
+
+def _dequeue_signing(s: OnboardingState, content_id: str) -> None:
+    s.signing_queue = [x for x in s.signing_queue if x != content_id]
+
+
+def _observe_customer(s: OnboardingState, customer: CustomerSnapshot, ctx: _Now) -> None:
+    if s.customer_status != customer.status:
+        _note(s, ctx, f"customer status {s.customer_status or '-'} -> {customer.status}")
+    s.customer_status = customer.status
+    s.customer_identification_ids = list(customer.identification_ids)
+    s.progress.customer = "fresh"
+    s.progress.customer_read_after_identification = True
+
+
+def _observe_identification(s: OnboardingState, ident: IdentificationSnapshot) -> None:
+    s.identification_id = ident.id
+    s.identification_status = ident.status
+    s.identification_url = ident.url
+    s.identification_retry_steps = list(ident.retry_steps)
+
+
+def _adopt_latest(s: OnboardingState, newest: IdentificationSnapshot | None, ctx: _Now) -> None:
+    """Iron's newest identification: the one to wait on (a pending one we lost track of, or a
+    step-up Iron created itself), unless it is last cycle's and done with."""
+    p = s.progress
+    if newest is None:
+        p.identification = "none"
+        return
+    if newest.id == s.identification_id and s.identification_cycle < s.cycle and newest.status not in WAITING_IDENTIFICATION:
+        p.identification = "none"  # last cycle's identification: this cycle needs its own
+        return
+    if newest.id != s.identification_id or s.identification_cycle != s.cycle:
+        s.identification_id = newest.id
+        s.identification_cycle = s.cycle
+        _note(s, ctx, f"adopted identification {newest.id} ({newest.status}) from Iron")
+    _observe_identification(s, newest)
+    p.identification = "current"
+    p.customer_read_after_identification = False
+
+
+def _merge_signings(s: OnboardingState, fetched: list[RequiredSigningSnapshot]) -> None:
+    known = {x.id: x for x in s.required_signings}
+    merged = [
+        SigningView(
+            id=r.id,
+            url=r.url,
+            display_name=r.display_name,
+            signed=known[r.id].signed if r.id in known else False,
+            signing_id=known[r.id].signing_id if r.id in known else None,
+        )
+        for r in fetched
+    ]
+    fetched_ids = {r.id for r in fetched}
+    merged += [x for x in s.required_signings if x.signed and x.id not in fetched_ids]
+    s.required_signings = merged
+
+
+# --- choosing what to do -----------------------------------------------------------------------
+
+
+def _next(s: OnboardingState, ctx: _Now) -> Action:
+    p = s.progress
+    if s.signing_queue:
+        return Sign(content_id=s.signing_queue[0], cycle=s.cycle)
+    if p.resume_wait:
+        p.resume_wait = False
+        s.waiting = True
+        return Wait()
+    if s.needs_attention is not None:
+        if p.customer_hint and p.customer != "fresh" and s.iron_customer_id:
+            return ReadCustomer(cause=f"{p.cause}: reconcile while parked")
+        s.waiting_for = "an operator: " + s.needs_attention.reason
+        return _wait(s, ctx)
+    if not s.iron_customer_id:
+        if not s.start_email_known:
+            _needs_attention(
+                s, ctx, "find_or_create_customer", "no email to create the customer with", error_type="MissingEmail"
+            )
+            return _next(s, ctx)
+        s.waiting_for = "Iron to find or create the customer"
+        _transition(s, ctx, Phase.FINDING_CUSTOMER, "looking up the customer by external id")
+        return FindOrCreateCustomer(attempt=s.customer_attempt)
+    if p.customer == "stale":
+        return ReadCustomer(cause=p.cause)
+    status = s.customer_status or ""
+    if status == ARCHIVED:
+        s.outcome = "Archived"
+        s.waiting_for = "nothing: the customer is archived"
+        _transition(s, ctx, Phase.ARCHIVED, "customer archived at Iron: onboarding ends")
+        return Complete()
+    if status == ACTIVE:
+        return _active(s, ctx)
+    if status in (IDENTIFICATION_REQUIRED, SIGNINGS_REQUIRED):
+        if s.cycle_completed:
+            _start_new_cycle(s, ctx, status)
+        return _identification_next(s, ctx) if status == IDENTIFICATION_REQUIRED else _signings_next(s, ctx)
+    if status == SUSPENDED:
+        s.outcome = "Suspended"
+        s.waiting_for = "Iron's compliance to lift the suspension"
+        _transition(s, ctx, Phase.SUSPENDED, "customer suspended at Iron")
+        return _wait(s, ctx, reconcile=ctx.timings.parked_reconcile_seconds)
+    if status == USER_REQUIRED:
+        s.waiting_for = f"Iron status {status}: waiting for Iron"
+        _transition(s, ctx, Phase.USER_REQUIRED, f"customer {status} at Iron")
+        return _wait(s, ctx, reconcile=ctx.timings.parked_reconcile_seconds)
+    return _unknown_status(s, ctx, "customer status", status, reconcile=ctx.timings.parked_reconcile_seconds)
+
+
+def _active(s: OnboardingState, ctx: _Now) -> Action:
+    s.outcome = "Active"
+    s.needs_attention = None
+    s.waiting_for = "compliance changes (webhooks and periodic reconciliation)"
+    entered = _transition(s, ctx, Phase.ACTIVE, "customer Active at Iron")
+    wait = _wait(s, ctx, reconcile=ctx.timings.active_reconcile_seconds)
+    if entered and not s.cycle_completed:
+        s.cycle_completed = True
+        return ContinueAsNew(reason="end of cycle")  # the next run starts in this wait
+    s.cycle_completed = True
+    return wait
+
+
+def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
+    p = s.progress
+    if p.identification == "unresolved":
+        ids = s.customer_identification_ids
+        newest = ids[-1] if ids else None
+        if s.identification_id and s.identification_cycle == s.cycle and newest == s.identification_id:
+            return ReadIdentification(identification_id=s.identification_id, cause=p.cause)
+        if not ids:
+            p.identification = "none"
+        else:
+            return ReadLatestIdentification()
+    if s.renewal_due:
+        s.renewal_due = False
+        if p.identification == "current" and s.identification_status not in WAITING_IDENTIFICATION:
+            p.identification = "none"
+    if p.identification == "none":
+        s.identification_attempt += 1
+        s.waiting_for = "Iron to create the identification"
+        _transition(s, ctx, Phase.CREATING_IDENTIFICATION, p.create_cause)
+        return CreateIdentification(cycle=s.cycle, attempt=s.identification_attempt, cause=p.create_cause)
+    status = s.identification_status or ""
+    ident = s.identification_id
+    if status in WAITING_IDENTIFICATION:
+        s.waiting_for = "the customer to complete identification" if status == PENDING else "Iron's KYC review"
+        _transition(s, ctx, Phase.AWAITING_IDENTIFICATION, f"identification {ident} {status}")
+        return _wait(s, ctx, poll=_next_poll_delay(s, ctx))
+    if status == APPROVED:
+        if not p.customer_read_after_identification:
+            return ReadCustomer(cause="identification approved")
+        # Approved, yet Iron still shows the customer as IdentificationRequired: give Iron time.
+        s.waiting_for = "Iron to move the customer on after approval"
+        return _wait(s, ctx, poll=_next_poll_delay(s, ctx))
+    if status == DECLINED:
+        s.outcome = "Declined"
+        s.waiting_for = "an operator to restart the identification"
+        _transition(s, ctx, Phase.DECLINED, f"identification {ident} declined by Iron")
+        return _wait(s, ctx, reconcile=ctx.timings.parked_reconcile_seconds)
+    if status in RENEWABLE_IDENTIFICATION:
+        if s.expired_count >= ctx.timings.max_expired_renewals:
+            _needs_attention(
+                s,
+                ctx,
+                "create_identification",
+                f"identification {status.lower()} {s.expired_count + 1} times in cycle {s.cycle}; restart to try again",
+                error_type="IdentificationExpired",
+            )
+            return _next(s, ctx)
+        s.expired_count += 1
+        p.identification = "none"
+        p.create_cause = f"identification {ident} {status}: renewal {s.expired_count}"
+        return _identification_next(s, ctx)
+    # A status this code does not know: never renew, create or sign on a guess.
+    return _unknown_status(s, ctx, "identification status", status, poll=_next_poll_delay(s, ctx))
+
+
+def _signings_next(s: OnboardingState, ctx: _Now) -> Action:
+    if not s.progress.signings_read:
+        return ReadSignings()
+    unsigned = [x for x in s.required_signings if not x.signed]
+    if unsigned:
+        s.waiting_for = "the customer to accept: " + ", ".join(x.display_name for x in unsigned)
+    else:
+        s.waiting_for = "Iron to activate the customer"
+    _transition(s, ctx, Phase.AWAITING_SIGNINGS, f"{len(unsigned)} signing(s) required")
+    return _wait(s, ctx, poll=_next_poll_delay(s, ctx))
+
+
+def _unknown_status(s: OnboardingState, ctx: _Now, what: str, value: str, **deadlines: float) -> Action:
+    s.waiting_for = f"Iron's {what} {value!r}, which this engine does not know: waiting for a known one"
+    _transition(s, ctx, Phase.UNKNOWN_IRON_STATUS, f"unknown Iron {what} {value!r}")
+    return _wait(s, ctx, **deadlines)
+
+
+def _start_new_cycle(s: OnboardingState, ctx: _Now, status: str) -> None:
+    s.cycle += 1
+    s.cycle_completed = False
+    s.identification_attempt = 0
+    s.expired_count = 0
+    s.required_signings = []
+    s.outcome = None
+    s.progress.identification = "unresolved"
+    s.progress.signings_read = False
+    _note(s, ctx, f"Iron reverted the customer to {status}: cycle {s.cycle} begins")
+
+
+def _needs_attention(
+    s: OnboardingState, ctx: _Now, step: str, reason: str, *, error_type: str | None = None, status_code: int | None = None
+) -> None:
+    s.needs_attention = AttentionView(
+        reason=reason,
+        step=step,
+        error_type=error_type,
+        status_code=status_code,
+        since=ctx.at.isoformat(),
+        customer_status=s.customer_status,
+    )
+    s.outcome = "NeedsAttention"
+    s.progress.customer_hint = False
+    _transition(s, ctx, Phase.NEEDS_ATTENTION, f"{step}: {reason}")
+
+
+def _wait(s: OnboardingState, ctx: _Now, **seconds: float) -> Wait:
+    """Wait for a wake, or for the phase's deadlines (`poll`, `reconcile`) given in seconds."""
+    kept = {name: due for name, due in s.deadlines.items() if name not in PHASE_DEADLINES}
+    s.deadlines = kept | {name: ctx.at + timedelta(seconds=value) for name, value in seconds.items()}
+    s.waiting = True
+    return Wait()
+
+
+def due_deadlines(s: OnboardingState, now: datetime) -> tuple[str, ...]:
+    return tuple(name for name, at in s.deadlines.items() if at <= now)
+
+
+def earliest_deadline(s: OnboardingState) -> tuple[str, ...]:
+    return (min(s.deadlines, key=s.deadlines.__getitem__),) if s.deadlines else ()
+
+
+def timer_summary(s: OnboardingState, name: str) -> str:
+    """The timer's name in the Temporal UI: `poll Iron: ...` or `reconcile while Active`."""
+    text = f"poll Iron: {s.waiting_for}" if name == POLL else f"{name} while {s.phase.value}"
+    return text[:200]
+
+
+def _next_poll_delay(s: OnboardingState, ctx: _Now) -> float:
+    """Polling fallback with backoff, starting over for each new thing waited on."""
+    t = ctx.timings
+    key = f"{s.phase.value}|{s.identification_id}|{s.identification_status}|{s.cycle}"
+    if key != s.poll_key or s.poll_delay_seconds is None:
+        s.poll_key = key
+        s.poll_delay_seconds = t.poll_initial_seconds
+    delay = s.poll_delay_seconds
+    s.poll_delay_seconds = min(delay * t.poll_backoff, t.poll_max_seconds)
+    return delay
+
+
+def _transition(s: OnboardingState, ctx: _Now, phase: Phase, cause: str) -> bool:
+    if s.phase == phase:
+        return False
+    s.phase = phase
+    _note(s, ctx, cause)
+    return True
+
+
+def record(s: OnboardingState, at: datetime, cause: str, audit_tail: int) -> None:
+    """Append to the audit trail, keeping its last `audit_tail` entries."""
+    s.audit.append(
+        AuditEntry(
+            at=at.isoformat(),
+            phase=s.phase,
+            cause=cause,
+            customer_status=s.customer_status,
+            identification_status=s.identification_status,
+        )
+    )
+    del s.audit[:-audit_tail]
+    s.updated_at = at.isoformat()
+
+
+def _note(s: OnboardingState, ctx: _Now, cause: str) -> None:
+    record(s, ctx.at, cause, ctx.timings.audit_tail)
+
+
+# --- what handlers accept ----------------------------------------------------------------------
+
+
+def note_webhook(
+    s: OnboardingState, seen: set[str], event: IronEventSignal, now: datetime, timings: OnboardingTimings
+) -> IronHint | None:
+    """Keep a webhook for audit and deduplication; the hint to act on, if it is news."""
+    duplicate = event.dedup_key in seen
+    s.recent_events.append(
+        EventRecord(
+            type=event.type,
+            status=event.status,
+            entity_id=event.entity_id,
+            timestamp=event.timestamp,
+            received_at=now.isoformat(),
+            duplicate=duplicate,
+        )
+    )
+    del s.recent_events[:-RECENT_EVENTS_KEPT]
+    if duplicate:
+        return None
+    seen.add(event.dedup_key)
+    s.seen_event_keys.append(event.dedup_key)
+    if len(s.seen_event_keys) > timings.dedup_memory:
+        seen.discard(s.seen_event_keys.pop(0))
+    if event.customer_id and s.iron_customer_id and event.customer_id != s.iron_customer_id:
+        return None  # about another customer: nothing to read here
+    about_identification = event.type == "identification_status" and event.entity_id == s.identification_id
+    return IronHint(event_type=event.type, about_customer=not about_identification)
+
+
+def check_signing(s: OnboardingState, content_id: str, in_flight: list[str]) -> None:
+    """Refuse (ValueError) a signing that cannot be sent to Iron now."""
+    if s.phase != Phase.AWAITING_SIGNINGS:
+        raise ValueError(f"no signing is awaited: onboarding is in phase {s.phase.value}")
+    view = next((x for x in s.required_signings if x.id == content_id), None)
+    if view is None:
+        known = ", ".join(x.id for x in s.required_signings if not x.signed) or "none"
+        raise ValueError(f"unknown content id {content_id}; awaiting: {known}")
+    if view.signed:
+        raise ValueError(f"{content_id} ({view.display_name}) is already signed")
+    if content_id in in_flight:
+        raise ValueError(f"{content_id} is being signed right now")
+
+
+def check_restart(s: OnboardingState, *, pending: bool) -> None:
+    if s.phase not in (Phase.DECLINED, Phase.NEEDS_ATTENTION):
+        raise ValueError(f"nothing to restart: onboarding is in phase {s.phase.value}")
+    if pending:
+        raise ValueError("a restart is already under way")
+
+
+def check_refresh(s: OnboardingState) -> None:
+    if not s.iron_customer_id:
+        raise ValueError("no Iron customer yet: nothing to refresh")
+    if s.phase == Phase.ARCHIVED:
+        raise ValueError("the customer is archived")
+
+
+def check_amend(s: OnboardingState) -> None:
+    if s.iron_customer_id:
+        raise ValueError("the Iron customer exists already: its data is changed at Iron, not here")

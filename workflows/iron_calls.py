@@ -1,0 +1,86 @@
+"""Which activity performs each Iron action `decide` chooses, with what input, and how its
+result becomes the next observation. Plain code, no Temporal: the workflow schedules the call.
+Idempotency keys come from the workflow ID and counters in the state, never attempt numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from contracts import activity_models as am
+from contracts.messages import OnboardingInput, OnboardingState
+from workflows import decide as d
+from workflows.idempotency import customer_key, identification_key, signing_key
+
+
+@dataclass(frozen=True)
+class IronCall:
+    activity: str
+    arg: Any
+    result_type: type
+    summary: str  # what the Temporal UI shows for the activity
+    observed: Callable[[Any], d.Observation]
+
+
+def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, workflow_id: str) -> IronCall:
+    customer = am.CustomerRef(customer_id=state.iron_customer_id or "")
+    if isinstance(action, d.FindOrCreateCustomer):
+        request = am.FindOrCreateCustomerInput(
+            external_id=state.external_id,
+            email=start.email or "",
+            customer_type=start.customer_type,
+            name=start.name,
+            idempotency_key=customer_key(workflow_id, action.attempt),
+        )
+        return IronCall(am.FIND_OR_CREATE_CUSTOMER, request, am.CustomerSnapshot, "find or create the customer", d.CustomerFound)
+    if isinstance(action, d.ReadCustomer):
+        return IronCall(am.GET_CUSTOMER, customer, am.CustomerSnapshot, f"read customer: {action.cause}", d.CustomerRead)
+    if isinstance(action, d.ReadIdentification):
+        ref = am.IdentificationRef(identification_id=action.identification_id)
+        summary = f"read identification: {action.cause}"
+        return IronCall(am.GET_IDENTIFICATION, ref, am.IdentificationSnapshot, summary, d.IdentificationRead)
+    if isinstance(action, d.ReadLatestIdentification):
+        return IronCall(
+            am.LATEST_IDENTIFICATION,
+            customer,
+            am.LatestIdentificationResult,
+            "read Iron's newest identification",
+            lambda result: d.LatestIdentificationRead(result.identification),
+        )
+    if isinstance(action, d.CreateIdentification):
+        kind = start.identification.kind.value
+        request = am.CreateIdentificationInput(
+            customer_id=state.iron_customer_id or "",
+            request=start.identification,
+            idempotency_key=identification_key(workflow_id, action.cycle, action.attempt),
+        )
+        return IronCall(
+            am.CREATE_IDENTIFICATION,
+            request,
+            am.CreateIdentificationResult,
+            f"create {kind} identification: {action.cause}",
+            lambda result: d.IdentificationCreated(result.identification, adopted=result.adopted, kind=kind),
+        )
+    if isinstance(action, d.ReadSignings):
+        return IronCall(
+            am.GET_REQUIRED_SIGNINGS,
+            customer,
+            am.RequiredSigningsResult,
+            "read required signings",
+            lambda result: d.SigningsRead(tuple(result.signings)),
+        )
+    if isinstance(action, d.Sign):
+        request = am.CreateSigningInput(
+            customer_id=state.iron_customer_id or "",
+            content_id=action.content_id,
+            idempotency_key=signing_key(workflow_id, action.cycle, action.content_id),
+        )
+        return IronCall(
+            am.CREATE_SIGNING,
+            request,
+            am.SigningSnapshot,
+            f"sign {action.content_id}",
+            lambda signing: d.Signed(action.content_id, signing),
+        )
+    raise TypeError(f"{type(action).__name__} is not an Iron call")
