@@ -38,7 +38,12 @@ def workflow_id_for(external_id: str) -> str:
 
 def external_id_for_customer(iron_customer_id: str, external_id: str | None) -> str:
     """The external id an Iron customer's onboarding is named after: Iron's `external_id`
-    when it is a valid one, else the Iron customer id. The receiver and `adopt` agree on it."""
+    when it is a valid one, else the Iron customer id. The receiver and `adopt` agree on it.
+
+    Two customers can meet on one name (an external id shared at Iron, or one equal to another
+    customer's Iron id). The names stay as they are, so running onboardings keep theirs; the
+    receiver instead compares the workflow's `IronCustomerId` search attribute with the
+    customer it is delivering for and refuses the delivery (409) when they differ."""
     if external_id and _valid_external_id(external_id):
         return external_id
     return iron_customer_id
