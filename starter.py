@@ -43,6 +43,7 @@ from iron_client import IronClient, IronError, IronSettings
 from iron_client.errors import IronNotFound, IronUnauthorized
 from iron_client.models import CustomerType, IdentificationKind, IdentificationParams, IntendedUse
 from runtime import settings
+from runtime.process import exit_now
 from runtime.temporal import connect
 from contracts import search_attributes
 from contracts.messages import (
@@ -951,14 +952,6 @@ def _describe_validation(exc: ValidationError) -> str:
         flag = _FLAG_FOR_FIELD.get(str(e["loc"][0]), where) if e["loc"] else where
         parts.append(f"{flag}: {e['msg']}")
     return "; ".join(parts)
-
-
-def exit_now(code: int) -> None:
-    """Leave without interpreter finalization: the Temporal client's native threads can abort
-    a finalizing interpreter, which would turn a clean exit code into a crash."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":

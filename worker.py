@@ -23,6 +23,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.events import EventDelivery
+from runtime.events_settings import load_events_settings
 from activities.iron_activities import IronActivities
 from data_protection.documents import DEFAULT_DOCUMENT_DIR, FilesystemDocumentStore
 from iron_client import IronClient
@@ -117,6 +118,8 @@ def load_configuration() -> tuple[WorkerSettings, object, FilesystemDocumentStor
         exit_now(EXIT_CONFIGURATION, f"{PROGRAM}: configuration error: IRON_API_KEY is not set")
     converter = load_or_exit(config.data_converter, program=PROGRAM)
     keyring = load_or_exit(config.keyring, program=PROGRAM)
+    # Events to the partner's backend: an unusable URL or secret stops the worker here too.
+    load_or_exit(load_events_settings, program=PROGRAM)
     return config, converter, FilesystemDocumentStore(Path(config.document_dir), keyring=keyring)
 
 
@@ -132,6 +135,7 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, File
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     purge = asyncio.create_task(purge_documents_periodically(documents, config.document_retention_days * 86400))
+    events = EventDelivery.from_env()
     async with IronClient(iron_settings) as iron:
         worker = build_worker(
             client,
@@ -140,6 +144,7 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, File
                 documents,
                 delete_documents_after_submission=config.delete_documents_after_submission,
             ),
+            events=events,
             task_queue=args.task_queue,
             max_concurrent_activities=args.max_concurrent_activities,
             max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
@@ -150,6 +155,7 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, File
             await stop.wait()
             log.info("worker_stopping")
     purge.cancel()
+    await events.aclose()
     log.info("worker_stopped")
     return 0
 

@@ -61,6 +61,7 @@ from webhook_receiver.connection import ClientProvider, TemporalClientProvider, 
 from webhook_receiver.routing import CustomerRouter, IronLookupFailed, Route, UnknownCustomer, is_iron_id
 from webhook_receiver.settings import IRON_POOL_SIZE, ReceiverSettings
 from contracts import search_attributes
+from contracts.start_metadata import start_metadata
 from contracts.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal, OnboardingState
 
 WEBHOOK_PATH = "/webhooks/iron"
@@ -406,7 +407,8 @@ class WebhookReceiver:
         return True
 
     async def _signal_with_start(self, client: Client, route: Route, signal: IronEventSignal) -> None:
-        workflow_input = route.adoption_input()
+        workflow_input = route.adoption_input().model_copy(update={"deliver_events": bool(self.settings.events_url)})
+        metadata = start_metadata(workflow_input, started_by=f"webhook receiver ({signal.type})")
         await self._temporal(
             lambda budget: client.start_workflow(
                 WORKFLOW_TYPE,
@@ -416,7 +418,7 @@ class WebhookReceiver:
                 start_signal=SIGNAL_IRON_EVENT,
                 start_signal_args=[signal],
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                static_summary=f"Adopted from an Iron {signal.type} webhook",
+                **metadata,
                 search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)),
                 rpc_timeout=budget,
             )

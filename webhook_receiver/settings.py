@@ -63,6 +63,8 @@ class ReceiverSettings(ProcessSettings):
     temporal_max_concurrent_calls: int = Field(64, ge=1, le=10_000, validation_alias=ENV_TEMPORAL_CONCURRENCY)
     # A sender gets this long to deliver the whole body (slow-body clients are cut off with 408).
     body_timeout_seconds: float = Field(10.0, ge=0.1, le=120, allow_inf_nan=False, validation_alias=ENV_BODY_TIMEOUT)
+    # Where the partner's backend takes events: set, the onboardings adopted here send them too.
+    events_url: str | None = Field(None, validation_alias="ONBOARDING_EVENTS_URL")
 
     @field_validator("webhook_secrets")
     @classmethod
