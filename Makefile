@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-up test test-fast ui-test chaos bench histories clean
+.PHONY: demo demo-up test test-fast ui-test chaos receiver-load bench histories clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ ui-test: $(STAMP)
 
 chaos: $(STAMP)
 	$(PY) -m bench.chaos --customers 100
+
+receiver-load: $(STAMP)
+	$(PY) -m bench.receiver_load --bursts 5 --customers 50 --per-customer 10
 
 bench: $(STAMP)
 	$(PY) -m bench.benchmark

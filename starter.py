@@ -43,6 +43,7 @@ from iron_client import IronClient, IronError, IronSettings
 from iron_client.errors import IronNotFound, IronUnauthorized
 from iron_client.models import CustomerType, IdentificationKind, IdentificationParams, IntendedUse
 from runtime import settings
+from runtime.process import exit_now
 from runtime.temporal import connect
 from contracts import search_attributes
 from contracts.messages import (
@@ -320,6 +321,7 @@ async def start_onboarding(
     started_by: str = "starter",
     identification_content: Any = None,
     compare_start_data: bool = True,
+    deliver_events: bool | None = None,
 ) -> StartResult:
     """Start one customer's onboarding, or attach to the one already running for that
     external id: never a second workflow, never a second Iron customer.
@@ -327,7 +329,8 @@ async def start_onboarding(
     Raises BadInput for input no onboarding could use, and StartDataDiffers when the running
     onboarding was started with other data (`amend_onboarding` corrects it while the Iron
     customer does not exist yet). `identification_content`, the parsed identification data,
-    is what a second start compares instead of the document reference."""
+    is what a second start compares instead of the document reference. Events go to the
+    partner's backend when `deliver_events` says so (default: `ONBOARDING_EVENTS_URL` is set)."""
     workflow_input = build_onboarding_input(
         external_id,
         email=email,
@@ -337,6 +340,9 @@ async def start_onboarding(
         iron_customer_id=iron_customer_id,
         timings=timings,
     )
+    if deliver_events is None:
+        deliver_events = bool(os.environ.get("ONBOARDING_EVENTS_URL"))
+    workflow_input = workflow_input.model_copy(update={"deliver_events": deliver_events})
     metadata = start_metadata(workflow_input, started_by=started_by, identification_content=identification_content)
     try:
         handle = await client.start_workflow(
@@ -946,14 +952,6 @@ def _describe_validation(exc: ValidationError) -> str:
         flag = _FLAG_FOR_FIELD.get(str(e["loc"][0]), where) if e["loc"] else where
         parts.append(f"{flag}: {e['msg']}")
     return "; ".join(parts)
-
-
-def exit_now(code: int) -> None:
-    """Leave without interpreter finalization: the Temporal client's native threads can abort
-    a finalizing interpreter, which would turn a clean exit code into a crash."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":

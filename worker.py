@@ -4,26 +4,33 @@
 
 Temporal comes from Temporal's env config (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
 `TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `TEMPORAL_PROFILE`); Iron from `IRON_BASE_URL`,
-`IRON_API_KEY`, `IRON_SUB_PARTNER_ID`. SIGINT or SIGTERM drains in-flight tasks, then exits.
+`IRON_API_KEY`, `IRON_SUB_PARTNER_ID`; the rest from `WorkerSettings`. Configuration is read
+and checked (keys included) before anything connects: a bad value is one line on stderr and exit
+code 2. SIGINT or SIGTERM drains in-flight tasks, then exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from datetime import timedelta
+from pathlib import Path
 
+from pydantic import Field
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.events import EventDelivery
+from runtime.events_settings import load_events_settings
 from activities.iron_activities import IronActivities
-from data_protection.documents import document_store_from_env
-from iron_client import IronClient, IronSettings
+from data_protection.documents import DEFAULT_DOCUMENT_DIR, FilesystemDocumentStore
+from iron_client import IronClient
 from runtime import settings
 from runtime.logging import configure_logging, get_logger
+from runtime.process import EXIT_CONFIGURATION, exit_now, load_or_exit
+from runtime.settings import Flag, ProcessSettings
 from runtime.query_task_guard import QueryTaskGuard
 from runtime.temporal import connect
 from workflows.onboarding import CustomerOnboarding
@@ -33,12 +40,23 @@ from workflows.onboarding import CustomerOnboarding
 # it would be evicted anyway; each costs about 0.28 MB. One that is not cached replays its
 # history (tens of events, bounded by continue-as-new) when it next wakes.
 DEFAULT_MAX_CACHED_WORKFLOWS = 500
+PROGRAM = "worker"
+
+
+class WorkerSettings(ProcessSettings):
+    """The worker's configuration besides Temporal's own (task queue, Iron and keys shared)."""
+
+    document_dir: str = Field(DEFAULT_DOCUMENT_DIR, min_length=1, validation_alias="ONBOARDING_DOCUMENT_DIR")
+    document_retention_days: float = Field(30.0, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_DOCUMENT_RETENTION_DAYS")
+    delete_documents_after_submission: Flag = Field(False, validation_alias="ONBOARDING_DELETE_DOCUMENTS_AFTER_SUBMISSION")
+    max_cached_workflows: int = Field(DEFAULT_MAX_CACHED_WORKFLOWS, ge=0, validation_alias="ONBOARDING_MAX_CACHED_WORKFLOWS")
 
 
 def build_worker(
     client: Client,
     activities: IronActivities,
     *,
+    events: EventDelivery | None = None,
     task_queue: str | None = None,
     max_concurrent_activities: int = 100,
     max_concurrent_workflow_tasks: int = 100,
@@ -52,7 +70,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue(),
         workflows=[CustomerOnboarding],
-        activities=activities.all(),
+        activities=activities.all() + (events.all() if events is not None else []),
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,
@@ -76,46 +94,57 @@ async def purge_documents_periodically(documents, retention_seconds: float, ever
         await asyncio.sleep(every_seconds)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str], config: WorkerSettings | None = None) -> argparse.Namespace:
+    config = config or WorkerSettings()
     parser = argparse.ArgumentParser(description="Run the Iron onboarding worker.")
-    parser.add_argument("--task-queue", default=settings.task_queue(), help="default: $ONBOARDING_TASK_QUEUE or iron-onboarding")
+    parser.add_argument("--task-queue", default=config.task_queue, help="default: $ONBOARDING_TASK_QUEUE or iron-onboarding")
     parser.add_argument("--max-concurrent-activities", type=int, default=100)
     parser.add_argument("--max-concurrent-workflow-tasks", type=int, default=100)
     parser.add_argument(
         "--max-cached-workflows",
         type=int,
-        default=int(os.environ.get("ONBOARDING_MAX_CACHED_WORKFLOWS", str(DEFAULT_MAX_CACHED_WORKFLOWS))),
+        default=config.max_cached_workflows,
         help="workflows kept in memory between tasks; fewer saves memory, the rest replay when they wake",
     )
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
     return parser.parse_args(argv)
 
 
-async def run(argv: list[str]) -> int:
-    args = parse_args(argv)
+def load_configuration() -> tuple[WorkerSettings, object, FilesystemDocumentStore]:
+    """Settings, data converter and document store, or one line on stderr and exit code 2."""
+    configure_logging()
+    config = load_or_exit(WorkerSettings.load, program=PROGRAM)
+    if not config.iron_api_key.get_secret_value():
+        exit_now(EXIT_CONFIGURATION, f"{PROGRAM}: configuration error: IRON_API_KEY is not set")
+    converter = load_or_exit(config.data_converter, program=PROGRAM)
+    keyring = load_or_exit(config.keyring, program=PROGRAM)
+    # Events to the partner's backend: an unusable URL or secret stops the worker here too.
+    load_or_exit(load_events_settings, program=PROGRAM)
+    return config, converter, FilesystemDocumentStore(Path(config.document_dir), keyring=keyring)
+
+
+async def run(argv: list[str], configuration: tuple[WorkerSettings, object, FilesystemDocumentStore] | None = None) -> int:
+    config, converter, documents = configuration or load_configuration()
+    args = parse_args(argv, config)
     configure_logging()
     log = get_logger("worker")
-    iron_settings = IronSettings.from_env()
-    if not iron_settings.api_key.get_secret_value():
-        log.error("IRON_API_KEY is not set")
-        return 2
-    client = await connect(args.profile)
+    iron_settings = config.iron_settings()
+    client = await connect(args.profile, data_converter=converter)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    documents = document_store_from_env()
-    retention_days = float(os.environ.get("ONBOARDING_DOCUMENT_RETENTION_DAYS", "30"))
-    purge = asyncio.create_task(purge_documents_periodically(documents, retention_days * 86400))
+    purge = asyncio.create_task(purge_documents_periodically(documents, config.document_retention_days * 86400))
+    events = EventDelivery.from_env()
     async with IronClient(iron_settings) as iron:
         worker = build_worker(
             client,
             IronActivities(
                 iron,
                 documents,
-                delete_documents_after_submission=os.environ.get("ONBOARDING_DELETE_DOCUMENTS_AFTER_SUBMISSION", "false").lower()
-                in ("1", "true", "yes"),
+                delete_documents_after_submission=config.delete_documents_after_submission,
             ),
+            events=events,
             task_queue=args.task_queue,
             max_concurrent_activities=args.max_concurrent_activities,
             max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
@@ -126,11 +155,12 @@ async def run(argv: list[str]) -> int:
             await stop.wait()
             log.info("worker_stopping")
     purge.cancel()
+    await events.aclose()
     log.info("worker_stopped")
     return 0
 
 
 if __name__ == "__main__":
-    from starter import exit_now
-
-    exit_now(asyncio.run(run(sys.argv[1:])))
+    # Configuration first, before the event loop and the Temporal client's threads exist.
+    configuration = load_configuration()
+    exit_now(asyncio.run(run(sys.argv[1:], configuration)))

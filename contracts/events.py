@@ -16,7 +16,7 @@ The `webhook-id` is UUIDv5 of the workflow ID and the sequence under a fixed nam
 retry of one event carries the same id, every other event a different one, so a backend
 deduplicates on it.
 
-A leaf module: pydantic, the standard library and `contracts.messages`, nothing that does I/O,
+A leaf module: pydantic, the standard library and `contracts.phase`, nothing that does I/O,
 so workflow code imports it.
 """
 
@@ -25,11 +25,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contracts.messages import OnboardingState, Phase, workflow_id_for
+from contracts.phase import Phase
+
+if TYPE_CHECKING:  # the state holds the outbox of these events: no import at run time
+    from contracts.messages import OnboardingState
 
 ACTIVITY_DELIVER_EVENT = "deliver_event"
 
@@ -248,6 +251,8 @@ def event_data(
 ) -> EventData:
     """The customer as the state shows it now. Reads only the state's public fields, so any
     state with those names (the query's `OnboardingState` and its successors) will do."""
+    from contracts.messages import workflow_id_for
+
     attention = state.needs_attention
     return EventData(
         external_id=state.external_id,

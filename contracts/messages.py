@@ -6,11 +6,11 @@ webhook receiver and tests alike.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contracts.phase import Phase
 from iron_client.models import CustomerType, IdentificationKind, IntendedUse
 
 WORKFLOW_TYPE = "CustomerOnboarding"
@@ -38,7 +38,12 @@ def workflow_id_for(external_id: str) -> str:
 
 def external_id_for_customer(iron_customer_id: str, external_id: str | None) -> str:
     """The external id an Iron customer's onboarding is named after: Iron's `external_id`
-    when it is a valid one, else the Iron customer id. The receiver and `adopt` agree on it."""
+    when it is a valid one, else the Iron customer id. The receiver and `adopt` agree on it.
+
+    Two customers can meet on one name (an external id shared at Iron, or one equal to another
+    customer's Iron id). The names stay as they are, so running onboardings keep theirs; the
+    receiver instead compares the workflow's `IronCustomerId` search attribute with the
+    customer it is delivering for and refuses the delivery (409) when they differ."""
     if external_id and _valid_external_id(external_id):
         return external_id
     return iron_customer_id
@@ -54,22 +59,6 @@ def _valid_external_id(value: str) -> bool:
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Phase(str, Enum):
-    """Where a customer's onboarding stands, as the Temporal UI and `state` show it."""
-
-    FINDING_CUSTOMER = "FindingCustomer"
-    CREATING_IDENTIFICATION = "CreatingIdentification"
-    AWAITING_IDENTIFICATION = "AwaitingIdentification"
-    AWAITING_SIGNINGS = "AwaitingSignings"
-    ACTIVE = "Active"
-    DECLINED = "Declined"
-    SUSPENDED = "Suspended"
-    USER_REQUIRED = "UserRequired"
-    NEEDS_ATTENTION = "NeedsAttention"
-    UNKNOWN_IRON_STATUS = "UnknownIronStatus"
-    ARCHIVED = "Archived"
 
 
 # --- input -------------------------------------------------------------------------------------
@@ -113,6 +102,9 @@ class OnboardingTimings(Message):
     audit_tail: int = Field(default=50, ge=5)
     dedup_memory: int = Field(default=200, ge=10)
     continue_as_new_after_events: int = Field(default=10_000, ge=20)
+    # While the customer must act (a hosted identification, documents to sign), remind the
+    # backend at these offsets after the wait began (with events on): 1, 3 and 7 days.
+    reminder_offsets_seconds: list[float] = Field(default_factory=lambda: [86400.0, 3 * 86400.0, 7 * 86400.0])
 
 
 class OnboardingInput(Message):
@@ -127,6 +119,9 @@ class OnboardingInput(Message):
     timings: OnboardingTimings = Field(default_factory=OnboardingTimings)
     carried: "OnboardingState | None" = None
     engine_version: int = 1
+    # Send the partner's backend a signed event per change (`ONBOARDING_EVENTS_URL` where the
+    # onboarding was started); off, the outbox stays empty and no delivery costs history.
+    deliver_events: bool = False
 
     @field_validator("external_id")
     @classmethod
@@ -314,6 +309,14 @@ class OnboardingState(Message):
     customer_identification_ids: list[str] = Field(default_factory=list)
     signing_queue: list[str] = Field(default_factory=list)
     progress: PassProgress = Field(default_factory=PassProgress)
+    # Events for the partner's backend not yet delivered, with their sequence (`contracts/outbox.py`).
+    deliver_events: bool = False
+    outbox: "Outbox" = Field(default_factory=lambda: Outbox())
+    # The wait the customer must act on (what, for which identification and cycle), since when,
+    # and how many reminders it has had.
+    reminder_key: str | None = None
+    awaiting_since: datetime | None = None
+    reminders_sent: int = 0
 
     @classmethod
     def first(cls, input: OnboardingInput) -> "OnboardingState":
@@ -331,4 +334,8 @@ class OnboardingState(Message):
         }
 
 
+# The outbox holds events that describe this state: imported once the state exists.
+from contracts.outbox import Outbox  # noqa: E402
+
+OnboardingState.model_rebuild()
 OnboardingInput.model_rebuild()

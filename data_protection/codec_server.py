@@ -17,30 +17,39 @@ Pointing Temporal at it:
 * CLI: `temporal workflow show -w onboarding-ID --codec-endpoint http://127.0.0.1:8888
   --codec-auth 'Bearer TOKEN'` (or `TEMPORAL_CODEC_ENDPOINT` / `TEMPORAL_CODEC_AUTH`).
 
-Configuration: the encryption keys (see `data_protection.keys`); `ONBOARDING_CODEC_TOKEN`
-(comma-separated bearer tokens, several at once for rotation); `ONBOARDING_CODEC_CORS_ORIGINS`
-(comma-separated, default the local UI at http://127.0.0.1:8233 and http://localhost:8233);
-`ONBOARDING_CODEC_NAMESPACES` (comma-separated; empty serves any namespace).
+Configuration (`CodecServerSettings`, read once at start; anything unusable is one line on
+stderr and exit code 2): the encryption keys (see `data_protection.keys`); `ONBOARDING_CODEC_TOKEN`
+(comma-separated bearer tokens, several at once for rotation, each at least
+`MIN_TOKEN_LENGTH` (32) characters: `python -c "import secrets; print(secrets.token_urlsafe(32))"`);
+`ONBOARDING_CODEC_CORS_ORIGINS` (comma-separated, default the local UI at http://127.0.0.1:8233
+and http://localhost:8233); `ONBOARDING_CODEC_NAMESPACES` (comma-separated; empty serves any
+namespace); `ONBOARDING_CODEC_ALLOWED_HOSTS` (the `Host` names answered without a token,
+default `127.0.0.1` and `localhost`).
 
 Anyone who can call `/decode` can read every payload they can fetch from Temporal, so a token is
 required unless the server only listens on loopback (the local Web UI, without single sign-on,
-cannot send one). CORS preflight needs no token; responses carry CORS headers only for the
-configured origins.
+cannot send one). Tokenless, it answers only requests whose `Host` header names an allowed
+loopback host, so a web page that rebinds its own DNS name to 127.0.0.1 cannot reach it from
+the operator's browser. CORS preflight needs no token; responses carry CORS headers only for
+the configured origins. There is no access log: a request line can carry a credential (a token
+pasted into a query string), and each failure is answered, not logged with its request.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hmac
 import ipaddress
-import os
 import sys
 from collections.abc import Iterable, Sequence
 
 from google.protobuf import json_format
+from pydantic import Field, field_validator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -48,19 +57,49 @@ from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
 from data_protection.keys import DataProtectionError
+from runtime.settings import CommaList, ProcessSettings, split_list as _split
 
 ENV_TOKENS = "ONBOARDING_CODEC_TOKEN"
 ENV_CORS_ORIGINS = "ONBOARDING_CODEC_CORS_ORIGINS"
 ENV_NAMESPACES = "ONBOARDING_CODEC_NAMESPACES"
+ENV_ALLOWED_HOSTS = "ONBOARDING_CODEC_ALLOWED_HOSTS"
 DEFAULT_CORS_ORIGINS = ("http://127.0.0.1:8233", "http://localhost:8233")
+DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost")
 DEFAULT_PORT = 8888
 # A payload is at most 2 MB and the UI decodes an event's payloads in one call; leave room.
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# The whole body must arrive within this (slow senders hold a connection for no longer).
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 ALLOWED_HEADERS = ("content-type", "x-namespace", "authorization")
+# `secrets.token_urlsafe(24)` is 32 characters (192 bits): nothing shorter is a token worth the name.
+MIN_TOKEN_LENGTH = 32
 
 
 def split_list(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
+    return list(_split(value))
+
+
+def check_tokens(tokens: Iterable[str]) -> list[str]:
+    """The tokens, or ValueError when one is shorter than `MIN_TOKEN_LENGTH` (never echoed)."""
+    token_list = [t for t in tokens if t]
+    for token in token_list:
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"every codec token must be at least {MIN_TOKEN_LENGTH} characters long")
+    return token_list
+
+
+class CodecServerSettings(ProcessSettings):
+    """The codec server's configuration: keys (from `ProcessSettings`), tokens, CORS, hosts."""
+
+    tokens: CommaList = Field((), repr=False, validation_alias=ENV_TOKENS)
+    cors_origins: CommaList = Field(DEFAULT_CORS_ORIGINS, validation_alias=ENV_CORS_ORIGINS)
+    namespaces: CommaList = Field((), validation_alias=ENV_NAMESPACES)
+    allowed_hosts: CommaList = Field(DEFAULT_ALLOWED_HOSTS, validation_alias=ENV_ALLOWED_HOSTS)
+
+    @field_validator("tokens")
+    @classmethod
+    def _long_enough(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_tokens(value))
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -91,14 +130,18 @@ def create_app(
     namespaces: Iterable[str] | None = None,
     allow_unauthenticated: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    allowed_hosts: Iterable[str] | None = None,
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
 ) -> Starlette:
     """The codec server as an ASGI app.
 
-    `tokens`: accepted bearer tokens; an empty list is refused unless `allow_unauthenticated`.
-    `origins`: browser origins allowed by CORS (None: the local Web UI's). `namespaces`: the
-    namespaces served (None or empty: any).
+    `tokens`: accepted bearer tokens, each at least `MIN_TOKEN_LENGTH` characters; an empty
+    list is refused unless `allow_unauthenticated`. `origins`: browser origins allowed by CORS
+    (None: the local Web UI's). `namespaces`: the namespaces served (None or empty: any).
+    `allowed_hosts`: without tokens, the only `Host` headers answered (None: loopback names);
+    with tokens, any host unless given.
     """
-    token_list = [t for t in (tokens or []) if t]
+    token_list = check_tokens(tokens or [])
     if not token_list and not allow_unauthenticated:
         raise ValueError("the codec server needs at least one token (or allow_unauthenticated=True)")
     checker = _TokenChecker(token_list) if token_list else None
@@ -116,16 +159,21 @@ def create_app(
         if declared and declared.isdigit() and int(declared) > max_body_bytes:
             return _error(413, f"request body larger than {max_body_bytes} bytes")
         body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > max_body_bytes:
-                return _error(413, f"request body larger than {max_body_bytes} bytes")
+        try:
+            async with asyncio.timeout(body_timeout_seconds):  # the ASGI receive channel only
+                async for chunk in request.stream():
+                    body.extend(chunk)
+                    if len(body) > max_body_bytes:
+                        return _error(413, f"request body larger than {max_body_bytes} bytes")
+        except TimeoutError:
+            return _error(408, f"request body not received within {body_timeout_seconds:g}s")
 
         payloads = Payloads()
         try:
             json_format.Parse(bytes(body) or b"{}", payloads, ignore_unknown_fields=True)
-        except (json_format.ParseError, UnicodeDecodeError) as exc:
-            return _error(400, f'body must be {{"payloads": [...]}} in protobuf JSON form: {exc}')
+        except (json_format.ParseError, UnicodeDecodeError, RecursionError, ValueError, TypeError):
+            # The parser's message can quote the body (a payload in clear): not echoed.
+            return _error(400, 'body must be {"payloads": [...]} in protobuf JSON form')
 
         operation = request.url.path.rsplit("/", 1)[-1]
         try:
@@ -150,6 +198,7 @@ def create_app(
         Route("/{namespace}/encode", convert, methods=["POST"]),
         Route("/{namespace}/decode", convert, methods=["POST"]),
     ]
+    hosts = list(allowed_hosts) if allowed_hosts is not None else (None if token_list else list(DEFAULT_ALLOWED_HOSTS))
     middleware = [
         Middleware(
             CORSMiddleware,
@@ -160,6 +209,9 @@ def create_app(
             max_age=600,
         )
     ]
+    if hosts:
+        # Outside CORS, so a refused host gets no CORS headers either. Answers 400 "Invalid host header".
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False))
     return Starlette(routes=routes, middleware=middleware)
 
 
@@ -186,33 +238,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from data_protection.codec import codec_from_env
     from runtime.logging import configure_logging, get_logger
+    from runtime.process import EXIT_CONFIGURATION, exit_now, load_or_exit
 
+    program = "codec_server"
     configure_logging()
     log = get_logger("codec_server")
-    try:
-        codec = codec_from_env()
-    except DataProtectionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit(CodecServerSettings.load, program=program)
+    codec = load_or_exit(settings.codec, program=program)
     if codec is None:
-        print(
-            "error: no encryption keys configured; set ONBOARDING_ENCRYPTION_KEYS or ONBOARDING_ENCRYPTION_KEY_FILE",
-            file=sys.stderr,
+        exit_now(
+            EXIT_CONFIGURATION,
+            f"{program}: no encryption keys configured; set ONBOARDING_ENCRYPTION_KEYS or ONBOARDING_ENCRYPTION_KEY_FILE",
         )
-        return 2
-    tokens = split_list(os.environ.get(ENV_TOKENS))
+    tokens = list(settings.tokens)
     unauthenticated = not tokens
     if unauthenticated and not (_is_loopback(args.host) or args.allow_unauthenticated):
-        print(
-            f"error: set {ENV_TOKENS} to serve on {args.host}: without a token anyone who reaches it can decrypt payloads",
-            file=sys.stderr,
+        exit_now(
+            EXIT_CONFIGURATION,
+            f"{program}: set {ENV_TOKENS} to serve on {args.host}: without a token anyone who reaches it can decrypt payloads",
         )
-        return 2
-    origins = split_list(os.environ.get(ENV_CORS_ORIGINS)) or list(DEFAULT_CORS_ORIGINS)
-    namespaces = split_list(os.environ.get(ENV_NAMESPACES))
-    app = create_app(codec, tokens, origins, namespaces=namespaces, allow_unauthenticated=unauthenticated)
+    origins = list(settings.cors_origins)
+    namespaces = list(settings.namespaces)
+    hosts = list(settings.allowed_hosts) if unauthenticated else None
+    app = create_app(
+        codec, tokens, origins, namespaces=namespaces, allow_unauthenticated=unauthenticated, allowed_hosts=hosts
+    )
     log.info(
         "codec server starting",
         url=f"http://{args.host}:{args.port}",
@@ -221,13 +272,21 @@ def main(argv: list[str] | None = None) -> int:
         cors_origins=origins,
         namespaces=namespaces or "any",
         authentication="bearer" if tokens else "none",
+        allowed_hosts=hosts or "any",
     )
 
     import uvicorn
 
-    uvicorn.run(app, host=args.host, port=args.port, log_level=os.environ.get("LOG_LEVEL", "info").lower())
+    # No access log (a request line may hold a credential); uvicorn's own lines go through the
+    # redacting JSON logging (log_config=None keeps the handlers configure_logging installed).
+    uvicorn.run(
+        app, host=args.host, port=args.port, access_log=False, log_config=None, server_header=False,
+        timeout_keep_alive=5,
+    )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from runtime.process import exit_now
+
+    exit_now(main())

@@ -309,6 +309,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from starter import exit_now
+    from runtime.process import exit_now
 
     exit_now(main())

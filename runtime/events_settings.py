@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.settings import ConfigurationError
+
 ENV_URL = "ONBOARDING_EVENTS_URL"
 ENV_SECRET = "ONBOARDING_EVENTS_SECRET"
 ENV_TIMEOUT = "ONBOARDING_EVENTS_TIMEOUT_SECONDS"
@@ -26,7 +28,7 @@ MIN_SECRET_BYTES = 24
 MAX_SECRET_BYTES = 64
 
 
-class EventsSettingsError(ValueError):
+class EventsSettingsError(ConfigurationError):
     """An events setting is unusable; the message is one line naming the variable."""
 
 

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.converter import DataConverter, PayloadCodec, DefaultFailureConverterWithEncodedAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 
@@ -24,7 +24,11 @@ def data_converter() -> DataConverter:
     """The pydantic converter, with the payload codec when encryption keys are configured."""
     from data_protection.codec import codec_from_env
 
-    codec = codec_from_env()
+    return converter_with_codec(codec_from_env())
+
+
+def converter_with_codec(codec: PayloadCodec | None) -> DataConverter:
+    """The pydantic converter with `codec` (None: payloads in clear, development only)."""
     if codec is None:
         return pydantic_data_converter
     # Failure messages and stack traces can echo customer data: encode them too.

@@ -445,3 +445,62 @@ def test_timer_names_say_what_they_wait_for():
     assert d.timer_summary(run.state, "poll") == "poll Iron: the customer to complete identification"
     to_active(run := Run())
     assert d.timer_summary(run.state, "reconcile") == "reconcile while Active"
+
+
+# --- events for the partner's backend ----------------------------------------------------------
+
+
+def test_with_events_on_every_phase_change_queues_one_event_in_order():
+    run = Run()
+    run.start = lambda **kw: run(d.RunStarted(carried=False, email_known=True, deliver_events=True))  # type: ignore[method-assign]
+    to_awaiting_signings(run)
+    events = run.state.outbox.pending
+    assert [e.data.phase.value for e in events] == ["CreatingIdentification", "AwaitingIdentification", "AwaitingSignings"]
+    assert [e.sequence for e in events] == [1, 2, 3]
+    assert events[-1].data.previous_phase == Phase.AWAITING_IDENTIFICATION
+    assert [x.id for x in events[-1].data.required_signings] == ["terms", "privacy"]
+
+
+def test_without_events_nothing_is_queued_and_no_reminder_is_planned():
+    run = Run()
+    to_awaiting_identification(run)
+    assert run.state.outbox.pending == () and "reminder" not in run.state.deadlines
+
+
+def test_reminders_come_at_their_offsets_after_a_fresh_read_and_start_over_for_a_new_wait():
+    run = Run()
+    run.start = lambda **kw: run(d.RunStarted(carried=False, email_known=True, deliver_events=True))  # type: ignore[method-assign]
+    to_awaiting_identification(run)
+    began = run.state.awaiting_since
+    assert run.state.deadlines["reminder"] == began + timedelta(days=1)
+
+    def reminders():
+        return [e.data.reminder for e in run.state.outbox.pending if e.type.value == "onboarding.reminder_due"]
+
+    for number, day in ((1, 1), (2, 3), (3, 7)):
+        run.now = began + timedelta(days=day)
+        assert isinstance(run.woken(due=("reminder",), after=0), d.ReadIdentification), "a fresh read first"
+        assert len(reminders()) == number - 1, "no reminder before Iron is read"
+        run(d.IdentificationRead(identification("idv-1", "Pending")), after=0)
+        assert len(reminders()) == number
+        assert (reminders()[-1].number, reminders()[-1].of, reminders()[-1].awaiting.value) == (number, 3, "identification")
+    assert "reminder" not in run.state.deadlines, "three reminders, then no more"
+
+    # The customer moves on: the documents are a new wait with a schedule of its own.
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IdentificationRead(identification("idv-1", "Approved")))
+    run(d.CustomerRead(customer("SigningsRequired", "idv-1")))
+    run(d.SigningsRead(SIGNINGS))
+    assert run.state.reminders_sent == 0 and run.state.awaiting_since == run.now
+    assert run.state.deadlines["reminder"] == run.now + timedelta(days=1)
+
+
+def test_no_reminder_once_the_customer_acted():
+    run = Run()
+    run.start = lambda **kw: run(d.RunStarted(carried=False, email_known=True, deliver_events=True))  # type: ignore[method-assign]
+    to_awaiting_identification(run)
+    run.now += timedelta(days=1)
+    run.woken(due=("reminder",), after=0)
+    run(d.IdentificationRead(identification("idv-1", "Processed")), after=0)  # submitted: Iron reviews now
+    assert not any(e.type.value == "onboarding.reminder_due" for e in run.state.outbox.pending)
+    assert "reminder" not in run.state.deadlines

@@ -14,7 +14,6 @@ import json
 import socket
 import time
 import uuid
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
@@ -354,7 +353,7 @@ async def test_duplicate_delivery_is_accepted_again(http, running, temporal):
 
 async def test_secret_rotation_accepts_old_and_new(settings, temporal, iron, running):
     customer_id, handle = running
-    rotated = replace(settings, webhook_secrets=(OLD_SECRET, SECRET))
+    rotated = settings.model_copy(update=dict(webhook_secrets=(OLD_SECRET, SECRET)))
     async with receiver(rotated, temporal.client, iron) as http:
         for secret in (OLD_SECRET, SECRET):
             body, headers = webhook(*status_message(customer_id), secret=secret)
@@ -378,7 +377,7 @@ async def test_stale_cache_entry_is_looked_up_again(settings, temporal, iron, ru
     """A remembered workflow that has ended is not the end of the story: Iron is asked again
     and may name another one (here the partner changed the customer's external id)."""
     customer_id, old_handle = running
-    no_adoption = replace(settings, adopt_unknown_customers=False)
+    no_adoption = settings.model_copy(update=dict(adopt_unknown_customers=False))
     async with receiver(no_adoption, temporal.client, iron) as http:
         body, headers = webhook(*status_message(customer_id))
         assert (await http.post("/webhooks/iron", content=body, headers=headers)).status_code == 200
@@ -488,7 +487,7 @@ class CountingBody:
 
 async def test_oversized_by_content_length_is_refused_unread(settings, temporal, iron, running):
     customer_id, handle = running
-    small = replace(settings, max_body_bytes=1024)
+    small = settings.model_copy(update=dict(max_body_bytes=1024))
     body = CountingBody(b" " * 1024, 64)
     async with receiver(small, temporal.client, iron) as http:
         response = await http.post(
@@ -503,7 +502,7 @@ async def test_oversized_by_content_length_is_refused_unread(settings, temporal,
 
 async def test_oversized_chunked_body_is_cut_off_while_streaming(settings, temporal, iron, running):
     customer_id, handle = running
-    small = replace(settings, max_body_bytes=1024)
+    small = settings.model_copy(update=dict(max_body_bytes=1024))
     body = CountingBody(b" " * 512, 1000)
     async with receiver(small, temporal.client, iron) as http:
         request = http.build_request("POST", "/webhooks/iron", content=body, headers=sign(SECRET, b"{}"))
@@ -624,7 +623,7 @@ async def test_archived_customer_is_not_adopted(http, iron, temporal):
 
 async def test_adoption_off_acknowledges_and_starts_nothing(settings, iron, temporal):
     customer_id, external_id = await new_customer(iron)
-    async with receiver(replace(settings, adopt_unknown_customers=False), temporal.client, iron) as http:
+    async with receiver(settings.model_copy(update=dict(adopt_unknown_customers=False)), temporal.client, iron) as http:
         body, headers = webhook(*status_message(customer_id))
         response = await http.post("/webhooks/iron", content=body, headers=headers)
     assert response.status_code == 200
@@ -634,7 +633,7 @@ async def test_adoption_off_acknowledges_and_starts_nothing(settings, iron, temp
 
 async def test_adoption_off_still_signals_running_workflows(settings, iron, temporal, running):
     customer_id, handle = running
-    async with receiver(replace(settings, adopt_unknown_customers=False), temporal.client, iron) as http:
+    async with receiver(settings.model_copy(update=dict(adopt_unknown_customers=False)), temporal.client, iron) as http:
         body, headers = webhook(*status_message(customer_id))
         response = await http.post("/webhooks/iron", content=body, headers=headers)
     assert response.json()["status"] == "signalled"
@@ -681,8 +680,9 @@ async def test_iron_error_answers_503_and_the_retry_goes_through(status, http, s
 
 async def test_iron_too_slow_answers_503(settings, temporal, iron, sandbox, running):
     customer_id, handle = running
-    impatient = replace(settings, iron_timeout_seconds=0.3)
-    async with iron_faults(sandbox, customer_id, latency_ms=1500), receiver(impatient, temporal.client, iron) as http:
+    impatient = settings.model_copy(update=dict(iron_timeout_seconds=0.3))
+    # Given Iron's settings, the receiver builds its own client with httpx's timeouts.
+    async with iron_faults(sandbox, customer_id, latency_ms=1500), receiver(impatient, temporal.client, iron.settings) as http:
         body, headers = webhook(*status_message(customer_id))
         started = time.monotonic()
         response = await http.post("/webhooks/iron", content=body, headers=headers)
@@ -743,7 +743,7 @@ async def test_temporal_refusing_the_rpc_answers_503_not_ignored(settings, tempo
         temporal.client.service_client.config.target_host, namespace="no-such-namespace", data_converter=data_converter()
     )
     for adopt in (False, True):
-        async with receiver(replace(settings, adopt_unknown_customers=adopt), wrong_namespace, iron) as http:
+        async with receiver(settings.model_copy(update=dict(adopt_unknown_customers=adopt)), wrong_namespace, iron) as http:
             body, headers = webhook(*status_message(customer_id))
             response = await http.post("/webhooks/iron", content=body, headers=headers)
         assert response.status_code == 503, (adopt, response.text)

@@ -2,7 +2,9 @@
 (see `webhook_receiver/check.py`).
 
 Secrets from `IRON_WEBHOOK_SECRETS`, Iron from `IRON_*`, Temporal from Temporal's environment
-configuration. Starts even while Temporal is down (deliveries get 503 until it is back).
+configuration. Starts even while Temporal is down (deliveries get 503 until it is back), but
+not with a configuration it cannot use (a missing secret, a malformed key file): that is one
+line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ import sys
 import uvicorn
 
 from runtime.logging import configure_logging, get_logger
+from runtime.process import exit_now, load_or_exit
 from webhook_receiver.app import create_app
-from webhook_receiver.settings import DEFAULT_HOST, DEFAULT_PORT, ReceiverSettings, SettingsError
+from webhook_receiver.connection import TemporalClientProvider
+from webhook_receiver.settings import DEFAULT_HOST, DEFAULT_PORT, ReceiverSettings
+
+PROGRAM = "webhook_receiver"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,20 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     # (every customer lookup) would only double it.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     log = get_logger("webhook_receiver")
-    try:
-        settings = ReceiverSettings.from_env()
-    except SettingsError as exc:
-        log.error("cannot start", error=str(exc))
-        print(f"webhook_receiver: {exc}", file=sys.stderr)
-        return 2
-    app = create_app(settings)
+    # Keys, secrets and the converter are built now, so a bad one stops the start, not each delivery.
+    settings = load_or_exit(ReceiverSettings.load, program=PROGRAM)
+    converter = load_or_exit(settings.data_converter, program=PROGRAM)
+    app = create_app(settings, TemporalClientProvider(data_converter=converter))
     log.info("listening", host=args.host, port=args.port)
     # Our own log line per delivery replaces the access log; uvicorn logs through the root logger.
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None, server_header=False)
+    # An idle keep-alive connection is dropped after 5 s; a body must arrive within the
+    # settings' body timeout (the app answers 408).
+    uvicorn.run(
+        app, host=args.host, port=args.port, access_log=False, log_config=None, server_header=False,
+        timeout_keep_alive=5,
+    )
     return 0
 
 
 if __name__ == "__main__":
-    from starter import exit_now  # no interpreter finalization under the Temporal client's threads
-
-    exit_now(main())
+    exit_now(main())  # no interpreter finalization under the Temporal client's threads

@@ -4,13 +4,19 @@
 first that fails:
 
     413  body larger than the limit (by Content-Length before reading, or counted while reading)
-    401  signature missing, stale or wrong (checked on the raw bytes, before anything is parsed)
+    408  body not received within the body timeout (a slow sender holds nothing for long)
+    401  signature missing, stale or wrong (checked on the raw bytes, before anything is parsed;
+         a timestamp that is not a plain Unix time of at most 20 digits is simply wrong)
     415  not application/json
-    400  not JSON, or not an Iron webhook container
+    400  not JSON (or nested deeper than MAX_JSON_DEPTH), not an Iron webhook container, or an
+         id that is not an Iron id (ids go into URL paths and workflow ids only once validated)
     200  ping (remembered for `GET /webhooks/iron/pings/{customer_id}`), or an event type the
          onboarding does not use: acknowledged, nothing signalled
     200  Iron does not know the customer: acknowledged, nothing signalled (a retry cannot help)
     503  Iron cannot be asked now: Iron retries the delivery later
+    409  the workflow named after the customer's external id belongs to another Iron customer
+         (an external id shared with, or equal to the Iron id of, another customer): refused,
+         nothing signalled, logged as an error for an operator
     200  signalled (or adopted: signal-with-start) once Temporal durably accepted the signal
     503  Temporal unreachable or refused: Iron retries the delivery later
 
@@ -23,10 +29,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import httpx
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -40,6 +49,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from iron_client import IronClient, IronSettings
 from iron_client.webhooks import (
     ID_HEADER,
+    TIMESTAMP_HEADER,
     WebhookEvent,
     WebhookFormatError,
     WebhookVerificationError,
@@ -47,10 +57,11 @@ from iron_client.webhooks import (
     verify,
 )
 from runtime.logging import get_logger
-from webhook_receiver.connection import ClientProvider, as_provider
-from webhook_receiver.routing import CustomerRouter, IronLookupFailed, Route, UnknownCustomer
-from webhook_receiver.settings import ReceiverSettings
+from webhook_receiver.connection import ClientProvider, TemporalClientProvider, as_provider
+from webhook_receiver.routing import CustomerRouter, IronLookupFailed, Route, UnknownCustomer, is_iron_id
+from webhook_receiver.settings import IRON_POOL_SIZE, ReceiverSettings
 from contracts import search_attributes
+from contracts.start_metadata import start_metadata
 from contracts.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal, OnboardingState
 
 WEBHOOK_PATH = "/webhooks/iron"
@@ -58,7 +69,16 @@ ONBOARDING_TYPES = frozenset({"customer_status", "identification_status", "custo
 # Types whose message id is the customer itself, so it can stand in for a missing data.customer_id.
 _CUSTOMER_MESSAGE_TYPES = frozenset({"customer_status", "customer_created"})
 
+# Iron's webhook container is three levels deep; anything far deeper is not Iron's, and the JSON
+# parser must never get to recurse on it.
+MAX_JSON_DEPTH = 32
+# A Unix time in seconds has 10 digits until the year 2286; 20 leaves room for nothing absurd.
+_UNIX_TIME = re.compile(r"-?[0-9]{1,20}")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
 log = get_logger("webhook_receiver")
+T = TypeVar("T")
 
 
 @dataclass
@@ -88,6 +108,28 @@ class _TooLarge(Exception):
 
 class _BadRequest(Exception):
     pass
+
+
+class _SlowBody(Exception):
+    pass
+
+
+def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when `body` nests arrays/objects deeper than `limit` (strings are skipped)."""
+    depth = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub(b"", body)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def plain_unix_time(value: str | None) -> bool:
+    """A `webhook-timestamp` the signature check can compare without overflowing."""
+    return value is not None and _UNIX_TIME.fullmatch(value.strip()) is not None
 
 
 def _header_value(value: str | None, limit: int = 128) -> str | None:
@@ -151,10 +193,21 @@ class WebhookReceiver:
         self.provider = provider
         self.router = router
         self.pings = RecentPings()
-        self._rpc_timeout = timedelta(seconds=settings.temporal_timeout_seconds)
         # The SDK's deadline (which also bounds its retries) should fire first; this one only
         # guards against a call that never returns.
         self._guard_timeout = settings.temporal_timeout_seconds + 0.5
+        self._owner_checks: dict[tuple[str, str], asyncio.Task[tuple[bool, str | None]]] = {}
+        # Temporal calls in flight at once. A burst beyond what the server absorbs queues here
+        # rather than as hundreds of calls that each time out after the server did their work.
+        self._temporal_slots = asyncio.Semaphore(settings.temporal_max_concurrent_calls)
+
+    async def _temporal(self, call: Callable[[timedelta], Awaitable[T]]) -> T:
+        """One Temporal call, within the delivery's Temporal budget (slot wait included)."""
+        deadline = time.monotonic() + self.settings.temporal_timeout_seconds
+        async with asyncio.timeout(self._guard_timeout):
+            async with self._temporal_slots:
+                remaining = max(0.05, deadline - time.monotonic())
+                return await call(timedelta(seconds=remaining))
 
     # --- body --------------------------------------------------------------------------------
 
@@ -172,11 +225,16 @@ class WebhookReceiver:
                 raise _TooLarge()
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge()
-            chunks.append(chunk)
+        try:
+            # Waiting on the ASGI receive channel only: cancelling it touches no connection pool.
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _TooLarge()
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _SlowBody() from None
         return b"".join(chunks)
 
     # --- the delivery ------------------------------------------------------------------------
@@ -188,23 +246,35 @@ class WebhookReceiver:
             return Outcome(413, "rejected", f"body larger than {self.settings.max_body_bytes} bytes", "warning")
         except _BadRequest as exc:
             return Outcome(400, "rejected", str(exc), "warning")
+        except _SlowBody:
+            return Outcome(
+                408, "rejected", f"body not received within {self.settings.body_timeout_seconds:g}s", "warning"
+            )
         ctx["bytes"] = len(body)
 
+        if request.headers.get(TIMESTAMP_HEADER) is not None and not plain_unix_time(request.headers.get(TIMESTAMP_HEADER)):
+            return Outcome(401, "rejected", "invalid signature", "warning", {"detail": "webhook-timestamp is not a Unix time"})
         try:
             verify(body, request.headers, self.settings.webhook_secrets, tolerance_seconds=self.settings.tolerance_seconds)
-        except WebhookVerificationError as exc:
+        except (WebhookVerificationError, ValueError, OverflowError) as exc:
             # The caller learns only that it failed; the log says why.
             return Outcome(401, "rejected", "invalid signature", "warning", {"detail": str(exc)})
 
         if not _is_json_content_type(request.headers.get("content-type")):
             return Outcome(415, "rejected", "content type must be application/json", "warning")
 
+        if json_too_deep(body):
+            return Outcome(400, "rejected", f"not an Iron webhook: JSON nested deeper than {MAX_JSON_DEPTH}", "warning")
         try:
             event = parse_event(body)
-        except WebhookFormatError as exc:
-            return Outcome(400, "rejected", f"not an Iron webhook: {exc}", "warning")
+        except (WebhookFormatError, RecursionError) as exc:
+            detail = exc if isinstance(exc, WebhookFormatError) else "JSON nested too deep"
+            return Outcome(400, "rejected", f"not an Iron webhook: {detail}", "warning")
         event_type = _normalised_type(event)
-        ctx.update(event_type=event_type, entity_id=event.entity_id, iron_status=event.status)
+        ctx["event_type"] = _header_value(event_type, 64)
+        if event.entity_id is not None and not is_iron_id(event.entity_id):
+            return Outcome(400, "rejected", "not an Iron webhook: message id is not an Iron id", "warning")
+        ctx.update(entity_id=event.entity_id, iron_status=_header_value(event.status, 64))
 
         if event_type == "ping":
             if event.customer_id:
@@ -216,6 +286,8 @@ class WebhookReceiver:
         customer_id = event.customer_id or (event.entity_id if event_type in _CUSTOMER_MESSAGE_TYPES else None)
         if not customer_id:
             return Outcome(400, "rejected", "not an Iron webhook: no customer id", "warning")
+        if not is_iron_id(customer_id):
+            return Outcome(400, "rejected", "not an Iron webhook: customer id is not an Iron id", "warning")
         ctx["customer_id"] = customer_id
 
         signal = IronEventSignal(
@@ -243,7 +315,11 @@ class WebhookReceiver:
         ctx["workflow_id"] = route.workflow_id
         try:
             client = await asyncio.wait_for(self.provider(), self._guard_timeout)
-            if await self._signal(client, route, signal):
+            exists = await self._check_owner(client, route)
+            if isinstance(exists, Outcome):
+                return exists
+            # A workflow just seen missing is not signalled first: straight to adoption.
+            if exists and await self._signal(client, route, signal):
                 return Outcome(200, "signalled", fields={"workflow_id": route.workflow_id})
             if route.from_cache:
                 # The remembered workflow is gone; Iron may name another one now.
@@ -252,7 +328,10 @@ class WebhookReceiver:
                 if isinstance(route, Outcome):
                     return route
                 ctx["workflow_id"] = route.workflow_id
-                if await self._signal(client, route, signal):
+                exists = await self._check_owner(client, route)
+                if isinstance(exists, Outcome):
+                    return exists
+                if exists and await self._signal(client, route, signal):
                     return Outcome(200, "signalled", fields={"workflow_id": route.workflow_id})
             if not self.settings.adopt_unknown_customers:
                 return Outcome(
@@ -265,18 +344,62 @@ class WebhookReceiver:
                     {"workflow_id": route.workflow_id},
                 )
             await self._signal_with_start(client, route, signal)
+            self.router.mark_verified(route)
             return Outcome(200, "adopted", fields={"workflow_id": route.workflow_id})
         except Exception as exc:  # anything short of durable acceptance: make Iron retry
             detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
             return Outcome(503, "retry", "Temporal unavailable", "error", {"detail": detail})
 
+    async def _check_owner(self, client: Client, route: Route) -> Outcome | bool:
+        """Refuse when the workflow this route names already belongs to another Iron customer.
+
+        Workflows are named after the partner's external id, or after the Iron id when there
+        is no usable one; an external id that another customer shares, or that equals another
+        customer's Iron id, names someone else's workflow. The workflow's `IronCustomerId`
+        search attribute says whose it is. Checked once per customer while the route is cached,
+        and concurrent deliveries for one customer share the check.
+
+        Returns the refusal, or whether the workflow exists (True when not checked).
+        """
+        if route.verified:
+            return True
+        key = (route.customer_id, route.workflow_id)
+        task = self._owner_checks.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._describe_owner(client, route.workflow_id))
+            self._owner_checks[key] = task
+            task.add_done_callback(lambda _t: self._owner_checks.pop(key, None))
+        exists, owner = await asyncio.wait_for(asyncio.shield(task), self._guard_timeout)
+        if not exists or owner is None:
+            # Nobody's yet (adoption starts the customer's own), or the workflow has not found
+            # its Iron customer yet: no owner to contradict.
+            return exists
+        if owner != route.customer_id:
+            self.router.forget(route.customer_id)
+            return Outcome(
+                409, "refused", "the workflow for this customer belongs to another Iron customer", "error",
+                {"workflow_id": route.workflow_id, "owner_customer_id": owner},
+            )
+        self.router.mark_verified(route)
+        return True
+
+    async def _describe_owner(self, client: Client, workflow_id: str) -> tuple[bool, str | None]:
+        """(whether the workflow exists, its IronCustomerId if it has one)."""
+        try:
+            description = await self._temporal(
+                lambda budget: client.get_workflow_handle(workflow_id).describe(rpc_timeout=budget)
+            )
+        except RPCError as err:
+            if _is_workflow_not_found(err):
+                return False, None
+            raise
+        return True, description.typed_search_attributes.get(search_attributes.IRON_CUSTOMER_ID)
+
     async def _signal(self, client: Client, route: Route, signal: IronEventSignal) -> bool:
         """True once Temporal accepted the signal; False if no such workflow is running."""
         handle = client.get_workflow_handle(route.workflow_id)
         try:
-            await asyncio.wait_for(
-                handle.signal(SIGNAL_IRON_EVENT, signal, rpc_timeout=self._rpc_timeout), self._guard_timeout
-            )
+            await self._temporal(lambda budget: handle.signal(SIGNAL_IRON_EVENT, signal, rpc_timeout=budget))
         except RPCError as err:
             if _is_workflow_not_found(err):
                 return False
@@ -284,9 +407,10 @@ class WebhookReceiver:
         return True
 
     async def _signal_with_start(self, client: Client, route: Route, signal: IronEventSignal) -> None:
-        workflow_input = route.adoption_input()
-        await asyncio.wait_for(
-            client.start_workflow(
+        workflow_input = route.adoption_input().model_copy(update={"deliver_events": bool(self.settings.events_url)})
+        metadata = start_metadata(workflow_input, started_by=f"webhook receiver ({signal.type})")
+        await self._temporal(
+            lambda budget: client.start_workflow(
                 WORKFLOW_TYPE,
                 workflow_input,
                 id=route.workflow_id,
@@ -294,14 +418,16 @@ class WebhookReceiver:
                 start_signal=SIGNAL_IRON_EVENT,
                 start_signal_args=[signal],
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                static_summary=f"Adopted from an Iron {signal.type} webhook",
+                **metadata,
                 search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)),
-                rpc_timeout=self._rpc_timeout,
-            ),
-            self._guard_timeout,
+                rpc_timeout=budget,
+            )
         )
 
     async def ready(self) -> tuple[bool, str | None]:
+        healthy, why = self.router.health()
+        if not healthy:
+            return False, f"Iron lookups: {why}"
         timeout = self.settings.ready_timeout_seconds
         try:
             client = await asyncio.wait_for(self.provider(), timeout)
@@ -310,31 +436,40 @@ class WebhookReceiver:
                 timeout + 0.5,
             )
         except Exception as exc:
-            return False, "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+            detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+            return False, f"Temporal does not answer: {detail}"
         return True, None
 
 
 def create_app(
     settings: ReceiverSettings | None = None,
     temporal_client_provider: Client | ClientProvider | None = None,
-    iron_client: IronClient | None = None,
+    iron_client: IronClient | IronSettings | None = None,
+    *,
+    iron_transport: Callable[[httpx.Limits], httpx.AsyncBaseTransport] | None = None,
 ) -> Starlette:
     """The receiver as an ASGI app.
 
     `settings` default to the environment (`ReceiverSettings.from_env`). The Temporal client
     comes from `temporal_client_provider`: a `Client`, or an async callable returning one
-    (default: a lazy connection from Temporal's environment configuration). `iron_client`
-    reads customers (default: one from the `IRON_*` variables, closed with the app).
+    (default: a lazy connection from Temporal's environment configuration, with the
+    settings' data converter). Customers are read with `iron_client`: `IronSettings` (default:
+    the settings' `IRON_*`), from which the receiver builds its own bounded, self-healing
+    client, closed with the app; or a ready `IronClient`, used as it is. `iron_transport`
+    makes the transport under the receiver's own client (a proxy, a test's broken pool).
     """
     settings = settings or ReceiverSettings.from_env()
+    if temporal_client_provider is None:
+        temporal_client_provider = TemporalClientProvider(data_converter=settings.data_converter())
     provider = as_provider(temporal_client_provider)
-    owns_iron = iron_client is None
-    iron = iron_client or IronClient(IronSettings.from_env())
     router = CustomerRouter(
-        iron,
+        iron_client if iron_client is not None else settings.iron_settings(),
         cache_size=settings.cache_size,
         cache_ttl_seconds=settings.cache_ttl_seconds,
         timeout_seconds=settings.iron_timeout_seconds,
+        max_concurrent_lookups=settings.iron_max_concurrent_lookups,
+        pool_size=IRON_POOL_SIZE,
+        transport_factory=iron_transport,
     )
     receiver = WebhookReceiver(settings, provider, router)
 
@@ -372,7 +507,7 @@ def create_app(
         if ok:
             return JSONResponse({"status": "ready"})
         log.warning("not ready", detail=detail)
-        return JSONResponse({"status": "unavailable", "reason": "Temporal does not answer"}, status_code=503)
+        return JSONResponse({"status": "unavailable", "reason": detail}, status_code=503)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -380,8 +515,7 @@ def create_app(
         try:
             yield
         finally:
-            if owns_iron:
-                await iron.aclose()
+            await router.aclose()
 
     app = Starlette(
         routes=[

@@ -1,18 +1,18 @@
-"""The receiver's settings, read from the environment with the names operators set.
+"""The receiver's settings: one pydantic-settings model, read from the environment at start.
 
-A value that cannot be used stops the process at start with a message naming the variable,
-rather than surfacing later as a stream of refused deliveries.
+A value that cannot be used stops the process at start with one line naming the variable,
+rather than surfacing later as a stream of refused deliveries. The encryption keys are part of
+it: `ReceiverSettings.load().data_converter()` reads and checks them before the first request.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from typing import Mapping
 
+from pydantic import Field, field_validator
+
 from iron_client.webhooks import DEFAULT_TOLERANCE_SECONDS, parse_secrets
-from runtime.settings import task_queue as default_task_queue
-from contracts.messages import DEFAULT_TASK_QUEUE
+from runtime.settings import CommaList, ConfigurationError, Flag, ProcessSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081
@@ -27,105 +27,63 @@ ENV_CACHE_TTL = "ONBOARDING_WEBHOOK_CACHE_TTL_SECONDS"
 ENV_TEMPORAL_TIMEOUT = "ONBOARDING_WEBHOOK_TEMPORAL_TIMEOUT_SECONDS"
 ENV_IRON_TIMEOUT = "ONBOARDING_WEBHOOK_IRON_TIMEOUT_SECONDS"
 ENV_READY_TIMEOUT = "ONBOARDING_WEBHOOK_READY_TIMEOUT_SECONDS"
+ENV_IRON_CONCURRENCY = "ONBOARDING_WEBHOOK_IRON_CONCURRENCY"
+ENV_TEMPORAL_CONCURRENCY = "ONBOARDING_WEBHOOK_TEMPORAL_CONCURRENCY"
+ENV_BODY_TIMEOUT = "ONBOARDING_WEBHOOK_BODY_TIMEOUT_SECONDS"
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+# Connections the receiver's own Iron client may open. Lookups are bounded below it, so a
+# burst queues in the receiver (where a slow lookup times out cleanly) and never in the pool.
+IRON_POOL_SIZE = 40
 
-
-class SettingsError(ValueError):
-    """A setting is missing or unusable; the message names the variable."""
-
-
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
+# The receiver's historical name for a configuration error; the same class every process uses.
+SettingsError = ConfigurationError
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not value >= minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
-
-
-@dataclass(frozen=True)
-class ReceiverSettings:
+class ReceiverSettings(ProcessSettings):
     """Everything the receiver needs besides its Temporal and Iron connections.
 
     `webhook_secrets` holds every secret currently accepted: during a rotation both the old
-    and the new one, so deliveries signed with either pass.
+    and the new one, so deliveries signed with either pass. Keyword arguments by field name
+    override the environment: `ReceiverSettings(webhook_secrets=("s",))`.
     """
 
-    webhook_secrets: tuple[str, ...]
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
-    adopt_unknown_customers: bool = True
-    task_queue: str = field(default_factory=default_task_queue)
-    cache_size: int = 10_000
-    cache_ttl_seconds: float = 3600.0
+    webhook_secrets: CommaList = Field((), repr=False, validation_alias=ENV_SECRETS)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, validation_alias=ENV_MAX_BYTES)
+    tolerance_seconds: int = Field(DEFAULT_TOLERANCE_SECONDS, ge=1, validation_alias=ENV_TOLERANCE)
+    adopt_unknown_customers: Flag = Field(True, validation_alias=ENV_ADOPT)
+    cache_size: int = Field(10_000, ge=0, validation_alias=ENV_CACHE_SIZE)
+    cache_ttl_seconds: float = Field(3600.0, ge=0, allow_inf_nan=False, validation_alias=ENV_CACHE_TTL)
     # Time budgets within one delivery, kept well under the time a webhook sender waits.
-    temporal_timeout_seconds: float = 5.0
-    iron_timeout_seconds: float = 5.0
-    ready_timeout_seconds: float = 2.0
+    temporal_timeout_seconds: float = Field(5.0, ge=0.1, le=60, allow_inf_nan=False, validation_alias=ENV_TEMPORAL_TIMEOUT)
+    iron_timeout_seconds: float = Field(5.0, ge=0.1, le=60, allow_inf_nan=False, validation_alias=ENV_IRON_TIMEOUT)
+    ready_timeout_seconds: float = Field(2.0, ge=0.1, le=60, allow_inf_nan=False, validation_alias=ENV_READY_TIMEOUT)
+    # Iron lookups in flight at once (different customers; one customer shares one lookup).
+    iron_max_concurrent_lookups: int = Field(16, ge=1, lt=IRON_POOL_SIZE, validation_alias=ENV_IRON_CONCURRENCY)
+    # Temporal calls in flight at once; more deliveries wait for a slot within their budget.
+    temporal_max_concurrent_calls: int = Field(64, ge=1, le=10_000, validation_alias=ENV_TEMPORAL_CONCURRENCY)
+    # A sender gets this long to deliver the whole body (slow-body clients are cut off with 408).
+    body_timeout_seconds: float = Field(10.0, ge=0.1, le=120, allow_inf_nan=False, validation_alias=ENV_BODY_TIMEOUT)
+    # Where the partner's backend takes events: set, the onboardings adopted here send them too.
+    events_url: str | None = Field(None, validation_alias="ONBOARDING_EVENTS_URL")
 
-    def __post_init__(self) -> None:
-        secrets = tuple(parse_secrets(self.webhook_secrets))
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _at_least_one_secret(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        secrets = tuple(parse_secrets(value))
         if not secrets:
-            raise SettingsError(f"no webhook secret: set {ENV_SECRETS} (comma-separated to accept several)")
-        object.__setattr__(self, "webhook_secrets", secrets)
-        if self.max_body_bytes < 1:
-            raise SettingsError("max_body_bytes must be positive")
-        if self.tolerance_seconds < 1:
-            raise SettingsError("tolerance_seconds must be positive")
-        if not self.task_queue:
-            raise SettingsError("task_queue must not be empty")
+            raise ValueError("no webhook secret: set it (comma-separated to accept several)")
+        return secrets
 
-    def __repr__(self) -> str:  # the secrets stay out of reprs and logs
+    def __str__(self) -> str:  # the secrets stay out of logs
         return (
             f"ReceiverSettings(secrets={len(self.webhook_secrets)}, max_body_bytes={self.max_body_bytes}, "
             f"tolerance_seconds={self.tolerance_seconds}, adopt_unknown_customers={self.adopt_unknown_customers}, "
-            f"task_queue={self.task_queue!r})"
+            f"task_queue={self.task_queue!r}, iron_max_concurrent_lookups={self.iron_max_concurrent_lookups})"
         )
 
-    __str__ = __repr__
+    __repr__ = __str__
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ReceiverSettings":
-        env = os.environ if environ is None else environ
-        return cls(
-            webhook_secrets=tuple(parse_secrets(env.get(ENV_SECRETS))),
-            max_body_bytes=_int(env, ENV_MAX_BYTES, DEFAULT_MAX_BODY_BYTES, minimum=1),
-            tolerance_seconds=_int(env, ENV_TOLERANCE, DEFAULT_TOLERANCE_SECONDS, minimum=1),
-            adopt_unknown_customers=_bool(env, ENV_ADOPT, True),
-            task_queue=env.get("ONBOARDING_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
-            cache_size=_int(env, ENV_CACHE_SIZE, 10_000, minimum=0),
-            cache_ttl_seconds=_float(env, ENV_CACHE_TTL, 3600.0, minimum=0.0),
-            temporal_timeout_seconds=_float(env, ENV_TEMPORAL_TIMEOUT, 5.0, minimum=0.1),
-            iron_timeout_seconds=_float(env, ENV_IRON_TIMEOUT, 5.0, minimum=0.1),
-            ready_timeout_seconds=_float(env, ENV_READY_TIMEOUT, 2.0, minimum=0.1),
-        )
+        """`load`, under the receiver's historical name. Raises `SettingsError`."""
+        return cls.load(environ)

@@ -23,11 +23,14 @@ from contracts.activity_models import (
     RequiredSigningSnapshot,
     SigningSnapshot,
 )
+from contracts.events import Awaiting, ReminderDue, phase_changed, reminder_due, timestamp_of
 from contracts.messages import (
+    ENGINE_VERSION,
     AttentionView,
     AuditEntry,
     EventRecord,
     IronEventSignal,
+    OnboardingInput,
     OnboardingState,
     OnboardingTimings,
     PassProgress,
@@ -53,7 +56,7 @@ KNOWN_CUSTOMER_STATUSES = {status.value for status in CustomerStatus}
 RECENT_EVENTS_KEPT = 20
 
 # Deadlines a phase sets on each wait; other named deadlines (reminders, SLAs) outlive phases.
-POLL, RECONCILE = "poll", "reconcile"
+POLL, RECONCILE, REMINDER = "poll", "reconcile", "reminder"
 PHASE_DEADLINES = {POLL, RECONCILE}
 
 
@@ -96,6 +99,7 @@ Wake = IronHint | RestartRequested | RefreshRequested | SigningRequested | Amend
 class RunStarted:
     carried: bool
     email_known: bool
+    deliver_events: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,6 +268,7 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
     p = s.progress
     if isinstance(obs, RunStarted):
         s.start_email_known = obs.email_known
+        s.deliver_events = obs.deliver_events
         s.signing_queue = []
         # A run that continued as new while parked resumes the wait; any other reads Iron first.
         s.progress = PassProgress(resume_wait=obs.carried and s.waiting)
@@ -596,8 +601,47 @@ def _wait(s: OnboardingState, ctx: _Now, **seconds: float) -> Wait:
     """Wait for a wake, or for the phase's deadlines (`poll`, `reconcile`) given in seconds."""
     kept = {name: due for name, due in s.deadlines.items() if name not in PHASE_DEADLINES}
     s.deadlines = kept | {name: ctx.at + timedelta(seconds=value) for name, value in seconds.items()}
+    _remind(s, ctx)
     s.waiting = True
     return Wait()
+
+
+def _awaited(s: OnboardingState) -> Awaiting | None:
+    """What the customer has to do, if anything: complete the hosted identification, or sign."""
+    if s.phase == Phase.AWAITING_IDENTIFICATION and s.identification_status == PENDING and s.identification_url:
+        return Awaiting.IDENTIFICATION
+    if s.phase == Phase.AWAITING_SIGNINGS and any(not x.signed for x in s.required_signings):
+        return Awaiting.SIGNINGS
+    return None
+
+
+def _remind(s: OnboardingState, ctx: _Now) -> None:
+    """Reminders for an abandoned onboarding: at each offset after the wait began, once a read of
+    Iron in this pass shows the customer still has to act; a new wait starts the schedule over."""
+    awaited = _awaited(s) if s.deliver_events else None
+    key = f"{awaited.value}|{s.identification_id if awaited is Awaiting.IDENTIFICATION else ''}|{s.cycle}" if awaited else None
+    if key != s.reminder_key:
+        s.reminder_key, s.awaiting_since, s.reminders_sent = key, ctx.at if key else None, 0
+    offsets = ctx.timings.reminder_offsets_seconds
+    if awaited is None or s.awaiting_since is None or s.reminders_sent >= len(offsets):
+        s.deadlines.pop(REMINDER, None)
+        return
+    due = s.awaiting_since + timedelta(seconds=offsets[s.reminders_sent])
+    p = s.progress
+    read_now = p.customer == "fresh" or (awaited is Awaiting.IDENTIFICATION and p.identification == "current")
+    if due <= ctx.at and read_now:
+        s.reminders_sent += 1
+        reminder = ReminderDue(
+            awaiting=awaited,
+            number=s.reminders_sent,
+            of=len(offsets),
+            waiting_since=timestamp_of(s.awaiting_since),
+            after_seconds=offsets[s.reminders_sent - 1],
+        )
+        s.outbox = s.outbox.append(reminder_due(s, reminder=reminder, at=ctx.at))
+        _note(s, ctx, f"reminder {s.reminders_sent} of {len(offsets)}: the customer still has to act on {awaited.value}")
+        return _remind(s, ctx)
+    s.deadlines[REMINDER] = due
 
 
 def due_deadlines(s: OnboardingState, now: datetime) -> tuple[str, ...]:
@@ -610,7 +654,12 @@ def earliest_deadline(s: OnboardingState) -> tuple[str, ...]:
 
 def timer_summary(s: OnboardingState, name: str) -> str:
     """The timer's name in the Temporal UI: `poll Iron: ...` or `reconcile while Active`."""
-    text = f"poll Iron: {s.waiting_for}" if name == POLL else f"{name} while {s.phase.value}"
+    if name == POLL:
+        text = f"poll Iron: {s.waiting_for}"
+    elif name == REMINDER:
+        text = f"reminder {s.reminders_sent + 1}: the customer still has to act"
+    else:
+        text = f"{name} while {s.phase.value}"
     return text[:200]
 
 
@@ -629,8 +678,10 @@ def _next_poll_delay(s: OnboardingState, ctx: _Now) -> float:
 def _transition(s: OnboardingState, ctx: _Now, phase: Phase, cause: str) -> bool:
     if s.phase == phase:
         return False
-    s.phase = phase
+    previous, s.phase = s.phase, phase
     _note(s, ctx, cause)
+    if s.deliver_events:
+        s.outbox = s.outbox.append(phase_changed(s, previous_phase=previous, at=ctx.at))
     return True
 
 
@@ -725,3 +776,34 @@ def check_refresh(s: OnboardingState) -> None:
 def check_amend(s: OnboardingState) -> None:
     if s.iron_customer_id:
         raise ValueError("the Iron customer exists already: its data is changed at Iron, not here")
+
+
+# --- what operators see, and what the next run starts from ---------------------------------------
+
+
+def current_details(s: OnboardingState) -> str:
+    """The one line the Temporal UI shows for the workflow: what it waits for, and why."""
+    details = (
+        f"{s.phase.value}: waiting for {s.waiting_for}. "
+        f"Customer {s.customer_status or '-'}, identification {s.identification_status or '-'}, cycle {s.cycle}."
+    )
+    if s.needs_attention is not None:
+        details += f" Needs attention at {s.needs_attention.step}: {s.needs_attention.reason}"
+    return details
+
+
+def next_run_input(start: OnboardingInput, s: OnboardingState) -> OnboardingInput:
+    """The input of the run that continues this one: the state, and no personal data once the
+    customer exists at Iron (the email and name were only needed to create it)."""
+    return OnboardingInput(
+        engine_version=ENGINE_VERSION,
+        external_id=s.external_id,
+        customer_type=start.customer_type,
+        email=None if s.iron_customer_id else start.email,
+        name=None if s.iron_customer_id else start.name,
+        identification=start.identification,
+        iron_customer_id=s.iron_customer_id,
+        timings=start.timings,
+        carried=s,
+        deliver_events=start.deliver_events,
+    )

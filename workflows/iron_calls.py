@@ -1,5 +1,6 @@
 """Which activity performs each Iron action `decide` chooses, with what input, and how its
-result becomes the next observation. Plain code, no Temporal: the workflow schedules the call.
+result (or final rejection) becomes the next observation. No workflow code: the workflow
+schedules the call.
 Idempotency keys come from the workflow ID and counters in the state, never attempt numbers.
 """
 
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from temporalio.exceptions import ApplicationError
 
 from contracts import activity_models as am
 from contracts.messages import OnboardingInput, OnboardingState
@@ -84,3 +87,12 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
             lambda signing: d.Signed(action.content_id, signing),
         )
     raise TypeError(f"{type(action).__name__} is not an Iron call")
+
+
+def refusal(call: IronCall, cause: BaseException | None) -> d.IronRefused | None:
+    """A final rejection (the activity's non-retryable error) as the observation that parks the
+    customer; None for anything else, which Temporal retries."""
+    if not (isinstance(cause, ApplicationError) and cause.non_retryable):
+        return None
+    details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+    return d.IronRefused(call.activity, cause.message, details.get("iron_error") or cause.type, details.get("status_code"))

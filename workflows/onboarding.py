@@ -44,9 +44,10 @@ with workflow.unsafe.imports_passed_through():
         RestartIdentificationResult,
     )
     import workflows.decide as d
+    from contracts.events import ACTIVITY_DELIVER_EVENT, DeliverEventInput, DeliverEventResult
     from contracts.start_metadata import START_DIGEST_MEMO, amended_start_digest
     from workflows.inbox import Inbox
-    from workflows.iron_calls import IronCall, iron_call
+    from workflows.iron_calls import IronCall, iron_call, refusal
     from workflows.onboarding_v1 import CustomerOnboardingV1
 
 
@@ -77,15 +78,37 @@ class CustomerOnboarding:
             return await self._v1.run(input)
         s = self._state
         self._published = {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
-        observation: d.Observation = d.RunStarted(carried=input.carried is not None, email_known=bool(input.email))
+        observation: d.Observation = d.RunStarted(
+            carried=input.carried is not None, email_known=bool(input.email), deliver_events=input.deliver_events
+        )
+        lane = asyncio.ensure_future(self._deliver_events()) if input.deliver_events else None
         while True:
             phase = s.phase
             action = d.decide(s, observation, workflow.now(), self._timings)
             self._publish(phase)
             if isinstance(action, d.Complete):
                 self._flush_search_attributes()
+                if lane is not None:  # the backend hears of the end before the workflow closes
+                    await workflow.wait_condition(lambda: s.outbox.head is None)
                 return s
             observation = await self._perform(action)
+
+    async def _deliver_events(self) -> None:
+        """Events go out one at a time, in order, beside the loop: a backend that is down delays
+        its events, never the customer. A run that continues as new sends the head again."""
+        while True:
+            await workflow.wait_condition(lambda: self._state.outbox.head is not None)
+            head = self._state.outbox.head
+            assert head is not None
+            await workflow.execute_activity(
+                ACTIVITY_DELIVER_EVENT,
+                DeliverEventInput.of(head),
+                result_type=DeliverEventResult,
+                summary=f"deliver event {head.sequence}: {head.type.value}",
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(backoff_coefficient=2.0, maximum_interval=timedelta(minutes=10)),
+            )
+            self._state.outbox = self._state.outbox.acknowledge(head.sequence)
 
     # --- performing what decide chose ----------------------------------------------------------
 
@@ -137,11 +160,10 @@ class CustomerOnboarding:
                 ),
             )
         except ActivityError as err:
-            cause = err.cause
-            if not (isinstance(cause, ApplicationError) and cause.non_retryable):
+            refused = refusal(call, err.cause)
+            if refused is None:
                 raise
-            details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-            return d.IronRefused(call.activity, cause.message, details.get("iron_error") or cause.type, details.get("status_code"))
+            return refused
 
     # --- waiting: the inbox, or the earliest deadline ------------------------------------------
 
@@ -202,19 +224,8 @@ class CustomerOnboarding:
         s.seen_event_keys = s.seen_event_keys[-self._timings.dedup_memory :]
         d.record(s, workflow.now(), f"continuing as new (run {s.runs + 1})", self._timings.audit_tail)
         self._publish(s.phase)
-        # Personal data is no longer needed once the customer exists: leave it behind.
         workflow.continue_as_new(
-            OnboardingInput(
-                engine_version=ENGINE_VERSION,
-                external_id=s.external_id,
-                customer_type=self._input.customer_type,
-                email=None if s.iron_customer_id else self._input.email,
-                name=None if s.iron_customer_id else self._input.name,
-                identification=self._input.identification,
-                iron_customer_id=s.iron_customer_id,
-                timings=self._timings,
-                carried=s,
-            ),
+            d.next_run_input(self._input, s),
             # The new run starts with them: no upsert spent on the last changes.
             search_attributes=TypedSearchAttributes(
                 [key.value_set(value) for key, value in sa.for_state(s).items() if value is not None]
@@ -236,13 +247,7 @@ class CustomerOnboarding:
                 self._unpublished[key] = value
             elif key in self._unpublished and self._published.get(key.name) == value:
                 del self._unpublished[key]
-        details = (
-            f"{s.phase.value}: waiting for {s.waiting_for}. "
-            f"Customer {s.customer_status or '-'}, identification {s.identification_status or '-'}, cycle {s.cycle}."
-        )
-        if s.needs_attention is not None:
-            details += f" Needs attention at {s.needs_attention.step}: {s.needs_attention.reason}"
-        workflow.set_current_details(details)
+        workflow.set_current_details(d.current_details(s))
 
     def _flush_search_attributes(self) -> None:
         if not self._unpublished:

@@ -1,0 +1,84 @@
+"""The partner's backend learns every change from signed events, without polling.
+
+On a real dev server, a backend endpoint verifying with the `standardwebhooks` library receives
+the phase events of a Link lifecycle with a reversion, in order, with consecutive sequences;
+refusing for a stretch (500s, then a closed port) only delays them: each arrives later, in
+order, under the id it was first sent with, and the customer reached Active meanwhile."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+
+from contracts.events import event_id
+from contracts.messages import OnboardingTimings, Phase, workflow_id_for
+from activities.events import EventDelivery
+from activities.iron_activities import IronActivities
+from data_protection.documents import FilesystemDocumentStore
+from demo.partner_backend import PartnerBackend, PartnerBackendThread, Refusal
+from iron_client import IronClient
+from iron_sandbox.testing import SandboxServer
+from runtime.events_settings import EventsSettings
+from starter import sign_all, start_onboarding
+from tests.workflow_harness import dev_server_env, iron_settings_for, wait_for_state
+from worker import build_worker
+
+SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+TIMINGS = OnboardingTimings(
+    poll_initial_seconds=0.5,
+    poll_max_seconds=1,
+    active_reconcile_seconds=1,
+    activity_timeout_seconds=5,
+    activity_retry_initial_seconds=0.1,
+    activity_retry_max_seconds=0.5,
+)
+
+
+async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cli_path, tmp_path):
+    lines: list[str] = []
+    external_id = f"events-{uuid.uuid4().hex[:8]}"
+    with SandboxServer() as sandbox, PartnerBackendThread(PartnerBackend([SECRET], out=lines.append)) as backend:
+        async with dev_server_env(temporal_cli_path) as env:
+            events = EventDelivery(EventsSettings(url=backend.events_url, secret=SECRET, timeout_seconds=2))
+            async with IronClient(iron_settings_for(sandbox)) as iron:
+                activities = IronActivities(iron, FilesystemDocumentStore(tmp_path / "documents"))
+                async with build_worker(env.client, activities, events=events, task_queue="events"):
+                    await start_onboarding(
+                        env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS,
+                        task_queue="events", deliver_events=True,
+                    )
+                    handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+                    waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
+                    # The backend goes down: 500s first, then nothing listening at all.
+                    backend.backend.refusal = Refusal(mode="error", status=500)
+                    await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
+                    await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, timeout=60, what="signings")
+                    backend.close_for(3)
+                    await sign_all(env.client, external_id)
+                    active = await wait_for_state(handle, lambda s: s.phase == Phase.ACTIVE, timeout=60, what="Active while the backend is down")
+                    assert active.outbox.pending, "events wait in the state while the backend is down"
+                    backend.backend.refusal = None
+                    await sandbox.control.set_customer_status(active.iron_customer_id, "IdentificationRequired")
+                    stepup = await wait_for_state(handle, lambda s: s.cycle == 2 and s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="step-up")
+                    await sandbox.control.set_identification_status(stepup.identification_id, "Approved")
+                    final = await wait_for_state(
+                        handle,
+                        lambda s: s.cycle == 2 and s.phase == Phase.ACTIVE and not s.outbox.pending,
+                        timeout=90,
+                        what="Active in cycle 2 with every event delivered",
+                    )
+            await events.aclose()
+
+    received = backend.backend.events_for(external_id)
+    sequences = [e.sequence for e in received]
+    assert sequences == list(range(1, len(received) + 1)), f"consecutive and in order: {sequences}"
+    assert final.outbox.last_sequence == len(received) and final.outbox.dropped == 0
+    phases = [e.phase for e in received]
+    assert phases == [
+        "CreatingIdentification", "AwaitingIdentification", "AwaitingSignings", "Active",
+        "AwaitingIdentification", "Active",
+    ], phases
+    workflow_id = workflow_id_for(external_id)
+    assert [e.webhook_id for e in received] == [event_id(workflow_id, n) for n in sequences], "one id per event, the same on every retry"
+    assert backend.backend.counters["refused"] > 0, "the backend did refuse for a while"
