@@ -58,10 +58,11 @@ from contracts.messages import OnboardingTimings, Phase, workflow_id_for
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 PARKED_TASK_QUEUE = "bench-parked"
 
+# What the current loop must hold against the floor (the first loop reached 0.75x, 1.01x, 1.07x).
 TARGETS = {
-    "throughput_ratio_min": 0.8,
-    "history_ratio_max": 1.25,
-    "latency_p99_ratio_max": 1.5,
+    "throughput_ratio_min": 0.85,
+    "history_ratio_max": 1.0,
+    "latency_p99_ratio_max": 1.2,
     "worker_rss_mb_max": 350.0,
 }
 
