@@ -54,7 +54,7 @@ class ReceiverSettings(ProcessSettings):
     cache_size: int = Field(10_000, ge=0, validation_alias=ENV_CACHE_SIZE)
     cache_ttl_seconds: float = Field(3600.0, ge=0, allow_inf_nan=False, validation_alias=ENV_CACHE_TTL)
     # Time budgets within one delivery, kept well under the time a webhook sender waits.
-    temporal_timeout_seconds: float = Field(5.0, ge=0.1, le=60, allow_inf_nan=False, validation_alias=ENV_TEMPORAL_TIMEOUT)
+    temporal_timeout_seconds: float = Field(10.0, ge=0.1, le=60, allow_inf_nan=False, validation_alias=ENV_TEMPORAL_TIMEOUT)
     iron_timeout_seconds: float = Field(5.0, ge=0.1, le=60, allow_inf_nan=False, validation_alias=ENV_IRON_TIMEOUT)
     ready_timeout_seconds: float = Field(2.0, ge=0.1, le=60, allow_inf_nan=False, validation_alias=ENV_READY_TIMEOUT)
     # Iron lookups in flight at once (different customers; one customer shares one lookup).
