@@ -266,7 +266,7 @@ def _read_key_file(path: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise KeyConfigurationError(f"key file {path} is not valid JSON (line {exc.lineno})") from None
     except RecursionError:
-        raise KeyConfigurationError(f"key file {path} is nested too deep to be a key file") from None
+        raise KeyConfigurationError(f"key file {path} nests too deep to be a key file") from None
     if not isinstance(data, dict) or not isinstance(data.get("keys"), dict) or not data["keys"]:
         raise KeyConfigurationError(f'key file {path} must hold {{"current": "<id>", "keys": {{"<id>": "<base64>"}}}}')
     if "current" in data and not isinstance(data["current"], str):

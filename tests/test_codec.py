@@ -309,7 +309,7 @@ async def test_history_on_a_real_server_holds_no_personal_data(monkeypatch, temp
 
 @pytest.mark.parametrize(
     "content, says",
-    [(b"\xff\xfe not text", "is not UTF-8 text"), (b"[" * 100_000 + b"]" * 100_000, "nested too deep")],
+    [(b"\xff\xfe not text", "is not UTF-8 text"), (b"[" * 100_000 + b"]" * 100_000, "nests too deep")],
 )
 def test_the_keys_cli_answers_an_unreadable_key_file_with_one_line(tmp_path, capsys, content, says):
     from data_protection.keys import main as keys_main
