@@ -27,9 +27,9 @@ with `QUERY_TASK_DID_WORK`'s message and asks again; by then the workflow task t
 new events is on its way, and a query waits for it and is answered as usual.
 
 Why this way, not another:
-- Asking the core to evict the run after answering the query (`Worker._bridge_worker.
-  request_workflow_eviction`) keeps the query answered, but that handle is private to temporalio
-  and a release may move it; a workflow runner's failed activation is the SDK's public contract.
+- Asking the core to evict the run after answering the query keeps the query answered, but the
+  only way to ask is a private handle of `Worker` that a release may move; a workflow runner's
+  failed activation is the SDK's public contract.
 - Failing the activation that did the work, rather than the query's, makes the core answer the
   one query task twice: the failure, then the query anyway, on the workflow as it was.
 - Failing the next workflow task instead would keep the query answered, but writes a failed

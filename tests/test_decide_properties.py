@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from contracts.activity_models import (
     CustomerSnapshot,
     IdentificationSnapshot,
-    LatestIdentificationResult,
     RequiredSigningSnapshot,
     SigningSnapshot,
 )

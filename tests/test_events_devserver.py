@@ -12,7 +12,7 @@ import os
 import uuid
 
 from contracts.events import event_id
-from contracts.messages import OnboardingTimings, Phase, workflow_id_for
+from contracts.messages import Phase, workflow_id_for
 from activities.events import EventDelivery
 from activities.iron_activities import IronActivities
 from data_protection.documents import FilesystemDocumentStore
@@ -21,18 +21,11 @@ from iron_client import IronClient
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
 from starter import sign_all, start_onboarding
-from tests.workflow_harness import dev_server_env, iron_settings_for, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, iron_settings_for, wait_for_state
 from worker import build_worker
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-TIMINGS = OnboardingTimings(
-    poll_initial_seconds=0.5,
-    poll_max_seconds=1,
-    active_reconcile_seconds=1,
-    activity_timeout_seconds=5,
-    activity_retry_initial_seconds=0.1,
-    activity_retry_max_seconds=0.5,
-)
+TIMINGS = DEV_SERVER_TIMINGS.model_copy(update={"poll_max_seconds": 1})
 
 
 async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cli_path, tmp_path):

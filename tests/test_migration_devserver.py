@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 
-import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.worker import Replayer, Worker
 
@@ -23,7 +22,6 @@ from contracts.messages import (
     WORKFLOW_TYPE,
     OnboardingInput,
     OnboardingState,
-    OnboardingTimings,
     Phase,
     workflow_id_for,
 )
@@ -35,18 +33,9 @@ from starter import get_state, restart_identification, sign_all
 from runtime.temporal import data_converter
 from tests.workflow_before_carry_over import OnboardingBeforeTheCarryOver
 from workflows.onboarding import CustomerOnboarding
-from tests.workflow_harness import dev_server_env, iron_settings_for, running_worker, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, iron_settings_for, running_worker, wait_for_state
 
-TIMINGS = OnboardingTimings(
-    poll_initial_seconds=0.5,
-    poll_max_seconds=1,
-    active_reconcile_seconds=1,
-    parked_reconcile_seconds=1,
-    max_expired_renewals=0,
-    activity_timeout_seconds=5,
-    activity_retry_initial_seconds=0.1,
-    activity_retry_max_seconds=0.5,
-)
+TIMINGS = DEV_SERVER_TIMINGS.model_copy(update={"poll_max_seconds": 1, "parked_reconcile_seconds": 1, "max_expired_renewals": 0})
 TASK_QUEUE = "migration"
 
 

@@ -9,23 +9,15 @@ import uuid
 import pytest
 import pytest_asyncio
 
-from contracts.messages import OnboardingTimings, Phase, workflow_id_for
+from contracts.messages import Phase, workflow_id_for
 from iron_sandbox.testing import SandboxServer
 from starter import refresh, sign_all, start_onboarding
-from tests.workflow_harness import dev_server_env, requests_matching, running_worker, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, requests_matching, running_worker, wait_for_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 # Polls every second or two: no webhooks are delivered here, the reads find the drift.
-TIMINGS = OnboardingTimings(
-    poll_initial_seconds=0.5,
-    poll_max_seconds=1,
-    active_reconcile_seconds=1,
-    parked_reconcile_seconds=1,
-    activity_timeout_seconds=5,
-    activity_retry_initial_seconds=0.1,
-    activity_retry_max_seconds=0.5,
-)
+TIMINGS = DEV_SERVER_TIMINGS.model_copy(update={"poll_max_seconds": 1, "parked_reconcile_seconds": 1})
 
 
 @pytest.fixture(scope="module")

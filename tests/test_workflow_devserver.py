@@ -16,21 +16,12 @@ from iron_client.models import IdentificationKind
 from iron_sandbox.testing import SandboxServer
 from starter import accept_signing, get_state, refresh, restart_identification, sign_all, start_onboarding
 from workflows.idempotency import customer_key, identification_key
-from contracts.messages import IdentificationRequest, IronEventSignal, OnboardingTimings, Phase, workflow_id_for
-from tests.workflow_harness import dev_server_env, requests_matching, running_worker, wait_for_state
+from contracts.messages import IdentificationRequest, IronEventSignal, Phase, workflow_id_for
+from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, requests_matching, running_worker, wait_for_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-# Real time here: short polls stand in for webhooks, which these tests do not deliver.
-DEV_TIMINGS = OnboardingTimings(
-    poll_initial_seconds=0.5,
-    poll_max_seconds=2,
-    active_reconcile_seconds=1,
-    parked_reconcile_seconds=2,
-    activity_timeout_seconds=5,
-    activity_retry_initial_seconds=0.1,
-    activity_retry_max_seconds=0.5,
-)
+DEV_TIMINGS = DEV_SERVER_TIMINGS
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,17 @@ FAST_TIMINGS = OnboardingTimings(
     activity_retry_max_seconds=0.5,
 )
 
+# Real time on a dev server: short polls stand in for webhooks, which those tests do not deliver.
+DEV_SERVER_TIMINGS = OnboardingTimings(
+    poll_initial_seconds=0.5,
+    poll_max_seconds=2,
+    active_reconcile_seconds=1,
+    parked_reconcile_seconds=2,
+    activity_timeout_seconds=5,
+    activity_retry_initial_seconds=0.1,
+    activity_retry_max_seconds=0.5,
+)
+
 _INDEXED = {
     SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
