@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.inbox import Inbox
     from workflows.iron_calls import IronCall, iron_call, refusal
     from workflows.onboarding_v1 import CustomerOnboardingV1
+    from workflows.publishing import Publisher
 
 
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
@@ -69,15 +70,14 @@ class CustomerOnboarding:
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
         self._timer_fired = self._continue_as_new_due = False
-        self._published: dict[str, Any] = {}
-        self._unpublished: dict[Any, Any] = {}
+        self._publisher = Publisher()
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingState:
         if self._v1 is not None:
             return await self._v1.run(input)
         s = self._state
-        self._published = {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
+        self._publisher.started()
         observation: d.Observation = d.RunStarted(
             carried=input.carried is not None, email_known=bool(input.email), deliver_events=input.deliver_events
         )
@@ -85,9 +85,9 @@ class CustomerOnboarding:
         while True:
             phase = s.phase
             action = d.decide(s, observation, workflow.now(), self._timings)
-            self._publish(phase)
+            self._publisher.note(s, phase)
             if isinstance(action, d.Complete):
-                self._flush_search_attributes()
+                self._publisher.flush()
                 if lane is not None:  # the backend hears of the end before the workflow closes
                     await workflow.wait_condition(lambda: s.outbox.head is None)
                 return s
@@ -142,8 +142,8 @@ class CustomerOnboarding:
         """One Iron call; a final rejection comes back as `IronRefused`, anything else retries."""
         # A phase change is published before the call (it may retry for long); a status read on
         # the way goes out with the next phase change or wait.
-        if set(self._unpublished) - {sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS}:
-            self._flush_search_attributes()
+        if self._publisher.urgent():
+            self._publisher.flush()
         self._state.iron_calls += 1
         t = self._timings
         try:
@@ -171,7 +171,7 @@ class CustomerOnboarding:
         self._inbox.drop_answered()
         if not self._inbox and (self._continue_as_new_due or self._continue_as_new_suggested()):
             await self._continue_as_new()  # returns only when a wake came first
-        self._flush_search_attributes()
+        self._publisher.flush()
         self._timer_fired = False  # a timer that fired while the loop was busy is not owed twice
         due = d.due_deadlines(self._state, workflow.now())
         if not due and not self._inbox:
@@ -223,7 +223,7 @@ class CustomerOnboarding:
         s = self._state
         s.seen_event_keys = s.seen_event_keys[-self._timings.dedup_memory :]
         d.record(s, workflow.now(), f"continuing as new (run {s.runs + 1})", self._timings.audit_tail)
-        self._publish(s.phase)
+        self._publisher.note(s, s.phase)
         workflow.continue_as_new(
             d.next_run_input(self._input, s),
             # The new run starts with them: no upsert spent on the last changes.
@@ -231,30 +231,6 @@ class CustomerOnboarding:
                 [key.value_set(value) for key, value in sa.for_state(s).items() if value is not None]
             ),
         )
-
-    # --- what operators see --------------------------------------------------------------------
-
-    def _publish(self, phase_before: Phase) -> None:
-        """Note the search attributes that changed (sent at the next flush: each upsert is a
-        history event) and refresh the one-line summary the Temporal UI shows."""
-        s = self._state
-        if s.phase != phase_before:
-            workflow.logger.info("onboarding phase %s: %s", s.phase.value, s.audit[-1].cause if s.audit else "")
-            if s.phase == Phase.UNKNOWN_IRON_STATUS:
-                workflow.logger.warning("waiting on an Iron status this engine does not know: %s", s.waiting_for)
-        for key, value in sa.for_state(s).items():
-            if value is not None and self._published.get(key.name) != value:
-                self._unpublished[key] = value
-            elif key in self._unpublished and self._published.get(key.name) == value:
-                del self._unpublished[key]
-        workflow.set_current_details(d.current_details(s))
-
-    def _flush_search_attributes(self) -> None:
-        if not self._unpublished:
-            return
-        workflow.upsert_search_attributes([key.value_set(value) for key, value in self._unpublished.items()])
-        self._published.update({key.name: value for key, value in self._unpublished.items()})
-        self._unpublished = {}
 
     # --- messages: each records a wake for the loop --------------------------------------------
 

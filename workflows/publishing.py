@@ -1,0 +1,56 @@
+"""What operators and machines see of a running onboarding: search attributes, the Temporal
+UI's current-details line and the phase log line.
+
+Kept beside the shell rather than in it: every upsert is a history event, so changes are noted
+as they happen and sent together at the next flush (a wait, a phase change before a call that may
+retry for long, or the end).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    import contracts.search_attributes as sa
+    import workflows.decide as d
+    from contracts.messages import OnboardingState, Phase
+
+# A status read on the way is not worth an upsert of its own: it goes out with the next one.
+_RIDES_ALONG = {sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS}
+
+
+class Publisher:
+    def __init__(self) -> None:
+        self._published: dict[str, Any] = {}
+        self._unpublished: dict[Any, Any] = {}
+
+    def started(self) -> None:
+        """What the run started with (given at start or carried through continue-as-new)."""
+        self._published = {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
+
+    def note(self, state: OnboardingState, phase_before: Phase) -> None:
+        """Note the search attributes that changed and refresh the one-line summary."""
+        s = state
+        if s.phase != phase_before:
+            workflow.logger.info("onboarding phase %s: %s", s.phase.value, s.audit[-1].cause if s.audit else "")
+            if s.phase == Phase.UNKNOWN_IRON_STATUS:
+                workflow.logger.warning("waiting on an Iron status this engine does not know: %s", s.waiting_for)
+        for key, value in sa.for_state(s).items():
+            if value is not None and self._published.get(key.name) != value:
+                self._unpublished[key] = value
+            elif key in self._unpublished and self._published.get(key.name) == value:
+                del self._unpublished[key]
+        workflow.set_current_details(d.current_details(s))
+
+    def urgent(self) -> bool:
+        """A change other than a status read is waiting to go out."""
+        return bool(set(self._unpublished) - _RIDES_ALONG)
+
+    def flush(self) -> None:
+        if not self._unpublished:
+            return
+        workflow.upsert_search_attributes([key.value_set(value) for key, value in self._unpublished.items()])
+        self._published.update({key.name: value for key, value in self._unpublished.items()})
+        self._unpublished = {}
