@@ -26,10 +26,14 @@ QUERY_STATE = "state"
 
 EXTERNAL_ID_MAX_LENGTH = 200
 
-# Which loop runs a customer. Every run this code starts carries 2; inputs written before the
-# field existed read as 1 and run the frozen first loop (`workflows/onboarding_v1.py`) until it
-# carries the customer over to this one at its next wait.
-ENGINE_VERSION = 2
+# Which code runs a customer. Inputs written before the field existed read as 1 and run the
+# frozen first loop (`workflows/onboarding_v1.py`) until it carries the customer over to the
+# current loop at its next wait. From 2 on the current loop runs; a run whose input is older than
+# ENGINE_VERSION keeps what that version did (its history replays), and every continue-as-new
+# writes ENGINE_VERSION, so running customers take up new behaviour at their next run. A version
+# gate costs no history event, where a `workflow.patched` marker costs one in every run.
+ENGINE_VERSION = 3
+CURRENT_LOOP_FROM = 2
 
 
 def workflow_id_for(external_id: str) -> str:

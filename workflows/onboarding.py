@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     import contracts.activity_models as am
     import contracts.search_attributes as sa
     from contracts.messages import (
-        ENGINE_VERSION,
+        CURRENT_LOOP_FROM,
         QUERY_STATE,
         SIGNAL_IRON_EVENT,
         UPDATE_ACCEPT_SIGNING,
@@ -56,9 +56,9 @@ with workflow.unsafe.imports_passed_through():
 class CustomerOnboarding:
     @workflow.init
     def __init__(self, input: OnboardingInput) -> None:
-        # A run whose input predates the engine version replays the first loop, which carries
-        # the customer over to this one at its next wait.
-        self._v1 = CustomerOnboardingV1(input) if input.engine_version < ENGINE_VERSION else None
+        # A run whose input predates the current loop replays the first loop, which carries the
+        # customer over to this one at its next wait.
+        self._v1 = CustomerOnboardingV1(input) if input.engine_version < CURRENT_LOOP_FROM else None
         self._input = input
         self._timings = input.timings
         carried = input.carried.model_copy(update={"runs": input.carried.runs + 1}, deep=True) if input.carried else None
