@@ -18,7 +18,7 @@ from iron_client import IronClient
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
 from starter import format_state, start_onboarding
-from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, iron_settings_for, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, iron_settings_for, save_histories, wait_for_state
 from worker import build_worker
 import workflows.decide as d
 
@@ -51,6 +51,7 @@ async def test_a_declined_step_to_redo_shows_its_codes_in_state_and_in_the_deliv
                         task_queue="requirements", deliver_events=True,
                     )
                     handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+                    first_run_id = (await handle.describe()).run_id
                     waiting = await wait_for_state(
                         handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification"
                     )
@@ -62,6 +63,7 @@ async def test_a_declined_step_to_redo_shows_its_codes_in_state_and_in_the_deliv
                         handle, lambda s: s.phase == Phase.DECLINED and not s.outbox.pending, timeout=60,
                         what="Declined with its event delivered",
                     )
+                    await save_histories(env.client, handle.id, first_run_id, "requirements-and-slas/declined_with_requirements")
             await events.aclose()
 
     assert declined.requirements is not None

@@ -18,7 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from contracts.messages import OnboardingState, Phase, SlaBreachView
 
 # A status read on the way is not worth an upsert of its own: it goes out with the next one.
-_RIDES_ALONG = {sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS}
+# So is the SLA flag, which changes only at a wait or a phase change, and both flush.
+_RIDES_ALONG = {sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS, sa.ONBOARDING_SLA_BREACHED}
 
 
 class Publisher:
