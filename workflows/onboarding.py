@@ -52,6 +52,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.publishing import Publisher
 
 
+# Reads Iron's requirements and watches SLAs: new commands, so runs from before replay without.
+REQUIREMENTS_AND_SLAS_PATCH = "requirements-and-slas"
+
+
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
 class CustomerOnboarding:
     @workflow.init
@@ -77,9 +81,13 @@ class CustomerOnboarding:
         if self._v1 is not None:
             return await self._v1.run(input)
         s = self._state
-        self._publisher.started()
+        self._publisher.started(s)
         observation: d.Observation = d.RunStarted(
-            carried=input.carried is not None, email_known=bool(input.email), deliver_events=input.deliver_events
+            carried=input.carried is not None,
+            email_known=bool(input.email),
+            deliver_events=input.deliver_events,
+            # Once per workflow: a run that carries the flag on does not ask again.
+            requirements_and_slas=s.requirements_and_slas or workflow.patched(REQUIREMENTS_AND_SLAS_PATCH),
         )
         lane = asyncio.ensure_future(self._deliver_events()) if input.deliver_events else None
         while True:
@@ -136,7 +144,7 @@ class CustomerOnboarding:
             self._signing_outcomes[action.content_id] = result.reason if refused else result
             if refused:
                 return d.SigningRefused(action.content_id, result.reason)
-        return result if isinstance(result, d.IronRefused) else call.observed(result)
+        return result if isinstance(result, (d.IronRefused, d.RequirementsUnavailable)) else call.observed(result)
 
     async def _iron(self, call: IronCall) -> Any:
         """One Iron call; a final rejection comes back as `IronRefused`, anything else retries."""
@@ -157,6 +165,7 @@ class CustomerOnboarding:
                     initial_interval=timedelta(seconds=t.activity_retry_initial_seconds),
                     backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=t.activity_retry_max_seconds),
+                    maximum_attempts=call.maximum_attempts,
                 ),
             )
         except ActivityError as err:
