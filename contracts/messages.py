@@ -35,6 +35,8 @@ EXTERNAL_ID_MAX_LENGTH = 200
 # gate costs no history event, where a `workflow.patched` marker costs one in every run.
 ENGINE_VERSION = 3
 CURRENT_LOOP_FROM = 2
+# The engine version each behaviour arrived with.
+SINCE_REQUIREMENTS_AND_SLAS = 3
 
 
 def workflow_id_for(external_id: str) -> str:
@@ -341,8 +343,8 @@ class OnboardingState(Message):
     reminder_key: str | None = None
     awaiting_since: datetime | None = None
     reminders_sent: int = 0
-    # On for runs past patch `requirements-and-slas`: Iron's requirements are read where they
-    # can have changed, and SLAs are watched. Carried, so the patch is checked once per workflow.
+    # On for runs of engine version SINCE_REQUIREMENTS_AND_SLAS or later: Iron's requirements
+    # are read where they can have changed, and SLAs are watched. Set at every run start.
     requirements_and_slas: bool = False
     # What the customer must still provide (codes only), and which reading of Iron it answers.
     requirements: RequirementsView | None = None

@@ -105,13 +105,13 @@ async def test_an_unguarded_change_fails_replay():
         await replayer.replay_workflow(load(path))
 
 
-def test_histories_past_the_requirements_and_slas_patch_read_requirements_and_flag_slas():
-    """Runs started since patch requirements-and-slas: one marker per workflow, a requirements
-    read where Iron declined a step, and an SLA flag set and cleared in the search attribute."""
+def test_histories_of_engine_3_read_requirements_and_flag_slas_at_no_marker_cost():
+    """Runs of engine version 3: no patch marker, a requirements read where Iron declined a
+    step, and an SLA flag set and cleared in the search attribute."""
     names = {p.name.split(".run")[0] for p in REQUIREMENTS_AND_SLAS}
     assert names >= {"declined_with_requirements", "sla_breached_then_cleared"}
     for path in REQUIREMENTS_AND_SLAS:
-        assert event_counts(path)["MARKER_RECORDED"] == 1, path.name
+        assert event_counts(path)["MARKER_RECORDED"] == 0, path.name
     declined = load(HISTORIES_DIR / "requirements-and-slas" / "declined_with_requirements.run1.json")
     activities = [
         e.activity_task_scheduled_event_attributes.activity_type.name

@@ -102,7 +102,7 @@ class RunStarted:
     carried: bool
     email_known: bool
     deliver_events: bool = False
-    requirements_and_slas: bool = False  # patch `requirements-and-slas`, checked once per workflow
+    requirements_and_slas: bool = False  # the run's engine version has them (SINCE_REQUIREMENTS_AND_SLAS)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     import contracts.search_attributes as sa
     from contracts.messages import (
         CURRENT_LOOP_FROM,
+        SINCE_REQUIREMENTS_AND_SLAS,
         QUERY_STATE,
         SIGNAL_IRON_EVENT,
         UPDATE_ACCEPT_SIGNING,
@@ -51,9 +52,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.onboarding_v1 import CustomerOnboardingV1
     from workflows.publishing import Publisher
 
-
-# Reads Iron's requirements and watches SLAs: new commands, so runs from before replay without.
-REQUIREMENTS_AND_SLAS_PATCH = "requirements-and-slas"
 
 
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
@@ -86,8 +84,7 @@ class CustomerOnboarding:
             carried=input.carried is not None,
             email_known=bool(input.email),
             deliver_events=input.deliver_events,
-            # Once per workflow: a run that carries the flag on does not ask again.
-            requirements_and_slas=s.requirements_and_slas or workflow.patched(REQUIREMENTS_AND_SLAS_PATCH),
+            requirements_and_slas=input.engine_version >= SINCE_REQUIREMENTS_AND_SLAS,
         )
         lane = asyncio.ensure_future(self._deliver_events()) if input.deliver_events else None
         while True:
