@@ -317,6 +317,9 @@ class OnboardingState(Message):
     reminder_key: str | None = None
     awaiting_since: datetime | None = None
     reminders_sent: int = 0
+    # When the current phase began (search attribute `OnboardingPhaseSince`, the time-in-phase
+    # metric): carried across continue-as-new, so a long wait is measured from its start.
+    phase_since: datetime | None = None
 
     @classmethod
     def first(cls, input: OnboardingInput) -> "OnboardingState":

@@ -18,8 +18,13 @@ IRON_CUSTOMER_STATUS = SearchAttributeKey.for_keyword("IronCustomerStatus")
 IRON_IDENTIFICATION_STATUS = SearchAttributeKey.for_keyword("IronIdentificationStatus")
 ONBOARDING_PHASE = SearchAttributeKey.for_keyword("OnboardingPhase")
 ONBOARDING_CYCLE = SearchAttributeKey.for_int("OnboardingCycle")
+# When the current phase began: "stuck since" as a visibility query (`starter.py report`).
+ONBOARDING_PHASE_SINCE = SearchAttributeKey.for_datetime("OnboardingPhaseSince")
 
-ALL = [IRON_CUSTOMER_ID, IRON_CUSTOMER_STATUS, IRON_IDENTIFICATION_STATUS, ONBOARDING_PHASE, ONBOARDING_CYCLE]
+ALL = [
+    IRON_CUSTOMER_ID, IRON_CUSTOMER_STATUS, IRON_IDENTIFICATION_STATUS, ONBOARDING_PHASE, ONBOARDING_CYCLE,
+    ONBOARDING_PHASE_SINCE,
+]
 
 
 def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
@@ -30,6 +35,7 @@ def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
         IRON_IDENTIFICATION_STATUS: state.identification_status,
         ONBOARDING_PHASE: state.phase.value,
         ONBOARDING_CYCLE: state.cycle,
+        ONBOARDING_PHASE_SINCE: state.phase_since,
     }
 
 

@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.inbox import Inbox
     from workflows.iron_calls import IronCall, iron_call, refusal
     from workflows.onboarding_v1 import CustomerOnboardingV1
-    from workflows.publishing import Publisher
+    from workflows.publishing import PHASE_SINCE_PATCH, Publisher
 
 
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
@@ -77,7 +77,11 @@ class CustomerOnboarding:
         if self._v1 is not None:
             return await self._v1.run(input)
         s = self._state
-        self._publisher.started()
+        # A run carried from before the phase start existed announces it once (a marker and an
+        # upsert); every other run publishes it with the phase at no cost.
+        carried = input.carried
+        announce = carried is not None and carried.phase_since is None and workflow.patched(PHASE_SINCE_PATCH)
+        self._publisher.started(s, new_onboarding=input.carried is None, announce_phase_since=announce)
         observation: d.Observation = d.RunStarted(
             carried=input.carried is not None, email_known=bool(input.email), deliver_events=input.deliver_events
         )
