@@ -16,8 +16,10 @@ import io
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 import starter
@@ -200,3 +202,18 @@ def test_report_refuses_a_duration_it_cannot_read():
     code, out, err = run_report("--pending-review", "two days")
     assert code == 2 and not out
     assert "--pending-review" in err and "invalid duration value" in err
+
+
+async def test_the_recorded_announcement_of_a_carried_run_replays_with_its_marker():
+    """`tests/histories/phase-since-v1/`: a run carried from before the phase start existed,
+    recorded by today's code. It took the patch (one marker), sent the phase start in one upsert
+    and replays; `test_replay.py` replays it with every other history."""
+    path = Path(__file__).resolve().parent / "histories" / "phase-since-v1" / "phase_since_announced.run1.json"
+    history = WorkflowHistory.from_json("phase-since-v1", path.read_text())
+    kinds = [e.event_type for e in history.events]
+    assert kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 1
+    upserts = [e.upsert_workflow_search_attributes_event_attributes for e in history.events
+               if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES]
+    assert any(sa.ONBOARDING_PHASE_SINCE.name in u.search_attributes.indexed_fields for u in upserts)
+    replayer = Replayer(workflows=[CustomerOnboarding], data_converter=data_converter())
+    assert (await replayer.replay_workflow(history, raise_on_replay_failure=False)).replay_failure is None
