@@ -2,10 +2,12 @@
 
 One stack of real processes (the Temporal dev server, the Iron sandbox with its autopilot and
 signed webhooks, the webhook receiver and the worker, each with `--metrics-port`, and a partner
-backend taking events) takes two customers to `AwaitingSignings`; one is signed to `Active`,
-then both `/metrics` endpoints are scraped. The worker is then replaced by a fresh one, which
-replays the second customer's history when it is signed: its scrape must show that one
-transition alone, since a replayed transition is never counted twice.
+backend taking events, which refuses them at first) takes two customers to `AwaitingSignings`;
+one is signed to `Active`, then the worker's `/metrics` is scraped. The worker is then replaced by
+a fresh one, which replays the second customer's history when it is signed: its scrape must show
+that one transition alone, since a replayed transition is never counted twice. Last, a customer
+made directly at Iron is adopted by the receiver (which first finds no workflow for it), and the
+receiver's `/metrics` is scraped.
 
 The scrapes are parsed with Prometheus' own text parser (`prometheus_client`), and every panel
 expression of `dashboards/onboarding.json` with a PromQL parser (`promql-parser`): every metric a
