@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     import contracts.search_attributes as sa
     from contracts.messages import (
         CURRENT_LOOP_FROM,
+        SINCE_PHASE_SINCE,
         SINCE_REQUIREMENTS_AND_SLAS,
         QUERY_STATE,
         SIGNAL_IRON_EVENT,
@@ -79,7 +80,11 @@ class CustomerOnboarding:
         if self._v1 is not None:
             return await self._v1.run(input)
         s = self._state
-        self._publisher.started(s)
+        # A run carried from before the phase start existed announces it once (an upsert); every
+        # other run publishes it with the phase at no cost.
+        carried = input.carried
+        announce = carried is not None and carried.phase_since is None and input.engine_version >= SINCE_PHASE_SINCE
+        self._publisher.started(s, new_onboarding=input.carried is None, announce_phase_since=announce)
         observation: d.Observation = d.RunStarted(
             carried=input.carried is not None,
             email_known=bool(input.email),
