@@ -94,6 +94,10 @@ class OnboardingTimings(Message):
     poll_max_seconds: float = Field(default=3600.0, gt=0)
     poll_backoff: float = Field(default=2.0, ge=1.0)
     active_reconcile_seconds: float = Field(default=6 * 3600.0, gt=0)
+    # With the fleet-wide reconciliation (`FleetReconciliation`, daily) catching lost webhooks,
+    # an Active customer's own read of Iron is a backstop only: every 90 days. Runs started
+    # before it existed keep `active_reconcile_seconds` (see `OnboardingState.fleet_reconciled`).
+    active_backstop_seconds: float = Field(default=90 * 86400.0, gt=0)
     parked_reconcile_seconds: float = Field(default=3600.0, gt=0)
     max_expired_renewals: int = Field(default=3, ge=0)
     activity_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -317,6 +321,10 @@ class OnboardingState(Message):
     reminder_key: str | None = None
     awaiting_since: datetime | None = None
     reminders_sent: int = 0
+    # Set by runs that know of the fleet-wide reconciliation (patch `fleet-reconciliation`, asked
+    # once per customer and carried): while Active they read Iron every `active_backstop_seconds`
+    # instead of every `active_reconcile_seconds`.
+    fleet_reconciled: bool = False
 
     @classmethod
     def first(cls, input: OnboardingInput) -> "OnboardingState":

@@ -181,10 +181,10 @@ class Story:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(STEP, min_size=1, max_size=40))
-def test_the_phase_only_follows_what_iron_said(steps):
+@given(st.lists(STEP, min_size=1, max_size=40), st.booleans())
+def test_the_phase_only_follows_what_iron_said(steps, fleet_reconciled):
     story = Story()
-    observation: d.Observation = d.RunStarted(carried=False, email_known=True)
+    observation: d.Observation = d.RunStarted(carried=False, email_known=True, fleet_reconciled=fleet_reconciled)
     remaining = list(steps)
     for _ in range(2000):
         action = story.decide(observation)
@@ -193,7 +193,7 @@ def test_the_phase_only_follows_what_iron_said(steps):
         if isinstance(action, d.ContinueAsNew):
             story.state = OnboardingState.model_validate_json(story.state.model_dump_json())
             story.state.runs += 1
-            observation = d.RunStarted(carried=True, email_known=False)
+            observation = d.RunStarted(carried=True, email_known=False, fleet_reconciled=fleet_reconciled)
             continue
         if not isinstance(action, d.Wait):
             observation = story.perform(action)

@@ -100,6 +100,8 @@ class RunStarted:
     carried: bool
     email_known: bool
     deliver_events: bool = False
+    # The run knows of the fleet-wide reconciliation: Active waits on the long backstop.
+    fleet_reconciled: bool = False
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,7 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
     if isinstance(obs, RunStarted):
         s.start_email_known = obs.email_known
         s.deliver_events = obs.deliver_events
+        s.fleet_reconciled = obs.fleet_reconciled
         s.signing_queue = []
         # A run that continued as new while parked resumes the wait; any other reads Iron first.
         s.progress = PassProgress(resume_wait=obs.carried and s.waiting)
@@ -488,12 +491,18 @@ def _active(s: OnboardingState, ctx: _Now) -> Action:
     s.needs_attention = None
     s.waiting_for = "compliance changes (webhooks and periodic reconciliation)"
     entered = _transition(s, ctx, Phase.ACTIVE, "customer Active at Iron")
-    wait = _wait(s, ctx, reconcile=ctx.timings.active_reconcile_seconds)
+    wait = _wait(s, ctx, reconcile=active_reconcile_seconds(s, ctx.timings))
     if entered and not s.cycle_completed:
         s.cycle_completed = True
         return ContinueAsNew(reason="end of cycle")  # the next run starts in this wait
     s.cycle_completed = True
     return wait
+
+
+def active_reconcile_seconds(s: OnboardingState, timings: OnboardingTimings) -> float:
+    """How long an Active customer waits before reading Iron by itself: the long backstop once
+    the fleet-wide reconciliation watches it, every few hours for runs that predate it."""
+    return timings.active_backstop_seconds if s.fleet_reconciled else timings.active_reconcile_seconds
 
 
 def _identification_next(s: OnboardingState, ctx: _Now) -> Action:

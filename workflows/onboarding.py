@@ -52,6 +52,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.publishing import Publisher
 
 
+# Runs that know of the fleet-wide reconciliation wait on the long backstop while Active.
+FLEET_RECONCILIATION_PATCH = "fleet-reconciliation-v1"
+
+
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
 class CustomerOnboarding:
     @workflow.init
@@ -78,8 +82,13 @@ class CustomerOnboarding:
             return await self._v1.run(input)
         s = self._state
         self._publisher.started()
+        # Asked once per customer, then carried: later runs write no marker.
+        fleet = s.fleet_reconciled or workflow.patched(FLEET_RECONCILIATION_PATCH)
         observation: d.Observation = d.RunStarted(
-            carried=input.carried is not None, email_known=bool(input.email), deliver_events=input.deliver_events
+            carried=input.carried is not None,
+            email_known=bool(input.email),
+            deliver_events=input.deliver_events,
+            fleet_reconciled=fleet,
         )
         lane = asyncio.ensure_future(self._deliver_events()) if input.deliver_events else None
         while True:
