@@ -5,7 +5,7 @@
 
 The worker creates or updates the schedule at start (`ONBOARDING_FLEET_SCHEDULE`, on by
 default), so a deployment needs nothing else; both ways are idempotent: the schedule has one
-id (`fleet-reconciliation`), and a second create updates it. Passes never overlap (a pass still
+id per task queue (`fleet-reconciliation-iron-onboarding`), and a second create updates it. Passes never overlap (a pass still
 running when the next is due makes the schedule skip that one).
 """
 
@@ -27,16 +27,13 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 
-from contracts.fleet import (
-    FLEET_SCHEDULE_ID,
-    FLEET_WORKFLOW_ID,
-    FLEET_WORKFLOW_TYPE,
-    FleetReconciliationInput,
-    FleetReconciliationResult,
-)
+from contracts.fleet import FLEET_WORKFLOW_TYPE, FleetReconciliationInput, FleetReconciliationResult, fleet_schedule_id
 
 DEFAULT_EVERY_HOURS = 24.0
-MANUAL_WORKFLOW_ID = f"{FLEET_WORKFLOW_ID}-now"
+
+
+def manual_workflow_id(task_queue: str) -> str:
+    return f"{fleet_schedule_id(task_queue)}-now"
 
 
 def fleet_schedule(task_queue: str, *, every_hours: float = DEFAULT_EVERY_HOURS, input: FleetReconciliationInput | None = None) -> Schedule:
@@ -44,7 +41,7 @@ def fleet_schedule(task_queue: str, *, every_hours: float = DEFAULT_EVERY_HOURS,
         action=ScheduleActionStartWorkflow(
             FLEET_WORKFLOW_TYPE,
             input or FleetReconciliationInput(),
-            id=FLEET_WORKFLOW_ID,
+            id=fleet_schedule_id(task_queue),  # the schedule appends each pass's start time
             task_queue=task_queue,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=every_hours))]),
@@ -56,7 +53,7 @@ async def ensure_schedule(client: Client, task_queue: str, *, every_hours: float
     """Create the schedule, or bring an existing one to this definition. Returns what was done."""
     schedule = fleet_schedule(task_queue, every_hours=every_hours)
     try:
-        await client.create_schedule(FLEET_SCHEDULE_ID, schedule)
+        await client.create_schedule(fleet_schedule_id(task_queue), schedule)
         return "created"
     except ScheduleAlreadyRunningError:
         pass
@@ -64,7 +61,7 @@ async def ensure_schedule(client: Client, task_queue: str, *, every_hours: float
     def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
         return ScheduleUpdate(schedule=schedule)
 
-    await client.get_schedule_handle(FLEET_SCHEDULE_ID).update(update)
+    await client.get_schedule_handle(fleet_schedule_id(task_queue)).update(update)
     return "updated"
 
 
@@ -73,7 +70,7 @@ async def reconcile_now(client: Client, task_queue: str, input: FleetReconciliat
     handle = await client.start_workflow(
         FLEET_WORKFLOW_TYPE,
         input or FleetReconciliationInput(),
-        id=MANUAL_WORKFLOW_ID,
+        id=manual_workflow_id(task_queue),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         result_type=FleetReconciliationResult,
@@ -101,7 +98,7 @@ async def run_command(client: Client, args, task_queue: str, out) -> None:
         if not args.every_hours > 0:
             raise ValueError("--every-hours must be positive")
         done = await ensure_schedule(client, task_queue, every_hours=args.every_hours)
-        print(f"schedule {FLEET_SCHEDULE_ID} {done}: a pass every {args.every_hours:g} h", file=out)
+        print(f"schedule {fleet_schedule_id(task_queue)} {done}: a pass every {args.every_hours:g} h", file=out)
         return
     result = await reconcile_now(client, task_queue, FleetReconciliationInput(statuses=args.status))
     if args.json:

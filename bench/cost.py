@@ -98,7 +98,7 @@ async def active_day(b, lifecycle, customers: int) -> dict[str, Any]:
 async def fleet_pass(b, *, pages_per_run: int = 2) -> dict[str, Any]:
     """A pass in about six pages, a continue-as-new every two: both costs show."""
     from bench.benchmark import history_all_runs
-    from fleet_reconcile import MANUAL_WORKFLOW_ID, reconcile_now
+    from fleet_reconcile import manual_workflow_id, reconcile_now
 
     listed = await b.control.customers()
     page_size = max(1, min(PAGE_SIZE, -(-len(listed) // 6)))
@@ -110,7 +110,7 @@ async def fleet_pass(b, *, pages_per_run: int = 2) -> dict[str, Any]:
         FleetReconciliationInput(page_size=page_size, pages_per_run=pages_per_run, grace_seconds=0),
     )
     seconds = time.perf_counter() - started
-    events = await history_all_runs(b.client, MANUAL_WORKFLOW_ID)
+    events = await history_all_runs(b.client, manual_workflow_id(b.stack.config.task_queue))
     actions = billable_actions(events)
     c = result.counts
     runs = actions["workflow_started"]

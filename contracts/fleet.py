@@ -8,11 +8,15 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 FLEET_WORKFLOW_TYPE = "FleetReconciliation"
-FLEET_SCHEDULE_ID = "fleet-reconciliation"
-FLEET_WORKFLOW_ID = "fleet-reconciliation"
+FLEET_ID_PREFIX = "fleet-reconciliation"
 ACTIVITY_RECONCILE_PAGE = "reconcile_fleet_page"
 # The `iron_event` type the pass signals with: a hint like a webhook, read by the onboarding.
 FLEET_HINT_TYPE = "fleet_reconciliation"
+
+
+def fleet_schedule_id(task_queue: str) -> str:
+    """One schedule per task queue: workers of another queue in the namespace keep their own."""
+    return f"{FLEET_ID_PREFIX}-{task_queue}"
 
 
 class FleetMessage(BaseModel):

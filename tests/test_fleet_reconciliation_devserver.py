@@ -7,6 +7,10 @@ attribute does not show, and wakes that onboarding alone, which then reads Iron 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -14,10 +18,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import ScheduleOverlapPolicy
 
 from activities.fleet import FleetActivities
 from activities.iron_activities import IronActivities
-from contracts.fleet import FLEET_HINT_TYPE, FleetReconciliationInput
+from contracts.fleet import FLEET_HINT_TYPE, FLEET_WORKFLOW_TYPE, FleetReconciliationInput, fleet_schedule_id
 from contracts.messages import Phase, workflow_id_for
 from data_protection.documents import FilesystemDocumentStore
 from fleet_reconcile import reconcile_now
@@ -25,7 +30,9 @@ from iron_client import IronClient
 from iron_sandbox.testing import SandboxServer
 from starter import sign_all, start_onboarding
 from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, iron_settings_for, wait_for_state
-from worker import build_worker
+from runtime.settings import ConfigurationError
+from tests.conftest import REPO_ROOT
+from worker import WorkerSettings, build_worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -139,3 +146,53 @@ async def test_a_change_within_the_grace_period_is_left_to_its_webhook(env, work
     )
     assert result.counts.recently_changed >= 1 and result.counts.woken == 0
     assert await fleet_hints(handle) == 0
+
+
+def _starter(env, task_queue: str, *args: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "ONBOARDING_"))}
+    environ |= {"TEMPORAL_ADDRESS": env.client.service_client.config.target_host, "ONBOARDING_TASK_QUEUE": task_queue}
+    return subprocess.run(
+        [sys.executable, "starter.py", "fleet-reconcile", *args],
+        cwd=REPO_ROOT, env=environ, capture_output=True, text=True, timeout=120,
+    )
+
+
+async def test_the_schedule_is_created_once_and_updated_after_and_a_pass_runs_from_the_command_line(env, worker):
+    schedule_id = fleet_schedule_id(worker.task_queue)
+    first = await asyncio.to_thread(_starter, env, worker.task_queue, "--schedule")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith(f"schedule {schedule_id} created: a pass every 24 h")
+    again = await asyncio.to_thread(_starter, env, worker.task_queue, "--schedule", "--every-hours", "12")
+    assert again.returncode == 0 and "updated: a pass every 12 h" in again.stdout, again.stderr
+
+    described = await env.client.get_schedule_handle(schedule_id).describe()
+    schedule = described.schedule
+    assert schedule.spec.intervals[0].every == timedelta(hours=12)
+    assert schedule.policy.overlap == ScheduleOverlapPolicy.SKIP, "passes never overlap"
+    assert schedule.action.workflow == FLEET_WORKFLOW_TYPE and schedule.action.task_queue == worker.task_queue
+    ids = [s.id async for s in await env.client.list_schedules()]
+    assert ids.count(schedule_id) == 1
+
+    # A pass the schedule starts runs on the worker like any other.
+    await env.client.get_schedule_handle(schedule_id).trigger()
+    deadline = time.monotonic() + 30
+    while not (await env.client.get_schedule_handle(schedule_id).describe()).info.recent_actions:
+        assert time.monotonic() < deadline, "the schedule never started its pass"
+        await asyncio.sleep(0.2)
+    action = (await env.client.get_schedule_handle(schedule_id).describe()).info.recent_actions[0]
+    scheduled = env.client.get_workflow_handle(action.action.workflow_id, run_id=action.action.first_execution_run_id)
+    assert (await scheduled.result())["counts"]["customers"] >= 1
+
+    by_hand = await asyncio.to_thread(_starter, env, worker.task_queue, "--json")
+    assert by_hand.returncode == 0, by_hand.stderr
+    counts = json.loads(by_hand.stdout)
+    assert counts["customers"] >= 1 and counts["pages"] >= 1
+
+
+async def test_the_activity_rate_is_a_worker_setting_checked_at_start():
+    assert WorkerSettings.load({}).activities_per_second == 50.0
+    assert WorkerSettings.load({"ONBOARDING_ACTIVITIES_PER_SECOND": "12.5"}).activities_per_second == 12.5
+    with pytest.raises(ConfigurationError, match="ONBOARDING_ACTIVITIES_PER_SECOND"):
+        WorkerSettings.load({"ONBOARDING_ACTIVITIES_PER_SECOND": "0"})
+    with pytest.raises(ConfigurationError, match="ONBOARDING_FLEET_SCHEDULE"):
+        WorkerSettings.load({"ONBOARDING_FLEET_SCHEDULE": "maybe"})
