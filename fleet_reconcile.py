@@ -81,13 +81,26 @@ async def reconcile_now(client: Client, task_queue: str, input: FleetReconciliat
 # --- the starter's `fleet-reconcile` command -----------------------------------------------------
 
 
+def _positive_hours(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of hours: {text[:40]!r}") from None
+    if not math.isfinite(hours) or hours < 1 / 60:
+        raise argparse.ArgumentTypeError("must be at least one minute (1/60 hour)")
+    return hours
+
+
 def add_command(sub) -> None:
     """`starter.py fleet-reconcile`: the parser entry."""
     from iron_client.models import CustomerStatus
 
     cmd = sub.add_parser("fleet-reconcile", help="compare every Iron customer with its onboarding and wake those that differ")
     cmd.add_argument("--schedule", action="store_true", help="create or update the daily schedule instead of a pass now")
-    cmd.add_argument("--every-hours", type=float, default=DEFAULT_EVERY_HOURS, help="with --schedule: hours between passes")
+    cmd.add_argument("--every-hours", type=_positive_hours, default=DEFAULT_EVERY_HOURS, help="with --schedule: hours between passes")
     cmd.add_argument("--status", action="append", default=[], choices=[s.value for s in CustomerStatus],
                      help="only Iron customers in this status (repeatable; default every customer)")
     cmd.add_argument("--json", action="store_true", help="print the pass's counts as JSON")
@@ -95,8 +108,6 @@ def add_command(sub) -> None:
 
 async def run_command(client: Client, args, task_queue: str, out) -> None:
     if args.schedule:
-        if not args.every_hours > 0:
-            raise ValueError("--every-hours must be positive")
         done = await ensure_schedule(client, task_queue, every_hours=args.every_hours)
         print(f"schedule {fleet_schedule_id(task_queue)} {done}: a pass every {args.every_hours:g} h", file=out)
         return

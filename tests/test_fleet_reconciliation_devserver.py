@@ -29,12 +29,14 @@ from fleet_reconcile import reconcile_now
 from iron_client import IronClient
 from iron_sandbox.testing import SandboxServer
 from starter import sign_all, start_onboarding
-from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, iron_settings_for, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, iron_settings_for, save_histories, wait_for_state
 from runtime.settings import ConfigurationError
 from tests.conftest import REPO_ROOT
 from worker import WorkerSettings, build_worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+FIRST_RUNS: dict[str, str | None] = {}
 
 # Polls get the customers to Active without webhooks; once Active, only the backstop reads Iron.
 TIMINGS = DEV_SERVER_TIMINGS.model_copy(update={"active_backstop_seconds": 3600})
@@ -67,8 +69,11 @@ async def worker(env, sandbox, tmp_path_factory):
 
 
 async def active_customer(env, worker, sandbox, external_id: str):
-    await start_onboarding(env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS, task_queue=worker.task_queue)
+    started = await start_onboarding(
+        env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS, task_queue=worker.task_queue
+    )
     handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+    FIRST_RUNS[handle.id] = started.run_id
     waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
     await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
     await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, timeout=30, what="signings")
@@ -125,6 +130,8 @@ async def test_a_lost_webhook_is_caught_by_the_fleet_pass_and_only_that_customer
     moved = await wait_for_state(lost_handle, lambda s: s.phase == Phase.SUSPENDED, timeout=30, what="Suspended")
     assert moved.customer_status == "Suspended"
     assert [e.type for e in moved.recent_events][-1] == FLEET_HINT_TYPE
+    # `make histories`-style recording (RECORD_HISTORIES=1) of a patched run woken by a pass.
+    await save_histories(env.client, lost_handle.id, FIRST_RUNS[lost_handle.id], "fleet-reconciliation-v1/fleet_reconciled_lost_webhook")
     for handle, _ in others:
         assert await fleet_hints(handle) == 0, "a customer whose status matches is not woken"
         assert (await wait_for_state(handle, lambda s: True, what="state")).phase == Phase.ACTIVE
@@ -135,6 +142,12 @@ async def test_a_lost_webhook_is_caught_by_the_fleet_pass_and_only_that_customer
         await asyncio.sleep(0.2)
     again = await reconcile_now(env.client, worker.task_queue, FleetReconciliationInput(grace_seconds=0))
     assert (again.counts.woken, again.counts.matching) == (0, 3)
+
+
+async def test_a_full_page_of_customer_ids_is_one_visibility_query(env):
+    ids = [str(uuid.uuid4()) for _ in range(100)]
+    assert await FleetActivities(env.client, None).published_statuses(ids) == {}  # type: ignore[arg-type]
+    assert await FleetActivities(env.client, None).published_statuses(['bad"id', "x\\y"]) == {}  # type: ignore[arg-type]
 
 
 async def test_a_change_within_the_grace_period_is_left_to_its_webhook(env, worker, sandbox):
