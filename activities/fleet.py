@@ -23,7 +23,8 @@ import contracts.search_attributes as sa
 from contracts.fleet import ACTIVITY_RECONCILE_PAGE, FLEET_HINT_TYPE, FleetCounts, FleetPageInput, FleetPageResult
 from contracts.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal
 from iron_client import IronClient
-from iron_client.errors import IronError, IronRateLimited
+from data_protection.redaction import redact_text
+from iron_client.errors import IronError, IronFinalError, IronRateLimited
 from iron_client.models import wire
 
 log = structlog.get_logger("fleet")
@@ -67,9 +68,11 @@ class FleetActivities:
             page = await self._iron.list_customers(cursor=input.cursor, page_size=input.page_size, status=input.statuses)
         except IronRateLimited as exc:
             delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
-            raise ApplicationError(str(exc), type="IronRateLimited", next_retry_delay=delay) from None
-        except IronError as exc:  # every Iron failure here is worth a retry: the pass only reads
-            raise ApplicationError(str(exc), type=type(exc).__name__) from None
+            raise ApplicationError(redact_text(str(exc)), type="IronRateLimited", next_retry_delay=delay) from None
+        except IronFinalError as exc:  # a refused key or request: no retry fixes it, the pass fails visibly
+            raise ApplicationError(redact_text(str(exc)), type=type(exc).__name__, non_retryable=True) from None
+        except IronError as exc:  # an outage: the pass waits for Iron
+            raise ApplicationError(redact_text(str(exc)), type=type(exc).__name__) from None
         published = await self.published_statuses([c.id for c in page.items])
         recent = datetime.now(timezone.utc) - timedelta(seconds=input.grace_seconds)
         counts = FleetCounts(pages=1, customers=len(page.items))
