@@ -48,6 +48,7 @@ from runtime import settings
 from runtime.process import exit_now
 from runtime.temporal import connect
 from contracts import search_attributes
+import fleet_reconcile
 from contracts.messages import (
     ENGINE_VERSION,
     EXTERNAL_ID_MAX_LENGTH,
@@ -661,6 +662,7 @@ def _parser() -> argparse.ArgumentParser:
 
     report_cmd = sub.add_parser("report", help="customers per phase, and those stuck past a threshold")
     operations.report.add_arguments(report_cmd)
+    fleet_reconcile.add_command(sub)
     return parser
 
 
@@ -825,6 +827,9 @@ async def _run(checked: Checked, out, err) -> int:
             result = await adopt_customer(client, iron, checked.fields["iron_customer_id"])
         verb = "adopted as" if result.started else "already running, attached to"
         print(f"{verb} {result.workflow_id}\n  {result.ui_link}", file=out)
+        return EXIT_OK
+    if args.command == "fleet-reconcile":
+        await fleet_reconcile.run_command(client, args, settings.task_queue(), out)
         return EXIT_OK
     raise AssertionError(args.command)
 

@@ -26,6 +26,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.events import EventDelivery
+from activities.fleet import FleetActivities
 from runtime.events_settings import load_events_settings
 from activities.iron_activities import IronActivities
 from data_protection.documents import DEFAULT_DOCUMENT_DIR, FilesystemDocumentStore
@@ -37,7 +38,9 @@ from runtime.process import EXIT_CONFIGURATION, exit_now, load_or_exit
 from runtime.settings import Flag
 from runtime.query_task_guard import QueryTaskGuard
 from runtime.temporal import connect
+from workflows.fleet import FleetReconciliation
 from workflows.onboarding import CustomerOnboarding
+import fleet_reconcile
 
 
 # A customer's workflow sleeps for hours between wakes, so a cached one is rarely reused before
@@ -45,6 +48,9 @@ from workflows.onboarding import CustomerOnboarding
 # history (tens of events, bounded by continue-as-new) when it next wakes.
 DEFAULT_MAX_CACHED_WORKFLOWS = 500
 PROGRAM = "worker"
+# Iron's per-key limits are not published; 50 calls a second serves about 16,000 lifecycles an
+# hour (11 calls each) beside a daily fleet pass of a million customers (10,000 calls).
+DEFAULT_ACTIVITIES_PER_SECOND = 50.0
 
 
 class WorkerSettings(MetricsSettings):
@@ -54,6 +60,16 @@ class WorkerSettings(MetricsSettings):
     document_retention_days: float = Field(30.0, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_DOCUMENT_RETENTION_DAYS")
     delete_documents_after_submission: Flag = Field(False, validation_alias="ONBOARDING_DELETE_DOCUMENTS_AFTER_SUBMISSION")
     max_cached_workflows: int = Field(DEFAULT_MAX_CACHED_WORKFLOWS, ge=0, validation_alias="ONBOARDING_MAX_CACHED_WORKFLOWS")
+    # Activities started per second on the whole task queue, across every worker (Temporal's
+    # matching service enforces it): nearly every activity is one Iron call, so this bounds
+    # Iron's load however many workers run. Every worker should set the same value.
+    activities_per_second: float = Field(
+        DEFAULT_ACTIVITIES_PER_SECOND, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_ACTIVITIES_PER_SECOND"
+    )
+    fleet_schedule: Flag = Field(True, validation_alias="ONBOARDING_FLEET_SCHEDULE")
+    fleet_every_hours: float = Field(
+        fleet_reconcile.DEFAULT_EVERY_HOURS, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_FLEET_EVERY_HOURS"
+    )
 
 
 def build_worker(
@@ -61,6 +77,7 @@ def build_worker(
     activities: IronActivities,
     *,
     events: EventDelivery | None = None,
+    fleet: FleetActivities | None = None,
     task_queue: str | None = None,
     max_concurrent_activities: int = 100,
     max_concurrent_workflow_tasks: int = 100,
@@ -73,8 +90,10 @@ def build_worker(
     worker = Worker(
         client,
         task_queue=task_queue or settings.task_queue(),
-        workflows=[CustomerOnboarding],
-        activities=activities.all() + (events.all() if events is not None else []),
+        workflows=[CustomerOnboarding, FleetReconciliation],
+        activities=activities.all()
+        + (events.all() if events is not None else [])
+        + (fleet.all() if fleet is not None else []),
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,
@@ -98,6 +117,17 @@ async def purge_documents_periodically(documents, retention_seconds: float, ever
         await asyncio.sleep(every_seconds)
 
 
+async def _ensure_fleet_schedule(client: Client, task_queue: str, every_hours: float) -> None:
+    """The daily fleet-wide reconciliation; a failure (say, an API key without schedule rights)
+    is logged and the worker runs on: Active customers still have their backstop read."""
+    log = get_logger("worker")
+    try:
+        done = await fleet_reconcile.ensure_schedule(client, task_queue, every_hours=every_hours)
+        log.info("fleet_schedule_" + done, every_hours=every_hours)
+    except Exception as exc:
+        log.warning("fleet_schedule_failed", error=str(exc)[:300])
+
+
 def parse_args(argv: list[str], config: WorkerSettings | None = None) -> argparse.Namespace:
     config = config or WorkerSettings()
     parser = argparse.ArgumentParser(description="Run the Iron onboarding worker.")
@@ -109,6 +139,12 @@ def parse_args(argv: list[str], config: WorkerSettings | None = None) -> argpars
         type=int,
         default=config.max_cached_workflows,
         help="workflows kept in memory between tasks; fewer saves memory, the rest replay when they wake",
+    )
+    parser.add_argument(
+        "--max-activities-per-second",
+        type=float,
+        default=config.activities_per_second,
+        help="activities started per second on the whole task queue, all workers together (bounds Iron's load)",
     )
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
     parser.add_argument(
@@ -160,11 +196,15 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, File
                 delete_documents_after_submission=config.delete_documents_after_submission,
             ),
             events=events,
+            fleet=FleetActivities(client, iron),
             task_queue=args.task_queue,
             max_concurrent_activities=args.max_concurrent_activities,
             max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
             max_cached_workflows=args.max_cached_workflows,
+            max_task_queue_activities_per_second=args.max_activities_per_second,
         )
+        if config.fleet_schedule:
+            await _ensure_fleet_schedule(client, args.task_queue, config.fleet_every_hours)
         log.info("worker_started", task_queue=args.task_queue, iron_base_url=iron_settings.base_url)
         async with worker:
             await stop.wait()

@@ -51,6 +51,7 @@ from bench.common import (
     rss_mb,
     wait_for_state,
 )
+from bench import cost
 from bench.floor import FLOOR_TASK_QUEUE, FLOOR_WORKFLOW, QUERY_STATE, SIGNAL_EVENT, UPDATE_ACCEPT, FloorShape, FloorState
 from demo.stack import REPO_ROOT, Process, Stack
 from contracts.messages import OnboardingTimings, Phase, workflow_id_for
@@ -91,10 +92,11 @@ class Sizes:
     # longer, so this stays coarse enough not to dominate what is measured.
     query_interval: float = 0.5
     latency_query_interval: float = 0.01
+    cost_customers: int = 10  # Active customers of each design watched for a scaled day
 
 
 FULL = dict(lifecycles=300, parked=10_000, latency_samples=200, concurrency=20, calibration=3, history_sample=40, rounds=3)
-SMOKE = dict(lifecycles=3, parked=20, latency_samples=5, concurrency=3, calibration=1, history_sample=3)
+SMOKE = dict(lifecycles=3, parked=20, latency_samples=5, concurrency=3, calibration=1, history_sample=3, cost_customers=2)
 
 
 @dataclass
@@ -162,14 +164,16 @@ async def histories(client: Client, workflow_ids: list[str]) -> dict[str, float]
 # --- the product lifecycle ---------------------------------------------------------------------
 
 
-async def product_lifecycle(b: Bench, external_id: str, *, timeout: float = 120.0) -> float:
+async def product_lifecycle(
+    b: Bench, external_id: str, *, timeout: float = 120.0, timings: OnboardingTimings = PRODUCT_TIMINGS
+) -> float:
     from starter import sign_all, start_onboarding
 
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
     every = b.sizes.query_interval
     await start_onboarding(
-        b.client, external_id, email=f"{external_id}@example.com", timings=PRODUCT_TIMINGS,
+        b.client, external_id, email=f"{external_id}@example.com", timings=timings,
         task_queue=b.stack.config.task_queue,
     )
     waiting = await wait_for_state(
@@ -605,12 +609,18 @@ async def _run(stack: Stack, sizes: Sizes, log: Callable[[str], None]) -> dict[s
     log(f"  one lifecycle: {calibration['product_history']}; floor shape {shape.model_dump()}")
     log("throughput")
     tp = await throughput(b, shape)
+    sampled = [workflow_id_for(x) for x in tp["product_ids"][: sizes.history_sample]]
+    lifecycle_cost = await cost.lifecycle_actions(b, sampled)  # before the latency phase adds to them
     pool = min(len(tp["product_ids"]), 20)
     log(f"latency: {sizes.latency_samples} samples at {sizes.rate_per_second:g}/s each")
     product_lat, floor_lat = await latency(b, tp["product_ids"][:pool], tp["floor_ids"][:pool])
+    spent = await cost.measure(
+        b, product_lifecycle, lifecycle_cost, customers=sizes.cost_customers,
+        iron_per_lifecycle=tp["product"]["iron_requests_per_lifecycle"],
+    )
     log(f"memory: {sizes.parked} parked")
     memory = await parked_memory(b)
-    return assemble(sizes, calibration, tp, product_lat, floor_lat, memory)
+    return assemble(sizes, calibration, tp, product_lat, floor_lat, memory) | {"cost": spent}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -693,12 +703,16 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     ]
 
 
-def text_table(report: dict[str, Any]) -> str:
-    table = rows(report)
+def _text(table: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def text_table(report: dict[str, Any]) -> str:
+    tables = [_text(rows(report))] + ([_text(cost.cost_rows(report["cost"]))] if "cost" in report else [])
+    return "\n\n".join(tables)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -716,6 +730,16 @@ def markdown(report: dict[str, Any]) -> str:
         "|" + "|".join("---" for _ in table[0]) + "|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in table[1:]]
+    if "cost" in report:
+        spent = cost.cost_rows(report["cost"])
+        lines += ["", "| " + " | ".join(spent[0]) + " |", "|" + "|".join("---" for _ in spent[0]) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in spent[1:]]
+        c = report["cost"]
+        lines += [
+            "",
+            f"Actions per lifecycle by kind (Temporal Cloud's billing, `bench/actions.py`): {c['lifecycle']['by_kind']}. "
+            f"Active day: {c['active_day']}. Fleet pass: {c['fleet_pass']}.",
+        ]
     hist = report["history_events_per_lifecycle"]
     tp = report["throughput"]
     mem = report["worker_memory"]

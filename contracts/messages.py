@@ -38,6 +38,7 @@ CURRENT_LOOP_FROM = 2
 # The engine version each behaviour arrived with.
 SINCE_REQUIREMENTS_AND_SLAS = 3
 SINCE_PHASE_SINCE = 3
+SINCE_FLEET_RECONCILIATION = 3
 
 
 def workflow_id_for(external_id: str) -> str:
@@ -102,6 +103,10 @@ class OnboardingTimings(Message):
     poll_max_seconds: float = Field(default=3600.0, gt=0)
     poll_backoff: float = Field(default=2.0, ge=1.0)
     active_reconcile_seconds: float = Field(default=6 * 3600.0, gt=0)
+    # With the fleet-wide reconciliation (`FleetReconciliation`, daily) catching lost webhooks,
+    # an Active customer's own read of Iron is a backstop only: every 90 days. Runs started
+    # before it existed keep `active_reconcile_seconds` (see `OnboardingState.fleet_reconciled`).
+    active_backstop_seconds: float = Field(default=90 * 86400.0, gt=0)
     parked_reconcile_seconds: float = Field(default=3600.0, gt=0)
     max_expired_renewals: int = Field(default=3, ge=0)
     activity_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -358,6 +363,10 @@ class OnboardingState(Message):
     # When the current phase began (search attribute `OnboardingPhaseSince`, the time-in-phase
     # metric): carried across continue-as-new, so a long wait is measured from its start.
     phase_since: datetime | None = None
+    # Set by runs of engine version SINCE_FLEET_RECONCILIATION or later, which know of the
+    # fleet-wide reconciliation: while Active they read Iron every `active_backstop_seconds`
+    # instead of every `active_reconcile_seconds`.
+    fleet_reconciled: bool = False
 
     @classmethod
     def first(cls, input: OnboardingInput) -> "OnboardingState":

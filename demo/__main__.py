@@ -116,6 +116,7 @@ def demo_timings():
         poll_initial_seconds=3,
         poll_max_seconds=10,
         active_reconcile_seconds=120,
+        active_backstop_seconds=120,
         parked_reconcile_seconds=120,
         activity_timeout_seconds=10,
         activity_retry_initial_seconds=0.5,

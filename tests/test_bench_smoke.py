@@ -70,3 +70,16 @@ def test_smoke_benchmark_reports_every_metric(tmp_path, capsys):
     assert "| throughput (lifecycles/s) |" in md and f"{machine['nproc']} CPUs" in md
     printed = capsys.readouterr().out
     assert "webhook-to-state p99 (ms)" in printed and "worker RSS, 20 parked (MB)" in printed
+
+    # Cost rows: counted from real histories, today's 6-hour reads against the fleet design.
+    spent = report["cost"]
+    assert spent["lifecycle"]["actions"] >= iron["activities"] + 2  # every activity, and both runs' starts
+    day = spent["active_day"]
+    assert day["today_wakes_measured"] >= 2 * 4 and day["actions_per_wake"] >= 2 and day["iron_calls_per_wake"] >= 1
+    assert day["fleet_design_wakes_in_the_same_window"] == 0, "no per-customer read within a day"
+    fleet = spent["fleet_pass"]
+    assert fleet["customers"] >= 3 and fleet["pages"] >= 2 and fleet["runs"] >= 2, fleet
+    assert fleet["counts"]["woken"] == 0, "every onboarding shows what Iron says: nobody to wake"
+    year = spent["active_customer_year"]
+    assert year["today"]["actions"] > 100 * year["fleet"]["actions"] and isinstance(year["pass"], bool)
+    assert "| actions per Active customer-year |" in md and "Iron calls per Active customer-year" in printed

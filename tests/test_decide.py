@@ -56,11 +56,13 @@ class Run:
         *,
         deliver_events: bool = False,
         requirements_and_slas: bool = False,
+        fleet_reconciled: bool = False,
     ) -> None:
         self.state = state or OnboardingState(external_id="ext-1")
         self.timings = timings
         self.deliver_events = deliver_events
         self.requirements_and_slas = requirements_and_slas
+        self.fleet_reconciled = fleet_reconciled
         self.now = T0
 
     def __call__(self, observation: d.Observation, *, after: float = 1.0) -> d.Action:
@@ -74,6 +76,7 @@ class Run:
                 email_known=email,
                 deliver_events=self.deliver_events,
                 requirements_and_slas=self.requirements_and_slas,
+                fleet_reconciled=self.fleet_reconciled,
             )
         )
 
@@ -321,22 +324,56 @@ def test_a_refused_signing_reads_the_customer_and_signings_again():
 # --- Active and after --------------------------------------------------------------------------
 
 
-def test_reaching_active_ends_the_cycle_with_continue_as_new_into_the_watch():
-    run = Run()
+# A run from before the fleet-wide reconciliation reads Iron every 6 hours while Active; one
+# that knows of it (the shell's patch answer) only on the 90-day backstop.
+ACTIVE_WATCH = [(False, T.active_reconcile_seconds), (True, T.active_backstop_seconds)]
+
+
+@pytest.mark.parametrize("fleet_reconciled, reconcile_after", ACTIVE_WATCH, ids=["before-fleet", "fleet"])
+def test_reaching_active_ends_the_cycle_with_continue_as_new_into_the_watch(fleet_reconciled, reconcile_after):
+    run = Run(fleet_reconciled=fleet_reconciled)
     assert to_active(run) == d.ContinueAsNew(reason="end of cycle")
     s = run.state
     assert s.phase == Phase.ACTIVE and s.outcome == "Active" and s.cycle_completed
-    assert s.deadlines == {"reconcile": run.now + timedelta(seconds=T.active_reconcile_seconds)}
-    next_run = Run(OnboardingState.model_validate_json(s.model_dump_json()))
+    assert s.deadlines == {"reconcile": run.now + timedelta(seconds=reconcile_after)}
+    assert s.fleet_reconciled is fleet_reconciled
+    next_run = Run(OnboardingState.model_validate_json(s.model_dump_json()), fleet_reconciled=fleet_reconciled)
     assert next_run.start(carried=True) == d.Wait(), "the next run watches first: Iron was just read"
 
 
-def test_active_is_reconciled_and_stays_active_without_a_new_cycle():
-    run = Run()
+@pytest.mark.parametrize("fleet_reconciled, reconcile_after", ACTIVE_WATCH, ids=["before-fleet", "fleet"])
+def test_active_is_reconciled_and_stays_active_without_a_new_cycle(fleet_reconciled, reconcile_after):
+    run = Run(fleet_reconciled=fleet_reconciled)
     to_active(run)
-    assert isinstance(run.woken(due=("reconcile",), after=T.active_reconcile_seconds), d.ReadCustomer)
+    assert run.state.deadlines["reconcile"] == run.now + timedelta(seconds=reconcile_after)
+    assert isinstance(run.woken(due=("reconcile",), after=reconcile_after), d.ReadCustomer)
     assert run(d.CustomerRead(customer("Active", "idv-1"))) == d.Wait()
     assert run.state.cycle == 1
+    assert run.state.deadlines == {"reconcile": run.now + timedelta(seconds=reconcile_after)}
+
+
+def test_the_backstop_is_the_only_timer_while_active_and_the_fleet_reconciler_wakes_it():
+    timings = OnboardingTimings(active_reconcile_seconds=60, active_backstop_seconds=30 * 86400)
+    run = Run(timings=timings, fleet_reconciled=True)
+    to_active(run)
+    assert run.state.deadlines == {"reconcile": run.now + timedelta(days=30)}
+    assert d.due_deadlines(run.state, run.now + timedelta(hours=6)) == (), "no 6-hour read any more"
+    # The fleet reconciler saw another status at Iron: its hint reads the customer at once.
+    event = IronEventSignal(type="fleet_reconciliation", timestamp="t1", customer_id=CUSTOMER, entity_id=CUSTOMER, status="Suspended")
+    hint = d.note_webhook(run.state, set(), event, run.now, timings)
+    assert hint == d.IronHint("fleet_reconciliation", about_customer=True)
+    assert run.woken(hint) == d.ReadCustomer(cause="webhook fleet_reconciliation")
+    assert run(d.CustomerRead(customer("Suspended", "idv-1"))) == d.Wait()
+    assert run.state.phase == Phase.SUSPENDED
+    assert run.state.deadlines == {"reconcile": run.now + timedelta(seconds=timings.parked_reconcile_seconds)}
+
+
+def test_the_fleet_flag_is_kept_in_the_state_a_carried_run_starts_from():
+    run = Run(fleet_reconciled=True)
+    to_active(run)
+    carried = OnboardingState.model_validate_json(run.state.model_dump_json())
+    assert carried.fleet_reconciled, "the shell reads it and asks the patch no second time"
+    assert OnboardingState.model_validate({"external_id": "x"}).fleet_reconciled is False, "older states: before"
 
 
 def test_reversion_to_identification_required_adopts_irons_step_up_in_a_new_cycle():

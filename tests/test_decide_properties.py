@@ -200,11 +200,11 @@ class Story:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(STEP, min_size=1, max_size=40), st.booleans())
-def test_the_phase_only_follows_what_iron_said(steps, requirements_and_slas):
+@given(st.lists(STEP, min_size=1, max_size=40), st.booleans(), st.booleans())
+def test_the_phase_only_follows_what_iron_said(steps, requirements_and_slas, fleet_reconciled):
     story = Story()
     observation: d.Observation = d.RunStarted(
-        carried=False, email_known=True, requirements_and_slas=requirements_and_slas
+        carried=False, email_known=True, requirements_and_slas=requirements_and_slas, fleet_reconciled=fleet_reconciled
     )
     remaining = list(steps)
     for _ in range(2000):
@@ -214,7 +214,8 @@ def test_the_phase_only_follows_what_iron_said(steps, requirements_and_slas):
         if isinstance(action, d.ContinueAsNew):
             story.state = OnboardingState.model_validate_json(story.state.model_dump_json())
             story.state.runs += 1
-            observation = d.RunStarted(carried=True, email_known=False, requirements_and_slas=requirements_and_slas)
+            observation = d.RunStarted(carried=True, email_known=False, requirements_and_slas=requirements_and_slas,
+                                     fleet_reconciled=fleet_reconciled)
             continue
         if not isinstance(action, d.Wait):
             observation = story.perform(action)

@@ -50,6 +50,7 @@ DEV_SERVER_TIMINGS = OnboardingTimings(
     poll_initial_seconds=0.5,
     poll_max_seconds=2,
     active_reconcile_seconds=1,
+    active_backstop_seconds=1,  # no fleet pass runs in these tests: Active customers read Iron
     parked_reconcile_seconds=2,
     activity_timeout_seconds=5,
     activity_retry_initial_seconds=0.1,
@@ -199,6 +200,7 @@ async def save_histories(client: Client, workflow_id: str, first_run_id: str | N
         else:
             break
         path = HISTORIES_DIR / f"{name}.run{index}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(history.to_json())
         saved.append(path)
         last = history.events[-1]

@@ -103,6 +103,8 @@ class RunStarted:
     email_known: bool
     deliver_events: bool = False
     requirements_and_slas: bool = False  # the run's engine version has them (SINCE_REQUIREMENTS_AND_SLAS)
+    # The run knows of the fleet-wide reconciliation: Active waits on the long backstop.
+    fleet_reconciled: bool = False
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,7 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
         s.start_email_known = obs.email_known
         s.deliver_events = obs.deliver_events
         s.requirements_and_slas = obs.requirements_and_slas
+        s.fleet_reconciled = obs.fleet_reconciled
         s.signing_queue = []
         if s.phase_since is None:  # a new onboarding, or one carried over from before the field
             s.phase_since = _phase_began(s, ctx.at)
@@ -523,12 +526,18 @@ def _active(s: OnboardingState, ctx: _Now) -> Action:
     s.requirements, s.requirements_key = None, None  # onboarded: nothing left to provide
     s.waiting_for = "compliance changes (webhooks and periodic reconciliation)"
     entered = _transition(s, ctx, Phase.ACTIVE, "customer Active at Iron")
-    wait = _wait(s, ctx, reconcile=ctx.timings.active_reconcile_seconds)
+    wait = _wait(s, ctx, reconcile=active_reconcile_seconds(s, ctx.timings))
     if entered and not s.cycle_completed:
         s.cycle_completed = True
         return ContinueAsNew(reason="end of cycle")  # the next run starts in this wait
     s.cycle_completed = True
     return wait
+
+
+def active_reconcile_seconds(s: OnboardingState, timings: OnboardingTimings) -> float:
+    """How long an Active customer waits before reading Iron by itself: the long backstop once
+    the fleet-wide reconciliation watches it, every few hours for runs that predate it."""
+    return timings.active_backstop_seconds if s.fleet_reconciled else timings.active_reconcile_seconds
 
 
 def _identification_next(s: OnboardingState, ctx: _Now) -> Action:

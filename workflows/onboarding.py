@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     import contracts.search_attributes as sa
     from contracts.messages import (
         CURRENT_LOOP_FROM,
+        SINCE_FLEET_RECONCILIATION,
         SINCE_PHASE_SINCE,
         SINCE_REQUIREMENTS_AND_SLAS,
         QUERY_STATE,
@@ -90,6 +91,7 @@ class CustomerOnboarding:
             email_known=bool(input.email),
             deliver_events=input.deliver_events,
             requirements_and_slas=input.engine_version >= SINCE_REQUIREMENTS_AND_SLAS,
+            fleet_reconciled=input.engine_version >= SINCE_FLEET_RECONCILIATION,
         )
         lane = asyncio.ensure_future(self._deliver_events()) if input.deliver_events else None
         while True:
