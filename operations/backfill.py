@@ -405,8 +405,8 @@ def usage_problem(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def _counts(s: BackfillSummary) -> str:
-    return (f"listed {s.listed}  adopted {s.adopted}  already running {s.already_running}  "
-            f"archived {s.archived_skipped}  failed {len(s.failed)}  {s.adoption_rate:.1f}/s")
+    return (f"{s.adopted} adopted, {s.already_running} running, {s.archived_skipped} archived, "
+            f"{len(s.failed)} failed, {s.adoption_rate:.0f}/s")
 
 
 def format_summary(s: BackfillSummary, *, max_failures: int = 50) -> str:
@@ -439,7 +439,7 @@ class _Progress:
         self.live = self.console.is_terminal
         self.err = err
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("adopt --all"), TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
+            SpinnerColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
             console=self.console, disable=not self.live, transient=False,
         )
         self.task = self.progress.add_task("adopt", total=None, counts="listing Iron's customers")
@@ -457,7 +457,7 @@ class _Progress:
 
     def page(self, summary: BackfillSummary) -> None:
         if not self.live:
-            print(f"page {summary.pages}: {_counts(summary)}", file=self.err, flush=True)
+            print(f"page {summary.pages}: {summary.listed} listed, {_counts(summary)}", file=self.err, flush=True)
 
 
 async def run_cli(
