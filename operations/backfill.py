@@ -16,8 +16,7 @@ history that must continue-as-new every few thousand starts and progress read th
 to protect work that is cheap to redo; an operator wants the progress on a terminal and Ctrl-C.
 
 Load: `rate` bounds adoptions per second (each sets a workflow going whose first task reads
-Iron about three times), `iron_rate` Iron list requests per second, `concurrency` the starts
-in flight. A 429 pauses listing and adoptions for Iron's `Retry-After` (or a backoff without one).
+Iron), `iron_rate` Iron list requests per second, `concurrency` the starts in flight. A 429 pauses listing and adoptions for Iron's `Retry-After` (or a backoff without one).
 """
 
 from __future__ import annotations
@@ -246,7 +245,18 @@ class Backfill:
                 candidates.append(customer)
         self._on_progress(self.summary)
         running = await self._running_owners([self._workflow_id(c) for c in candidates])
-        await asyncio.gather(*(self._adopt(c, running) for c in candidates))
+        # Customers that share a name (an external id two of them have at Iron) go one after
+        # the other, oldest first: the oldest gets the workflow, as Iron's external-id look-up
+        # finds it first; the others are reported, whichever start would have landed first.
+        by_name: dict[str, list[Customer]] = {}
+        for customer in candidates:
+            by_name.setdefault(self._workflow_id(customer), []).append(customer)
+
+        async def adopt_in_order(customers: list[Customer]) -> None:
+            for customer in customers:
+                await self._adopt(customer, running)
+
+        await asyncio.gather(*(adopt_in_order(group) for group in by_name.values()))
         self._on_progress(self.summary)
 
     @staticmethod
@@ -412,7 +422,7 @@ def _counts(s: BackfillSummary) -> str:
 def format_summary(s: BackfillSummary, *, max_failures: int = 50) -> str:
     state = "done" if s.complete else "STOPPED before the last page (rerun the same command to finish)"
     lines = [
-        f"adopt --all: {state}: {s.listed} customers in {s.pages} pages, {s.seconds:.1f} s",
+        f"adopt --all: {state}: {s.listed} customers in {s.pages} page{'' if s.pages == 1 else 's'}, {s.seconds:.1f} s",
         f"  adopted            {s.adopted:>7}  ({s.adoption_rate:.1f}/s)",
         f"  already running    {s.already_running:>7}",
         f"  archived, skipped  {s.archived_skipped:>7}",

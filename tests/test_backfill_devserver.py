@@ -210,6 +210,13 @@ async def test_a_cancelled_backfill_is_finished_by_the_next_and_a_worker_takes_t
         only_active = await backfill(env.client, iron, statuses=["Active"], task_queue=task_queue)
         assert (only_active.listed, only_active.already_running, only_active.adopted) == (5, 5, 0)
 
+        # A sub-partner's backfill lists that sub-partner's customers only (none here).
+        sub_partner = str(uuid.uuid4())
+        await sandbox.control.clear_requests()
+        scoped = await backfill(env.client, iron, sub_partner_id=sub_partner, task_queue=task_queue)
+        assert scoped.complete and scoped.listed == 0
+        assert [r["sub_partner_id"] for r in await sandbox.control.requests()] == [sub_partner]
+
     runs = await executions(env.client, query, settle_at=21)
     assert len(runs) == 21 and len({e.id for e in runs}) == 21
 
