@@ -62,9 +62,7 @@ _RETRYABLE_RPC = frozenset(
 class FailedCustomer:
     iron_customer_id: str
     workflow_id: str
-    reason: str
-    # True: Temporal did not answer in time; a rerun may adopt it. False: a rerun fails the same way.
-    retryable: bool
+    reason: str  # a rerun fails the same way until someone fixes it
 
 
 @dataclass
@@ -147,6 +145,7 @@ class Backfill:
         summary: BackfillSummary | None = None,
         on_progress: Callable[[BackfillSummary], None] | None = None,
         on_page: Callable[[BackfillSummary], None] | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         if rate <= 0 or iron_rate <= 0:
             raise ValueError("rates must be above 0")
@@ -166,6 +165,7 @@ class Backfill:
         self._in_flight = asyncio.Semaphore(concurrency)
         self._paused_until = 0.0  # monotonic: Iron asked us to wait
         self._visibility_ok = True
+        self._max_attempts = max_attempts
 
     async def run(self) -> BackfillSummary:
         # One page listed ahead of the one being adopted: Iron's latency hides behind the starts.
@@ -218,7 +218,7 @@ class Backfill:
                         cursor=cursor, page_size=self.page_size, status=self.statuses, sort_order="asc"
                     )
                 except IronError as exc:
-                    if not exc.retryable or attempt + 1 >= MAX_ATTEMPTS:
+                    if not exc.retryable or attempt + 1 >= self._max_attempts:
                         raise
                     wait = _backoff(attempt)
                     if isinstance(exc, IronRateLimited) and exc.retry_after is not None:
@@ -256,7 +256,12 @@ class Backfill:
             for customer in customers:
                 await self._adopt(customer, running)
 
-        await asyncio.gather(*(adopt_in_order(group) for group in by_name.values()))
+        try:
+            async with asyncio.TaskGroup() as group:  # one failing stops its siblings
+                for customers in by_name.values():
+                    group.create_task(adopt_in_order(customers))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # one line for the operator, as any error
         self._on_progress(self.summary)
 
     @staticmethod
@@ -315,14 +320,14 @@ class Backfill:
                 self._settle_running(customer, workflow_id, owner)
                 return
             except starter.BadInput as exc:
-                return self._fail(customer, workflow_id, f"{exc.flag}: {exc.rule}", retryable=False)
+                return self._fail(customer, workflow_id, f"{exc.flag}: {exc.rule}")
             except starter.OnboardingNotFound:
                 pass  # it closed between the refused start and the look: start again
             except RPCError as err:
-                if err.status not in _RETRYABLE_RPC:
-                    return self._fail(customer, workflow_id, f"Temporal: {err.status.name}: {err.message}", retryable=False)
-                if attempt + 1 >= MAX_ATTEMPTS:
-                    return self._fail(customer, workflow_id, f"Temporal: {err.status.name}: {err.message}", retryable=True)
+                # Temporal down, credentials or namespace wrong, search attributes missing: the
+                # same for every customer, so the run stops (and says why) instead of listing each.
+                if err.status not in _RETRYABLE_RPC or attempt + 1 >= self._max_attempts:
+                    raise
             attempt += 1
             await asyncio.sleep(_backoff(attempt))
 
@@ -334,11 +339,10 @@ class Backfill:
             self._fail(
                 customer, workflow_id,
                 f"{workflow_id} belongs to Iron customer {owner} (the external id is shared): fix it at Iron",
-                retryable=False,
             )
 
-    def _fail(self, customer: Customer, workflow_id: str, reason: str, *, retryable: bool) -> None:
-        self.summary.failed.append(FailedCustomer(customer.id, workflow_id, reason, retryable))
+    def _fail(self, customer: Customer, workflow_id: str, reason: str) -> None:
+        self.summary.failed.append(FailedCustomer(customer.id, workflow_id, reason))
 
 
 async def backfill(
@@ -356,6 +360,7 @@ async def backfill(
     summary: BackfillSummary | None = None,
     on_progress: Callable[[BackfillSummary], None] | None = None,
     on_page: Callable[[BackfillSummary], None] | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> BackfillSummary:
     """Adopt every Iron customer (of `statuses`, default all) that has no running onboarding.
     Safe to run again at any time, interrupted or not: what runs already is counted, not started.
@@ -369,7 +374,7 @@ async def backfill(
         return await Backfill(
             client, lister, statuses=statuses, rate=rate, iron_rate=iron_rate, concurrency=concurrency,
             page_size=page_size, task_queue=task_queue, timings=timings, summary=summary,
-            on_progress=on_progress, on_page=on_page,
+            on_progress=on_progress, on_page=on_page, max_attempts=max_attempts,
         ).run()
     finally:
         if scoped:
@@ -431,8 +436,7 @@ def format_summary(s: BackfillSummary, *, max_failures: int = 50) -> str:
     if s.iron_waits:
         lines.append(f"  Iron asked to wait {s.iron_waits} times ({s.iron_waited_seconds:.1f} s in all)")
     for failure in s.failed[:max_failures]:
-        again = " (a rerun may succeed)" if failure.retryable else ""
-        lines.append(f"  ! {failure.iron_customer_id} {failure.workflow_id}: {failure.reason}{again}")
+        lines.append(f"  ! {failure.iron_customer_id} {failure.workflow_id}: {failure.reason}")
     if len(s.failed) > max_failures:
         lines.append(f"  ... and {len(s.failed) - max_failures} more (--json lists every one)")
     return "\n".join(lines)
@@ -474,8 +478,8 @@ async def run_cli(
     client: Client, args: argparse.Namespace, out, err, *, iron_settings: IronSettings | None = None
 ) -> int:
     """`starter.py adopt --all ...`: exit 0 when every customer listed is adopted, running or
-    archived; 4 when some cannot be adopted (the summary says why); Iron or Temporal failing the
-    run itself raises, after the summary so far is printed."""
+    archived; 4 when some cannot be adopted (the summary says why). Iron or Temporal failing
+    past the retries raises (the starter's exit codes 5 and 7), after the summary so far."""
     summary = BackfillSummary()
     options: dict[str, Any] = {
         "statuses": args.status or (),
@@ -493,7 +497,7 @@ async def run_cli(
         print(json.dumps(summary.to_json(), indent=2) if args.json else format_summary(summary), file=out, flush=True)
     if not summary.failed:
         return starter.EXIT_OK
-    return starter.EXIT_UNREACHABLE if all(f.retryable for f in summary.failed) else starter.EXIT_REJECTED
+    return starter.EXIT_REJECTED
 
 
 __all__ = ["Backfill", "BackfillSummary", "FailedCustomer", "backfill", "run_cli", "add_arguments", "usage_problem"]

@@ -33,12 +33,12 @@ def test_flags_that_do_not_go_together_are_refused_before_anything_connects(argv
 
 def test_the_summary_names_each_failure_and_says_when_the_run_stopped_early():
     summary = BackfillSummary(adopted=7, already_running=2, archived_skipped=1, pages=1)
-    summary.failed.append(FailedCustomer("c-1", "onboarding-x", "onboarding-x belongs to Iron customer c-0", False))
-    summary.failed.append(FailedCustomer("c-2", "onboarding-y", "Temporal: UNAVAILABLE: down", True))
+    summary.failed.append(FailedCustomer("c-1", "onboarding-x", "onboarding-x belongs to Iron customer c-0"))
+    summary.failed.append(FailedCustomer("c-2", "onboarding-y", "customer_type: must be one of Business, Person"))
     text = format_summary(summary)
     assert "STOPPED before the last page" in text
     assert "adopted                  7" in text and "archived, skipped        1" in text
     assert "c-1 onboarding-x: onboarding-x belongs to Iron customer c-0" in text
-    assert "c-2 onboarding-y: Temporal: UNAVAILABLE: down (a rerun may succeed)" in text
+    assert "c-2 onboarding-y: customer_type: must be one of Business, Person" in text
     summary.complete = True
     assert format_summary(summary).startswith("adopt --all: done: 12 customers in 1 page,")

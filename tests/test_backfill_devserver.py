@@ -22,6 +22,7 @@ import pytest_asyncio
 
 from contracts import search_attributes as sa
 from contracts.messages import Phase, external_id_for_customer, workflow_id_for
+from iron_client.errors import IronServerError
 from iron_sandbox import schemas
 from iron_sandbox.testing import SandboxServer
 from operations.backfill import BackfillSummary, backfill
@@ -204,7 +205,7 @@ async def test_a_cancelled_backfill_is_finished_by_the_next_and_a_worker_takes_t
         assert summary.adopted + summary.already_running == 21  # 20 + the first of the shared pair
         assert summary.already_running >= partial.adopted
         (conflict,) = summary.failed
-        assert conflict.iron_customer_id == shared[1]["id"] and not conflict.retryable
+        assert conflict.iron_customer_id == shared[1]["id"]
         assert f"belongs to Iron customer {shared[0]['id']}" in conflict.reason
 
         only_active = await backfill(env.client, iron, statuses=["Active"], task_queue=task_queue)
@@ -239,3 +240,16 @@ async def test_a_cancelled_backfill_is_finished_by_the_next_and_a_worker_takes_t
         wanted = 1 if customer["status"] == "IdentificationRequired" else 0
         assert len(dump[customer["id"]]["identification_ids"]) == wanted, customer["status"]
     assert dump[shared[1]["id"]]["identification_ids"] == []
+
+
+async def test_iron_failing_past_the_retries_stops_the_run_and_says_what_was_done(env, sandbox):
+    await sandbox.control.reset()
+    seed(sandbox, f"down-{uuid.uuid4().hex[:6]}", ["Active"] * 3)
+    await sandbox.control.set_faults(fail_next=5, error_statuses=[503], paths=["/api/customers"], methods=["GET"])
+    async with sandbox.client() as iron:
+        summary = BackfillSummary()
+        with pytest.raises(IronServerError) as raised:
+            await backfill(env.client, iron, summary=summary, max_attempts=2, task_queue="nobody")
+    await sandbox.control.clear_faults()
+    assert raised.value.status_code == 503 and raised.value.retryable  # the starter: exit 5, "check IRON_BASE_URL"
+    assert not summary.complete and summary.listed == 0 and summary.iron_waits == 1
