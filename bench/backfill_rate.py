@@ -1,6 +1,6 @@
 """How fast `starter.py adopt --all` brings customers in, on a stack of real processes.
 
-    python -m bench.backfill_rate --customers 1000 [--rate 1000] [--concurrency 16] [--worker]
+    python -m bench.backfill_rate --customers 1000 [--rate 1000] [--concurrency 16] [--worker] [--in-memory]
 
 Starts a dev server (database file) and the sandbox, with no webhook receiver (it would adopt
 each new customer from its `customer_created` webhook first) and no worker unless `--worker`,
@@ -57,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="16")
     parser.add_argument("--iron-rate", default="50")
     parser.add_argument("--worker", action="store_true", help="run a worker beside it (its CPU competes)")
+    parser.add_argument("--in-memory", action="store_true", help="the dev server without a database file")
     args = parser.parse_args(argv)
-    stack = Stack(StackConfig.ephemeral(fresh_dir(DEFAULT_STATE_ROOT / "backfill-rate"), autopilot=False))
+    stack = Stack(StackConfig.ephemeral(
+        fresh_dir(DEFAULT_STATE_ROOT / "backfill-rate"), autopilot=False, persistent=not args.in_memory
+    ))
     try:
         stack.start_temporal()
         stack.start_sandbox("--log-level", "warning")
