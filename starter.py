@@ -516,6 +516,10 @@ def format_state(state: OnboardingState) -> str:
     if state.needs_attention:
         a = state.needs_attention
         lines.append(f"NEEDS ATTENTION  at {a.step}: {a.reason} (since {a.since})")
+    if state.sla_breached:
+        lines.append(f"SLA BREACHED     {state.sla_breached.sla}: {state.sla_breached.phase.value} since {state.sla_breached.since}")
+    if state.requirements and state.requirements.outstanding():
+        lines.append(f"iron requires    {state.requirements.brief()}")
     if state.required_signings:
         lines.append("signings:")
         for s in state.required_signings:

@@ -15,20 +15,23 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     import contracts.search_attributes as sa
     import workflows.decide as d
-    from contracts.messages import OnboardingState, Phase
+    from contracts.messages import OnboardingState, Phase, SlaBreachView
 
 # A status read on the way is not worth an upsert of its own: it goes out with the next one.
-_RIDES_ALONG = {sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS}
+# So is the SLA flag, which changes only at a wait or a phase change, and both flush.
+_RIDES_ALONG = {sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS, sa.ONBOARDING_SLA_BREACHED}
 
 
 class Publisher:
     def __init__(self) -> None:
         self._published: dict[str, Any] = {}
         self._unpublished: dict[Any, Any] = {}
+        self._breach: SlaBreachView | None = None
 
-    def started(self) -> None:
+    def started(self, state: OnboardingState | None = None) -> None:
         """What the run started with (given at start or carried through continue-as-new)."""
         self._published = {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
+        self._breach = state.sla_breached if state is not None else None  # noticed by the run before
 
     def note(self, state: OnboardingState, phase_before: Phase) -> None:
         """Note the search attributes that changed and refresh the one-line summary."""
@@ -42,7 +45,18 @@ class Publisher:
                 self._unpublished[key] = value
             elif key in self._unpublished and self._published.get(key.name) == value:
                 del self._unpublished[key]
+        if s.sla_breached is not None and s.sla_breached != self._breach:
+            self.sla_breached(s, s.sla_breached)
+        self._breach = s.sla_breached
         workflow.set_current_details(d.current_details(s))
+
+    def sla_breached(self, state: OnboardingState, breach: SlaBreachView) -> None:
+        """The one place a breach is noticed, once per breach (a replay logs nothing: the
+        workflow logger is replay-aware). A breach counter on the workflow's metric meter goes
+        here, labelled by `breach.sla` and `breach.phase` (never an id)."""
+        workflow.logger.warning(
+            "SLA %s breached: %s since %s (limit %g s)", breach.sla, breach.phase.value, breach.since, breach.limit_seconds
+        )
 
     def urgent(self) -> bool:
         """A change other than a status read is waiting to go out."""
