@@ -1,8 +1,8 @@
 """Every command of the README's Operations and Bringing in existing customers sections, run
-exactly as written after the documented setup (`source .demo/env.sh` from the repository root), against a live stack: the
-dev server, the Iron sandbox (autopilot), the webhook receiver and a worker, each its own
-process. The shell starts with a bare PATH, so only what `env.sh` sets can make `python` and
-`temporal` work."""
+exactly as written after the documented setup (`source .demo/env.sh` from the repository root),
+against a live stack: the dev server, the Iron sandbox (autopilot), the webhook receiver and a
+worker, each its own process. The shell starts with a bare PATH, so only what `env.sh` sets can
+make `python` and `temporal` work."""
 
 from __future__ import annotations
 
