@@ -16,7 +16,8 @@ history that must continue-as-new every few thousand starts and progress read th
 to protect work that is cheap to redo; an operator wants the progress on a terminal and Ctrl-C.
 
 Load: `rate` bounds adoptions per second (each sets a workflow going whose first task reads
-Iron), `iron_rate` Iron list requests per second, `concurrency` the starts in flight. A 429 pauses listing and adoptions for Iron's `Retry-After` (or a backoff without one).
+Iron), `iron_rate` Iron list requests per second, `concurrency` the starts in flight. A 429
+pauses listing and adoptions for Iron's `Retry-After` (or a backoff without one).
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ import asyncio
 import dataclasses
 import json
 import random
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from aiolimiter import AsyncLimiter
 from temporalio.client import Client
