@@ -10,6 +10,7 @@
     python starter.py refresh EXTERNAL_ID
     python starter.py adopt IRON_CUSTOMER_ID
     python starter.py report [--json] [--waiting-on-customer D] [--pending-review D] [--needs-attention D] [--declined D]
+    python starter.py adopt --all [--status S ...] [--rate N] [--iron-rate N] [--concurrency N] [--json]
 
 Backends import the functions below (`start_onboarding`, `get_state`, `accept_signing`,
 `amend_onboarding`, ...) with a client from `runtime.temporal.connect()`.
@@ -657,8 +658,11 @@ def _parser() -> argparse.ArgumentParser:
     refresh_cmd = sub.add_parser("refresh", help="read Iron now")
     refresh_cmd.add_argument("external_id")
 
-    adopt = sub.add_parser("adopt", help="take over an existing Iron customer")
-    adopt.add_argument("iron_customer_id")
+    adopt = sub.add_parser("adopt", help="take over an existing Iron customer, or every one without an onboarding")
+    adopt.add_argument("iron_customer_id", nargs="?")
+    from operations import backfill
+
+    backfill.add_arguments(adopt)
 
     report_cmd = sub.add_parser("report", help="customers per phase, and those stuck past a threshold")
     operations.report.add_arguments(report_cmd)
@@ -714,7 +718,12 @@ def check_args(args: argparse.Namespace) -> Checked:
         for content_id in args.content_ids:
             check_token(content_id, "CONTENT_ID")
     elif args.command == "adopt":
-        checked.fields["iron_customer_id"] = check_iron_customer_id(args.iron_customer_id)
+        from operations.backfill import usage_problem
+
+        if problem := usage_problem(args):
+            raise BadInput(*problem)
+        if not args.all:
+            checked.fields["iron_customer_id"] = check_iron_customer_id(args.iron_customer_id)
     return checked
 
 
@@ -822,6 +831,10 @@ async def _run(checked: Checked, out, err) -> int:
     if args.command == "report":
         await operations.report.run(client, args, out)
         return EXIT_OK
+    if args.command == "adopt" and args.all:
+        from operations.backfill import run_cli
+
+        return await run_cli(client, args, out, err)
     if args.command == "adopt":
         async with IronClient(IronSettings.from_env()) as iron:
             result = await adopt_customer(client, iron, checked.fields["iron_customer_id"])

@@ -1,8 +1,8 @@
-"""Every command of the README's Operations section, run exactly as written after the
-documented setup (`source .demo/env.sh` from the repository root), against a live stack: the
-dev server, the Iron sandbox (autopilot), the webhook receiver and a worker, each its own
-process. The shell starts with a bare PATH, so only what `env.sh` sets can make `python` and
-`temporal` work."""
+"""Every command of the README's Operations and Bringing in existing customers sections, run
+exactly as written after the documented setup (`source .demo/env.sh` from the repository root),
+against a live stack: the dev server, the Iron sandbox (autopilot), the webhook receiver and a
+worker, each its own process. The shell starts with a bare PATH, so only what `env.sh` sets can
+make `python` and `temporal` work."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def shell(stack: Stack, line: str) -> subprocess.CompletedProcess:
 
 
 def operations_commands() -> list[Command]:
-    return [c for block in sh_blocks(section("Operations")) for c in commands(block)]
+    sections = [section("Operations"), section("Bringing in existing customers")]
+    return [c for text in sections for block in sh_blocks(text) for c in commands(block)]
 
 
 def test_the_readme_tells_how_to_get_the_environment():
