@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contracts.messages import AttentionView, SigningView
+from contracts.messages import AttentionView, AuditEntry, SigningView
 from contracts.phase import Phase
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ _WAITING_FOR_MAX = 160
 _DISPLAY_NAME_MAX = 80
 _URL_MAX = 500
 _SIGNINGS_MAX = 10
+_AUDIT_KEPT = 2
+_AUDIT_CAUSE_MAX = 80
 
 # Once one of these is reached no identification url will come in this cycle: a start that
 # waits for the url returns there instead.
@@ -66,6 +68,7 @@ class OnboardingStateView(BaseModel):
     iron_customer_id: str | None = None
     identification_id: str | None = None
     identification_url: str | None = None
+    identification_kind: str | None = None
     required_signings: list[SigningView] = Field(default_factory=list)
     needs_attention: AttentionView | None = None
     outcome: str | None = None
@@ -74,6 +77,8 @@ class OnboardingStateView(BaseModel):
     events_pending: int = 0
     last_event_sequence: int = 0
     updated_at: str | None = None
+    # The last entries of the audit trail, briefly (`status --live` shows the whole trail).
+    audit: list[AuditEntry] = Field(default_factory=list)
     # True when the view had to leave something out to stay small (signing urls first).
     truncated: bool = False
 
@@ -96,6 +101,7 @@ class OnboardingStateView(BaseModel):
             iron_customer_id=s.iron_customer_id,
             identification_id=s.identification_id,
             identification_url=s.identification_url if s.identification_url and len(s.identification_url) <= _URL_MAX else None,
+            identification_kind=s.identification_kind,
             required_signings=signings,
             needs_attention=attention,
             outcome=_clip(s.outcome, _REASON_MAX) if s.outcome else None,
@@ -103,19 +109,23 @@ class OnboardingStateView(BaseModel):
             events_pending=len(s.outbox.pending),
             last_event_sequence=s.outbox.last_sequence,
             updated_at=s.updated_at,
+            audit=[AuditEntry(at=e.at, phase=e.phase, cause=_clip(e.cause, _AUDIT_CAUSE_MAX)) for e in s.audit[-_AUDIT_KEPT:]],
             truncated=len(s.required_signings) > _SIGNINGS_MAX
             or bool(s.identification_url and len(s.identification_url) > _URL_MAX),
         )
-        if len(view.to_memo_json()) > VIEW_MAX_BYTES:  # long urls: the ids and names stay
-            view.required_signings = [x.model_copy(update={"url": ""}) for x in view.required_signings]
+        for shrink in _SHRINKS:  # what an unusually large state gives up first, in order
+            if len(view.to_memo_json()) <= VIEW_MAX_BYTES:
+                break
+            shrink(view)
             view.truncated = True
         return view
 
     def same_as(self, other: "OnboardingStateView | None") -> bool:
-        """Equal but for `updated_at`: a note in the audit trail alone is not worth a memo write."""
+        """Equal but for `updated_at` and the audit tail: a note in the audit trail alone is not
+        worth a memo write (it goes out with the next change)."""
         if other is None:
             return False
-        return self.model_dump(exclude={"updated_at"}) == other.model_dump(exclude={"updated_at"})
+        return self.model_dump(exclude={"updated_at", "audit"}) == other.model_dump(exclude={"updated_at", "audit"})
 
     def to_memo(self) -> dict:
         return self.model_dump(mode="json", exclude_defaults=True) | {
@@ -160,6 +170,29 @@ class WaitForResult(BaseModel):
     # the running onboarding differs (None: not compared).
     started: bool = False
     start_data_differs: list[str] | None = None
+
+
+def _no_audit(v: OnboardingStateView) -> None:
+    v.audit = []
+
+
+def _no_signing_urls(v: OnboardingStateView) -> None:
+    v.required_signings = [x.model_copy(update={"url": ""}) for x in v.required_signings]
+
+
+def _short_texts(v: OnboardingStateView) -> None:
+    v.required_signings = [x.model_copy(update={"display_name": _clip(x.display_name, 24)}) for x in v.required_signings[:5]]
+    v.waiting_for = _clip(v.waiting_for, 60)
+    v.outcome = _clip(v.outcome, 120) if v.outcome else None
+    if v.needs_attention is not None:
+        v.needs_attention = v.needs_attention.model_copy(update={"reason": _clip(v.needs_attention.reason, 120)})
+
+
+def _unsigned_ids_only(v: OnboardingStateView) -> None:
+    v.required_signings = [x.model_copy(update={"display_name": ""}) for x in v.required_signings if not x.signed][:3]
+
+
+_SHRINKS = (_no_audit, _no_signing_urls, _short_texts, _unsigned_ids_only)
 
 
 def _clip(text: str, limit: int) -> str:

@@ -7,6 +7,8 @@ against the same dev server and task queue as the worker."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import io
 import json
 import time
@@ -198,5 +200,35 @@ async def test_the_memo_view_follows_continue_as_new(env, worker, sandbox):
     await sandbox.control.set_identification_status(live.identification_id, "Approved")
     signings = await wait_for(env.client, external_id, phases=[Phase.AWAITING_SIGNINGS], timeout=60)
     assert signings.required_signings and not any(s.signed for s in signings.required_signings)
-    raw = (await handle.describe()).raw_description.workflow_execution_info.memo.fields
-    assert len(raw[STATE_MEMO].SerializeToString()) < 2048
+    # The whole memo (start digest, start request, view) stays below the server's 2 KiB warning.
+    raw = (await handle.describe()).raw_description.workflow_execution_info.memo
+    assert STATE_MEMO in raw.fields and len(raw.SerializeToString()) < 2048
+
+
+async def test_the_memo_is_encrypted_by_the_payload_codec(env, sandbox, tmp_path):
+    """Memos are payloads: the starter's and the worker's go through the codec, so with keys
+    configured the server holds ciphertext, and the view still reads."""
+    from data_protection.codec import ENCODING, EncryptionCodec
+    from data_protection.keys import KeyRing
+    from runtime.temporal import converter_with_codec
+
+    keyring = KeyRing.from_spec(f"memo-key:{base64.b64encode(os.urandom(32)).decode()}")
+    client = Client(**{**env.client.config(), "data_converter": converter_with_codec(EncryptionCodec(keyring))})
+    async with running_worker(client, sandbox, tmp_path) as encrypted_worker:
+        external_id = new_id("memo-encrypted")
+        started = await start_onboarding(client, external_id, email=f"{external_id}@example.com",
+                                         timings=DEV_SERVER_TIMINGS, task_queue=encrypted_worker.task_queue, wait=True)
+        assert started.reached and started.state.identification_url
+        handle = client.get_workflow_handle(workflow_id_for(external_id))
+        history = await handle.fetch_history()
+        upserts = [e.workflow_properties_modified_event_attributes.upserted_memo for e in history.events
+                   if e.HasField("workflow_properties_modified_event_attributes")]
+        assert upserts, "the worker wrote the view"
+        raw = (await handle.describe()).raw_description.workflow_execution_info.memo.fields
+        for memo in [raw, *[u.fields for u in upserts]]:
+            assert memo and all(p.metadata["encoding"] == ENCODING for p in memo.values())
+        assert external_id.encode() not in b"".join(p.data for p in raw.values())
+        view = await get_state(client, external_id, fallback_to_query=False)
+        assert view.identification_url == started.state.identification_url
+        await handle.terminate("test over")
+
