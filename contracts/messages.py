@@ -318,6 +318,9 @@ class OnboardingState(Message):
     reminder_key: str | None = None
     awaiting_since: datetime | None = None
     reminders_sent: int = 0
+    # This customer's runs keep the state view in their memo (patch `state-memo-v1`, answered
+    # by the first run that checked it; carried, so later runs pay no patch marker).
+    state_memo: bool = False
 
     @classmethod
     def first(cls, input: OnboardingInput) -> "OnboardingState":

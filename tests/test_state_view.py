@@ -54,3 +54,24 @@ def test_a_note_in_the_audit_alone_writes_no_memo():
     assert OnboardingStateView.of(s).same_as(before)
     s.customer_status = "Active"
     assert not OnboardingStateView.of(s).same_as(before)
+
+
+def test_recorded_runs_with_the_state_memo_pay_one_patch_marker_per_customer():
+    """`tests/histories/state-memo/` (replayed by tests/test_replay.py with the rest): the first
+    run checks the patch and writes the view; the run it continues into carries the answer."""
+    from collections import Counter
+    from pathlib import Path
+
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.client import WorkflowHistory
+
+    folder = Path(__file__).resolve().parent / "histories" / "state-memo"
+
+    def counts(name: str) -> Counter:
+        history = WorkflowHistory.from_json(name, (folder / name).read_text())
+        return Counter(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events)
+
+    first, second = counts("wait_for_active.run1.json"), counts("wait_for_active.run2.json")
+    assert first["MARKER_RECORDED"] == 1 and second["MARKER_RECORDED"] == 0
+    assert first["WORKFLOW_PROPERTIES_MODIFIED"] >= 3  # the url, the signings, a signature
+    assert first["WORKFLOW_EXECUTION_UPDATE_ACCEPTED"] >= 3  # waits and signings

@@ -23,7 +23,7 @@ from contracts.messages import Phase, workflow_id_for
 from contracts.state_view import STATE_MEMO
 from iron_sandbox.testing import SandboxServer
 from starter import WaitTimedOut, get_live_state, get_state, sign_all, start_onboarding, wait_for
-from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, running_worker, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, HISTORIES_DIR, dev_server_env, running_worker, wait_for_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -143,6 +143,21 @@ async def test_wait_for_active_returns_after_the_signings(env, worker, sandbox, 
     assert code == 0, err
     assert json.loads(out)["phase"] == "Active"
     assert (await asyncio.wait_for(library, 60)).phase == Phase.ACTIVE
+    await record_history(env.client, external_id, "wait_for_active")
+
+
+async def record_history(client, external_id: str, name: str) -> None:
+    """With RECORD_HISTORIES=1, keep this lifecycle's runs (memo writes, wait_for updates) for
+    the replay tests, beside the other branches' histories."""
+    if os.environ.get("RECORD_HISTORIES") != "1":
+        return
+    folder = HISTORIES_DIR / "state-memo"
+    folder.mkdir(exist_ok=True)
+    await asyncio.sleep(2)  # the continue-as-new at Active has its first task
+    runs = [e async for e in client.list_workflows(f'WorkflowId = "{workflow_id_for(external_id)}"')]
+    for index, execution in enumerate(sorted(runs, key=lambda e: e.start_time), start=1):
+        history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+        (folder / f"{name}.run{index}.json").write_text(history.to_json())
 
 
 async def test_a_wait_that_times_out_exits_8(env, worker, cli):

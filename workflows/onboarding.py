@@ -81,7 +81,8 @@ class CustomerOnboarding:
         if self._v1 is not None:
             return await self._v1.run(input)
         s = self._state
-        self._publisher.started(memo=workflow.patched(STATE_MEMO_PATCH))
+        s.state_memo = s.state_memo or workflow.patched(STATE_MEMO_PATCH)
+        self._publisher.started(memo=s.state_memo)
         observation: d.Observation = d.RunStarted(
             carried=input.carried is not None, email_known=bool(input.email), deliver_events=input.deliver_events
         )
