@@ -861,6 +861,7 @@ async def _status(client: Client, external_id: str, *, live: bool, err) -> Onboa
             return await get_state(client, external_id, fallback_to_query=False)
         except NoStateView as missing:
             print(f"note: {missing}: asking the workflow's state query", file=err)
+            return OnboardingStateView.of(await get_live_state(client, external_id))
     return await get_live_state(client, external_id)
 
 

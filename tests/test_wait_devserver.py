@@ -247,3 +247,51 @@ async def test_the_memo_is_encrypted_by_the_payload_codec(env, sandbox, tmp_path
         assert view.identification_url == started.state.identification_url
         await handle.terminate("test over")
 
+
+
+async def test_a_wait_on_an_onboarding_that_ended_or_never_was_says_so(env, cli):
+    ended = new_id("wait-ended")
+    await start_onboarding(env.client, ended, email=f"{ended}@example.com", task_queue=f"nobody-{uuid.uuid4()}")
+    await env.client.get_workflow_handle(workflow_id_for(ended)).terminate("test over")
+    with pytest.raises(starter.OnboardingClosed) as closed:
+        await wait_for(env.client, ended, phases=["Active"], timeout=5)
+    assert closed.value.state.phase == Phase.FINDING_CUSTOMER
+    code, _, err = await cli("wait", ended, "--phase", "Active", "--timeout", "5")
+    assert code == starter.EXIT_REJECTED and "has ended in phase FindingCustomer" in err, err
+    code, _, err = await cli("wait", new_id("nobody"), "--phase", "Active", "--timeout", "5")
+    assert code == starter.EXIT_NOT_FOUND and "no onboarding" in err, err
+
+
+async def test_a_run_of_the_first_loop_is_read_through_the_query_and_says_so(env, sandbox, cli, tmp_path):
+    """The first loop keeps no state view: `get_state` asks its query (or refuses to, when told),
+    and `status` says why it asked."""
+    from temporalio.worker import Worker
+
+    from activities.iron_activities import IronActivities
+    from contracts import search_attributes as sa
+    from contracts.messages import WORKFLOW_TYPE, OnboardingInput, OnboardingState
+    from data_protection.documents import FilesystemDocumentStore
+    from iron_client import IronClient
+    from tests.workflow_before_carry_over import OnboardingBeforeTheCarryOver
+    from tests.workflow_harness import iron_settings_for
+
+    queue = f"first-loop-{uuid.uuid4()}"
+    external_id = new_id("first-loop")
+    async with IronClient(iron_settings_for(sandbox)) as iron:
+        async with Worker(env.client, task_queue=queue, workflows=[OnboardingBeforeTheCarryOver],
+                          activities=IronActivities(iron, FilesystemDocumentStore(tmp_path)).all()):
+            workflow_input = OnboardingInput(external_id=external_id, email=f"{external_id}@example.com",
+                                             timings=DEV_SERVER_TIMINGS)
+            await env.client.start_workflow(WORKFLOW_TYPE, workflow_input, id=workflow_id_for(external_id),
+                                            task_queue=queue, search_attributes=sa.at_start(OnboardingState.first(workflow_input)))
+            handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+            await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
+            with pytest.raises(starter.NoStateView):
+                await get_state(env.client, external_id, fallback_to_query=False)
+            view = await get_state(env.client, external_id)
+            assert view.phase == Phase.AWAITING_IDENTIFICATION and view.identification_url
+            code, out, err = await cli("status", external_id, "--json")
+            assert code == 0 and json.loads(out)["phase"] == "AwaitingIdentification", err
+            assert "audit" in json.loads(out) and "outbox" not in json.loads(out), "the view's JSON, as for any run"
+            assert err.startswith("note: ") and "asking the workflow's state query" in err
+            await handle.terminate("test over")
