@@ -160,6 +160,21 @@ async def record_history(client, external_id: str, name: str) -> None:
         (folder / f"{name}.run{index}.json").write_text(history.to_json())
 
 
+async def test_a_start_that_waits_in_vain_exits_8_with_the_onboarding_started(env, cli, monkeypatch):
+    """No worker polls the queue: the update is never taken, the client gives up after its
+    timeout and a grace period, and says so; the onboarding is started all the same."""
+    monkeypatch.setenv("ONBOARDING_TASK_QUEUE", f"nobody-{uuid.uuid4()}")
+    external_id = new_id("start-in-vain")
+    began = time.monotonic()
+    code, out, err = await cli("start", external_id, "--email", f"{external_id}@example.com", "--wait", "--timeout", "1")
+    assert code == starter.EXIT_WAIT_TIMED_OUT, (code, out, err)
+    assert time.monotonic() - began < 30 and "timed out" in err and "FindingCustomer" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+    assert (await handle.describe()).status.name == "RUNNING"
+    await handle.terminate("test over")
+
+
 async def test_a_wait_that_times_out_exits_8(env, worker, cli):
     external_id = new_id("wait-timeout")
     await start_onboarding(env.client, external_id, email=f"{external_id}@example.com", timings=DEV_SERVER_TIMINGS,
