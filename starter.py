@@ -605,6 +605,12 @@ def format_state(state: OnboardingState) -> str:
     if state.needs_attention:
         a = state.needs_attention
         lines.append(f"NEEDS ATTENTION  at {a.step}: {a.reason} (since {a.since})")
+    if state.sla_breached:
+        lines.append(f"SLA BREACHED     {state.sla_breached.sla}: {state.sla_breached.phase.value} since {state.sla_breached.since}")
+    requirements = getattr(state, "requirements", None)  # the state view has them in one line
+    requires = requirements.brief() if requirements and requirements.outstanding() else getattr(state, "requires", None)
+    if requires:
+        lines.append(f"iron requires    {requires}")
     if state.required_signings:
         lines.append("signings:")
         for s in state.required_signings:

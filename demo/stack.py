@@ -29,6 +29,7 @@ SEARCH_ATTRIBUTES = {
     "IronIdentificationStatus": "Keyword",
     "OnboardingPhase": "Keyword",
     "OnboardingCycle": "Int",
+    "OnboardingSlaBreached": "Bool",
 }
 
 

@@ -23,7 +23,9 @@ with workflow.unsafe.imports_passed_through():
     import contracts.activity_models as am
     import contracts.search_attributes as sa
     from contracts.messages import (
-        ENGINE_VERSION,
+        CURRENT_LOOP_FROM,
+        SINCE_REQUIREMENTS_AND_SLAS,
+        SINCE_STATE_MEMO,
         QUERY_STATE,
         SIGNAL_IRON_EVENT,
         UPDATE_ACCEPT_SIGNING,
@@ -51,17 +53,18 @@ with workflow.unsafe.imports_passed_through():
     from workflows.inbox import Inbox
     from workflows.iron_calls import IronCall, iron_call, refusal
     from workflows.onboarding_v1 import CustomerOnboardingV1
-    from workflows.publishing import STATE_MEMO_PATCH, Publisher
+    from workflows.publishing import Publisher
     from workflows.waiters import Waiters
+
 
 
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
 class CustomerOnboarding:
     @workflow.init
     def __init__(self, input: OnboardingInput) -> None:
-        # A run whose input predates the engine version replays the first loop, which carries
-        # the customer over to this one at its next wait.
-        self._v1 = CustomerOnboardingV1(input) if input.engine_version < ENGINE_VERSION else None
+        # A run whose input predates the current loop replays the first loop, which carries the
+        # customer over to this one at its next wait.
+        self._v1 = CustomerOnboardingV1(input) if input.engine_version < CURRENT_LOOP_FROM else None
         self._input = input
         self._timings = input.timings
         carried = input.carried.model_copy(update={"runs": input.carried.runs + 1}, deep=True) if input.carried else None
@@ -81,10 +84,12 @@ class CustomerOnboarding:
         if self._v1 is not None:
             return await self._v1.run(input)
         s = self._state
-        s.state_memo = s.state_memo or workflow.patched(STATE_MEMO_PATCH)
-        self._publisher.started(memo=s.state_memo)
+        self._publisher.started(s, memo=input.engine_version >= SINCE_STATE_MEMO)
         observation: d.Observation = d.RunStarted(
-            carried=input.carried is not None, email_known=bool(input.email), deliver_events=input.deliver_events
+            carried=input.carried is not None,
+            email_known=bool(input.email),
+            deliver_events=input.deliver_events,
+            requirements_and_slas=input.engine_version >= SINCE_REQUIREMENTS_AND_SLAS,
         )
         lane = asyncio.ensure_future(self._deliver_events()) if input.deliver_events else None
         while True:
@@ -143,7 +148,7 @@ class CustomerOnboarding:
             self._signing_outcomes[action.content_id] = result.reason if refused else result
             if refused:
                 return d.SigningRefused(action.content_id, result.reason)
-        return result if isinstance(result, d.IronRefused) else call.observed(result)
+        return result if isinstance(result, (d.IronRefused, d.RequirementsUnavailable)) else call.observed(result)
 
     async def _iron(self, call: IronCall) -> Any:
         """One Iron call; a final rejection comes back as `IronRefused`, anything else retries."""
@@ -164,6 +169,7 @@ class CustomerOnboarding:
                     initial_interval=timedelta(seconds=t.activity_retry_initial_seconds),
                     backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=t.activity_retry_max_seconds),
+                    maximum_attempts=call.maximum_attempts,
                 ),
             )
         except ActivityError as err:

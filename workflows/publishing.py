@@ -16,14 +16,12 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     import contracts.search_attributes as sa
     import workflows.decide as d
-    from contracts.messages import OnboardingState, Phase
+    from contracts.messages import OnboardingState, Phase, SlaBreachView
     from contracts.state_view import STATE_MEMO, OnboardingStateView
 
-# Runs that keep the state view in their memo (each memo write is a history event).
-STATE_MEMO_PATCH = "state-memo-v1"
-
 # A status read on the way is not worth an upsert of its own: it goes out with the next one.
-_RIDES_ALONG = {sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS}
+# So is the SLA flag, which changes only at a wait or a phase change, and both flush.
+_RIDES_ALONG = {sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS, sa.ONBOARDING_SLA_BREACHED}
 
 
 class Publisher:
@@ -33,11 +31,13 @@ class Publisher:
         self._memo = False
         self._view_published: OnboardingStateView | None = None
         self._view: OnboardingStateView | None = None
+        self._breach: SlaBreachView | None = None
 
-    def started(self, *, memo: bool = False) -> None:
+    def started(self, state: OnboardingState | None = None, *, memo: bool = False) -> None:
         """What the run started with (given at start or carried through continue-as-new).
-        `memo`: this run keeps the state view in its memo (patch `state-memo-v1`)."""
+        `memo`: this run keeps the state view in its memo (engine version SINCE_STATE_MEMO)."""
         self._published = {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
+        self._breach = state.sla_breached if state is not None else None  # noticed by the run before
         self._memo = memo
         if memo:
             given = workflow.memo_value(STATE_MEMO, None, type_hint=dict)
@@ -58,9 +58,20 @@ class Publisher:
                 self._unpublished[key] = value
             elif key in self._unpublished and self._published.get(key.name) == value:
                 del self._unpublished[key]
+        if s.sla_breached is not None and s.sla_breached != self._breach:
+            self.sla_breached(s, s.sla_breached)
+        self._breach = s.sla_breached
         workflow.set_current_details(d.current_details(s))
         if self._memo:
             self._view = OnboardingStateView.of(s)
+
+    def sla_breached(self, state: OnboardingState, breach: SlaBreachView) -> None:
+        """The one place a breach is noticed, once per breach (a replay logs nothing: the
+        workflow logger is replay-aware). A breach counter on the workflow's metric meter goes
+        here, labelled by `breach.sla` and `breach.phase` (never an id)."""
+        workflow.logger.warning(
+            "SLA %s breached: %s since %s (limit %g s)", breach.sla, breach.phase.value, breach.since, breach.limit_seconds
+        )
 
     def urgent(self) -> bool:
         """A change other than a status read is waiting to go out."""
