@@ -7,6 +7,7 @@ against the same dev server and task queue as the worker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import os
 import io
@@ -310,3 +311,24 @@ async def test_a_run_of_the_first_loop_is_read_through_the_query_and_says_so(env
             assert "audit" in json.loads(out) and "outbox" not in json.loads(out), "the view's JSON, as for any run"
             assert err.startswith("note: ") and "asking the workflow's state query" in err
             await handle.terminate("test over")
+
+
+async def test_waiters_hear_of_an_archived_customer(env, worker, sandbox):
+    """The workflow completes at Archived: a wait for it answers, a wait for another phase ends
+    with the customer's last view instead of running into its timeout."""
+    from starter import refresh
+
+    external_id = new_id("wait-archived")
+    started = await start_onboarding(env.client, external_id, email=f"{external_id}@example.com",
+                                     timings=DEV_SERVER_TIMINGS, task_queue=worker.task_queue, wait=True)
+    for_active = asyncio.ensure_future(wait_for(env.client, external_id, phases=["Active"], timeout=120))
+    for_archived = asyncio.ensure_future(wait_for(env.client, external_id, phases=["Archived"], timeout=120))
+    await asyncio.sleep(1)
+    began = time.monotonic()
+    await sandbox.control.set_customer_status(started.state.iron_customer_id, "Archived")
+    with contextlib.suppress(Exception):  # the read that sees it may end the workflow first
+        await refresh(env.client, external_id)
+    assert (await asyncio.wait_for(for_archived, 60)).phase == Phase.ARCHIVED
+    with pytest.raises(starter.OnboardingClosed) as closed:
+        await asyncio.wait_for(for_active, 60)
+    assert closed.value.state.phase == Phase.ARCHIVED and time.monotonic() - began < 60

@@ -57,7 +57,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.waiters import Waiters
 
 
-
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
 class CustomerOnboarding:
     @workflow.init
@@ -100,8 +99,7 @@ class CustomerOnboarding:
                 self._publisher.flush()
                 if lane is not None:  # the backend hears of the end before the workflow closes
                     await workflow.wait_condition(lambda: s.outbox.head is None)
-                self._waiters.ending = True  # callers of wait_for hear the end too
-                await workflow.wait_condition(self._waiters.none_waiting)
+                await self._waiters.release()  # callers of wait_for hear the end too
                 return s
             observation = await self._perform(action)
 

@@ -25,8 +25,10 @@ class Waiters:
         self.count = 0
         self.ending = False
 
-    def none_waiting(self) -> bool:
-        return self.count == 0
+    async def release(self) -> None:
+        """Let every waiter answer (the run ends) and return once they have."""
+        self.ending = True
+        await workflow.wait_condition(lambda: self.count == 0)
 
     async def wait(self, request: WaitForRequest, state: Callable[[], OnboardingState]) -> WaitForResult:
         differs = None
