@@ -11,6 +11,7 @@
     python starter.py amend EXTERNAL_ID [--email E] [--name N] [--customer-type T]
     python starter.py refresh EXTERNAL_ID
     python starter.py adopt IRON_CUSTOMER_ID
+    python starter.py report [--json] [--waiting-on-customer D] [--pending-review D] [--needs-attention D] [--declined D]
 
 Backends import the functions below (`start_onboarding`, `get_state`, `wait_for`,
 `accept_signing`, `amend_onboarding`, ...) with a client from `runtime.temporal.connect()`.
@@ -48,6 +49,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from iron_client import IronClient, IronError, IronSettings
 from iron_client.errors import IronNotFound, IronUnauthorized
 from iron_client.models import CustomerType, IdentificationKind, IdentificationParams, IntendedUse
+import operations.report
 from runtime import settings
 from runtime.process import exit_now
 from runtime.temporal import connect
@@ -758,6 +760,9 @@ def _parser() -> argparse.ArgumentParser:
 
     adopt = sub.add_parser("adopt", help="take over an existing Iron customer")
     adopt.add_argument("iron_customer_id")
+
+    report_cmd = sub.add_parser("report", help="customers per phase, and those stuck past a threshold")
+    operations.report.add_arguments(report_cmd)
     return parser
 
 
@@ -961,6 +966,9 @@ async def _run(checked: Checked, out, err) -> int:
         return EXIT_OK
     if args.command == "refresh":
         print(format_state(await refresh(client, args.external_id)), file=out)
+        return EXIT_OK
+    if args.command == "report":
+        await operations.report.run(client, args, out)
         return EXIT_OK
     if args.command == "adopt":
         async with IronClient(IronSettings.from_env()) as iron:

@@ -25,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.metrics import record_iron_request
 from contracts.activity_models import (
     CREATE_IDENTIFICATION,
     CREATE_SIGNING,
@@ -128,6 +129,8 @@ class IronActivities:
     ) -> None:
         self.client = client
         self.documents = documents
+        # Every Iron request these activities make is counted by operation and status class.
+        client.observe_responses(record_iron_request)
         # Retention: once Iron holds the identification, our copy of the documents can go.
         self.delete_documents_after_submission = delete_documents_after_submission
 

@@ -38,6 +38,7 @@ ENGINE_VERSION = 4
 CURRENT_LOOP_FROM = 2
 # The engine version each behaviour arrived with.
 SINCE_REQUIREMENTS_AND_SLAS = 3
+SINCE_PHASE_SINCE = 3
 SINCE_STATE_MEMO = 4  # the state view in the memo (contracts/state_view.py)
 
 
@@ -356,6 +357,9 @@ class OnboardingState(Message):
     sla_key: str | None = None
     sla_since: datetime | None = None
     sla_breached: SlaBreachView | None = None
+    # When the current phase began (search attribute `OnboardingPhaseSince`, the time-in-phase
+    # metric): carried across continue-as-new, so a long wait is measured from its start.
+    phase_since: datetime | None = None
 
     @classmethod
     def first(cls, input: OnboardingInput) -> "OnboardingState":

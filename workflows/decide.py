@@ -295,6 +295,8 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
         s.deliver_events = obs.deliver_events
         s.requirements_and_slas = obs.requirements_and_slas
         s.signing_queue = []
+        if s.phase_since is None:  # a new onboarding, or one carried over from before the field
+            s.phase_since = _phase_began(s, ctx.at)
         # A run that continued as new while parked resumes the wait; any other reads Iron first.
         s.progress = PassProgress(resume_wait=obs.carried and s.waiting)
         s.waiting = s.waiting and obs.carried
@@ -780,12 +782,28 @@ def _transition(s: OnboardingState, ctx: _Now, phase: Phase, cause: str) -> bool
     if s.phase == phase:
         return False
     previous, s.phase = s.phase, phase
+    s.phase_since = ctx.at
     _note(s, ctx, cause)
     # A new phase starts its SLA over (even one entered again): a breach was about the last one.
     s.sla_key, s.sla_since, s.sla_breached = None, None, None
     if s.deliver_events:
         s.outbox = s.outbox.append(phase_changed(s, previous_phase=previous, at=ctx.at, requirements=s.requirements))
     return True
+
+
+def _phase_began(s: OnboardingState, now: datetime) -> datetime:
+    """When the current phase began, for a state that does not say: the oldest audit entry of
+    the run of entries in this phase that ends the trail (entries record the phase they were
+    written in), else now."""
+    began = now
+    for entry in reversed(s.audit):
+        if entry.phase != s.phase:
+            break
+        try:
+            began = datetime.fromisoformat(entry.at)
+        except ValueError:
+            break
+    return began
 
 
 def record(s: OnboardingState, at: datetime, cause: str, audit_tail: int) -> None:

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     import contracts.search_attributes as sa
     from contracts.messages import (
         CURRENT_LOOP_FROM,
+        SINCE_PHASE_SINCE,
         SINCE_REQUIREMENTS_AND_SLAS,
         SINCE_STATE_MEMO,
         QUERY_STATE,
@@ -49,13 +50,11 @@ with workflow.unsafe.imports_passed_through():
     import workflows.decide as d
     from contracts.events import ACTIVITY_DELIVER_EVENT, DeliverEventInput, DeliverEventResult
     from contracts.start_metadata import START_DIGEST_MEMO, amended_start_digest
-    from contracts.state_view import WaitForRequest, WaitForResult
     from workflows.inbox import Inbox
     from workflows.iron_calls import IronCall, iron_call, refusal
     from workflows.onboarding_v1 import CustomerOnboardingV1
     from workflows.publishing import Publisher
-    from workflows.waiters import Waiters
-
+    from workflows.waiters import Waiters, WaitForRequest, WaitForResult
 
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
 class CustomerOnboarding:
@@ -83,7 +82,12 @@ class CustomerOnboarding:
         if self._v1 is not None:
             return await self._v1.run(input)
         s = self._state
-        self._publisher.started(s, memo=input.engine_version >= SINCE_STATE_MEMO)
+        # A run carried from before the phase start existed announces it once (an upsert); every
+        # other run publishes it with the phase at no cost.
+        carried = input.carried
+        announce = carried is not None and carried.phase_since is None and input.engine_version >= SINCE_PHASE_SINCE
+        self._publisher.started(s, new_onboarding=input.carried is None, announce_phase_since=announce,
+                                memo=input.engine_version >= SINCE_STATE_MEMO)
         observation: d.Observation = d.RunStarted(
             carried=input.carried is not None,
             email_known=bool(input.email),
@@ -228,10 +232,7 @@ class CustomerOnboarding:
 
     async def _continue_as_new(self) -> None:
         """Continue as new once every handler has finished; returns if a wake arrives first."""
-        self._waiters.ending = True  # waiters answer now and ask the next run
-        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self._inbox))
-        if self._inbox:
-            self._waiters.ending = False
+        if not await self._waiters.let_go(lambda: bool(self._inbox)):  # and every handler finishes
             return
         s = self._state
         s.seen_event_keys = s.seen_event_keys[-self._timings.dedup_memory :]
