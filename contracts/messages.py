@@ -23,6 +23,7 @@ UPDATE_ACCEPT_SIGNING = "accept_signing"
 UPDATE_RESTART_IDENTIFICATION = "restart_identification"
 UPDATE_REFRESH = "refresh"
 UPDATE_AMEND = "amend"
+UPDATE_WAIT_FOR = "wait_for"  # models in contracts/state_view.py
 QUERY_STATE = "state"
 
 EXTERNAL_ID_MAX_LENGTH = 200
@@ -33,12 +34,13 @@ EXTERNAL_ID_MAX_LENGTH = 200
 # ENGINE_VERSION keeps what that version did (its history replays), and every continue-as-new
 # writes ENGINE_VERSION, so running customers take up new behaviour at their next run. A version
 # gate costs no history event, where a `workflow.patched` marker costs one in every run.
-ENGINE_VERSION = 3
+ENGINE_VERSION = 4
 CURRENT_LOOP_FROM = 2
 # The engine version each behaviour arrived with.
 SINCE_REQUIREMENTS_AND_SLAS = 3
 SINCE_PHASE_SINCE = 3
 SINCE_FLEET_RECONCILIATION = 3
+SINCE_STATE_MEMO = 4  # the state view in the memo (contracts/state_view.py)
 
 
 def workflow_id_for(external_id: str) -> str:

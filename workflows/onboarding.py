@@ -27,12 +27,14 @@ with workflow.unsafe.imports_passed_through():
         SINCE_FLEET_RECONCILIATION,
         SINCE_PHASE_SINCE,
         SINCE_REQUIREMENTS_AND_SLAS,
+        SINCE_STATE_MEMO,
         QUERY_STATE,
         SIGNAL_IRON_EVENT,
         UPDATE_ACCEPT_SIGNING,
         UPDATE_AMEND,
         UPDATE_REFRESH,
         UPDATE_RESTART_IDENTIFICATION,
+        UPDATE_WAIT_FOR,
         WORKFLOW_TYPE,
         AcceptSigningRequest,
         AcceptSigningResult,
@@ -53,8 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.iron_calls import IronCall, iron_call, refusal
     from workflows.onboarding_v1 import CustomerOnboardingV1
     from workflows.publishing import Publisher
-
-
+    from workflows.waiters import Waiters, WaitForRequest, WaitForResult
 
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
 class CustomerOnboarding:
@@ -75,6 +76,7 @@ class CustomerOnboarding:
         self._timer_due: datetime | None = None
         self._timer_fired = self._continue_as_new_due = False
         self._publisher = Publisher()
+        self._waiters = Waiters()
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingState:
@@ -85,7 +87,8 @@ class CustomerOnboarding:
         # other run publishes it with the phase at no cost.
         carried = input.carried
         announce = carried is not None and carried.phase_since is None and input.engine_version >= SINCE_PHASE_SINCE
-        self._publisher.started(s, new_onboarding=input.carried is None, announce_phase_since=announce)
+        self._publisher.started(s, new_onboarding=input.carried is None, announce_phase_since=announce,
+                                memo=input.engine_version >= SINCE_STATE_MEMO)
         observation: d.Observation = d.RunStarted(
             carried=input.carried is not None,
             email_known=bool(input.email),
@@ -102,6 +105,7 @@ class CustomerOnboarding:
                 self._publisher.flush()
                 if lane is not None:  # the backend hears of the end before the workflow closes
                     await workflow.wait_condition(lambda: s.outbox.head is None)
+                await self._waiters.release()  # callers of wait_for hear the end too
                 return s
             observation = await self._perform(action)
 
@@ -230,8 +234,7 @@ class CustomerOnboarding:
 
     async def _continue_as_new(self) -> None:
         """Continue as new once every handler has finished; returns if a wake arrives first."""
-        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self._inbox))
-        if self._inbox:
+        if not await self._waiters.let_go(lambda: bool(self._inbox)):  # and every handler finishes
             return
         s = self._state
         s.seen_event_keys = s.seen_event_keys[-self._timings.dedup_memory :]
@@ -243,6 +246,7 @@ class CustomerOnboarding:
             search_attributes=TypedSearchAttributes(
                 [key.value_set(value) for key, value in sa.for_state(s).items() if value is not None]
             ),
+            memo=self._publisher.memo_at_continue_as_new(s),
         )
 
     # --- messages: each records a wake for the loop --------------------------------------------
@@ -332,6 +336,15 @@ class CustomerOnboarding:
         if self._v1 is not None:
             raise ValueError("this onboarding runs on the previous engine: amend it after its next wake")
         d.check_amend(self._state)
+
+    @workflow.update(name=UPDATE_WAIT_FOR)
+    async def wait_for(self, request: WaitForRequest) -> WaitForResult:
+        return await self._waiters.wait(request, lambda: self._state)
+
+    @wait_for.validator
+    def _validate_wait_for(self, request: WaitForRequest) -> None:
+        if self._v1 is not None:  # its loop would hold its carry-over back for the wait
+            raise ValueError("this onboarding runs on the previous engine: `refresh` moves it to the current one, then wait")
 
     @workflow.query(name=QUERY_STATE)
     def state(self) -> OnboardingState:

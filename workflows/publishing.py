@@ -1,5 +1,6 @@
 """What operators and machines see of a running onboarding: search attributes, the Temporal
-UI's current-details line, the phase log line and the domain metrics.
+UI's current-details line, the phase log line, the domain metrics and the state view in the
+memo (`contracts/state_view.py`), which backends read through describe instead of a query.
 
 Kept beside the shell rather than in it: every upsert is a history event, so changes are noted
 as they happen and sent together at the next flush (a wait, a phase change before a call that may
@@ -21,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     import contracts.search_attributes as sa
     import workflows.decide as d
     from contracts.messages import OnboardingState, Phase, SlaBreachView
+    from contracts.state_view import STATE_MEMO, OnboardingStateView
 
 # A status read on the way is not worth an upsert of its own: it goes out with the next one.
 # So is the SLA flag, which changes only at a wait or a phase change, and both flush; and the
@@ -39,20 +41,33 @@ class Publisher:
         self._metrics: dict[str, Any] = {}
         self._announce_phase_since = False
         self._breach: SlaBreachView | None = None
+        self._memo = False
+        self._view_published: OnboardingStateView | None = None
+        self._view: OnboardingStateView | None = None
 
-    def started(self, state: OnboardingState, *, new_onboarding: bool, announce_phase_since: bool = False) -> None:
+    def started(
+        self, state: OnboardingState, *, new_onboarding: bool, announce_phase_since: bool = False, memo: bool = False
+    ) -> None:
         """What the run started with (given at start or carried through continue-as-new). A new
         onboarding's first phase counts as a transition from `Started`: the funnel's top.
 
         `OnboardingPhaseSince` alone never costs an upsert: it goes out with the phase (or
         whatever is sent next), so histories written before it existed replay unchanged. A run
         carried over from then, whose state had no phase start, sends it at its first wait when
-        `announce_phase_since` (the shell says so once, at run start)."""
+        `announce_phase_since` (the shell says so once, at run start). `memo`: this run keeps the
+        state view in its memo (engine version SINCE_STATE_MEMO)."""
         self._published = {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
         self._announce_phase_since = announce_phase_since
         self._phase = None if new_onboarding else state.phase
         self._phase_since = state.phase_since
         self._breach = state.sla_breached  # noticed by the run before
+        self._memo = memo
+        if memo:
+            given = workflow.memo_value(STATE_MEMO, None, type_hint=dict)
+            try:
+                self._view_published = OnboardingStateView.model_validate(given) if given else None
+            except ValueError:  # a view this code cannot read is written anew
+                self._view_published = None
 
     def note(self, state: OnboardingState, phase_before: Phase) -> None:
         """Note the search attributes that changed and refresh the one-line summary."""
@@ -73,6 +88,8 @@ class Publisher:
             self.sla_breached(s, s.sla_breached)
         self._breach = s.sla_breached
         workflow.set_current_details(d.current_details(s))
+        if self._memo:
+            self._view = OnboardingStateView.of(s)
 
     def _count_transition(self, s: OnboardingState) -> None:
         """One transition out of the phase last seen, and the time spent in it. Two phase changes
@@ -113,6 +130,14 @@ class Publisher:
         return bool(set(self._unpublished) - _RIDES_ALONG)
 
     def flush(self) -> None:
+        """Send what changed: the search attributes and the state view, in this workflow task."""
+        self._flush_search_attributes()
+        view = self._view
+        if view is not None and not view.same_as(self._view_published):
+            workflow.upsert_memo({STATE_MEMO: view.to_memo()})
+            self._view_published = view
+
+    def _flush_search_attributes(self) -> None:
         if not self._unpublished:
             return
         if set(self._unpublished) == {sa.ONBOARDING_PHASE_SINCE} and not self._announce_phase_since:
@@ -121,3 +146,10 @@ class Publisher:
         workflow.upsert_search_attributes([key.value_set(value) for key, value in self._unpublished.items()])
         self._published.update({key.name: value for key, value in self._unpublished.items()})
         self._unpublished = {}
+
+    def memo_at_continue_as_new(self, state: OnboardingState) -> dict[str, Any] | None:
+        """The memo the next run starts with: what this run has, the view brought up to date."""
+        if not self._memo:
+            return None
+        view = OnboardingStateView.of(state.model_copy(update={"runs": state.runs + 1}))
+        return {**workflow.memo(), STATE_MEMO: view.to_memo()}
