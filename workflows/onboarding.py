@@ -25,9 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.messages import (
         CURRENT_LOOP_FROM,
         SINCE_FLEET_RECONCILIATION,
-        SINCE_PHASE_SINCE,
         SINCE_REQUIREMENTS_AND_SLAS,
-        SINCE_STATE_MEMO,
         QUERY_STATE,
         SIGNAL_IRON_EVENT,
         UPDATE_ACCEPT_SIGNING,
@@ -57,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.publishing import Publisher
     from workflows.waiters import Waiters, WaitForRequest, WaitForResult
 
+
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
 class CustomerOnboarding:
     @workflow.init
@@ -83,12 +82,7 @@ class CustomerOnboarding:
         if self._v1 is not None:
             return await self._v1.run(input)
         s = self._state
-        # A run carried from before the phase start existed announces it once (an upsert); every
-        # other run publishes it with the phase at no cost.
-        carried = input.carried
-        announce = carried is not None and carried.phase_since is None and input.engine_version >= SINCE_PHASE_SINCE
-        self._publisher.started(s, new_onboarding=input.carried is None, announce_phase_since=announce,
-                                memo=input.engine_version >= SINCE_STATE_MEMO)
+        self._publisher.started(s, input)
         observation: d.Observation = d.RunStarted(
             carried=input.carried is not None,
             email_known=bool(input.email),

@@ -21,7 +21,14 @@ with workflow.unsafe.imports_passed_through():
     import contracts.metrics as metric_names
     import contracts.search_attributes as sa
     import workflows.decide as d
-    from contracts.messages import OnboardingState, Phase, SlaBreachView
+    from contracts.messages import (
+        SINCE_PHASE_SINCE,
+        SINCE_STATE_MEMO,
+        OnboardingInput,
+        OnboardingState,
+        Phase,
+        SlaBreachView,
+    )
     from contracts.state_view import STATE_MEMO, OnboardingStateView
 
 # A status read on the way is not worth an upsert of its own: it goes out with the next one.
@@ -45,17 +52,19 @@ class Publisher:
         self._view_published: OnboardingStateView | None = None
         self._view: OnboardingStateView | None = None
 
-    def started(
-        self, state: OnboardingState, *, new_onboarding: bool, announce_phase_since: bool = False, memo: bool = False
-    ) -> None:
+    def started(self, state: OnboardingState, input: OnboardingInput) -> None:
         """What the run started with (given at start or carried through continue-as-new). A new
         onboarding's first phase counts as a transition from `Started`: the funnel's top.
 
         `OnboardingPhaseSince` alone never costs an upsert: it goes out with the phase (or
         whatever is sent next), so histories written before it existed replay unchanged. A run
-        carried over from then, whose state had no phase start, sends it at its first wait when
-        `announce_phase_since` (the shell says so once, at run start). `memo`: this run keeps the
-        state view in its memo (engine version SINCE_STATE_MEMO)."""
+        carried over from then, whose state had no phase start, sends it once at its first wait.
+        Runs of engine version SINCE_STATE_MEMO keep the state view in their memo."""
+        carried = input.carried
+        announce_phase_since = (
+            carried is not None and carried.phase_since is None and input.engine_version >= SINCE_PHASE_SINCE
+        )
+        new_onboarding, memo = carried is None, input.engine_version >= SINCE_STATE_MEMO
         self._published = {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
         self._announce_phase_since = announce_phase_since
         self._phase = None if new_onboarding else state.phase
