@@ -1,6 +1,7 @@
-"""What the chaos suite and the benchmark share: bringing up the local stack as real processes,
-a Temporal client that reads what the workers write, bounded waits on the `state` query, and
-small measuring helpers (RSS from /proc, percentiles, machine facts).
+"""What the chaos suite and the benchmark share: bringing up the local stack as real processes
+(the partner's backend among them), a Temporal client that reads what the workers write and
+counts the workflow queries it sends, bounded retries, and small measuring helpers (RSS from
+/proc, percentiles, machine facts).
 """
 
 from __future__ import annotations
@@ -42,17 +43,21 @@ def launch(
     workers: tuple[str, ...] = ("worker",),
     worker_args: tuple[str, ...] = (),
     task_queue: str = "iron-onboarding",
+    sign_prefixes: tuple[str, ...] = (),
 ) -> Stack:
     """A fresh stack on free ports: dev server (database file in `state_dir`), Iron sandbox,
-    webhook receiver and the named worker processes. Stops whatever started if a part fails."""
+    webhook receiver, the partner's backend (signing for `sign_prefixes` only) and the named
+    worker processes, which deliver events to it. Stops whatever started if a part fails."""
     config = StackConfig.ephemeral(
-        fresh_dir(state_dir), autopilot=autopilot, autopilot_seconds=autopilot_after, task_queue=task_queue
+        fresh_dir(state_dir), autopilot=autopilot, autopilot_seconds=autopilot_after, task_queue=task_queue,
+        sign_prefixes=sign_prefixes,
     )
     stack = Stack(config)
     try:
         stack.start_temporal()
         stack.start_sandbox("--log-level", "warning")
         stack.start_receiver()
+        stack.start_partner_backend()
         for name in workers:
             stack.start_worker(name, *worker_args)
     except BaseException:
@@ -61,9 +66,10 @@ def launch(
     return stack
 
 
-async def connect(stack: Stack) -> Client:
+async def connect(stack: Stack, queries: Any = None) -> Client:
     """A client for the stack's dev server with the same payload codec as its workers, built
-    from the stack's environment (this process's own environment is left alone)."""
+    from the stack's environment (this process's own environment is left alone); `queries`, a
+    `demo.query_counter.QueryCounter`, counts the workflow queries it sends."""
     from data_protection.codec import EncryptionCodec
     from data_protection.keys import KeyRing
 
@@ -72,7 +78,8 @@ async def connect(stack: Stack) -> Client:
     if ring is not None:
         converter = dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(ring))
     return await Client.connect(
-        stack.temporal_address, namespace="default", data_converter=converter, runtime=_quiet_runtime()
+        stack.temporal_address, namespace="default", data_converter=converter, runtime=_quiet_runtime(),
+        interceptors=[queries] if queries is not None else [],
     )
 
 
