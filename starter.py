@@ -3,26 +3,32 @@
     python starter.py start EXTERNAL_ID --email E [--customer-type Person|Business] [--name N]
                             [--identification link|token|person|business]
                             [--identification-file F.json] [--token T] [--intended-use U]
-    python starter.py status EXTERNAL_ID [--json]
+                            [--wait [--timeout S] [--json]]
+    python starter.py status EXTERNAL_ID [--json] [--live]
+    python starter.py wait EXTERNAL_ID --phase P [--phase P2 ...] [--timeout S] [--json]
     python starter.py sign EXTERNAL_ID [CONTENT_ID ... | --all]
     python starter.py restart EXTERNAL_ID [--reason R] [--identification K [--identification-file F.json]]
     python starter.py amend EXTERNAL_ID [--email E] [--name N] [--customer-type T]
     python starter.py refresh EXTERNAL_ID
     python starter.py adopt IRON_CUSTOMER_ID
 
-Backends import the functions below (`start_onboarding`, `get_state`, `accept_signing`,
-`amend_onboarding`, ...) with a client from `runtime.temporal.connect()`.
+Backends import the functions below (`start_onboarding`, `get_state`, `wait_for`,
+`accept_signing`, `amend_onboarding`, ...) with a client from `runtime.temporal.connect()`.
+`get_state` reads the state view in the workflow's memo (no workflow query); `wait_for` and
+`start_onboarding(..., wait=True)` wait inside the workflow (update `wait_for`), no polling.
 
 Exit codes: 0 done, 1 unexpected error (a defect: report it), 2 bad input (nothing started),
 3 no such onboarding or Iron customer, 4 rejected by the workflow or Iron, 5 Temporal or Iron
 unreachable, 6 already running with other start data (nothing changed), 7 configuration
-(encryption keys, credentials, namespace). Every error is one line on stderr, never a traceback.
+(encryption keys, credentials, namespace), 8 a wait timed out (`wait`, `start --wait`). Every
+error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -49,7 +55,6 @@ from contracts import search_attributes
 from contracts.messages import (
     ENGINE_VERSION,
     EXTERNAL_ID_MAX_LENGTH,
-    QUERY_STATE,
     UPDATE_ACCEPT_SIGNING,
     UPDATE_AMEND,
     UPDATE_REFRESH,
@@ -63,6 +68,7 @@ from contracts.messages import (
     OnboardingInput,
     OnboardingState,
     OnboardingTimings,
+    Phase,
     RefreshRequest,
     RestartIdentificationRequest,
     RestartIdentificationResult,
@@ -71,9 +77,12 @@ from contracts.messages import (
     workflow_id_for,
 )
 from contracts.start_metadata import START_DIGEST_MEMO, differing_fields, start_metadata
+from contracts.state_view import STATE_MEMO, WAIT_MAX_SECONDS, OnboardingStateView
+import state_access
+from state_access import NoStateView, OnboardingClosed, WaitTimedOut  # noqa: F401 - part of the API
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4, 5
-EXIT_START_DATA_DIFFERS, EXIT_CONFIGURATION = 6, 7
+EXIT_START_DATA_DIFFERS, EXIT_CONFIGURATION, EXIT_WAIT_TIMED_OUT = 6, 7, 8
 
 NAME_MAX_LENGTH = 200
 TEXT_MAX_LENGTH = 500
@@ -131,6 +140,10 @@ class StartResult:
     # Attached to a running onboarding that carries no start digest (started by the webhook
     # receiver's adoption, say): its start data could not be compared.
     compared: bool = True
+    # With wait=True: the state view when the call returned, and whether the identification url
+    # (or a phase where none will come) was reached before the timeout.
+    state: OnboardingStateView | None = None
+    reached: bool | None = None
 
     @property
     def ui_link(self) -> str:
@@ -322,6 +335,8 @@ async def start_onboarding(
     identification_content: Any = None,
     compare_start_data: bool = True,
     deliver_events: bool | None = None,
+    wait: bool = False,
+    wait_timeout: float = state_access.DEFAULT_START_WAIT_SECONDS,
 ) -> StartResult:
     """Start one customer's onboarding, or attach to the one already running for that
     external id: never a second workflow, never a second Iron customer.
@@ -330,7 +345,12 @@ async def start_onboarding(
     onboarding was started with other data (`amend_onboarding` corrects it while the Iron
     customer does not exist yet). `identification_content`, the parsed identification data,
     is what a second start compares instead of the document reference. Events go to the
-    partner's backend when `deliver_events` says so (default: `ONBOARDING_EVENTS_URL` is set)."""
+    partner's backend when `deliver_events` says so (default: `ONBOARDING_EVENTS_URL` is set).
+
+    With `wait=True` the start (or attach) and a wait are one round trip (update-with-start):
+    it returns once the identification url exists or the customer is in a phase where none will
+    come (`AwaitingSignings`, `Active`, `Declined`, `NeedsAttention`, `Suspended`, `Archived`),
+    or `wait_timeout` seconds passed (`reached` False); `state` is the state view."""
     workflow_input = build_onboarding_input(
         external_id,
         email=email,
@@ -344,6 +364,9 @@ async def start_onboarding(
         deliver_events = bool(os.environ.get("ONBOARDING_EVENTS_URL"))
     workflow_input = workflow_input.model_copy(update={"deliver_events": deliver_events})
     metadata = start_metadata(workflow_input, started_by=started_by, identification_content=identification_content)
+    metadata["memo"][STATE_MEMO] = OnboardingStateView.of(OnboardingState.first(workflow_input)).to_memo()
+    if wait:
+        return await _start_and_wait(client, workflow_input, metadata, task_queue, compare_start_data, wait_timeout)
     try:
         handle = await client.start_workflow(
             WORKFLOW_TYPE,
@@ -358,6 +381,26 @@ async def start_onboarding(
     except WorkflowAlreadyStartedError:
         return await _attach(client, external_id, metadata["memo"][START_DIGEST_MEMO] if compare_start_data else None)
     return StartResult(workflow_id=handle.id, run_id=handle.result_run_id, started=True)
+
+
+async def _start_and_wait(client: Client, workflow_input: OnboardingInput, metadata: dict[str, Any],
+                          task_queue: str | None, compare: bool, timeout: float) -> StartResult:
+    external_id = workflow_input.external_id
+    digest = metadata["memo"][START_DIGEST_MEMO]
+    try:
+        outcome = await state_access.start_and_wait(
+            client, workflow_input, workflow_id=workflow_id_for(external_id), task_queue=task_queue or settings.task_queue(),
+            search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)), metadata=metadata,
+            start_digest=digest if compare else None, timeout=timeout,
+        )
+    except WorkflowUpdateFailedError:  # attached to a run that cannot wait: differing data says so first
+        await _attach(client, external_id, digest if compare else None)
+        raise
+    r = outcome.result
+    if r.start_data_differs:
+        raise StartDataDiffers(workflow_id_for(external_id), r.start_data_differs)
+    return StartResult(workflow_id=workflow_id_for(external_id), run_id=outcome.run_id, started=r.started,
+                       compared=r.started or r.start_data_differs is not None, state=r.state, reached=r.reached)
 
 
 async def _attach(client: Client, external_id: str, wanted_digest: dict[str, str] | None) -> StartResult:
@@ -420,11 +463,58 @@ async def _not_found_as_lookup(external_id: str, call):
         raise
 
 
-async def get_state(client: Client, external_id: str) -> OnboardingState:
+async def get_state(client: Client, external_id: str, *, fallback_to_query: bool = True) -> OnboardingStateView:
+    """Where the onboarding stands, from the state view in its memo (one describe, no workflow
+    query). A run that keeps no view yet (started by an earlier engine, until its next run)
+    answers through the `state` query, or raises NoStateView with `fallback_to_query=False`."""
     handle = _handle(client, external_id)
-    return await _not_found_as_lookup(
-        external_id, handle.query(QUERY_STATE, result_type=OnboardingState)
-    )
+    view = await _not_found_as_lookup(external_id, state_access.view_from_memo(handle))
+    if view is None:
+        if not fallback_to_query:
+            raise NoStateView(f"{handle.id} keeps no state view in its memo yet (a run of an earlier engine)")
+        view = OnboardingStateView.of(await get_live_state(client, external_id))
+    return view
+
+
+async def get_live_state(client: Client, external_id: str) -> OnboardingState:
+    """The whole state through the `state` query (a workflow task): for people, not dashboards."""
+    return await _not_found_as_lookup(external_id, state_access.live_state(_handle(client, external_id)))
+
+
+async def wait_for(
+    client: Client,
+    external_id: str,
+    *,
+    phases: list[Phase | str] | tuple = (),
+    identification_url: bool = False,
+    timeout: float = 300.0,
+    rpc_timeout: float = state_access.DEFAULT_RPC_TIMEOUT_SECONDS,
+) -> OnboardingStateView:
+    """Return the state view once the onboarding is in one of `phases` (or, with
+    `identification_url`, has its url), without polling: the workflow answers the update
+    `wait_for` when it gets there. Raises WaitTimedOut after `timeout` seconds, OnboardingClosed
+    when the onboarding ended without getting there, BadInput for a request no wait can use."""
+    check_external_id(external_id, "external_id")
+    wanted = check_wait(phases, timeout, identification_url)
+    result = await _not_found_as_lookup(external_id, state_access.wait(
+        _handle(client, external_id), phases=wanted, identification_url=identification_url, timeout=timeout,
+        rpc_timeout=rpc_timeout, external_id=external_id,
+    ))
+    if not result.reached:
+        raise WaitTimedOut(external_id, state_access.wanted_text(wanted, identification_url), timeout, result.state)
+    return result.state
+
+
+def check_wait(phases, timeout: float, identification_url: bool = False, flag: str = "phases") -> list[Phase]:
+    try:
+        wanted = [Phase(p) for p in phases]
+    except ValueError:
+        raise BadInput(flag, f"must be phases among {', '.join(p.value for p in Phase)}") from None
+    if not wanted and not identification_url:
+        raise BadInput(flag, "give at least one phase to wait for")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= WAIT_MAX_SECONDS:
+        raise BadInput("timeout" if flag == "phases" else "--timeout", f"must be more than 0 and at most {WAIT_MAX_SECONDS:g} seconds")
+    return wanted
 
 
 async def accept_signing(client: Client, external_id: str, content_id: str) -> AcceptSigningResult:
@@ -519,7 +609,7 @@ def format_state(state: OnboardingState) -> str:
         lines.append("signings:")
         for s in state.required_signings:
             lines.append(f"  [{'x' if s.signed else ' '}] {s.id}  {s.display_name}  {s.url}")
-    if state.audit:
+    if getattr(state, "audit", None):
         lines.append("recent history:")
         for entry in state.audit[-8:]:
             lines.append(f"  {entry.at}  {entry.phase.value:<24} {entry.cause}")
@@ -623,10 +713,20 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--identification-file", help="JSON identification data (person/business)")
     start.add_argument("--token", help="SumSub share token (token)")
     start.add_argument("--intended-use", default=None, choices=uses, help="Iron IntendedUse (token)")
+    start.add_argument("--wait", action="store_true", help="return once the identification url exists (or none will come)")
+    start.add_argument("--timeout", type=float, help="with --wait: seconds to wait (60), then exit 8")
+    start.add_argument("--json", action="store_true", help="with --wait: print the state JSON alone")
 
     status = sub.add_parser("status", help="show a customer's onboarding")
     status.add_argument("external_id")
-    status.add_argument("--json", action="store_true", help="print the state query's JSON alone")
+    status.add_argument("--json", action="store_true", help="print the state JSON alone")
+    status.add_argument("--live", action="store_true", help="ask the workflow (the state query) instead of its memo")
+
+    wait_cmd = sub.add_parser("wait", help="return once the onboarding reaches a phase (exit 8 on timeout)")
+    wait_cmd.add_argument("external_id")
+    wait_cmd.add_argument("--phase", action="append", required=True, choices=[p.value for p in Phase])
+    wait_cmd.add_argument("--timeout", type=float, default=300.0, help="seconds (300), then exit 8")
+    wait_cmd.add_argument("--json", action="store_true", help="print the state JSON alone")
 
     sign = sub.add_parser("sign", help="report that the customer accepted required signings")
     sign.add_argument("external_id")
@@ -687,6 +787,14 @@ def check_args(args: argparse.Namespace) -> Checked:
         if args.name is not None:
             checked.fields["name"] = check_printable(args.name, "--name", max_length=NAME_MAX_LENGTH, what="a name")
         checked.identification = identification_from_args(args)
+        if not args.wait:
+            for flag, value in (("--timeout", args.timeout), ("--json", args.json or None)):
+                if value is not None:
+                    raise BadInput(flag, "goes with --wait")
+        elif args.timeout is not None:
+            check_wait([], args.timeout, True, flag="--phase")
+    elif args.command == "wait":
+        check_wait(args.phase, args.timeout, flag="--phase")
     elif args.command == "restart":
         checked.fields["reason"] = check_printable(args.reason, "--reason", max_length=TEXT_MAX_LENGTH)
         checked.identification = identification_from_args(args)
@@ -714,6 +822,7 @@ async def _start_from_cli(client: Client, checked: Checked) -> StartResult:
         email=checked.fields["email"], customer_type=args.customer_type, name=checked.fields.get("name"),
         identification_content=choice.content,
     )
+    wait = dict(wait=True, wait_timeout=args.timeout or state_access.DEFAULT_START_WAIT_SECONDS) if args.wait else {}
     if choice.file_bytes is not None:
         # Already running: compare without storing the data file a second time.
         try:
@@ -727,16 +836,46 @@ async def _start_from_cli(client: Client, checked: Checked) -> StartResult:
             workflow_input = build_onboarding_input(args.external_id, identification=placeholder, **{
                 k: v for k, v in kwargs.items() if k != "identification_content"})
             digest = start_metadata(workflow_input, identification_content=choice.content)["memo"][START_DIGEST_MEMO]
-            return await _attach(client, args.external_id, digest)
+            attached = await _attach(client, args.external_id, digest)
+            if not wait:
+                return attached
+            waited = await _not_found_as_lookup(args.external_id, state_access.wait(
+                _handle(client, args.external_id), phases=state_access.NO_URL_PHASES, identification_url=True,
+                timeout=wait["wait_timeout"], external_id=args.external_id))
+            return dataclasses.replace(attached, state=waited.state, reached=waited.reached)
     identification = await _with_document(choice)
     try:
-        result = await start_onboarding(client, args.external_id, identification=identification, **kwargs)
+        result = await start_onboarding(client, args.external_id, identification=identification, **kwargs, **wait)
     except BaseException:
         await _forget_document(identification.document_ref)
         raise
     if not result.started:
         await _forget_document(identification.document_ref)
     return result
+
+
+async def _status(client: Client, external_id: str, *, live: bool, err) -> OnboardingState | OnboardingStateView:
+    """The memo's state view; the live query with `--live`, or for a run that keeps no view."""
+    if not live:
+        try:
+            return await get_state(client, external_id, fallback_to_query=False)
+        except NoStateView as missing:
+            print(f"note: {missing}: asking the workflow's state query", file=err)
+    return await get_live_state(client, external_id)
+
+
+def _print_waited(state: OnboardingStateView | None, reached: bool | None, args, out, err, intro: str = "") -> int:
+    """What `wait` and `start --wait` print: the state like `status` (`--json`: its JSON alone),
+    and exit 8 with one line on stderr when the wait timed out."""
+    if state is not None:
+        print(state.model_dump_json(indent=2) if args.json else (f"{intro}\n" if intro else "") + format_state(state), file=out)
+    if reached:
+        return EXIT_OK
+    timeout = args.timeout or state_access.DEFAULT_START_WAIT_SECONDS
+    wanted = "an identification url" if args.command == "start" else " or ".join(args.phase)
+    print(f"timed out: {args.external_id} did not reach {wanted} within {timeout:g} s "
+          f"(phase {state.phase.value if state else 'unknown'})", file=err)
+    return EXIT_WAIT_TIMED_OUT
 
 
 def check_keys() -> None:
@@ -763,12 +902,20 @@ async def _run(checked: Checked, out, err) -> int:
         if not result.started and not result.compared:
             verb = "already running, attached to"
             print(f"note: {result.workflow_id} carries no start digest: its start data was not compared", file=err)
+        if args.wait:
+            return _print_waited(result.state, result.reached, args, out, err, intro=f"{verb} {result.workflow_id}")
         print(f"{verb} {result.workflow_id}\n  {result.ui_link}", file=out)
         return EXIT_OK
     if args.command == "status":
-        state = await get_state(client, args.external_id)
+        state = await _status(client, args.external_id, live=args.live, err=err)
         print(state.model_dump_json(indent=2) if args.json else format_state(state), file=out)
         return EXIT_OK
+    if args.command == "wait":
+        try:
+            view = await wait_for(client, args.external_id, phases=args.phase, timeout=args.timeout)
+        except WaitTimedOut as timed_out:
+            return _print_waited(timed_out.state, False, args, out, err)
+        return _print_waited(view, True, args, out, err)
     if args.command == "sign":
         if not args.content_ids and not args.all:
             state = await get_state(client, args.external_id)
@@ -848,6 +995,10 @@ def explain(exc: BaseException) -> tuple[int, str]:
     keys_hint = "set ONBOARDING_ENCRYPTION_KEY_FILE (or ONBOARDING_ENCRYPTION_KEYS) to the keys the worker uses"
     if isinstance(exc, BadInput):
         return EXIT_BAD_INPUT, f"error: {exc.flag}: {exc.rule}"
+    if isinstance(exc, WaitTimedOut):  # a TimeoutError, so an OSError: before those
+        return EXIT_WAIT_TIMED_OUT, f"timed out: {exc}"
+    if isinstance(exc, OnboardingClosed):
+        return EXIT_REJECTED, f"rejected: {exc}"
     if isinstance(exc, ValidationError):
         return EXIT_BAD_INPUT, f"error: {_describe_validation(exc)}"
     if isinstance(exc, (OnboardingNotFound, UnknownIronCustomer)):

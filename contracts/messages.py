@@ -22,6 +22,7 @@ UPDATE_ACCEPT_SIGNING = "accept_signing"
 UPDATE_RESTART_IDENTIFICATION = "restart_identification"
 UPDATE_REFRESH = "refresh"
 UPDATE_AMEND = "amend"
+UPDATE_WAIT_FOR = "wait_for"  # models in contracts/state_view.py
 QUERY_STATE = "state"
 
 EXTERNAL_ID_MAX_LENGTH = 200

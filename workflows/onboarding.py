@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         UPDATE_AMEND,
         UPDATE_REFRESH,
         UPDATE_RESTART_IDENTIFICATION,
+        UPDATE_WAIT_FOR,
         WORKFLOW_TYPE,
         AcceptSigningRequest,
         AcceptSigningResult,
@@ -46,10 +47,12 @@ with workflow.unsafe.imports_passed_through():
     import workflows.decide as d
     from contracts.events import ACTIVITY_DELIVER_EVENT, DeliverEventInput, DeliverEventResult
     from contracts.start_metadata import START_DIGEST_MEMO, amended_start_digest
+    from contracts.state_view import WaitForRequest, WaitForResult
     from workflows.inbox import Inbox
     from workflows.iron_calls import IronCall, iron_call, refusal
     from workflows.onboarding_v1 import CustomerOnboardingV1
-    from workflows.publishing import Publisher
+    from workflows.publishing import STATE_MEMO_PATCH, Publisher
+    from workflows.waiters import Waiters
 
 
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
@@ -71,13 +74,14 @@ class CustomerOnboarding:
         self._timer_due: datetime | None = None
         self._timer_fired = self._continue_as_new_due = False
         self._publisher = Publisher()
+        self._waiters = Waiters()
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingState:
         if self._v1 is not None:
             return await self._v1.run(input)
         s = self._state
-        self._publisher.started()
+        self._publisher.started(memo=workflow.patched(STATE_MEMO_PATCH))
         observation: d.Observation = d.RunStarted(
             carried=input.carried is not None, email_known=bool(input.email), deliver_events=input.deliver_events
         )
@@ -90,6 +94,8 @@ class CustomerOnboarding:
                 self._publisher.flush()
                 if lane is not None:  # the backend hears of the end before the workflow closes
                     await workflow.wait_condition(lambda: s.outbox.head is None)
+                self._waiters.ending = True  # callers of wait_for hear the end too
+                await workflow.wait_condition(self._waiters.none_waiting)
                 return s
             observation = await self._perform(action)
 
@@ -217,8 +223,10 @@ class CustomerOnboarding:
 
     async def _continue_as_new(self) -> None:
         """Continue as new once every handler has finished; returns if a wake arrives first."""
+        self._waiters.ending = True  # waiters answer now and ask the next run
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self._inbox))
         if self._inbox:
+            self._waiters.ending = False
             return
         s = self._state
         s.seen_event_keys = s.seen_event_keys[-self._timings.dedup_memory :]
@@ -230,6 +238,7 @@ class CustomerOnboarding:
             search_attributes=TypedSearchAttributes(
                 [key.value_set(value) for key, value in sa.for_state(s).items() if value is not None]
             ),
+            memo=self._publisher.memo_at_continue_as_new(s),
         )
 
     # --- messages: each records a wake for the loop --------------------------------------------
@@ -319,6 +328,15 @@ class CustomerOnboarding:
         if self._v1 is not None:
             raise ValueError("this onboarding runs on the previous engine: amend it after its next wake")
         d.check_amend(self._state)
+
+    @workflow.update(name=UPDATE_WAIT_FOR)
+    async def wait_for(self, request: WaitForRequest) -> WaitForResult:
+        return await self._waiters.wait(request, lambda: self._state)
+
+    @wait_for.validator
+    def _validate_wait_for(self, request: WaitForRequest) -> None:
+        if self._v1 is not None:  # its loop would hold its carry-over back for the wait
+            raise ValueError("this onboarding runs on the previous engine: `refresh` moves it to the current one, then wait")
 
     @workflow.query(name=QUERY_STATE)
     def state(self) -> OnboardingState:

@@ -1,0 +1,56 @@
+"""The state view kept in the memo and the `wait_for` request, without a server."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts.messages import AttentionView, OnboardingState, Phase, SigningView
+from contracts.state_view import VIEW_MAX_BYTES, OnboardingStateView, WaitForRequest
+
+
+def test_a_run_of_the_first_loop_refuses_to_wait_clearly():
+    """Its loop waits for every handler before it carries the customer over: a wait would hold
+    that back, so the update is refused, naming the way out."""
+    from contracts.messages import ENGINE_VERSION, OnboardingInput
+    from contracts.state_view import WaitForRequest
+    from workflows.onboarding import CustomerOnboarding
+
+    first_loop = CustomerOnboarding(OnboardingInput(external_id="v1", email="v1@example.com", engine_version=1))
+    with pytest.raises(ValueError, match="previous engine: `refresh`"):
+        first_loop._validate_wait_for(WaitForRequest(phases=[Phase.ACTIVE], timeout_seconds=5))
+    current = CustomerOnboarding(OnboardingInput(external_id="v2", email="v2@example.com", engine_version=ENGINE_VERSION))
+    current._validate_wait_for(WaitForRequest(phases=[Phase.ACTIVE], timeout_seconds=5))
+
+
+def test_wait_requests_that_no_wait_can_use_are_refused():
+    from pydantic import ValidationError
+
+
+    for bad in ({"timeout_seconds": 5}, {"phases": ["Active"], "timeout_seconds": 0},
+                {"phases": ["Active"], "timeout_seconds": 8 * 86400}, {"phases": ["Nope"], "timeout_seconds": 5}):
+        with pytest.raises(ValidationError):
+            WaitForRequest.model_validate(bad)
+
+
+
+def test_the_view_stays_small_whatever_iron_sends():
+    s = OnboardingState(
+        external_id="x" * 200, phase=Phase.NEEDS_ATTENTION, identification_url="https://iron.example/" + "k" * 400,
+        required_signings=[SigningView(id=f"content-{n:032d}", url="https://iron.example/" + "s" * 900,
+                                       display_name="Terms " * 40) for n in range(25)],
+        needs_attention=AttentionView(reason="r" * 5000, step="create_identification", since="2026-12-01T00:00:00Z"),
+        outcome="o" * 2000, waiting_for="w" * 1000,
+    )
+    view = OnboardingStateView.of(s)
+    assert len(view.to_memo_json().encode()) <= VIEW_MAX_BYTES
+    assert view.truncated and view.phase == Phase.NEEDS_ATTENTION and view.needs_attention.step == "create_identification"
+    assert OnboardingStateView.model_validate(view.to_memo()) == view
+
+
+def test_a_note_in_the_audit_alone_writes_no_memo():
+    s = OnboardingState(external_id="c", phase=Phase.ACTIVE, updated_at="2026-12-01T00:00:00Z")
+    before = OnboardingStateView.of(s)
+    s.updated_at = "2026-12-01T01:00:00Z"
+    assert OnboardingStateView.of(s).same_as(before)
+    s.customer_status = "Active"
+    assert not OnboardingStateView.of(s).same_as(before)
