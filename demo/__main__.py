@@ -164,11 +164,14 @@ async def start(sample: Sample, printer: Printer) -> None:
     from runtime.settings import workflow_ui_link
     from starter import start_onboarding
 
+    # One round trip (update-with-start): it answers once the KYC url exists.
     result = await start_onboarding(
         await _client(), sample.external_id, email=f"{sample.name}@example.com", name=sample.name.title(),
-        timings=demo_timings(), started_by="make demo", deliver_events=True,
+        timings=demo_timings(), started_by="make demo", deliver_events=True, wait=True,
     )
-    printer.line(sample.name, f"{sample.story}\n{'':16}UI: {workflow_ui_link(result.workflow_id)}")
+    url = result.state.identification_url if result.state else None
+    printer.line(sample.name, f"{sample.story}\n{'':16}UI: {workflow_ui_link(result.workflow_id)}"
+                              f"\n{'':16}start answered with the kyc url: {url or '-'}")
 
 
 def reached(phase: str, cycle: int | None = None):

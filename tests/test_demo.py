@@ -35,6 +35,8 @@ def test_demo_takes_every_sample_to_its_expected_state(tmp_path):
         "alice": (4, "in order", 2), "bob": (4, "in order", 2), "carol": (6, "in order", 2), "dave": (3, "in order", 0),
     }, output[-4000:]
     assert "Temporal queries the demo sent: 0" in output
+    # Each start was one round trip that answered with the KYC url (update-with-start).
+    assert len(re.findall(r"start answered with the kyc url: http://\S+/hosted/kyc/\S+", output)) == 4, output[-4000:]
 
     # The backend's own log: each event verified and printed, each signing after the event that asked.
     backend_log = (tmp_path / "demo" / "logs" / "partner-backend.log").read_text().splitlines()
