@@ -1,12 +1,19 @@
 """The floor: the least a Temporal workflow of the same shape as one onboarding lifecycle costs
 on the same server, so the benchmark can say how much the product adds.
 
-`BenchFloor` runs as many no-op activities as a lifecycle makes Iron calls, takes as many
-external signals as a lifecycle receives webhooks (each followed by one no-op activity, as a
-webhook is followed by one Iron read) and as many updates as a lifecycle has signings (each
-running one no-op activity, as `accept_signing` runs one Iron call). It then stays open like
-an Active customer: each `event` signal runs one no-op activity and shows its value in the
-`state` query, which is what the benchmark's signal-to-query latency measures.
+`BenchFloor` runs as many no-op activities as a lifecycle makes Iron calls and event deliveries,
+takes as many external signals as a lifecycle receives webhooks (each followed by one no-op
+activity, as a webhook is followed by one Iron read) and as many updates as a lifecycle has
+signings (each running one no-op activity, as `accept_signing` runs one Iron call). Its driver
+waits the way the product's does, without queries: the start is an update-with-start that
+answers once the signals are awaited (`wait_phase`, like the product's start-and-wait), and each
+`accept` update waits inside the workflow until updates are awaited.
+
+It then stays open like an Active customer: each `event` signal runs one no-op activity (the
+product's Iron read) and then delivers one signed event to the partner's backend with the
+product's own `deliver_event` activity, when events are configured. That is the least a
+Temporal workflow does to turn an outside change into an event at the backend, and what the
+benchmark's webhook-to-event latency is measured against.
 
     python -m bench.floor [--task-queue Q]    # its worker; Temporal from the environment
 """
@@ -25,11 +32,24 @@ from temporalio.worker import Worker
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
+    from contracts.events import (
+        ACTIVITY_DELIVER_EVENT,
+        DeliverEventInput,
+        DeliverEventResult,
+        EventData,
+        EventType,
+        OnboardingEvent,
+        timestamp_of,
+    )
+    from contracts.phase import Phase
+
 FLOOR_WORKFLOW = "BenchFloor"
 FLOOR_TASK_QUEUE = "bench-floor"
 SIGNAL_EVENT = "event"
 UPDATE_ACCEPT = "accept"
+UPDATE_WAIT_PHASE = "wait_phase"
 QUERY_STATE = "state"
+FLOOR_EVENT_CYCLE = 1
 
 
 class FloorShape(BaseModel):
@@ -37,6 +57,8 @@ class FloorShape(BaseModel):
     signals: int  # webhooks of one lifecycle
     signal_activities: int  # how many of those signals are followed by a no-op activity
     updates: int  # signings of one lifecycle, each one activity
+    # Once active, deliver a signed event per `event` signal (the latency floor).
+    deliver_events: bool = False
 
 
 class FloorState(BaseModel):
@@ -61,10 +83,25 @@ class BenchFloor:
         self._updates_done = 0
         self._activities = 0
         self._status: str | None = None
+        self._delivered = 0
 
     async def _noop(self, value: str) -> None:
         self._activities += 1
         await workflow.execute_activity(noop, value, start_to_close_timeout=timedelta(seconds=30))
+
+    async def _deliver_event(self, value: str) -> None:
+        self._delivered += 1
+        info = workflow.info()
+        event = OnboardingEvent(
+            type=EventType.PHASE_CHANGED,
+            timestamp=timestamp_of(workflow.now()),
+            data=EventData(external_id=info.workflow_id, workflow_id=info.workflow_id, phase=Phase.ACTIVE,
+                           cycle=FLOOR_EVENT_CYCLE, customer_status=value, sequence=self._delivered),
+        )
+        await workflow.execute_activity(
+            ACTIVITY_DELIVER_EVENT, DeliverEventInput.of(event), result_type=DeliverEventResult,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
 
     @workflow.run
     async def run(self, shape: FloorShape) -> None:
@@ -85,6 +122,8 @@ class BenchFloor:
             value = self._events.pop(0)
             await self._noop(value)
             self._status = value
+            if shape.deliver_events:
+                await self._deliver_event(value)
 
     @workflow.signal(name=SIGNAL_EVENT)
     def event(self, value: str) -> None:
@@ -92,9 +131,15 @@ class BenchFloor:
 
     @workflow.update(name=UPDATE_ACCEPT)
     async def accept(self, content_id: str) -> str:
+        await workflow.wait_condition(lambda: self._phase in ("awaiting_updates", "active"))
         await self._noop(content_id)
         self._updates_done += 1
         return content_id
+
+    @workflow.update(name=UPDATE_WAIT_PHASE)
+    async def wait_phase(self, phase: str) -> FloorState:
+        await workflow.wait_condition(lambda: self._phase == phase)
+        return self.state()
 
     @workflow.query(name=QUERY_STATE)
     def state(self) -> FloorState:
@@ -110,7 +155,10 @@ class BenchFloor:
 async def run_worker(task_queue: str) -> None:
     from runtime.temporal import connect
 
+    from activities.events import EventDelivery
+
     client = await connect()
+    delivery = EventDelivery.from_env()  # the product's delivery activity, same settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -120,7 +168,7 @@ async def run_worker(task_queue: str) -> None:
         client,
         task_queue=task_queue,
         workflows=[BenchFloor],
-        activities=[noop],
+        activities=[noop, *delivery.all()],
         max_concurrent_activities=100,
         max_concurrent_workflow_tasks=100,
         graceful_shutdown_timeout=timedelta(seconds=10),
@@ -128,6 +176,7 @@ async def run_worker(task_queue: str) -> None:
     async with worker:
         print(f"floor worker polling {task_queue}", flush=True)
         await stop.wait()
+    await delivery.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:
