@@ -385,13 +385,23 @@ class PartnerBackendServer:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._request_close, seconds)
 
+    def reopen(self) -> None:
+        """Listen again now, before a `close_for` stretch ends (thread-safe)."""
+        def now() -> None:
+            if self._reopen_at is not None:
+                self._reopen_at = time.monotonic()
+
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(now)
+
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         while not self._stopping:
             reopen_at = self._reopen_at
             if reopen_at is not None:
                 self.backend.out(f"backend closed for {max(reopen_at - time.monotonic(), 0):.1f}s")
-                while time.monotonic() < reopen_at and not self._stopping:
+                # Read each time round: `reopen` may bring the time forward.
+                while time.monotonic() < (self._reopen_at or 0.0) and not self._stopping:
                     await asyncio.sleep(0.05)
                 self._reopen_at = None
                 if self._stopping:
