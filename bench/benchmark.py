@@ -334,11 +334,14 @@ async def calibrate(b: Bench) -> dict[str, Any]:
     activities, signals = round(shape["activities"]), round(shape["signals"])
     # The floor's own start waits in an update as the product's does; the rest are signings.
     updates = round(shape["updates"] - shape["wait_updates"])
+    deliveries = round(shape["event_deliveries"])
+    others = activities - deliveries  # the Iron calls
     floor = FloorShape(
-        activities_first=max(0, activities - signals - updates),
+        activities_first=max(0, others - signals - updates),
         signals=signals,
-        signal_activities=min(signals, max(0, activities - updates)),
+        signal_activities=min(signals, max(0, others - updates)),
         updates=updates,
+        deliveries=deliveries,
         deliver_events=True,
     )
     return {

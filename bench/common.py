@@ -125,41 +125,6 @@ async def retrying(
         await asyncio.sleep(pause)
 
 
-async def wait_for_state(
-    client: Client,
-    external_id: str,
-    predicate: Callable[[OnboardingState], bool],
-    *,
-    deadline: float,
-    what: str,
-    interval: float = 0.25,
-    polls: Callable[[], None] | None = None,
-) -> OnboardingState:
-    """Poll the `state` query until `predicate` holds, riding out a dead worker or a restarting
-    server; TimeoutError naming the last state seen once the monotonic `deadline` passes."""
-    from starter import get_state
-
-    last: OnboardingState | None = None
-    error: BaseException | None = None
-    while True:
-        if polls is not None:
-            polls()
-        try:
-            last = await asyncio.wait_for(get_state(client, external_id), max(0.5, min(10.0, deadline - time.monotonic())))
-            error = None
-            if predicate(last):
-                return last
-        except Exception as exc:  # noqa: BLE001 - a query can fail while parts restart
-            error = exc
-        if time.monotonic() + interval > deadline:
-            seen = describe(last) if last else "no state"
-            raise TimeoutError(
-                f"{external_id}: {what} not reached in time; last {seen}"
-                + (f"; last error {type(error).__name__}: {error}" if error else "")
-            )
-        await asyncio.sleep(interval)
-
-
 def describe(state: OnboardingState) -> str:
     text = (
         f"phase={state.phase.value} cycle={state.cycle} customer={state.customer_status} "

@@ -57,6 +57,10 @@ class FloorShape(BaseModel):
     signals: int  # webhooks of one lifecycle
     signal_activities: int  # how many of those signals are followed by a no-op activity
     updates: int  # signings of one lifecycle, each one activity
+    # Event deliveries of one lifecycle: no-op activities one at a time in a lane beside the
+    # rest, as the product delivers its events beside its loop. The last update returns once
+    # they are done, as the product's lifecycle ends when its backend has the Active event.
+    deliveries: int = 0
     # Once active, deliver a signed event per `event` signal (the latency floor).
     deliver_events: bool = False
 
@@ -84,6 +88,7 @@ class BenchFloor:
         self._activities = 0
         self._status: str | None = None
         self._delivered = 0
+        self._updates_expected = 0
 
     async def _noop(self, value: str) -> None:
         self._activities += 1
@@ -103,8 +108,14 @@ class BenchFloor:
             start_to_close_timeout=timedelta(seconds=30),
         )
 
+    async def _lane(self, deliveries: int) -> None:
+        for n in range(deliveries):
+            await self._noop(f"delivery-{n}")
+
     @workflow.run
     async def run(self, shape: FloorShape) -> None:
+        self._updates_expected = shape.updates
+        lane = asyncio.ensure_future(self._lane(shape.deliveries))
         for n in range(shape.activities_first):
             await self._noop(f"first-{n}")
         self._phase = "awaiting_signals"
@@ -116,6 +127,7 @@ class BenchFloor:
                 await self._noop(f"signal-{self._signals_seen}")
         self._phase = "awaiting_updates"
         await workflow.wait_condition(lambda: self._updates_done >= shape.updates)
+        await lane
         self._phase = "active"
         while True:
             await workflow.wait_condition(lambda: bool(self._events))
@@ -134,6 +146,8 @@ class BenchFloor:
         await workflow.wait_condition(lambda: self._phase in ("awaiting_updates", "active"))
         await self._noop(content_id)
         self._updates_done += 1
+        if self._updates_done >= self._updates_expected:
+            await workflow.wait_condition(lambda: self._phase == "active")
         return content_id
 
     @workflow.update(name=UPDATE_WAIT_PHASE)

@@ -39,7 +39,8 @@ def test_smoke_benchmark_reports_every_metric(tmp_path, capsys):
     assert isinstance(tp["pass"], bool)
 
     hist = report["history_events_per_lifecycle"]
-    floor_activities = shape["activities_first"] + shape["signal_activities"] + shape["updates"]
+    floor_activities = shape["activities_first"] + shape["signal_activities"] + shape["updates"] + shape["deliveries"]
+    assert shape["deliveries"] == one_lifecycle["event_deliveries"] >= 4
     assert hist["floor"]["activities"] == floor_activities
     assert hist["floor"]["signals"] == shape["signals"] and hist["floor"]["updates"] == shape["updates"] + 1
     assert hist["product"]["runs"] >= 2 and hist["floor"]["runs"] == 1
