@@ -11,6 +11,7 @@
     python starter.py amend EXTERNAL_ID [--email E] [--name N] [--customer-type T]
     python starter.py refresh EXTERNAL_ID
     python starter.py adopt IRON_CUSTOMER_ID
+    python starter.py report [--json] [--waiting-on-customer D] [--pending-review D] [--needs-attention D] [--declined D]
 
 Backends import the functions below (`start_onboarding`, `get_state`, `wait_for`,
 `accept_signing`, `amend_onboarding`, ...) with a client from `runtime.temporal.connect()`.
@@ -48,6 +49,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from iron_client import IronClient, IronError, IronSettings
 from iron_client.errors import IronNotFound, IronUnauthorized
 from iron_client.models import CustomerType, IdentificationKind, IdentificationParams, IntendedUse
+import operations.report
 from runtime import settings
 from runtime.process import exit_now
 from runtime.temporal import connect
@@ -605,6 +607,12 @@ def format_state(state: OnboardingState) -> str:
     if state.needs_attention:
         a = state.needs_attention
         lines.append(f"NEEDS ATTENTION  at {a.step}: {a.reason} (since {a.since})")
+    if state.sla_breached:
+        lines.append(f"SLA BREACHED     {state.sla_breached.sla}: {state.sla_breached.phase.value} since {state.sla_breached.since}")
+    requirements = getattr(state, "requirements", None)  # the state view has them in one line
+    requires = requirements.brief() if requirements and requirements.outstanding() else getattr(state, "requires", None)
+    if requires:
+        lines.append(f"iron requires    {requires}")
     if state.required_signings:
         lines.append("signings:")
         for s in state.required_signings:
@@ -752,6 +760,9 @@ def _parser() -> argparse.ArgumentParser:
 
     adopt = sub.add_parser("adopt", help="take over an existing Iron customer")
     adopt.add_argument("iron_customer_id")
+
+    report_cmd = sub.add_parser("report", help="customers per phase, and those stuck past a threshold")
+    operations.report.add_arguments(report_cmd)
     return parser
 
 
@@ -861,6 +872,7 @@ async def _status(client: Client, external_id: str, *, live: bool, err) -> Onboa
             return await get_state(client, external_id, fallback_to_query=False)
         except NoStateView as missing:
             print(f"note: {missing}: asking the workflow's state query", file=err)
+            return OnboardingStateView.of(await get_live_state(client, external_id))
     return await get_live_state(client, external_id)
 
 
@@ -954,6 +966,9 @@ async def _run(checked: Checked, out, err) -> int:
         return EXIT_OK
     if args.command == "refresh":
         print(format_state(await refresh(client, args.external_id)), file=out)
+        return EXIT_OK
+    if args.command == "report":
+        await operations.report.run(client, args, out)
         return EXIT_OK
     if args.command == "adopt":
         async with IronClient(IronSettings.from_env()) as iron:

@@ -14,6 +14,7 @@ come, which the starter turns into its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -170,10 +171,17 @@ class _FirstRound:
     async def send(self, request: WaitForRequest, update_id: str, rpc_timeout: timedelta) -> WaitForResult:
         request = request.model_copy(update={"start_digest": self.start_digest, "start_request": self.start_request})
         op = self.operation()
-        result = await self.client.execute_update_with_start_workflow(
-            UPDATE_WAIT_FOR, request, start_workflow_operation=op, id=update_id,
-            result_type=WaitForResult, rpc_timeout=rpc_timeout,
-        )
+        try:
+            result = await self.client.execute_update_with_start_workflow(
+                UPDATE_WAIT_FOR, request, start_workflow_operation=op, id=update_id,
+                result_type=WaitForResult, rpc_timeout=rpc_timeout,
+            )
+        except BaseException:
+            # The operation's handle holds the same error: take it, or asyncio reports it as
+            # never retrieved (a traceback on the command line's stderr).
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(op.workflow_handle(), 1)
+            raise
         self.run_id = (await op.workflow_handle()).result_run_id
         return result
 

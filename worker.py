@@ -1,12 +1,15 @@
 """Runs the `CustomerOnboarding` workflow and the Iron activities.
 
     python worker.py [--task-queue Q] [--max-concurrent-activities N] [--max-concurrent-workflow-tasks N]
+                     [--metrics-port P]
 
 Temporal comes from Temporal's env config (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
 `TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `TEMPORAL_PROFILE`); Iron from `IRON_BASE_URL`,
 `IRON_API_KEY`, `IRON_SUB_PARTNER_ID`; the rest from `WorkerSettings`. Configuration is read
 and checked (keys included) before anything connects: a bad value is one line on stderr and exit
-code 2. SIGINT or SIGTERM drains in-flight tasks, then exits.
+code 2. SIGINT or SIGTERM drains in-flight tasks, then exits. With `--metrics-port` (or
+`ONBOARDING_METRICS_PORT`) it serves Prometheus metrics, the SDK's and the engine's, on
+`ONBOARDING_METRICS_HOST` (127.0.0.1 unless set; `runtime/metrics.py`).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from data_protection.documents import DEFAULT_DOCUMENT_DIR, FilesystemDocumentSt
 from iron_client import IronClient
 from runtime import settings
 from runtime.logging import configure_logging, get_logger
+from runtime.metrics import MetricsSettings, runtime_for
 from runtime.process import EXIT_CONFIGURATION, exit_now, load_or_exit
-from runtime.settings import Flag, ProcessSettings
+from runtime.settings import Flag
 from runtime.query_task_guard import QueryTaskGuard
 from runtime.temporal import connect
 from workflows.onboarding import CustomerOnboarding
@@ -43,8 +47,8 @@ DEFAULT_MAX_CACHED_WORKFLOWS = 500
 PROGRAM = "worker"
 
 
-class WorkerSettings(ProcessSettings):
-    """The worker's configuration besides Temporal's own (task queue, Iron and keys shared)."""
+class WorkerSettings(MetricsSettings):
+    """The worker's configuration besides Temporal's own (task queue, Iron, keys and metrics shared)."""
 
     document_dir: str = Field(DEFAULT_DOCUMENT_DIR, min_length=1, validation_alias="ONBOARDING_DOCUMENT_DIR")
     document_retention_days: float = Field(30.0, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_DOCUMENT_RETENTION_DAYS")
@@ -107,6 +111,12 @@ def parse_args(argv: list[str], config: WorkerSettings | None = None) -> argpars
         help="workflows kept in memory between tasks; fewer saves memory, the rest replay when they wake",
     )
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port (default: $ONBOARDING_METRICS_PORT, else off)",
+    )
     return parser.parse_args(argv)
 
 
@@ -129,7 +139,12 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, File
     configure_logging()
     log = get_logger("worker")
     iron_settings = config.iron_settings()
-    client = await connect(args.profile, data_converter=converter)
+    # The runtime exists before the client: the client and its worker report to it.
+    metrics_runtime = load_or_exit(lambda: runtime_for(config, args.metrics_port), program=PROGRAM)
+    runtime_option = {"runtime": metrics_runtime} if metrics_runtime is not None else {}
+    client = await connect(args.profile, data_converter=converter, **runtime_option)
+    if metrics_runtime is not None:
+        log.info("metrics_served", host=config.metrics_host, port=args.metrics_port or config.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

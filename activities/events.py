@@ -29,6 +29,8 @@ from standardwebhooks import Webhook
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.metrics import record_event_delivery
+from contracts import metrics as metric_names
 from contracts.events import ACTIVITY_DELIVER_EVENT, DeliverEventInput, DeliverEventResult
 from runtime.events_settings import EventsSettings, load_events_settings, secret_bytes
 
@@ -111,6 +113,7 @@ class EventDelivery:
             # The exception's text can hold the url, never the body; its type says enough.
             reason = type(exc).__name__
             logger.warning("event_delivery_failed", error=reason)
+            record_event_delivery(event.type.value, metric_names.EVENT_FAILED)
             raise ApplicationError(
                 f"backend unreachable ({reason})", {"webhook_id": req.webhook_id}, type=EVENT_DELIVERY_FAILED
             ) from None
@@ -118,18 +121,21 @@ class EventDelivery:
         status = response.status_code
         if 200 <= status < 300:
             logger.info("event_delivered", http_status=status)
+            record_event_delivery(event.type.value, metric_names.EVENT_DELIVERED)
             return DeliverEventResult(
                 webhook_id=req.webhook_id, sequence=event.sequence, outcome="delivered", status_code=status,
                 attempt=info.attempt,
             )
         if status == 410:
             logger.warning("event_refused_gone", http_status=status)
+            record_event_delivery(event.type.value, metric_names.EVENT_GONE)
             return DeliverEventResult(
                 webhook_id=req.webhook_id, sequence=event.sequence, outcome="gone", status_code=status,
                 attempt=info.attempt,
             )
         delay = _retry_after(response) if status in (429, 503) else None
         logger.warning("event_delivery_failed", http_status=status)
+        record_event_delivery(event.type.value, metric_names.EVENT_FAILED)
         raise ApplicationError(
             f"backend answered {status}",
             {"webhook_id": req.webhook_id, "status_code": status},

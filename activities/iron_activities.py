@@ -25,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.metrics import record_iron_request
 from contracts.activity_models import (
     CREATE_IDENTIFICATION,
     CREATE_SIGNING,
@@ -32,6 +33,7 @@ from contracts.activity_models import (
     GET_CUSTOMER,
     GET_IDENTIFICATION,
     GET_REQUIRED_SIGNINGS,
+    GET_REQUIREMENTS,
     LATEST_IDENTIFICATION,
     CreateIdentificationInput,
     CreateIdentificationResult,
@@ -44,8 +46,10 @@ from contracts.activity_models import (
     LatestIdentificationResult,
     RequiredSigningSnapshot,
     RequiredSigningsResult,
+    RequirementsResult,
     SigningSnapshot,
 )
+from contracts.requirements import RequirementsView
 from data_protection.documents import CorruptDocument, DocumentNotFound, DocumentStore
 from data_protection.keys import DecryptionError
 from data_protection.redaction import redact_text
@@ -64,6 +68,7 @@ from iron_client.models import (
     IdentificationKind,
     IdentificationParams,
     LinkIdentificationParams,
+    IronResponse,
     TokenIdentificationParams,
     wire,
 )
@@ -124,6 +129,8 @@ class IronActivities:
     ) -> None:
         self.client = client
         self.documents = documents
+        # Every Iron request these activities make is counted by operation and status class.
+        client.observe_responses(record_iron_request)
         # Retention: once Iron holds the identification, our copy of the documents can go.
         self.delete_documents_after_submission = delete_documents_after_submission
 
@@ -158,7 +165,7 @@ class IronActivities:
         logger.info("iron_request_ok")
         return result
 
-    def _flag_unknown(self, read: Customer | Identification | None, **fields: Any) -> None:
+    def _flag_unknown(self, read: IronResponse | None, **fields: Any) -> None:
         """One warning per value Iron sent that this code does not know: the drift is visible in
         the logs at the first read that carries it."""
         if read is None:
@@ -168,7 +175,7 @@ class IronActivities:
             return
         logger = self._logger(**fields)
         for field_path, value in unknown:
-            logger.warning("iron_unknown_value", resource=type(read).__name__, resource_id=read.id,
+            logger.warning("iron_unknown_value", resource=type(read).__name__, resource_id=getattr(read, "id", None),
                            field=field_path, value=value[:64])
 
     # --- customers -----------------------------------------------------------------------------
@@ -308,6 +315,17 @@ class IronActivities:
             id=signing.id, content_id=signing.content_id or req.content_id, created_at=signing.created_at.isoformat()
         )
 
+    # --- requirements --------------------------------------------------------------------------
+
+    @activity.defn(name=GET_REQUIREMENTS)
+    async def get_requirements(self, req: CustomerRef) -> RequirementsResult:
+        """What the customer must still provide, codes only (Iron's texts stay here)."""
+        requirements = await self._call(
+            self.client.get_customer_requirements(req.customer_id), iron_customer_id=req.customer_id, step="get_requirements"
+        )
+        self._flag_unknown(requirements, iron_customer_id=req.customer_id)
+        return RequirementsResult(requirements=RequirementsView.of(requirements))
+
     def all(self) -> list:
         """Every activity, for the worker."""
         return [
@@ -318,5 +336,6 @@ class IronActivities:
             self.latest_identification,
             self.get_required_signings,
             self.create_signing,
+            self.get_requirements,
         ]
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from iron_client.models import CustomerType
 from contracts.messages import IdentificationRequest
+from contracts.requirements import RequirementsView
 
 
 # Activity type names: the workflow schedules them by name, the worker registers them under it.
@@ -20,6 +21,7 @@ GET_IDENTIFICATION = "get_identification"
 LATEST_IDENTIFICATION = "latest_identification"
 GET_REQUIRED_SIGNINGS = "get_required_signings"
 CREATE_SIGNING = "create_signing"
+GET_REQUIREMENTS = "get_requirements"
 
 
 class ActivityModel(BaseModel):
@@ -101,3 +103,7 @@ class SigningSnapshot(ActivityModel):
     id: str
     content_id: str
     created_at: str
+
+
+class RequirementsResult(ActivityModel):
+    requirements: RequirementsView

@@ -73,7 +73,9 @@ class EventRejectReason(LenientEventModel):
 
 class EventMissingQuestion(LenientEventModel):
     id: str
-    title: str
+    # Iron's question text; the engine keeps questions by id only (`contracts/requirements.py`), so
+    # in its events this is null: show the backend's own text for the id.
+    title: str | None = None
     section_id: str | None = None
 
 
@@ -82,6 +84,7 @@ class EventRequirementItem(LenientEventModel):
     identification_id: str | None = None
     retryable: bool | None = None
     reject_labels: list[str] = Field(default_factory=list)
+    # Empty in the engine's events, which keep Iron's codes only: switch on `reject_labels`.
     reject_reasons: list[EventRejectReason] = Field(default_factory=list)
     missing_questions: list[EventMissingQuestion] = Field(default_factory=list)
 

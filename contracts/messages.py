@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contracts.phase import Phase
+from contracts.requirements import RequirementsView
 from iron_client.models import CustomerType, IdentificationKind, IntendedUse
 
 WORKFLOW_TYPE = "CustomerOnboarding"
@@ -27,10 +28,18 @@ QUERY_STATE = "state"
 
 EXTERNAL_ID_MAX_LENGTH = 200
 
-# Which loop runs a customer. Every run this code starts carries 2; inputs written before the
-# field existed read as 1 and run the frozen first loop (`workflows/onboarding_v1.py`) until it
-# carries the customer over to this one at its next wait.
-ENGINE_VERSION = 2
+# Which code runs a customer. Inputs written before the field existed read as 1 and run the
+# frozen first loop (`workflows/onboarding_v1.py`) until it carries the customer over to the
+# current loop at its next wait. From 2 on the current loop runs; a run whose input is older than
+# ENGINE_VERSION keeps what that version did (its history replays), and every continue-as-new
+# writes ENGINE_VERSION, so running customers take up new behaviour at their next run. A version
+# gate costs no history event, where a `workflow.patched` marker costs one in every run.
+ENGINE_VERSION = 4
+CURRENT_LOOP_FROM = 2
+# The engine version each behaviour arrived with.
+SINCE_REQUIREMENTS_AND_SLAS = 3
+SINCE_PHASE_SINCE = 3
+SINCE_STATE_MEMO = 4  # the state view in the memo (contracts/state_view.py)
 
 
 def workflow_id_for(external_id: str) -> str:
@@ -106,6 +115,15 @@ class OnboardingTimings(Message):
     # While the customer must act (a hosted identification, documents to sign), remind the
     # backend at these offsets after the wait began (with events on): 1, 3 and 7 days.
     reminder_offsets_seconds: list[float] = Field(default_factory=lambda: [86400.0, 3 * 86400.0, 7 * 86400.0])
+    # SLAs: how long a customer may stay in one wait before it is flagged (None: no SLA).
+    # Waiting on the customer (a hosted identification, documents to sign): 7 days.
+    sla_customer_seconds: float | None = Field(default=7 * 86400.0, ge=0)
+    # Iron's compliance review (`Processed`, `PendingReview`; Iron: typically 24 to 48 hours): 48 h.
+    sla_review_seconds: float | None = Field(default=48 * 3600.0, ge=0)
+    # Waiting on an operator: `NeedsAttention`, `Declined`, an Iron status this engine does not know.
+    sla_operator_seconds: float | None = Field(default=3600.0, ge=0)
+    # Iron's compliance holding the customer (`Suspended`, `UserRequired`): off by default.
+    sla_iron_hold_seconds: float | None = Field(default=None, ge=0)
 
 
 class OnboardingInput(Message):
@@ -253,6 +271,16 @@ class EventRecord(Message):
     duplicate: bool = False
 
 
+class SlaBreachView(Message):
+    """The customer has waited on `sla` in `phase` since `since`, past `limit_seconds`."""
+
+    sla: str  # customer, review, operator or iron_hold (`OnboardingTimings.sla_*_seconds`)
+    phase: Phase
+    since: str
+    limit_seconds: float
+    breached_at: str
+
+
 class PassProgress(Message):
     """What the handling of the current wake (a pass) has already learned from Iron, so each
     read happens once per pass. `customer`: `stale` (read it), `fresh` (read in this pass) or
@@ -318,6 +346,20 @@ class OnboardingState(Message):
     reminder_key: str | None = None
     awaiting_since: datetime | None = None
     reminders_sent: int = 0
+    # On for runs of engine version SINCE_REQUIREMENTS_AND_SLAS or later: Iron's requirements
+    # are read where they can have changed, and SLAs are watched. Set at every run start.
+    requirements_and_slas: bool = False
+    # What the customer must still provide (codes only), and which reading of Iron it answers.
+    requirements: RequirementsView | None = None
+    requirements_key: str | None = None
+    # The SLA the current wait is under (which one, in which phase and cycle), since when, and
+    # the breach once past it; cleared when the phase changes.
+    sla_key: str | None = None
+    sla_since: datetime | None = None
+    sla_breached: SlaBreachView | None = None
+    # When the current phase began (search attribute `OnboardingPhaseSince`, the time-in-phase
+    # metric): carried across continue-as-new, so a long wait is measured from its start.
+    phase_since: datetime | None = None
 
     @classmethod
     def first(cls, input: OnboardingInput) -> "OnboardingState":

@@ -18,8 +18,15 @@ IRON_CUSTOMER_STATUS = SearchAttributeKey.for_keyword("IronCustomerStatus")
 IRON_IDENTIFICATION_STATUS = SearchAttributeKey.for_keyword("IronIdentificationStatus")
 ONBOARDING_PHASE = SearchAttributeKey.for_keyword("OnboardingPhase")
 ONBOARDING_CYCLE = SearchAttributeKey.for_int("OnboardingCycle")
+# When the current phase began: "stuck since" as a visibility query (`starter.py report`).
+ONBOARDING_PHASE_SINCE = SearchAttributeKey.for_datetime("OnboardingPhaseSince")
+# True while the customer is past the SLA of its current wait (`OnboardingState.sla_breached`).
+ONBOARDING_SLA_BREACHED = SearchAttributeKey.for_bool("OnboardingSlaBreached")
 
-ALL = [IRON_CUSTOMER_ID, IRON_CUSTOMER_STATUS, IRON_IDENTIFICATION_STATUS, ONBOARDING_PHASE, ONBOARDING_CYCLE]
+ALL = [
+    IRON_CUSTOMER_ID, IRON_CUSTOMER_STATUS, IRON_IDENTIFICATION_STATUS, ONBOARDING_PHASE, ONBOARDING_CYCLE,
+    ONBOARDING_PHASE_SINCE, ONBOARDING_SLA_BREACHED,
+]
 
 
 def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
@@ -30,6 +37,9 @@ def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
         IRON_IDENTIFICATION_STATUS: state.identification_status,
         ONBOARDING_PHASE: state.phase.value,
         ONBOARDING_CYCLE: state.cycle,
+        ONBOARDING_PHASE_SINCE: state.phase_since,
+        # Only runs that watch SLAs set it: an upsert in a run from before would not replay.
+        ONBOARDING_SLA_BREACHED: (state.sla_breached is not None) if state.requirements_and_slas else None,
     }
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contracts.messages import AttentionView, AuditEntry, SigningView
+from contracts.messages import AttentionView, AuditEntry, SigningView, SlaBreachView
 from contracts.phase import Phase
 
 if TYPE_CHECKING:
@@ -73,6 +73,10 @@ class OnboardingStateView(BaseModel):
     needs_attention: AttentionView | None = None
     outcome: str | None = None
     waiting_for: str = ""
+    # What Iron still requires of the customer, in one line of codes (the state has the buckets),
+    # and an SLA the current wait is past.
+    requires: str | None = None
+    sla_breached: SlaBreachView | None = None
     # Events for the partner's backend queued and not yet acknowledged, as of the last change.
     events_pending: int = 0
     last_event_sequence: int = 0
@@ -106,6 +110,8 @@ class OnboardingStateView(BaseModel):
             needs_attention=attention,
             outcome=_clip(s.outcome, _REASON_MAX) if s.outcome else None,
             waiting_for=_clip(s.waiting_for, _WAITING_FOR_MAX),
+            requires=s.requirements.brief() if s.requirements is not None and s.requirements.outstanding() else None,
+            sla_breached=s.sla_breached,
             events_pending=len(s.outbox.pending),
             last_event_sequence=s.outbox.last_sequence,
             updated_at=s.updated_at,
@@ -183,6 +189,7 @@ def _no_signing_urls(v: OnboardingStateView) -> None:
 def _short_texts(v: OnboardingStateView) -> None:
     v.required_signings = [x.model_copy(update={"display_name": _clip(x.display_name, 24)}) for x in v.required_signings[:5]]
     v.waiting_for = _clip(v.waiting_for, 60)
+    v.requires = _clip(v.requires, 60) if v.requires else None
     v.outcome = _clip(v.outcome, 120) if v.outcome else None
     if v.needs_attention is not None:
         v.needs_attention = v.needs_attention.model_copy(update={"reason": _clip(v.needs_attention.reason, 120)})

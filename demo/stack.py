@@ -31,6 +31,8 @@ SEARCH_ATTRIBUTES = {
     "IronIdentificationStatus": "Keyword",
     "OnboardingPhase": "Keyword",
     "OnboardingCycle": "Int",
+    "OnboardingSlaBreached": "Bool",
+    "OnboardingPhaseSince": "Datetime",
 }
 
 
@@ -319,10 +321,12 @@ class Stack:
             argv += ["--autopilot", "--autopilot-after", str(self.config.autopilot_seconds)]
         return self._process("iron-sandbox", argv, port=self.config.sandbox_port).start()
 
-    def start_receiver(self, name: str = "webhook-receiver", port: int | None = None) -> Process:
+    def start_receiver(
+        self, name: str = "webhook-receiver", port: int | None = None, *extra_args: str, env: dict[str, str] | None = None
+    ) -> Process:
         port = port or self.config.receiver_port
-        argv = [sys.executable, "-m", "webhook_receiver", "--host", "127.0.0.1", "--port", str(port)]
-        return self._process(name, argv, port=port).start()
+        argv = [sys.executable, "-m", "webhook_receiver", "--host", "127.0.0.1", "--port", str(port), *extra_args]
+        return self._process(name, argv, port=port, **(env or {})).start()
 
     def start_codec_server(self) -> Process:
         """On loopback and without a token: the local Web UI has no single sign-on, so it cannot
@@ -341,9 +345,9 @@ class Stack:
             argv += ["--sign-prefix", prefix]
         return self._process("partner-backend", argv, port=self.config.events_port).start()
 
-    def start_worker(self, name: str = "worker", *extra_args: str) -> Process:
+    def start_worker(self, name: str = "worker", *extra_args: str, env: dict[str, str] | None = None) -> Process:
         argv = [sys.executable, str(REPO_ROOT / "worker.py"), *extra_args]
-        process = self._process(name, argv, port=None).start(wait=False)
+        process = self._process(name, argv, port=None, **(env or {})).start(wait=False)
         time.sleep(0.5)
         if not process.running:
             raise RuntimeError(f"{name} exited at start; see {process.log_path}")

@@ -14,7 +14,7 @@ import os
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter
@@ -63,6 +63,10 @@ DEFAULT_BASE_URL = "https://api.sandbox.iron.xyz/api"
 M = TypeVar("M", bound=BaseModel)
 _identification_params = TypeAdapter(IdentificationParams)
 _required_signings = TypeAdapter(list[RequiredSigning])
+
+# Called after every request with the operation's name (the client method) and its outcome:
+# the HTTP status code, or None when no answer came (`timed_out` says whether it timed out).
+ResponseObserver = Callable[[str, "int | None", bool], None]
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class IronClient:
     ) -> None:
         self.settings = settings or IronSettings.from_env()
         self._owns_http = http_client is None
+        self._observers: list[ResponseObserver] = []
         self._http = http_client or httpx.AsyncClient(
             base_url=self.settings.base_url.rstrip("/"),
             timeout=self.settings.timeout_seconds,
@@ -148,6 +153,20 @@ class IronClient:
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
+
+    def observe_responses(self, observer: ResponseObserver) -> None:
+        """Call `observer(operation, status_code, timed_out)` after every request (metrics). An
+        observer that raises is ignored: counting a request must never fail it. The same
+        observer given twice is called once."""
+        if observer not in self._observers:
+            self._observers.append(observer)
+
+    def _observed(self, operation: str, status_code: int | None, timed_out: bool = False) -> None:
+        for observer in self._observers:
+            try:
+                observer(operation, status_code, timed_out)
+            except Exception:  # pragma: no cover - defensive
+                pass
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -174,6 +193,7 @@ class IronClient:
         body: BaseModel | None = None,
         params: Sequence[tuple[str, Any]] | None = None,
         idempotency_key: str | None = None,
+        operation: str = "other",
     ) -> Any:
         headers = self._headers(idempotency_key)
         content: bytes | None = None
@@ -185,19 +205,23 @@ class IronClient:
                 method, path, content=content, headers=headers, params=list(params or [])
             )
         except httpx.TimeoutException as exc:
+            self._observed(operation, None, timed_out=True)
             raise IronUnavailable(
                 f"timed out ({type(exc).__name__})", method=method, path=path
             ) from None
         except httpx.UnsupportedProtocol:
+            self._observed(operation, None)
             # A base url without http(s):// never starts working on a retry: say so.
             raise IronBadRequest(
                 "the Iron base url is not an http(s) URL (check IRON_BASE_URL)", method=method, path=path
             ) from None
         except httpx.RequestError as exc:
+            self._observed(operation, None)
             # Connection refused or reset, the response cut off or undecodable: no usable answer.
             raise IronUnavailable(
                 f"no response ({type(exc).__name__})", method=method, path=path
             ) from None
+        self._observed(operation, response.status_code)
         if response.is_success:
             if response.status_code == 204 or not response.content:
                 return None
@@ -260,15 +284,15 @@ class IronClient:
         body = CreateCustomerParams(
             customer_type=CustomerType(customer_type), email=email, name=name, external_id=external_id
         )
-        data = await self._request("POST", "/customers", body=body, idempotency_key=idempotency_key)
+        data = await self._request("POST", "/customers", body=body, idempotency_key=idempotency_key, operation="create_customer")
         return Customer.model_validate(data)
 
     async def get_customer(self, customer_id: str) -> Customer:
-        return Customer.model_validate(await self._request("GET", f"/customers/{customer_id}"))
+        return Customer.model_validate(await self._request("GET", f"/customers/{customer_id}", operation="get_customer"))
 
     async def get_customer_by_external_id(self, external_id: str) -> Customer:
         path = f"/customers/{urllib.parse.quote(external_id, safe='')}/external"
-        return Customer.model_validate(await self._request("GET", path))
+        return Customer.model_validate(await self._request("GET", path, operation="get_customer_by_external_id"))
 
     async def find_customer_by_external_id(self, external_id: str) -> Customer | None:
         try:
@@ -299,7 +323,7 @@ class IronClient:
         params += [("customer_type", CustomerType(s).value) for s in customer_type]
         if sort_order:
             params.append(("sort_order", SortOrder(sort_order).value))
-        return PagedCustomers.model_validate(await self._request("GET", "/customers", params=params))
+        return PagedCustomers.model_validate(await self._request("GET", "/customers", params=params, operation="list_customers"))
 
     async def iter_customers(self, *, page_size: int = 100, **filters: Any):
         """Every customer matching the filters, following cursors."""
@@ -316,15 +340,16 @@ class IronClient:
         self, customer_id: str, *, email: str, external_id: str | None = None
     ) -> Customer | None:
         data = await self._request(
-            "PUT", f"/customers/{customer_id}", body=UpdateCustomerParams(email=email, external_id=external_id)
+            "PUT", f"/customers/{customer_id}", body=UpdateCustomerParams(email=email, external_id=external_id),
+            operation="update_customer",
         )
         return Customer.model_validate(data) if data else None
 
     async def archive_customer(self, customer_id: str) -> Customer:
-        return Customer.model_validate(await self._request("PUT", f"/customers/{customer_id}/archive"))
+        return Customer.model_validate(await self._request("PUT", f"/customers/{customer_id}/archive", operation="archive_customer"))
 
     async def get_customer_requirements(self, customer_id: str) -> CustomerRequirements:
-        data = await self._request("GET", f"/customers/{customer_id}/requirements")
+        data = await self._request("GET", f"/customers/{customer_id}/requirements", operation="get_customer_requirements")
         return CustomerRequirements.model_validate(data)
 
     # --- identifications -----------------------------------------------------------------------
@@ -334,12 +359,13 @@ class IronClient:
     ) -> Identification:
         body = _identification_params.validate_python(params) if isinstance(params, dict) else params
         data = await self._request(
-            "POST", f"/customers/{customer_id}/identifications/v2", body=body, idempotency_key=idempotency_key
+            "POST", f"/customers/{customer_id}/identifications/v2", body=body, idempotency_key=idempotency_key,
+            operation="create_identification",
         )
         return Identification.model_validate(data)
 
     async def get_identification(self, identification_id: str) -> Identification:
-        data = await self._request("GET", f"/identifications/{identification_id}")
+        data = await self._request("GET", f"/identifications/{identification_id}", operation="get_identification")
         return Identification.model_validate(data)
 
     async def list_identifications(
@@ -350,7 +376,7 @@ class IronClient:
             params.append(("cursor", cursor))
         if page_size is not None:
             params.append(("page_size", page_size))
-        data = await self._request("GET", f"/customers/{customer_id}/identifications", params=params)
+        data = await self._request("GET", f"/customers/{customer_id}/identifications", params=params, operation="list_identifications")
         return PagedIdentifications.model_validate(data)
 
     async def all_identifications(self, customer_id: str) -> list[Identification]:
@@ -366,7 +392,7 @@ class IronClient:
         return sorted(found, key=lambda i: i.created_at, reverse=True)
 
     async def archive_identification(self, identification_id: str) -> Identification:
-        data = await self._request("PUT", f"/identifications/{identification_id}/archive")
+        data = await self._request("PUT", f"/identifications/{identification_id}/archive", operation="archive_identification")
         return Identification.model_validate(data)
 
     async def decide_sandbox_identification(
@@ -378,13 +404,14 @@ class IronClient:
             f"/sandbox/identification/{identification_id}",
             body=UpdatePendingIdentificationParams(approved=approved),
             idempotency_key=idempotency_key,
+            operation="decide_sandbox_identification",
         )
         return Identification.model_validate(data)
 
     # --- signings ------------------------------------------------------------------------------
 
     async def get_required_signings(self, customer_id: str) -> list[RequiredSigning]:
-        data = await self._request("GET", f"/customers/{customer_id}/required-signings")
+        data = await self._request("GET", f"/customers/{customer_id}/required-signings", operation="get_required_signings")
         return _required_signings.validate_python(data or [])
 
     async def create_signing(self, customer_id: str, *, content_id: str, idempotency_key: str) -> Signing:
@@ -393,6 +420,7 @@ class IronClient:
             f"/customers/{customer_id}/signings",
             body=SigningCreateParams(signed=True, content_id=content_id),
             idempotency_key=idempotency_key,
+            operation="create_signing",
         )
         return Signing.model_validate(data)
 
@@ -404,7 +432,7 @@ class IronClient:
             params.append(("cursor", cursor))
         if page_size is not None:
             params.append(("page_size", page_size))
-        data = await self._request("GET", f"/customers/{customer_id}/signings", params=params)
+        data = await self._request("GET", f"/customers/{customer_id}/signings", params=params, operation="list_signings")
         return PagedSignings.model_validate(data)
 
     # --- webhooks ------------------------------------------------------------------------------
@@ -415,7 +443,7 @@ class IronClient:
             params.append(("cursor", cursor))
         if page_size is not None:
             params.append(("page_size", page_size))
-        return PagedWebhooks.model_validate(await self._request("GET", "/webhooks", params=params))
+        return PagedWebhooks.model_validate(await self._request("GET", "/webhooks", params=params, operation="list_webhooks"))
 
     async def all_webhooks(self) -> list[Webhook]:
         """Every webhook of this partner, following cursors."""
@@ -444,7 +472,7 @@ class IronClient:
             topics=[WebhookEventType(t) for t in topics] if topics is not None else None,
             label=label,
         )
-        data = await self._request("PATCH", f"/webhooks/{webhook_id}", body=body)
+        data = await self._request("PATCH", f"/webhooks/{webhook_id}", body=body, operation="update_webhook")
         return Webhook.model_validate(data)
 
     async def ping_webhook(self, webhook_id: str, *, customer_id: str, idempotency_key: str) -> bool:
@@ -454,6 +482,7 @@ class IronClient:
             f"/webhooks/{webhook_id}/ping",
             body=PingWebhookParams(customer_id=customer_id),
             idempotency_key=idempotency_key,
+            operation="ping_webhook",
         )
         return bool(data)
 

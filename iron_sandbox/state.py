@@ -880,6 +880,14 @@ def _requirement(code: str, identification_id: str | None, **extra: Any) -> dict
     return item
 
 
+def _step_code(step: str, category: str) -> str:
+    """The requirement code of a step: the spec's, else one named after the step, the way Iron
+    would add a code for a step it adds (never another step's code)."""
+    if step == "questionnaire":
+        return f"{category}_questionnaire"
+    return STEP_CODES.get(step, f"{category}_{step}")
+
+
 def _requirements(customer: Customer, newest: Identification | None) -> dict[str, Any]:
     """The four buckets, derived from the newest identification and the customer's status."""
     category = "kyc" if customer.customer_type == "Person" else "kyb"
@@ -896,14 +904,20 @@ def _requirements(customer: Customer, newest: Identification | None) -> dict[str
         if status == "Approved":
             buckets["complete"].append(_requirement(top, newest.id))
             for name in steps:
-                buckets["complete"].append(_requirement(STEP_CODES.get(name, f"{category}_questionnaire"), newest.id))
+                buckets["complete"].append(_requirement(_step_code(name, category), newest.id))
         elif status in ("Processed", "PendingReview"):
             buckets["pending"].append(_requirement(top, newest.id, description="Awaiting compliance review"))
+            buckets["pending"] += [_requirement(_step_code(name, category), newest.id) for name in steps]
         elif status == "Pending":
             missing_steps = [name for name, step in steps.items() if step.get("retry")]
+            # What the customer has submitted already (the data a reliance token carried, say)
+            # waits for the rest: pending, not missing.
+            buckets["pending"] += [
+                _requirement(_step_code(name, category), newest.id) for name in steps if name not in missing_steps
+            ]
             if missing_steps:
                 for name in missing_steps:
-                    code = STEP_CODES.get(name, f"{category}_questionnaire")
+                    code = _step_code(name, category)
                     questions = (
                         [{"id": "sourceOfFunds", "title": "What is the source of your funds?", "section_id": "questionnaire"}]
                         if name == "questionnaire"
@@ -921,7 +935,7 @@ def _requirements(customer: Customer, newest: Identification | None) -> dict[str
                 )
         elif status == "Declined":
             for name, step in steps.items():
-                code = STEP_CODES.get(name, f"{category}_questionnaire")
+                code = _step_code(name, category)
                 if step.get("result") != "Declined":
                     buckets["complete"].append(_requirement(code, newest.id))
                     continue

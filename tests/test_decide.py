@@ -17,6 +17,7 @@ from contracts.activity_models import (
     SigningSnapshot,
 )
 from contracts.messages import IronEventSignal, OnboardingState, OnboardingTimings, Phase
+from contracts.requirements import RequirementsView, RequirementView
 from workflows import decide as d
 
 T = OnboardingTimings()
@@ -28,8 +29,15 @@ def customer(status: str, *ids: str, created: bool = False) -> CustomerSnapshot:
     return CustomerSnapshot(id=CUSTOMER, status=status, customer_type="Person", identification_ids=list(ids), created=created)
 
 
-def identification(id_: str, status: str) -> IdentificationSnapshot:
-    return IdentificationSnapshot(id=id_, status=status, url=f"https://kyc.example/{id_}", created_at=T0.isoformat())
+def identification(id_: str, status: str, *retry_steps: str) -> IdentificationSnapshot:
+    return IdentificationSnapshot(
+        id=id_, status=status, url=f"https://kyc.example/{id_}", retry_steps=list(retry_steps), created_at=T0.isoformat()
+    )
+
+
+def requirements(bucket: str = "missing", code: str = "kyc_identity", *labels: str, ident: str = "idv-1") -> RequirementsView:
+    item = RequirementView(code=code, identification_id=ident, retryable=bucket == "missing", reject_labels=list(labels))
+    return RequirementsView(requirements_due=["kyc"] if bucket != "complete" else [], **{bucket: [item]})
 
 
 SIGNINGS = (
@@ -42,11 +50,17 @@ class Run:
     """Feeds `decide` like the workflow does, with a clock."""
 
     def __init__(
-        self, state: OnboardingState | None = None, timings: OnboardingTimings = T, *, deliver_events: bool = False
+        self,
+        state: OnboardingState | None = None,
+        timings: OnboardingTimings = T,
+        *,
+        deliver_events: bool = False,
+        requirements_and_slas: bool = False,
     ) -> None:
         self.state = state or OnboardingState(external_id="ext-1")
         self.timings = timings
         self.deliver_events = deliver_events
+        self.requirements_and_slas = requirements_and_slas
         self.now = T0
 
     def __call__(self, observation: d.Observation, *, after: float = 1.0) -> d.Action:
@@ -54,7 +68,14 @@ class Run:
         return d.decide(self.state, observation, self.now, self.timings)
 
     def start(self, *, carried: bool = False, email: bool = True) -> d.Action:
-        return self(d.RunStarted(carried=carried, email_known=email, deliver_events=self.deliver_events))
+        return self(
+            d.RunStarted(
+                carried=carried,
+                email_known=email,
+                deliver_events=self.deliver_events,
+                requirements_and_slas=self.requirements_and_slas,
+            )
+        )
 
     def woken(self, *wakes: d.Wake, due: tuple[str, ...] = (), after: float = 1.0) -> d.Action:
         return self(d.Woken(wakes=wakes, due=due), after=after)
@@ -504,3 +525,169 @@ def test_no_reminder_once_the_customer_acted():
     run(d.IdentificationRead(identification("idv-1", "Processed")), after=0)  # submitted: Iron reviews now
     assert not any(e.type.value == "onboarding.reminder_due" for e in run.state.outbox.pending)
     assert "reminder" not in run.state.deadlines
+
+
+# --- what the customer must fix: Iron's requirements ----------------------------------------------
+
+
+def events_of(run: Run, kind: str) -> list:
+    return [e for e in run.state.outbox.pending if e.type.value == kind]
+
+
+def test_without_the_patch_no_requirement_is_read_and_no_sla_is_watched():
+    """Runs from before patch requirements-and-slas keep their commands: none of this happens."""
+    run = Run(deliver_events=True)
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    assert run(d.IdentificationRead(identification("idv-1", "Declined", "identity"))) == d.Wait()
+    assert run.state.phase == Phase.DECLINED
+    assert run.state.requirements is None and "sla" not in run.state.deadlines
+    assert run.state.sla_key is None and not events_of(run, "onboarding.sla_breached")
+
+
+def test_a_step_to_redo_reads_the_requirements_before_the_wait_and_the_event_carries_them():
+    run = Run(deliver_events=True, requirements_and_slas=True)
+    run.start()
+    run(d.CustomerFound(customer("IdentificationRequired", created=True)))
+    created = identification("idv-1", "Pending", "questionnaire")  # a reliance token lacked answers
+    action = run(d.IdentificationCreated(created, adopted=False, kind="Token"))
+    assert action == d.ReadRequirements(cause="identification Pending")
+    assert run.state.phase == Phase.CREATING_IDENTIFICATION, "the phase event waits for the requirements"
+    assert run(d.RequirementsRead(requirements("missing", "kyc_questionnaire"))) == d.Wait()
+    s = run.state
+    assert s.phase == Phase.AWAITING_IDENTIFICATION
+    assert [x.code for x in s.requirements.missing] == ["kyc_questionnaire"]
+    (event,) = [e for e in events_of(run, "onboarding.phase_changed") if e.data.phase == Phase.AWAITING_IDENTIFICATION]
+    assert event.data.requirements.missing[0].code == "kyc_questionnaire"
+    assert "Iron requires: missing kyc_questionnaire." in d.current_details(s)
+    # The poll finds nothing new: no second read.
+    assert isinstance(run.woken(due=("poll",), after=60), d.ReadIdentification)
+    assert run(d.IdentificationRead(created)) == d.Wait()
+    # The customer answered: Iron reviews. Requirements are shown, so they are read again.
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    assert run(d.IdentificationRead(identification("idv-1", "PendingReview"))) == d.ReadRequirements(
+        cause="identification PendingReview"
+    )
+    assert run(d.RequirementsRead(requirements("pending", "identification_kyc"))) == d.Wait()
+    assert d.current_details(run.state).endswith("Iron requires: pending identification_kyc.")
+
+
+def test_a_plain_pending_link_costs_no_requirements_read():
+    run = Run(requirements_and_slas=True)
+    assert to_awaiting_identification(run) == d.Wait()
+    assert run.state.requirements is None and run.state.requirements_key is None
+
+
+def test_declined_reads_what_to_redo_then_parks():
+    run = Run(deliver_events=True, requirements_and_slas=True)
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    declined = identification("idv-1", "Declined", "identity")
+    assert run(d.IdentificationRead(declined)) == d.ReadRequirements(cause="identification declined")
+    assert run(d.RequirementsRead(requirements("missing", "kyc_identity", "UNSATISFACTORY_PHOTOS"))) == d.Wait()
+    assert run.state.phase == Phase.DECLINED
+    (event,) = [e for e in events_of(run, "onboarding.phase_changed") if e.data.phase == Phase.DECLINED]
+    item = event.data.requirements.missing[0]
+    assert (item.code, item.retryable, item.reject_labels) == ("kyc_identity", True, ["UNSATISFACTORY_PHOTOS"])
+    assert "missing kyc_identity (UNSATISFACTORY_PHOTOS)" in d.current_details(run.state)
+
+
+def test_a_failed_requirements_read_never_stops_the_onboarding():
+    run = Run(requirements_and_slas=True)
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    assert isinstance(run(d.IdentificationRead(identification("idv-1", "Declined"))), d.ReadRequirements)
+    assert run(d.RequirementsUnavailable("Customer not found")) == d.Wait()
+    s = run.state
+    assert s.phase == Phase.DECLINED and s.needs_attention is None and s.requirements is None
+    assert "requirements unavailable: Customer not found" in s.audit[-2].cause
+    # Not asked again until Iron's state moves: a parked reconcile reads the customer only.
+    assert isinstance(run.woken(due=("reconcile",), after=3600), d.ReadCustomer)
+    assert run(d.CustomerRead(customer("IdentificationRequired", "idv-1"))) == d.ReadIdentification(
+        identification_id="idv-1", cause="reconcile"
+    )
+    assert run(d.IdentificationRead(identification("idv-1", "Declined"))) == d.Wait()
+
+
+def test_a_step_up_reads_the_requirements_of_the_new_cycle_and_active_clears_them():
+    run = Run(requirements_and_slas=True)
+    to_active(run)
+    assert isinstance(run.woken(d.IronHint("customer_status", about_customer=True)), d.ReadCustomer)
+    assert run(d.CustomerRead(customer("IdentificationRequired", "idv-1", "idv-2"))) == d.ReadLatestIdentification()
+    action = run(d.LatestIdentificationRead(identification("idv-2", "Pending")))
+    assert action == d.ReadRequirements(cause="identification Pending") and run.state.cycle == 2
+    assert run(d.RequirementsRead(requirements("missing", "identification_kyc", ident="idv-2"))) == d.Wait()
+    assert run.state.requirements.missing[0].identification_id == "idv-2"
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IdentificationRead(identification("idv-2", "Approved")))
+    assert run(d.CustomerRead(customer("Active", "idv-1", "idv-2"))) == d.ContinueAsNew(reason="end of cycle")
+    assert run.state.requirements is None and run.state.requirements_key is None
+
+
+def test_a_reversion_to_signings_reads_the_requirements():
+    run = Run(requirements_and_slas=True)
+    to_active(run)
+    run.woken(d.IronHint("customer_status", about_customer=True))
+    assert run(d.CustomerRead(customer("SigningsRequired", "idv-1"))) == d.ReadSignings()
+    assert run(d.SigningsRead(SIGNINGS[:1])) == d.ReadRequirements(cause="signings required")
+    assert run(d.RequirementsRead(requirements("complete", "identification_kyc"))) == d.Wait()
+    assert run.state.phase == Phase.AWAITING_SIGNINGS
+    assert "Iron requires" not in d.current_details(run.state), "nothing outstanding is not shown"
+
+
+# --- SLAs ----------------------------------------------------------------------------------------
+
+
+def test_a_customer_past_its_sla_is_flagged_and_announced_once_and_a_phase_change_clears_it():
+    run = Run(deliver_events=True, requirements_and_slas=True)
+    to_awaiting_identification(run)
+    since = run.state.sla_since
+    assert run.state.deadlines["sla"] == since + timedelta(days=7)
+    assert d.timer_summary(run.state, "sla") == "SLA customer: AwaitingIdentification past its limit"
+    run.now = since + timedelta(days=7)
+    assert isinstance(run.woken(due=("sla",), after=0), d.ReadIdentification)
+    assert run(d.IdentificationRead(identification("idv-1", "Pending")), after=0) == d.Wait()
+    breach = run.state.sla_breached
+    assert (breach.sla, breach.phase, breach.limit_seconds) == ("customer", Phase.AWAITING_IDENTIFICATION, 7 * 86400)
+    assert breach.since == since.isoformat().replace("+00:00", "Z")
+    assert "sla" not in run.state.deadlines
+    assert "SLA customer breached: AwaitingIdentification since" in d.current_details(run.state)
+    (announced,) = events_of(run, "onboarding.sla_breached")
+    assert announced.data.sla.deadline == "customer" and announced.data.sla.phase == Phase.AWAITING_IDENTIFICATION
+    # Still waiting: flagged, never announced again.
+    run.woken(due=("poll",), after=3600)
+    run(d.IdentificationRead(identification("idv-1", "Pending")))
+    assert len(events_of(run, "onboarding.sla_breached")) == 1 and run.state.sla_breached is not None
+    # The customer acts: Iron's review is a new wait, under its own SLA.
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IdentificationRead(identification("idv-1", "PendingReview")))
+    assert run.state.sla_breached is None
+    assert run.state.deadlines["sla"] == run.now + timedelta(hours=48)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IdentificationRead(identification("idv-1", "Approved")))
+    run(d.CustomerRead(customer("SigningsRequired", "idv-1")))
+    run(d.SigningsRead(SIGNINGS))
+    assert run.state.phase == Phase.AWAITING_SIGNINGS and run.state.sla_breached is None
+    assert run.state.deadlines["sla"] == run.now + timedelta(days=7)
+
+
+@pytest.mark.parametrize("status, sla", [("Declined", "operator"), ("PendingReview", "review")])
+def test_each_wait_has_its_own_sla(status, sla):
+    run = Run(requirements_and_slas=True)
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    action = run(d.IdentificationRead(identification("idv-1", status)))
+    if isinstance(action, d.ReadRequirements):
+        run(d.RequirementsUnavailable("refused"))
+    limit = {"operator": T.sla_operator_seconds, "review": T.sla_review_seconds}[sla]
+    assert run.state.sla_key.startswith(f"{sla}|") and run.state.deadlines["sla"] == run.now + timedelta(seconds=limit)
+
+
+def test_an_sla_of_none_is_off_and_zero_flags_at_once_without_events_when_they_are_off():
+    run = Run(OnboardingState(external_id="ext-1"), T.model_copy(update={"sla_customer_seconds": None, "sla_operator_seconds": 0}),
+              requirements_and_slas=True)
+    to_awaiting_identification(run)
+    assert "sla" not in run.state.deadlines and run.state.sla_key is None
+    run(d.IronRefused("get_identification", "gone", "IronNotFound", 404))
+    assert run.state.phase == Phase.NEEDS_ATTENTION
+    assert run.state.sla_breached.sla == "operator" and run.state.outbox.pending == ()

@@ -22,6 +22,7 @@ from contracts.activity_models import (
     SigningSnapshot,
 )
 from contracts.messages import IronEventSignal, OnboardingState, OnboardingTimings, Phase
+from contracts.requirements import RequirementsView, RequirementView
 from workflows import decide as d
 
 T = OnboardingTimings(max_expired_renewals=2)
@@ -104,6 +105,7 @@ class Story:
         self.customer_read: str | None = None
         self.identification_read: dict[str, str] = {}
         self.created = 0
+        self.requirement_reads = 0
 
     def decide(self, observation: d.Observation) -> d.Action:
         self.now += timedelta(seconds=1)
@@ -168,6 +170,23 @@ class Story:
             if set(iron.required) <= iron.signed:
                 iron.status = "Active"
             return d.Signed(action.content_id, SigningSnapshot(id=f"sig-{action.content_id}", content_id=action.content_id, created_at="t"))
+        if isinstance(action, d.ReadRequirements):
+            s = self.state
+            assert s.requirements_and_slas, "requirements read by a run from before the patch"
+            ident_read = self.identification_read.get(s.identification_id or "")
+            # Only where Iron said something changed: a decline, a step-up or reversion, or a move
+            # while requirements are shown.
+            assert ident_read == "Declined" or s.cycle > 1 or s.requirements is not None, (
+                f"requirements read with identification {ident_read} in cycle {s.cycle}"
+            )
+            self.requirement_reads += 1
+            if self.requirement_reads % 3 == 0:
+                return d.RequirementsUnavailable("Iron answered 500")  # informative: never blocks
+            latest = iron.latest()
+            status = iron.identifications[latest] if latest else None
+            bucket = {"Declined": "issues", "Approved": "complete"}.get(status or "", "pending" if status in WAITING else "missing")
+            item = RequirementView(code="identification_kyc", identification_id=latest)
+            return d.RequirementsRead(RequirementsView(**{bucket: [item]}))
         raise AssertionError(f"unexpected {action!r}")
 
     def webhooks(self, raw: list[tuple]) -> tuple[d.Wake, ...]:
@@ -181,10 +200,12 @@ class Story:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(STEP, min_size=1, max_size=40))
-def test_the_phase_only_follows_what_iron_said(steps):
+@given(st.lists(STEP, min_size=1, max_size=40), st.booleans())
+def test_the_phase_only_follows_what_iron_said(steps, requirements_and_slas):
     story = Story()
-    observation: d.Observation = d.RunStarted(carried=False, email_known=True)
+    observation: d.Observation = d.RunStarted(
+        carried=False, email_known=True, requirements_and_slas=requirements_and_slas
+    )
     remaining = list(steps)
     for _ in range(2000):
         action = story.decide(observation)
@@ -193,7 +214,7 @@ def test_the_phase_only_follows_what_iron_said(steps):
         if isinstance(action, d.ContinueAsNew):
             story.state = OnboardingState.model_validate_json(story.state.model_dump_json())
             story.state.runs += 1
-            observation = d.RunStarted(carried=True, email_known=False)
+            observation = d.RunStarted(carried=True, email_known=False, requirements_and_slas=requirements_and_slas)
             continue
         if not isinstance(action, d.Wait):
             observation = story.perform(action)

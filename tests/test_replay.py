@@ -27,6 +27,7 @@ HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
 CURRENT = sorted(HISTORIES_DIR.glob("*.json"))  # recorded by today's code
 BEFORE_LEANER_WAITS = sorted((HISTORIES_DIR / "before-leaner-waits").glob("*.json"))
 BEFORE_V2 = sorted((HISTORIES_DIR / "before-v2").glob("*.json"))
+REQUIREMENTS_AND_SLAS = sorted((HISTORIES_DIR / "requirements-and-slas").glob("*.json"))
 HISTORIES = sorted(HISTORIES_DIR.rglob("*.json"))
 BRANCHES = {path.name.split(".run")[0] for path in CURRENT}
 
@@ -102,3 +103,27 @@ async def test_an_unguarded_change_fails_replay():
     replayer = Replayer(workflows=[OnboardingWithAnUnguardedChange], data_converter=data_converter())
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(load(path))
+
+
+def test_histories_of_engine_3_read_requirements_and_flag_slas_at_no_marker_cost():
+    """Runs of engine version 3: no patch marker, a requirements read where Iron declined a
+    step, and an SLA flag set and cleared in the search attribute."""
+    names = {p.name.split(".run")[0] for p in REQUIREMENTS_AND_SLAS}
+    assert names >= {"declined_with_requirements", "sla_breached_then_cleared"}
+    for path in REQUIREMENTS_AND_SLAS:
+        assert event_counts(path)["MARKER_RECORDED"] == 0, path.name
+    declined = load(HISTORIES_DIR / "requirements-and-slas" / "declined_with_requirements.run1.json")
+    activities = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in declined.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "get_requirements" in activities
+    sla = load(HISTORIES_DIR / "requirements-and-slas" / "sla_breached_then_cleared.run1.json")
+    flags = [
+        e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields["OnboardingSlaBreached"].data
+        for e in sla.events
+        if e.HasField("upsert_workflow_search_attributes_event_attributes")
+        and "OnboardingSlaBreached" in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+    ]
+    assert flags == [b"false", b"true", b"false"], flags

@@ -54,3 +54,32 @@ def test_a_note_in_the_audit_alone_writes_no_memo():
     assert OnboardingStateView.of(s).same_as(before)
     s.customer_status = "Active"
     assert not OnboardingStateView.of(s).same_as(before)
+
+
+def test_recorded_runs_with_the_state_memo_write_it_at_no_patch_cost():
+    """`tests/histories/state-memo/` (replayed by tests/test_replay.py with the rest): runs of
+    engine version SINCE_STATE_MEMO write the view without a patch marker; the run a cycle
+    continues into starts with the view and writes none of its own until something changes."""
+    from collections import Counter
+    from pathlib import Path
+
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.client import WorkflowHistory
+
+    from contracts.messages import SINCE_STATE_MEMO
+
+    folder = Path(__file__).resolve().parent / "histories" / "state-memo"
+
+    def load(name: str) -> WorkflowHistory:
+        return WorkflowHistory.from_json(name, (folder / name).read_text())
+
+    def counts(name: str) -> Counter:
+        return Counter(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in load(name).events)
+
+    first, second = counts("wait_for_active.run1.json"), counts("wait_for_active.run2.json")
+    assert first["MARKER_RECORDED"] == 0 and second["MARKER_RECORDED"] == 0
+    assert first["WORKFLOW_PROPERTIES_MODIFIED"] >= 3  # the url, the signings, a signature
+    assert second["WORKFLOW_PROPERTIES_MODIFIED"] == 0
+    assert first["WORKFLOW_EXECUTION_UPDATE_ACCEPTED"] >= 3  # waits and signings
+    started = load("wait_for_active.run1.json").events[0].workflow_execution_started_event_attributes
+    assert f'"engine_version":{SINCE_STATE_MEMO}'.encode() in started.input.payloads[0].data

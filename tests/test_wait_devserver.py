@@ -7,6 +7,7 @@ against the same dev server and task queue as the worker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import os
 import io
@@ -23,7 +24,7 @@ from contracts.messages import Phase, workflow_id_for
 from contracts.state_view import STATE_MEMO
 from iron_sandbox.testing import SandboxServer
 from starter import WaitTimedOut, get_live_state, get_state, sign_all, start_onboarding, wait_for
-from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, running_worker, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, HISTORIES_DIR, dev_server_env, running_worker, wait_for_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -143,6 +144,36 @@ async def test_wait_for_active_returns_after_the_signings(env, worker, sandbox, 
     assert code == 0, err
     assert json.loads(out)["phase"] == "Active"
     assert (await asyncio.wait_for(library, 60)).phase == Phase.ACTIVE
+    await record_history(env.client, external_id, "wait_for_active")
+
+
+async def record_history(client, external_id: str, name: str) -> None:
+    """With RECORD_HISTORIES=1, keep this lifecycle's runs (memo writes, wait_for updates) for
+    the replay tests, beside the other branches' histories."""
+    if os.environ.get("RECORD_HISTORIES") != "1":
+        return
+    folder = HISTORIES_DIR / "state-memo"
+    folder.mkdir(exist_ok=True)
+    await asyncio.sleep(2)  # the continue-as-new at Active has its first task
+    runs = [e async for e in client.list_workflows(f'WorkflowId = "{workflow_id_for(external_id)}"')]
+    for index, execution in enumerate(sorted(runs, key=lambda e: e.start_time), start=1):
+        history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+        (folder / f"{name}.run{index}.json").write_text(history.to_json())
+
+
+async def test_a_start_that_waits_in_vain_exits_8_with_the_onboarding_started(env, cli, monkeypatch):
+    """No worker polls the queue: the update is never taken, the client gives up after its
+    timeout and a grace period, and says so; the onboarding is started all the same."""
+    monkeypatch.setenv("ONBOARDING_TASK_QUEUE", f"nobody-{uuid.uuid4()}")
+    external_id = new_id("start-in-vain")
+    began = time.monotonic()
+    code, out, err = await cli("start", external_id, "--email", f"{external_id}@example.com", "--wait", "--timeout", "1")
+    assert code == starter.EXIT_WAIT_TIMED_OUT, (code, out, err)
+    assert time.monotonic() - began < 30 and "timed out" in err and "FindingCustomer" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+    assert (await handle.describe()).status.name == "RUNNING"
+    await handle.terminate("test over")
 
 
 async def test_a_wait_that_times_out_exits_8(env, worker, cli):
@@ -232,3 +263,72 @@ async def test_the_memo_is_encrypted_by_the_payload_codec(env, sandbox, tmp_path
         assert view.identification_url == started.state.identification_url
         await handle.terminate("test over")
 
+
+
+async def test_a_wait_on_an_onboarding_that_ended_or_never_was_says_so(env, cli):
+    ended = new_id("wait-ended")
+    await start_onboarding(env.client, ended, email=f"{ended}@example.com", task_queue=f"nobody-{uuid.uuid4()}")
+    await env.client.get_workflow_handle(workflow_id_for(ended)).terminate("test over")
+    with pytest.raises(starter.OnboardingClosed) as closed:
+        await wait_for(env.client, ended, phases=["Active"], timeout=5)
+    assert closed.value.state.phase == Phase.FINDING_CUSTOMER
+    code, _, err = await cli("wait", ended, "--phase", "Active", "--timeout", "5")
+    assert code == starter.EXIT_REJECTED and "has ended in phase FindingCustomer" in err, err
+    code, _, err = await cli("wait", new_id("nobody"), "--phase", "Active", "--timeout", "5")
+    assert code == starter.EXIT_NOT_FOUND and "no onboarding" in err, err
+
+
+async def test_a_run_of_the_first_loop_is_read_through_the_query_and_says_so(env, sandbox, cli, tmp_path):
+    """The first loop keeps no state view: `get_state` asks its query (or refuses to, when told),
+    and `status` says why it asked."""
+    from temporalio.worker import Worker
+
+    from activities.iron_activities import IronActivities
+    from contracts import search_attributes as sa
+    from contracts.messages import WORKFLOW_TYPE, OnboardingInput, OnboardingState
+    from data_protection.documents import FilesystemDocumentStore
+    from iron_client import IronClient
+    from tests.workflow_before_carry_over import OnboardingBeforeTheCarryOver
+    from tests.workflow_harness import iron_settings_for
+
+    queue = f"first-loop-{uuid.uuid4()}"
+    external_id = new_id("first-loop")
+    async with IronClient(iron_settings_for(sandbox)) as iron:
+        async with Worker(env.client, task_queue=queue, workflows=[OnboardingBeforeTheCarryOver],
+                          activities=IronActivities(iron, FilesystemDocumentStore(tmp_path)).all()):
+            workflow_input = OnboardingInput(external_id=external_id, email=f"{external_id}@example.com",
+                                             timings=DEV_SERVER_TIMINGS)
+            await env.client.start_workflow(WORKFLOW_TYPE, workflow_input, id=workflow_id_for(external_id),
+                                            task_queue=queue, search_attributes=sa.at_start(OnboardingState.first(workflow_input)))
+            handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+            await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
+            with pytest.raises(starter.NoStateView):
+                await get_state(env.client, external_id, fallback_to_query=False)
+            view = await get_state(env.client, external_id)
+            assert view.phase == Phase.AWAITING_IDENTIFICATION and view.identification_url
+            code, out, err = await cli("status", external_id, "--json")
+            assert code == 0 and json.loads(out)["phase"] == "AwaitingIdentification", err
+            assert "audit" in json.loads(out) and "outbox" not in json.loads(out), "the view's JSON, as for any run"
+            assert err.startswith("note: ") and "asking the workflow's state query" in err
+            await handle.terminate("test over")
+
+
+async def test_waiters_hear_of_an_archived_customer(env, worker, sandbox):
+    """The workflow completes at Archived: a wait for it answers, a wait for another phase ends
+    with the customer's last view instead of running into its timeout."""
+    from starter import refresh
+
+    external_id = new_id("wait-archived")
+    started = await start_onboarding(env.client, external_id, email=f"{external_id}@example.com",
+                                     timings=DEV_SERVER_TIMINGS, task_queue=worker.task_queue, wait=True)
+    for_active = asyncio.ensure_future(wait_for(env.client, external_id, phases=["Active"], timeout=120))
+    for_archived = asyncio.ensure_future(wait_for(env.client, external_id, phases=["Archived"], timeout=120))
+    await asyncio.sleep(1)
+    began = time.monotonic()
+    await sandbox.control.set_customer_status(started.state.iron_customer_id, "Archived")
+    with contextlib.suppress(Exception):  # the read that sees it may end the workflow first
+        await refresh(env.client, external_id)
+    assert (await asyncio.wait_for(for_archived, 60)).phase == Phase.ARCHIVED
+    with pytest.raises(starter.OnboardingClosed) as closed:
+        await asyncio.wait_for(for_active, 60)
+    assert closed.value.state.phase == Phase.ARCHIVED and time.monotonic() - began < 60

@@ -1,4 +1,4 @@
-"""`python -m webhook_receiver [--host H] [--port P]`, or `python -m webhook_receiver check ...`
+"""`python -m webhook_receiver [--host H] [--port P] [--metrics-port M]`, or `python -m webhook_receiver check ...`
 (see `webhook_receiver/check.py`).
 
 Secrets from `IRON_WEBHOOK_SECRETS`, Iron from `IRON_*`, Temporal from Temporal's environment
@@ -17,6 +17,7 @@ import uvicorn
 
 from runtime.logging import configure_logging, get_logger
 from runtime.process import exit_now, load_or_exit
+from runtime.metrics import runtime_for
 from webhook_receiver.app import create_app
 from webhook_receiver.connection import TemporalClientProvider
 from webhook_receiver.settings import DEFAULT_HOST, DEFAULT_PORT, ReceiverSettings
@@ -36,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"interface to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--metrics-port", type=int, default=None,
+        help="serve Prometheus metrics on this port (default: $ONBOARDING_METRICS_PORT, else off)",
+    )
     args = parser.parse_args(argv)
 
     configure_logging()
@@ -46,7 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     # Keys, secrets and the converter are built now, so a bad one stops the start, not each delivery.
     settings = load_or_exit(ReceiverSettings.load, program=PROGRAM)
     converter = load_or_exit(settings.data_converter, program=PROGRAM)
-    app = create_app(settings, TemporalClientProvider(data_converter=converter))
+    # The client reports to the runtime serving the metrics, so its requests are counted too.
+    metrics_runtime = load_or_exit(lambda: runtime_for(settings, args.metrics_port), program=PROGRAM)
+    runtime_option = {"runtime": metrics_runtime} if metrics_runtime is not None else {}
+    app = create_app(
+        settings,
+        TemporalClientProvider(data_converter=converter, **runtime_option),
+        metric_meter=metrics_runtime.metric_meter if metrics_runtime is not None else None,
+    )
+    if metrics_runtime is not None:
+        log.info("metrics_served", host=settings.metrics_host, port=args.metrics_port or settings.metrics_port)
     log.info("listening", host=args.host, port=args.port)
     # Our own log line per delivery replaces the access log; uvicorn logs through the root logger.
     # An idle keep-alive connection is dropped after 5 s; a body must arrive within the

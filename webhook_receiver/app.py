@@ -43,7 +43,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route as HttpRoute
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import MetricMeter, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from iron_client import IronClient, IronSettings
@@ -58,6 +58,7 @@ from iron_client.webhooks import (
 )
 from runtime.logging import get_logger
 from webhook_receiver.connection import ClientProvider, TemporalClientProvider, as_provider
+from webhook_receiver.metrics import ReceiverMetrics
 from webhook_receiver.routing import CustomerRouter, IronLookupFailed, Route, UnknownCustomer, is_iron_id
 from webhook_receiver.settings import IRON_POOL_SIZE, ReceiverSettings
 from contracts import search_attributes
@@ -447,6 +448,7 @@ def create_app(
     iron_client: IronClient | IronSettings | None = None,
     *,
     iron_transport: Callable[[httpx.Limits], httpx.AsyncBaseTransport] | None = None,
+    metric_meter: MetricMeter | None = None,
 ) -> Starlette:
     """The receiver as an ASGI app.
 
@@ -457,7 +459,10 @@ def create_app(
     the settings' `IRON_*`), from which the receiver builds its own bounded, self-healing
     client, closed with the app; or a ready `IronClient`, used as it is. `iron_transport`
     makes the transport under the receiver's own client (a proxy, a test's broken pool).
+    `metric_meter` (the Temporal runtime's, when metrics are served) counts every delivery
+    and customer lookup (`webhook_receiver/metrics.py`).
     """
+    metrics = ReceiverMetrics(metric_meter)
     settings = settings or ReceiverSettings.from_env()
     if temporal_client_provider is None:
         temporal_client_provider = TemporalClientProvider(data_converter=settings.data_converter())
@@ -470,6 +475,7 @@ def create_app(
         max_concurrent_lookups=settings.iron_max_concurrent_lookups,
         pool_size=IRON_POOL_SIZE,
         transport_factory=iron_transport,
+        iron_observer=metrics.iron_request,
     )
     receiver = WebhookReceiver(settings, provider, router)
 
@@ -484,11 +490,13 @@ def create_app(
         except Exception as exc:  # a defect here must still leave a log line; Iron retries a 500
             outcome = Outcome(500, "error", "internal error", "error", {"detail": f"{type(exc).__name__}: {exc}"})
         fields = {k: v for k, v in {**ctx, **outcome.fields, "reason": outcome.reason}.items() if v is not None}
+        elapsed = time.perf_counter() - started
+        metrics.webhook(outcome.status, outcome.http_status, elapsed)
         getattr(log, outcome.level)(
             "webhook",
             outcome=outcome.status,
             http_status=outcome.http_status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            duration_ms=round(elapsed * 1000, 1),
             **fields,
         )
         return outcome.response(webhook_id)

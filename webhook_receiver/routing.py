@@ -36,6 +36,7 @@ from typing import Any, Callable
 import httpx
 
 from iron_client import IronClient, IronNotFound, IronSettings
+from iron_client.client import ResponseObserver
 from iron_client.errors import IronBadRequest, IronError
 from iron_client.models import CustomerStatus
 from contracts.messages import ENGINE_VERSION, OnboardingInput, external_id_for_customer, workflow_id_for
@@ -186,6 +187,7 @@ class CustomerRouter:
         pool_size: int = 40,
         clock: Callable[[], float] = time.monotonic,
         transport_factory: Callable[[httpx.Limits], httpx.AsyncBaseTransport] | None = None,
+        iron_observer: ResponseObserver | None = None,
     ) -> None:
         if max_concurrent_lookups >= pool_size:
             raise ValueError("max_concurrent_lookups must stay below the pool size")
@@ -196,6 +198,9 @@ class CustomerRouter:
         self._cache = _LRU(cache_size, cache_ttl_seconds, clock)
         self._transport_factory = transport_factory or (lambda limits: httpx.AsyncHTTPTransport(limits=limits))
         self._iron_settings = iron if isinstance(iron, IronSettings) else None
+        self._iron_observer = iron_observer  # metrics: every lookup, by outcome
+        if iron_observer is not None and isinstance(iron, IronClient):
+            iron.observe_responses(iron_observer)
         self._inflight: dict[str, asyncio.Task[Route]] = {}
         self._serial = 0
         self._retired: set[asyncio.Task] = set()
@@ -216,7 +221,10 @@ class CustomerRouter:
             limits=limits,
             transport=_PoolWatch(self._transport_factory(limits), lambda: box[0].note_pool_timeout()),
         )
-        gen = _Generation(IronClient(self._iron_settings, http_client=http), self._max_concurrent, http)
+        client = IronClient(self._iron_settings, http_client=http)
+        if self._iron_observer is not None:
+            client.observe_responses(self._iron_observer)
+        gen = _Generation(client, self._max_concurrent, http)
         box.append(gen)
         return gen
 

@@ -12,7 +12,8 @@ from typing import Mapping
 from pydantic import Field, field_validator
 
 from iron_client.webhooks import DEFAULT_TOLERANCE_SECONDS, parse_secrets
-from runtime.settings import CommaList, ConfigurationError, Flag, ProcessSettings
+from runtime.metrics import MetricsSettings
+from runtime.settings import CommaList, ConfigurationError, Flag
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081
@@ -39,7 +40,7 @@ IRON_POOL_SIZE = 40
 SettingsError = ConfigurationError
 
 
-class ReceiverSettings(ProcessSettings):
+class ReceiverSettings(MetricsSettings):
     """Everything the receiver needs besides its Temporal and Iron connections.
 
     `webhook_secrets` holds every secret currently accepted: during a rotation both the old

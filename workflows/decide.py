@@ -23,7 +23,7 @@ from contracts.activity_models import (
     RequiredSigningSnapshot,
     SigningSnapshot,
 )
-from contracts.events import Awaiting, ReminderDue, phase_changed, reminder_due, timestamp_of
+from contracts.events import Awaiting, ReminderDue, SlaBreach, phase_changed, reminder_due, sla_breached, timestamp_of
 from contracts.messages import (
     ENGINE_VERSION,
     AttentionView,
@@ -36,7 +36,9 @@ from contracts.messages import (
     PassProgress,
     Phase,
     SigningView,
+    SlaBreachView,
 )
+from contracts.requirements import RequirementsView
 from iron_client.models import CustomerStatus, IdentificationStatus
 
 # Iron's statuses as the snapshots carry them (strings: an unknown value stays what Iron sent).
@@ -56,7 +58,7 @@ KNOWN_CUSTOMER_STATUSES = {status.value for status in CustomerStatus}
 RECENT_EVENTS_KEPT = 20
 
 # Deadlines a phase sets on each wait; other named deadlines (reminders, SLAs) outlive phases.
-POLL, RECONCILE, REMINDER = "poll", "reconcile", "reminder"
+POLL, RECONCILE, REMINDER, SLA = "poll", "reconcile", "reminder", "sla"
 PHASE_DEADLINES = {POLL, RECONCILE}
 
 
@@ -100,6 +102,7 @@ class RunStarted:
     carried: bool
     email_known: bool
     deliver_events: bool = False
+    requirements_and_slas: bool = False  # the run's engine version has them (SINCE_REQUIREMENTS_AND_SLAS)
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,19 @@ class SigningRefused:
 
 
 @dataclass(frozen=True)
+class RequirementsRead:
+    requirements: RequirementsView
+
+
+@dataclass(frozen=True)
+class RequirementsUnavailable:
+    """The requirements read failed (refused, or still failing after a few attempts): they are
+    informative, so the onboarding goes on without them."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class IronRefused:
     """A final rejection from Iron (a 4xx no retry fixes): the customer needs a person."""
 
@@ -174,6 +190,8 @@ Observation = (
     | Signed
     | SigningRefused
     | IronRefused
+    | RequirementsRead
+    | RequirementsUnavailable
 )
 
 
@@ -220,6 +238,11 @@ class Sign:
 
 
 @dataclass(frozen=True)
+class ReadRequirements:
+    cause: str
+
+
+@dataclass(frozen=True)
 class Wait:
     """Until a wake arrives or the earliest of `state.deadlines` comes due."""
 
@@ -242,6 +265,7 @@ Action = (
     | CreateIdentification
     | ReadSignings
     | Sign
+    | ReadRequirements
     | Wait
     | ContinueAsNew
     | Complete
@@ -269,7 +293,10 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
     if isinstance(obs, RunStarted):
         s.start_email_known = obs.email_known
         s.deliver_events = obs.deliver_events
+        s.requirements_and_slas = obs.requirements_and_slas
         s.signing_queue = []
+        if s.phase_since is None:  # a new onboarding, or one carried over from before the field
+            s.phase_since = _phase_began(s, ctx.at)
         # A run that continued as new while parked resumes the wait; any other reads Iron first.
         s.progress = PassProgress(resume_wait=obs.carried and s.waiting)
         s.waiting = s.waiting and obs.carried
@@ -322,6 +349,13 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
         p.signings_read = False
     elif isinstance(obs, IronRefused):
         _needs_attention(s, ctx, obs.step, obs.reason, error_type=obs.error_type, status_code=obs.status_code)
+    elif isinstance(obs, RequirementsRead):
+        s.requirements, s.requirements_key = obs.requirements, _requirements_key(s)
+        _note(s, ctx, f"Iron's requirements: {obs.requirements.brief()}")
+    elif isinstance(obs, RequirementsUnavailable):
+        # Not read again until Iron's state moves on; the onboarding never waits for them.
+        s.requirements, s.requirements_key = None, _requirements_key(s)
+        _note(s, ctx, f"Iron's requirements unavailable: {obs.reason[:200]}")
 
 
 def _absorb_wakes(s: OnboardingState, obs: Woken, ctx: _Now) -> None:
@@ -486,6 +520,7 @@ def _next(s: OnboardingState, ctx: _Now) -> Action:
 def _active(s: OnboardingState, ctx: _Now) -> Action:
     s.outcome = "Active"
     s.needs_attention = None
+    s.requirements, s.requirements_key = None, None  # onboarded: nothing left to provide
     s.waiting_for = "compliance changes (webhooks and periodic reconciliation)"
     entered = _transition(s, ctx, Phase.ACTIVE, "customer Active at Iron")
     wait = _wait(s, ctx, reconcile=ctx.timings.active_reconcile_seconds)
@@ -519,6 +554,11 @@ def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
     status = s.identification_status or ""
     ident = s.identification_id
     if status in WAITING_IDENTIFICATION:
+        # Missing data (a step to redo, data a reliance token lacked) or Iron's own step-up.
+        asks = status == PENDING and (bool(s.identification_retry_steps) or s.cycle > 1)
+        read = _read_requirements(s, f"identification {status}", asks=asks)
+        if read is not None:
+            return read
         s.waiting_for = "the customer to complete identification" if status == PENDING else "Iron's KYC review"
         _transition(s, ctx, Phase.AWAITING_IDENTIFICATION, f"identification {ident} {status}")
         return _wait(s, ctx, poll=_next_poll_delay(s, ctx))
@@ -529,6 +569,9 @@ def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
         s.waiting_for = "Iron to move the customer on after approval"
         return _wait(s, ctx, poll=_next_poll_delay(s, ctx))
     if status == DECLINED:
+        read = _read_requirements(s, "identification declined", asks=True)
+        if read is not None:
+            return read
         s.outcome = "Declined"
         s.waiting_for = "an operator to restart the identification"
         _transition(s, ctx, Phase.DECLINED, f"identification {ident} declined by Iron")
@@ -554,6 +597,9 @@ def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
 def _signings_next(s: OnboardingState, ctx: _Now) -> Action:
     if not s.progress.signings_read:
         return ReadSignings()
+    read = _read_requirements(s, "signings required", asks=s.cycle > 1)  # a reversion
+    if read is not None:
+        return read
     unsigned = [x for x in s.required_signings if not x.signed]
     if unsigned:
         s.waiting_for = "the customer to accept: " + ", ".join(x.display_name for x in unsigned)
@@ -561,6 +607,22 @@ def _signings_next(s: OnboardingState, ctx: _Now) -> Action:
         s.waiting_for = "Iron to activate the customer"
     _transition(s, ctx, Phase.AWAITING_SIGNINGS, f"{len(unsigned)} signing(s) required")
     return _wait(s, ctx, poll=_next_poll_delay(s, ctx))
+
+
+def _requirements_key(s: OnboardingState) -> str:
+    """What Iron's requirements follow from: a read answers this reading of Iron."""
+    steps = ",".join(s.identification_retry_steps)
+    return f"{s.cycle}|{s.customer_status}|{s.identification_id}|{s.identification_status}|{steps}"
+
+
+def _read_requirements(s: OnboardingState, cause: str, *, asks: bool) -> ReadRequirements | None:
+    """Read what the customer must provide when Iron `asks` for something, and again whenever
+    Iron's state moved while requirements are shown, until the customer is `Active`."""
+    if not s.requirements_and_slas or not (asks or s.requirements is not None):
+        return None
+    if s.requirements_key == _requirements_key(s):
+        return None
+    return ReadRequirements(cause=cause)
 
 
 def _unknown_status(s: OnboardingState, ctx: _Now, what: str, value: str, **deadlines: float) -> Action:
@@ -602,6 +664,7 @@ def _wait(s: OnboardingState, ctx: _Now, **seconds: float) -> Wait:
     kept = {name: due for name, due in s.deadlines.items() if name not in PHASE_DEADLINES}
     s.deadlines = kept | {name: ctx.at + timedelta(seconds=value) for name, value in seconds.items()}
     _remind(s, ctx)
+    _watch_sla(s, ctx)
     s.waiting = True
     return Wait()
 
@@ -638,10 +701,48 @@ def _remind(s: OnboardingState, ctx: _Now) -> None:
             waiting_since=timestamp_of(s.awaiting_since),
             after_seconds=offsets[s.reminders_sent - 1],
         )
-        s.outbox = s.outbox.append(reminder_due(s, reminder=reminder, at=ctx.at))
+        s.outbox = s.outbox.append(reminder_due(s, reminder=reminder, at=ctx.at, requirements=s.requirements))
         _note(s, ctx, f"reminder {s.reminders_sent} of {len(offsets)}: the customer still has to act on {awaited.value}")
         return _remind(s, ctx)
     s.deadlines[REMINDER] = due
+
+
+def _sla(s: OnboardingState, t: OnboardingTimings) -> tuple[str, float | None] | None:
+    """Which SLA the current wait is under, and its limit in seconds (None: off)."""
+    if s.phase == Phase.AWAITING_IDENTIFICATION:
+        return ("customer", t.sla_customer_seconds) if s.identification_status == PENDING else ("review", t.sla_review_seconds)
+    if s.phase == Phase.AWAITING_SIGNINGS:
+        return "customer", t.sla_customer_seconds
+    if s.phase in (Phase.NEEDS_ATTENTION, Phase.DECLINED, Phase.UNKNOWN_IRON_STATUS):
+        return "operator", t.sla_operator_seconds
+    if s.phase in (Phase.SUSPENDED, Phase.USER_REQUIRED):
+        return "iron_hold", t.sla_iron_hold_seconds
+    return None
+
+
+def _watch_sla(s: OnboardingState, ctx: _Now) -> None:
+    """Flag, once, a customer that stayed in one wait past its SLA; a new wait starts over."""
+    if not s.requirements_and_slas:
+        return
+    sla = _sla(s, ctx.timings)
+    key = f"{sla[0]}|{s.phase.value}|{s.cycle}" if sla is not None and sla[1] is not None else None
+    if key != s.sla_key:
+        s.sla_key, s.sla_since, s.sla_breached = key, ctx.at if key else None, None
+    if sla is None or sla[1] is None or s.sla_since is None or s.sla_breached is not None:
+        s.deadlines.pop(SLA, None)
+        return
+    name, limit = sla[0], sla[1]
+    due = s.sla_since + timedelta(seconds=limit)
+    if due > ctx.at:
+        s.deadlines[SLA] = due
+        return
+    s.deadlines.pop(SLA, None)
+    since = timestamp_of(s.sla_since)
+    s.sla_breached = SlaBreachView(sla=name, phase=s.phase, since=since, limit_seconds=limit, breached_at=timestamp_of(ctx.at))
+    _note(s, ctx, f"SLA {name} breached: {s.phase.value} since {since}, limit {limit:g} s")
+    if s.deliver_events:
+        breach = SlaBreach(deadline=name, phase=s.phase, since=since, limit_seconds=limit)
+        s.outbox = s.outbox.append(sla_breached(s, breach=breach, at=ctx.at, requirements=s.requirements))
 
 
 def due_deadlines(s: OnboardingState, now: datetime) -> tuple[str, ...]:
@@ -658,6 +759,8 @@ def timer_summary(s: OnboardingState, name: str) -> str:
         text = f"poll Iron: {s.waiting_for}"
     elif name == REMINDER:
         text = f"reminder {s.reminders_sent + 1}: the customer still has to act"
+    elif name == SLA:
+        text = f"SLA {(s.sla_key or '').split('|')[0]}: {s.phase.value} past its limit"
     else:
         text = f"{name} while {s.phase.value}"
     return text[:200]
@@ -679,10 +782,28 @@ def _transition(s: OnboardingState, ctx: _Now, phase: Phase, cause: str) -> bool
     if s.phase == phase:
         return False
     previous, s.phase = s.phase, phase
+    s.phase_since = ctx.at
     _note(s, ctx, cause)
+    # A new phase starts its SLA over (even one entered again): a breach was about the last one.
+    s.sla_key, s.sla_since, s.sla_breached = None, None, None
     if s.deliver_events:
-        s.outbox = s.outbox.append(phase_changed(s, previous_phase=previous, at=ctx.at))
+        s.outbox = s.outbox.append(phase_changed(s, previous_phase=previous, at=ctx.at, requirements=s.requirements))
     return True
+
+
+def _phase_began(s: OnboardingState, now: datetime) -> datetime:
+    """When the current phase began, for a state that does not say: the oldest audit entry of
+    the run of entries in this phase that ends the trail (entries record the phase they were
+    written in), else now."""
+    began = now
+    for entry in reversed(s.audit):
+        if entry.phase != s.phase:
+            break
+        try:
+            began = datetime.fromisoformat(entry.at)
+        except ValueError:
+            break
+    return began
 
 
 def record(s: OnboardingState, at: datetime, cause: str, audit_tail: int) -> None:
@@ -789,6 +910,10 @@ def current_details(s: OnboardingState) -> str:
     )
     if s.needs_attention is not None:
         details += f" Needs attention at {s.needs_attention.step}: {s.needs_attention.reason}"
+    if s.sla_breached is not None:
+        details += f" SLA {s.sla_breached.sla} breached: {s.sla_breached.phase.value} since {s.sla_breached.since}."
+    if s.requirements is not None and s.requirements.outstanding():
+        details += f" Iron requires: {s.requirements.brief()}."
     return details
 
 

@@ -17,6 +17,11 @@ import workflows.decide as d
 from workflows.idempotency import customer_key, identification_key, signing_key
 
 
+# Requirements only inform the backend: an endpoint that keeps failing costs a few attempts,
+# then the onboarding goes on without them (read again once Iron's state moves).
+REQUIREMENTS_ATTEMPTS = 3
+
+
 @dataclass(frozen=True)
 class IronCall:
     activity: str
@@ -24,6 +29,10 @@ class IronCall:
     result_type: type
     summary: str  # what the Temporal UI shows for the activity
     observed: Callable[[Any], d.Observation]
+    # An informative read: a few attempts (0: retry until it succeeds), and any failure becomes
+    # this observation instead of parking the customer or blocking the onboarding.
+    maximum_attempts: int = 0
+    unavailable: Callable[[str], d.Observation] | None = None
 
 
 def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, workflow_id: str) -> IronCall:
@@ -86,12 +95,25 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
             f"sign {action.content_id}",
             lambda signing: d.Signed(action.content_id, signing),
         )
+    if isinstance(action, d.ReadRequirements):
+        return IronCall(
+            am.GET_REQUIREMENTS,
+            customer,
+            am.RequirementsResult,
+            f"read requirements: {action.cause}",
+            lambda result: d.RequirementsRead(result.requirements),
+            maximum_attempts=REQUIREMENTS_ATTEMPTS,
+            unavailable=d.RequirementsUnavailable,
+        )
     raise TypeError(f"{type(action).__name__} is not an Iron call")
 
 
-def refusal(call: IronCall, cause: BaseException | None) -> d.IronRefused | None:
+def refusal(call: IronCall, cause: BaseException | None) -> d.Observation | None:
     """A final rejection (the activity's non-retryable error) as the observation that parks the
-    customer; None for anything else, which Temporal retries."""
+    customer; None for anything else, which Temporal retries. An informative read's failure of
+    any kind (refused, or its attempts spent) is its `unavailable` observation."""
+    if call.unavailable is not None:
+        return call.unavailable(str(getattr(cause, "message", None) or cause or "failed"))
     if not (isinstance(cause, ApplicationError) and cause.non_retryable):
         return None
     details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}

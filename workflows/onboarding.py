@@ -23,7 +23,10 @@ with workflow.unsafe.imports_passed_through():
     import contracts.activity_models as am
     import contracts.search_attributes as sa
     from contracts.messages import (
-        ENGINE_VERSION,
+        CURRENT_LOOP_FROM,
+        SINCE_PHASE_SINCE,
+        SINCE_REQUIREMENTS_AND_SLAS,
+        SINCE_STATE_MEMO,
         QUERY_STATE,
         SIGNAL_IRON_EVENT,
         UPDATE_ACCEPT_SIGNING,
@@ -47,21 +50,19 @@ with workflow.unsafe.imports_passed_through():
     import workflows.decide as d
     from contracts.events import ACTIVITY_DELIVER_EVENT, DeliverEventInput, DeliverEventResult
     from contracts.start_metadata import START_DIGEST_MEMO, amended_start_digest
-    from contracts.state_view import WaitForRequest, WaitForResult
     from workflows.inbox import Inbox
     from workflows.iron_calls import IronCall, iron_call, refusal
     from workflows.onboarding_v1 import CustomerOnboardingV1
-    from workflows.publishing import STATE_MEMO_PATCH, Publisher
-    from workflows.waiters import Waiters
-
+    from workflows.publishing import Publisher
+    from workflows.waiters import Waiters, WaitForRequest, WaitForResult
 
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
 class CustomerOnboarding:
     @workflow.init
     def __init__(self, input: OnboardingInput) -> None:
-        # A run whose input predates the engine version replays the first loop, which carries
-        # the customer over to this one at its next wait.
-        self._v1 = CustomerOnboardingV1(input) if input.engine_version < ENGINE_VERSION else None
+        # A run whose input predates the current loop replays the first loop, which carries the
+        # customer over to this one at its next wait.
+        self._v1 = CustomerOnboardingV1(input) if input.engine_version < CURRENT_LOOP_FROM else None
         self._input = input
         self._timings = input.timings
         carried = input.carried.model_copy(update={"runs": input.carried.runs + 1}, deep=True) if input.carried else None
@@ -81,9 +82,17 @@ class CustomerOnboarding:
         if self._v1 is not None:
             return await self._v1.run(input)
         s = self._state
-        self._publisher.started(memo=workflow.patched(STATE_MEMO_PATCH))
+        # A run carried from before the phase start existed announces it once (an upsert); every
+        # other run publishes it with the phase at no cost.
+        carried = input.carried
+        announce = carried is not None and carried.phase_since is None and input.engine_version >= SINCE_PHASE_SINCE
+        self._publisher.started(s, new_onboarding=input.carried is None, announce_phase_since=announce,
+                                memo=input.engine_version >= SINCE_STATE_MEMO)
         observation: d.Observation = d.RunStarted(
-            carried=input.carried is not None, email_known=bool(input.email), deliver_events=input.deliver_events
+            carried=input.carried is not None,
+            email_known=bool(input.email),
+            deliver_events=input.deliver_events,
+            requirements_and_slas=input.engine_version >= SINCE_REQUIREMENTS_AND_SLAS,
         )
         lane = asyncio.ensure_future(self._deliver_events()) if input.deliver_events else None
         while True:
@@ -94,8 +103,7 @@ class CustomerOnboarding:
                 self._publisher.flush()
                 if lane is not None:  # the backend hears of the end before the workflow closes
                     await workflow.wait_condition(lambda: s.outbox.head is None)
-                self._waiters.ending = True  # callers of wait_for hear the end too
-                await workflow.wait_condition(self._waiters.none_waiting)
+                await self._waiters.release()  # callers of wait_for hear the end too
                 return s
             observation = await self._perform(action)
 
@@ -142,7 +150,7 @@ class CustomerOnboarding:
             self._signing_outcomes[action.content_id] = result.reason if refused else result
             if refused:
                 return d.SigningRefused(action.content_id, result.reason)
-        return result if isinstance(result, d.IronRefused) else call.observed(result)
+        return result if isinstance(result, (d.IronRefused, d.RequirementsUnavailable)) else call.observed(result)
 
     async def _iron(self, call: IronCall) -> Any:
         """One Iron call; a final rejection comes back as `IronRefused`, anything else retries."""
@@ -163,6 +171,7 @@ class CustomerOnboarding:
                     initial_interval=timedelta(seconds=t.activity_retry_initial_seconds),
                     backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=t.activity_retry_max_seconds),
+                    maximum_attempts=call.maximum_attempts,
                 ),
             )
         except ActivityError as err:
@@ -223,10 +232,7 @@ class CustomerOnboarding:
 
     async def _continue_as_new(self) -> None:
         """Continue as new once every handler has finished; returns if a wake arrives first."""
-        self._waiters.ending = True  # waiters answer now and ask the next run
-        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self._inbox))
-        if self._inbox:
-            self._waiters.ending = False
+        if not await self._waiters.let_go(lambda: bool(self._inbox)):  # and every handler finishes
             return
         s = self._state
         s.seen_event_keys = s.seen_event_keys[-self._timings.dedup_memory :]

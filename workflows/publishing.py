@@ -1,43 +1,66 @@
 """What operators and machines see of a running onboarding: search attributes, the Temporal
-UI's current-details line, the phase log line and the state view in the memo
-(`contracts/state_view.py`), which backends read through describe instead of a query.
+UI's current-details line, the phase log line, the domain metrics and the state view in the
+memo (`contracts/state_view.py`), which backends read through describe instead of a query.
 
 Kept beside the shell rather than in it: every upsert is a history event, so changes are noted
 as they happen and sent together at the next flush (a wait, a phase change before a call that may
 retry for long, or the end).
+
+Metrics go through `workflow.metric_meter()`, which records nothing while the workflow replays:
+a transition is counted once, when it first happens, however often its history is replayed.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    import contracts.metrics as metric_names
     import contracts.search_attributes as sa
     import workflows.decide as d
-    from contracts.messages import OnboardingState, Phase
+    from contracts.messages import OnboardingState, Phase, SlaBreachView
     from contracts.state_view import STATE_MEMO, OnboardingStateView
 
-# Runs that keep the state view in their memo (each memo write is a history event).
-STATE_MEMO_PATCH = "state-memo-v1"
-
 # A status read on the way is not worth an upsert of its own: it goes out with the next one.
-_RIDES_ALONG = {sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS}
+# So is the SLA flag, which changes only at a wait or a phase change, and both flush; and the
+# phase's start, which changes with the phase itself, so it always goes out in the phase's upsert.
+_RIDES_ALONG = {
+    sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS, sa.ONBOARDING_SLA_BREACHED, sa.ONBOARDING_PHASE_SINCE,
+}
 
 
 class Publisher:
     def __init__(self) -> None:
         self._published: dict[str, Any] = {}
         self._unpublished: dict[Any, Any] = {}
+        self._phase: Phase | None = None
+        self._phase_since: datetime | None = None
+        self._metrics: dict[str, Any] = {}
+        self._announce_phase_since = False
+        self._breach: SlaBreachView | None = None
         self._memo = False
         self._view_published: OnboardingStateView | None = None
         self._view: OnboardingStateView | None = None
 
-    def started(self, *, memo: bool = False) -> None:
-        """What the run started with (given at start or carried through continue-as-new).
-        `memo`: this run keeps the state view in its memo (patch `state-memo-v1`)."""
+    def started(
+        self, state: OnboardingState, *, new_onboarding: bool, announce_phase_since: bool = False, memo: bool = False
+    ) -> None:
+        """What the run started with (given at start or carried through continue-as-new). A new
+        onboarding's first phase counts as a transition from `Started`: the funnel's top.
+
+        `OnboardingPhaseSince` alone never costs an upsert: it goes out with the phase (or
+        whatever is sent next), so histories written before it existed replay unchanged. A run
+        carried over from then, whose state had no phase start, sends it at its first wait when
+        `announce_phase_since` (the shell says so once, at run start). `memo`: this run keeps the
+        state view in its memo (engine version SINCE_STATE_MEMO)."""
         self._published = {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
+        self._announce_phase_since = announce_phase_since
+        self._phase = None if new_onboarding else state.phase
+        self._phase_since = state.phase_since
+        self._breach = state.sla_breached  # noticed by the run before
         self._memo = memo
         if memo:
             given = workflow.memo_value(STATE_MEMO, None, type_hint=dict)
@@ -49,6 +72,9 @@ class Publisher:
     def note(self, state: OnboardingState, phase_before: Phase) -> None:
         """Note the search attributes that changed and refresh the one-line summary."""
         s = state
+        if s.phase != self._phase:
+            self._count_transition(s)
+        self._phase, self._phase_since = s.phase, s.phase_since
         if s.phase != phase_before:
             workflow.logger.info("onboarding phase %s: %s", s.phase.value, s.audit[-1].cause if s.audit else "")
             if s.phase == Phase.UNKNOWN_IRON_STATUS:
@@ -58,9 +84,46 @@ class Publisher:
                 self._unpublished[key] = value
             elif key in self._unpublished and self._published.get(key.name) == value:
                 del self._unpublished[key]
+        if s.sla_breached is not None and s.sla_breached != self._breach:
+            self.sla_breached(s, s.sla_breached)
+        self._breach = s.sla_breached
         workflow.set_current_details(d.current_details(s))
         if self._memo:
             self._view = OnboardingStateView.of(s)
+
+    def _count_transition(self, s: OnboardingState) -> None:
+        """One transition out of the phase last seen, and the time spent in it. Two phase changes
+        within one step of `decide` (none today) would count as one, from the first to the last."""
+        left = self._phase
+        self._counter(metric_names.PHASE_TRANSITIONS, "Customers moving from one onboarding phase to another").add(
+            1, {"from_phase": left.value if left else metric_names.STARTED, "to_phase": s.phase.value}
+        )
+        if left is not None and self._phase_since is not None and s.phase_since is not None:
+            seconds = max((s.phase_since - self._phase_since).total_seconds(), 0.0)
+            self._histogram(metric_names.TIME_IN_PHASE, "Time customers spent in a phase, recorded as they leave it").record(
+                seconds, {"phase": left.value}
+            )
+
+    def sla_breached(self, state: OnboardingState, breach: SlaBreachView) -> None:
+        """The one place a breach is noticed, once per breach, from workflow code: a replay logs
+        and records nothing (the logger and the metric meter are replay-aware). Labels are the
+        SLA's name and the phase, bounded sets, never an id."""
+        workflow.logger.warning(
+            "SLA %s breached: %s since %s (limit %g s)", breach.sla, breach.phase.value, breach.since, breach.limit_seconds
+        )
+        self._counter(metric_names.SLA_BREACHES, "Customers found past a per-phase deadline").add(
+            1, {"phase": breach.phase.value, "deadline": breach.sla}
+        )
+
+    def _counter(self, name: str, description: str):
+        if name not in self._metrics:
+            self._metrics[name] = workflow.metric_meter().create_counter(name, description)
+        return self._metrics[name]
+
+    def _histogram(self, name: str, description: str):
+        if name not in self._metrics:
+            self._metrics[name] = workflow.metric_meter().create_histogram_float(name, description)
+        return self._metrics[name]
 
     def urgent(self) -> bool:
         """A change other than a status read is waiting to go out."""
@@ -68,14 +131,21 @@ class Publisher:
 
     def flush(self) -> None:
         """Send what changed: the search attributes and the state view, in this workflow task."""
-        if self._unpublished:
-            workflow.upsert_search_attributes([key.value_set(value) for key, value in self._unpublished.items()])
-            self._published.update({key.name: value for key, value in self._unpublished.items()})
-            self._unpublished = {}
+        self._flush_search_attributes()
         view = self._view
         if view is not None and not view.same_as(self._view_published):
             workflow.upsert_memo({STATE_MEMO: view.to_memo()})
             self._view_published = view
+
+    def _flush_search_attributes(self) -> None:
+        if not self._unpublished:
+            return
+        if set(self._unpublished) == {sa.ONBOARDING_PHASE_SINCE} and not self._announce_phase_since:
+            return
+        self._announce_phase_since = False
+        workflow.upsert_search_attributes([key.value_set(value) for key, value in self._unpublished.items()])
+        self._published.update({key.name: value for key, value in self._unpublished.items()})
+        self._unpublished = {}
 
     def memo_at_continue_as_new(self, state: OnboardingState) -> dict[str, Any] | None:
         """The memo the next run starts with: what this run has, the view brought up to date."""

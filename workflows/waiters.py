@@ -25,8 +25,18 @@ class Waiters:
         self.count = 0
         self.ending = False
 
-    def none_waiting(self) -> bool:
-        return self.count == 0
+    async def let_go(self, woken: Callable[[], bool]) -> bool:
+        """Before continue-as-new: waiters answer (and ask the next run), every handler finishes.
+        False when a wake came first: the run goes on, and so do the waits."""
+        self.ending = True
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or woken())
+        self.ending = not woken()
+        return self.ending
+
+    async def release(self) -> None:
+        """Let every waiter answer (the run ends) and return once they have."""
+        self.ending = True
+        await workflow.wait_condition(lambda: self.count == 0)
 
     async def wait(self, request: WaitForRequest, state: Callable[[], OnboardingState]) -> WaitForResult:
         differs = None
