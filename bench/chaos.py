@@ -3,13 +3,18 @@
     python -m bench.chaos [--customers N] [--scenarios a,b] [--state-dir D] [--concurrency C]
 
 Each scenario brings up a fresh stack (the Temporal dev server with a database file, the Iron
-sandbox with its autopilot completing hosted KYC, the webhook receiver, worker processes),
-takes N customers through start -> KYC approved -> every document signed -> Active (every
-third one is then reverted by Iron's compliance to IdentificationRequired and must come back
-to Active in cycle 2), while the scenario's fault runs. Then Iron's side is checked through
-the sandbox's state and request log:
+sandbox with its autopilot completing hosted KYC, the webhook receiver, the partner's backend
+that receives the engine's signed events, worker processes), takes N customers through start
+-> KYC approved -> every document signed -> Active (every third one is then reverted by Iron's
+compliance to IdentificationRequired and must come back to Active in cycle 2), while the
+scenario's fault runs. The driver follows each customer by the events its backend received
+(it asks the backend, never a workflow query, and counts the queries it sends: 0); the backend
+signs the documents an event says are required. Then Iron's side is checked through the
+sandbox's state and request log, and the backend's side through what it received:
 
-  - every customer reached its expected state (Temporal's `state` query and Iron agree);
+  - every customer reached its expected state (the engine's events and Iron agree);
+  - every customer's events arrived complete and in order (sequences 1, 2, 3... with no gap,
+    each under its own webhook-id, every refused attempt back later under the same id);
   - exactly one Iron customer per external id;
   - one identification per cycle: the one we created in cycle 1, and in cycle 2 only the
     step-up Iron created itself (adopted, never duplicated);
@@ -36,9 +41,12 @@ from typing import Any, Awaitable, Callable
 
 from temporalio.client import Client
 
-from bench.common import DEFAULT_STATE_ROOT, connect, describe, launch, retrying, wait_for_state
+from bench.common import DEFAULT_STATE_ROOT, connect, describe, launch, retrying
+from contracts.events import event_id
+from contracts.messages import OnboardingState, OnboardingTimings, Phase, workflow_id_for
+from demo.partner_backend import PartnerBackendClient
+from demo.query_counter import QueryCounter
 from demo.stack import Stack
-from contracts.messages import OnboardingState, OnboardingTimings, Phase
 
 # Seconds, not production's minutes and hours: a lost webhook costs one to three seconds.
 CHAOS_TIMINGS = OnboardingTimings(
@@ -59,6 +67,8 @@ CHAOS_TIMINGS = OnboardingTimings(
 LOST_RESPONSE_RATE = 0.8
 REVERT_EVERY = 3  # customers 0, 3, 6, ... are reverted after reaching Active
 BAD_PHASES = {Phase.DECLINED, Phase.NEEDS_ATTENTION, Phase.ARCHIVED, Phase.SUSPENDED, Phase.USER_REQUIRED}
+BAD_PHASE_NAMES = {p.value for p in BAD_PHASES}
+SIGN_PREFIX = "chaos-"  # the backend signs for these customers
 
 
 # --- plan and outcome ------------------------------------------------------------------------------
@@ -69,9 +79,10 @@ class Customer:
     index: int
     external_id: str
     revert: bool
-    state: OnboardingState | None = None
+    state: OnboardingState | None = None  # as the newest event the backend received shows it
     error: str | None = None
     seconds: float = 0.0
+    events: list[dict[str, Any]] = field(default_factory=list)  # as the backend received them
 
     @property
     def expected_cycle(self) -> int:
@@ -122,6 +133,7 @@ class ScenarioResult:
             "duplicates_at_iron": self.duplicates,
             "seconds": round(self.seconds, 1),
             "ok": self.ok,
+            "driver_queries": self.evidence.get("driver_queries"),
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
             "evidence": self.evidence,
             "failures": self.failures[:20],
@@ -145,14 +157,59 @@ class Run:
     evidence: Counter = field(default_factory=Counter)
     windows: list[tuple[float, float]] = field(default_factory=list)  # wall-clock fault windows
     lost_rate: float = LOST_RESPONSE_RATE
+    backend: PartnerBackendClient | None = None
+    queries: QueryCounter = field(default_factory=QueryCounter)
+    # Set whenever the driver sees an event asking for signings (the backend signs on it).
+    signings_asked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 # --- one customer ----------------------------------------------------------------------------------
 
 
+def state_of(data: dict[str, Any]) -> OnboardingState:
+    """The customer as an event's `data` shows it."""
+    return OnboardingState(
+        external_id=data["external_id"],
+        phase=Phase(data["phase"]),
+        cycle=data["cycle"],
+        customer_status=data.get("customer_status"),
+        identification_status=data.get("identification_status"),
+        iron_customer_id=data.get("iron_customer_id"),
+        identification_url=data.get("identification_url"),
+    )
+
+
+async def follow(run: Run, customer: Customer, until: Callable[[dict[str, Any]], bool], *, deadline: float,
+                 what: str) -> dict[str, Any]:
+    """The `data` of the first event, from here on, for which `until` holds or whose phase is a
+    bad one, as the partner's backend received it (a long poll on the backend; it may be
+    refusing connections for a while, which only delays the answer)."""
+    assert run.backend is not None
+    checked = len(customer.events)
+    while True:
+        for event in customer.events[checked:]:
+            checked += 1
+            data = event["data"]
+            customer.state = state_of(data)
+            if data["phase"] == Phase.AWAITING_SIGNINGS.value:
+                run.signings_asked.set()
+            if data["phase"] in BAD_PHASE_NAMES or until(data):
+                return data
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            seen = describe(customer.state) if customer.state else "no event"
+            raise TimeoutError(f"{customer.external_id}: {what} not reached in time; last {seen}")
+        try:
+            customer.events += await run.backend.events(
+                customer.external_id, after=len(customer.events), wait=max(0.1, min(20.0, remaining))
+            )
+        except Exception:  # noqa: BLE001 - the backend is down or restarting: ask again
+            await asyncio.sleep(0.3)
+
+
 async def drive_customer(run: Run, customer: Customer) -> None:
-    """Start -> Active (signing whenever asked); for a reverted customer, Iron's compliance
-    reverts it and it must come back to Active in cycle 2. Every step is bounded."""
+    """Start -> Active (the backend signs whenever an event asks); for a reverted customer,
+    Iron's compliance reverts it and it must come back to Active in cycle 2. Bounded."""
     from starter import start_onboarding
 
     started = time.monotonic()
@@ -166,15 +223,15 @@ async def drive_customer(run: Run, customer: Customer) -> None:
                 name=f"Chaos {customer.index}",
                 timings=run.timings,
                 task_queue=run.stack.config.task_queue,
+                deliver_events=True,
             ),
             deadline=deadline,
             what="start",
         )
-        state = await reach_active(run, customer, cycle=1, deadline=deadline)
+        data = await reach_active(run, customer, cycle=1, deadline=deadline)
         if customer.revert:
-            await revert_and_complete_step_up(run, customer, state, deadline=deadline)
-            state = await reach_active(run, customer, cycle=2, deadline=deadline)
-        customer.state = state
+            await revert_and_complete_step_up(run, customer, data, deadline=deadline)
+            await reach_active(run, customer, cycle=2, deadline=deadline)
     except Exception as exc:  # noqa: BLE001 - reported per customer
         customer.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -182,15 +239,15 @@ async def drive_customer(run: Run, customer: Customer) -> None:
         run.done += 1
 
 
-async def revert_and_complete_step_up(run: Run, customer: Customer, state: OnboardingState, *, deadline: float) -> None:
+async def revert_and_complete_step_up(run: Run, customer: Customer, active: dict[str, Any], *, deadline: float) -> None:
     """Iron's compliance reverts the customer and opens a step-up identification. The customer
     starts on it at once (Processed, which also keeps the autopilot off it) and finishes it
-    through the hosted url only once the workflow shows it in cycle 2: so the reversion is
-    always observed, however slow Iron is, instead of being undone before anyone looked."""
+    through the hosted url only once an event shows it in cycle 2: so the reversion is always
+    observed, however slow Iron is, instead of being undone before anyone looked."""
     import httpx
 
     revert = await retrying(
-        lambda: run.control.set_customer_status(state.iron_customer_id, "IdentificationRequired"),
+        lambda: run.control.set_customer_status(active["iron_customer_id"], "IdentificationRequired"),
         deadline=deadline,
         what="revert at Iron",
     )
@@ -198,58 +255,34 @@ async def revert_and_complete_step_up(run: Run, customer: Customer, state: Onboa
     if step_up is None:
         raise RuntimeError(f"{customer.external_id}: Iron opened no step-up identification on reversion")
     await run.control.set_identification_status(step_up, "Processed")
-    waiting = await wait_for_state(
-        run.client,
-        customer.external_id,
-        lambda s: s.phase in BAD_PHASES
-        or (s.cycle == 2 and s.phase == Phase.AWAITING_IDENTIFICATION and s.identification_id == step_up),
-        deadline=deadline,
-        what="the step-up identification adopted in cycle 2",
+    waiting = await follow(
+        run, customer,
+        # The hosted url names the identification (`.../hosted/kyc/<id>`).
+        lambda d: d["cycle"] == 2 and d["phase"] == Phase.AWAITING_IDENTIFICATION.value
+        and (d.get("identification_url") or "").rstrip("/").endswith(step_up),
+        deadline=deadline, what="the step-up identification adopted in cycle 2",
     )
-    if waiting.phase in BAD_PHASES or not waiting.identification_url:
-        raise RuntimeError(f"{customer.external_id}: no step-up url to complete; {describe(waiting)}")
+    if waiting["phase"] in BAD_PHASE_NAMES or not waiting.get("identification_url"):
+        raise RuntimeError(f"{customer.external_id}: no step-up url to complete; {describe(state_of(waiting))}")
 
     async def complete() -> None:
         async with httpx.AsyncClient(timeout=15) as http:
-            response = await http.post(f"{waiting.identification_url}/complete", data={"decision": "approve"})
+            response = await http.post(f"{waiting['identification_url']}/complete", data={"decision": "approve"})
             response.raise_for_status()
 
     await retrying(complete, deadline=deadline, what="complete the step-up through its hosted url")
     run.evidence["step_ups_completed_through_url"] += 1
 
 
-async def reach_active(run: Run, customer: Customer, *, cycle: int, deadline: float) -> OnboardingState:
-    from starter import accept_signing
-
-    def settled(s: OnboardingState) -> bool:
-        if s.phase in BAD_PHASES:
-            return True
-        if s.cycle != cycle:
-            return False
-        if s.phase == Phase.ACTIVE and s.customer_status == "Active":
-            return True
-        return s.phase == Phase.AWAITING_SIGNINGS and any(not x.signed for x in s.required_signings)
-
-    while True:
-        state = await wait_for_state(
-            run.client, customer.external_id, settled, deadline=deadline, what=f"Active in cycle {cycle}"
-        )
-        customer.state = state
-        if state.phase in BAD_PHASES:
-            raise RuntimeError(f"{customer.external_id} stopped in {describe(state)}")
-        if state.phase == Phase.ACTIVE:
-            return state
-        # The backend reports each accepted document. A try may be refused (already signed, being
-        # signed) or cut off by a fault; the next loop reads the state again and sends what is left.
-        for signing in [x for x in state.required_signings if not x.signed]:
-            try:
-                await asyncio.wait_for(
-                    accept_signing(run.client, customer.external_id, signing.id),
-                    max(0.5, min(20.0, deadline - time.monotonic())),
-                )
-            except Exception:  # noqa: BLE001
-                run.evidence["signing_tries_repeated"] += 1
-        await asyncio.sleep(0.2)
+async def reach_active(run: Run, customer: Customer, *, cycle: int, deadline: float) -> dict[str, Any]:
+    data = await follow(
+        run, customer,
+        lambda d: d["cycle"] == cycle and d["phase"] == Phase.ACTIVE.value and d.get("customer_status") == "Active",
+        deadline=deadline, what=f"Active in cycle {cycle}",
+    )
+    if data["phase"] in BAD_PHASE_NAMES:
+        raise RuntimeError(f"{customer.external_id} stopped in {describe(state_of(data))}")
+    return data
 
 
 # --- scenarios -------------------------------------------------------------------------------------
@@ -264,6 +297,8 @@ class Scenario:
     setup: Callable[[Run], Awaitable[None]] | None = None
     disrupt: Callable[[Run], Awaitable[None]] | None = None
     evidence_checks: Callable[[Run, "IronView"], list[Check]] | None = None
+    # Checks that also read what the partner's backend received.
+    backend_checks: Callable[[Run, "IronView", dict[str, Any], list[Customer]], list[Check]] | None = None
 
 
 async def _sleep_or_stop(run: Run, seconds: float) -> bool:
@@ -441,6 +476,82 @@ def receiver_restart_checks(run: Run, iron: "IronView") -> list[Check]:
                   f"{n} restarts, {failed} delivery attempts failed and were retried by Iron")]
 
 
+# backend-down ----------------------------------------------------------------------------------------
+
+BACKEND_REFUSE_RATE = 0.3
+
+
+async def backend_down_setup(run: Run) -> None:
+    assert run.backend is not None
+    await run.backend.refuse("error", status=500, rate=BACKEND_REFUSE_RATE)
+
+
+async def backend_down_disrupt(run: Run) -> None:
+    """Besides the 500s, the backend stops listening (connections refused) for a few seconds at a
+    time, each time just after the driver saw an event ask for signings: the backend signs on it,
+    so that customer becomes Active while nobody can tell its backend."""
+    assert run.backend is not None
+    while True:
+        run.signings_asked.clear()
+        while not run.signings_asked.is_set():
+            if not await _sleep_or_stop(run, 0.05):
+                return
+        seconds = run.rng.uniform(3.0, 6.0)
+        start = time.time()
+        try:
+            await run.backend.refuse("closed", seconds=seconds)
+        except Exception as exc:  # noqa: BLE001 - reported; the next window tries again
+            run.evidence["outage_requests_failed"] += 1
+            run.evidence["last_outage_request_error"] = f"{type(exc).__name__}: {exc}"
+        else:
+            run.windows.append((start, start + seconds))
+            run.evidence["backend outages"] += 1
+        if not await _sleep_or_stop(run, seconds + run.rng.uniform(6.0, 12.0)):
+            return
+
+
+def _unix(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def backend_down_checks(run: Run, iron: "IronView", backend: dict[str, Any], plan: list[Customer]) -> list[Check]:
+    counters = backend["counters"]
+    attempts = counters["refused"] + counters["received"] + counters["duplicates"]
+    share = counters["refused"] / max(1, attempts)
+    # Active while the backend could not hear it: the engine's Active event dates from inside
+    # an outage and reached the backend only after it listened again.
+    active_while_down = 0
+    for customer in plan:
+        for event in customer.events:
+            data = event["data"]
+            if data["phase"] != Phase.ACTIVE.value:
+                continue
+            at = _unix(event["timestamp"])
+            if any(a <= at <= b and event["received_at"] >= b for a, b in run.windows):
+                active_while_down += 1
+    refused_connections = 0
+    for name, process in run.stack.processes.items():
+        if name.startswith("worker"):
+            log = process.log_path.read_text(errors="replace") if process.log_path.exists() else ""
+            refused_connections += sum(
+                1 for line in log.splitlines() if "event_delivery_failed" in line and "ConnectError" in line
+            )
+    run.evidence.update(
+        backend_refused_500=counters["refused"], backend_attempts=attempts, backend_duplicates=counters["duplicates"],
+        deliveries_refused_connection=refused_connections, active_while_backend_down=active_while_down,
+        backend_signed=counters["signed"], backend_sign_retries=counters["sign_retries"],
+    )
+    return [
+        Check("backend answered 500 to a share of deliveries", counters["refused"] > 0,
+              f"{counters['refused']} of {attempts} delivery attempts ({share:.0%}, asked {BACKEND_REFUSE_RATE:.0%})"),
+        Check("backend refused connections for a stretch", bool(run.windows) and refused_connections > 0,
+              f"{len(run.windows)} outages of {sum(b - a for a, b in run.windows):.0f} s in all; "
+              f"{refused_connections} delivery attempts found no listener"),
+        Check("customers reached Active while the backend was down", active_while_down > 0,
+              f"{active_while_down} Active events made during an outage, received after it"),
+    ]
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -463,6 +574,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("receiver-restart", "the webhook receiver dies while Iron delivers: Iron's retries and "
                  "polling get every customer through", disrupt=receiver_restart_disrupt,
                  evidence_checks=receiver_restart_checks),
+        Scenario("backend-down", "the partner's backend answers 30% of events 500 and stops listening for "
+                 "stretches: every event arrives later, in order, under its own id, and customers reach "
+                 "Active meanwhile", setup=backend_down_setup, disrupt=backend_down_disrupt,
+                 backend_checks=backend_down_checks),
     ]
 }
 
@@ -565,6 +680,51 @@ def check_iron(result: ScenarioResult, customers: list[Customer], iron: IronView
     )
 
 
+# --- the backend's side -----------------------------------------------------------------------------
+
+
+def check_events(result: ScenarioResult, customers: list[Customer], backend: dict[str, Any]) -> None:
+    """Per customer, the events its backend received: sequences 1, 2, 3... with no gap and no
+    repeat, each under its own webhook-id (UUIDv5 of workflow id and sequence), the newest
+    showing the state the customer reached. Every attempt the backend refused came back later
+    as a received event under the same id."""
+    received = backend["customers"]
+    problems = 0
+    delivered_ids: set[str] = set()
+    for customer in customers:
+        events = received.get(customer.external_id, [])
+        sequences = [e["sequence"] for e in events]
+        ids = [e["webhook_id"] for e in events]
+        delivered_ids.update(ids)
+        wrong: list[str] = []
+        if sequences != list(range(1, len(events) + 1)):
+            wrong.append(f"sequences {sequences[:12]}")
+        workflow_id = workflow_id_for(customer.external_id)
+        if ids != [event_id(workflow_id, n) for n in sequences] or len(set(ids)) != len(ids):
+            wrong.append("webhook-ids are not one per event")
+        last = events[-1]["data"] if events else {}
+        if customer.reached and (last.get("phase") != Phase.ACTIVE.value or last.get("cycle") != customer.expected_cycle):
+            wrong.append(f"newest event says {last.get('phase')} in cycle {last.get('cycle')}")
+        if wrong:
+            problems += 1
+            result.failures.append(f"{customer.external_id} events: " + "; ".join(wrong))
+    refused = [i for i in backend.get("refused_ids", []) if i]
+    lost = [i for i in refused if i not in delivered_ids]
+    result.evidence["events_received"] = sum(len(received.get(c.external_id, [])) for c in customers)
+    result.evidence["event_attempts_refused"] = len(refused)
+    result.checks.append(Check(
+        "every customer's events complete and in order, one id per event",
+        problems == 0,
+        f"{len(customers) - problems}/{len(customers)} customers with sequences 1..n and their own ids",
+    ))
+    result.checks.append(Check(
+        "every refused attempt delivered later under the same id",
+        not lost,
+        f"{len(refused) - len(lost)} of {len(refused)} refused attempts came back as delivered events"
+        + (f"; never delivered: {lost[:3]}" if lost else ""),
+    ))
+
+
 # --- running a scenario ------------------------------------------------------------------------------
 
 
@@ -585,7 +745,8 @@ def run_scenario(
     started = time.monotonic()
     stack: Stack | None = None
     try:
-        stack = launch(state_dir / name, autopilot=True, autopilot_after=1.0, workers=scenario.workers)
+        stack = launch(state_dir / name, autopilot=True, autopilot_after=1.0, workers=scenario.workers,
+                       sign_prefixes=(SIGN_PREFIX,))
         asyncio.run(_drive(scenario, stack, result, customers, concurrency, deadline_per_customer, seed, lost_rate, log))
     except Exception as exc:  # noqa: BLE001 - a scenario that cannot run is a failed scenario
         result.error = f"{type(exc).__name__}: {exc}"
@@ -610,16 +771,19 @@ async def _drive(
     from iron_sandbox.testing import SandboxControl
 
     rng = random.Random(seed)
+    queries = QueryCounter()
     run = Run(
         stack=stack,
-        client=await connect(stack),
+        client=await connect(stack, queries),
         control=SandboxControl(stack.sandbox_root, timeout=15),
         timings=scenario.timings,
         deadline_per_customer=deadline_per_customer,
         rng=rng,
         lost_rate=lost_rate,
+        backend=PartnerBackendClient(stack.partner_backend_url, timeout=15),
+        queries=queries,
     )
-    prefix = f"chaos-{scenario.name}-{secrets.token_hex(3)}-"
+    prefix = f"{SIGN_PREFIX}{scenario.name}-{secrets.token_hex(3)}-"
     plan = [Customer(i, f"{prefix}{i:04d}", revert=i % REVERT_EVERY == 0) for i in range(count)]
     if scenario.setup:
         await scenario.setup(run)
@@ -652,10 +816,19 @@ async def _drive(
                     result.failures.append(f"disruption task: {type(exc).__name__}: {exc}")
     # Faults off and every part up before reading Iron's side.
     await retrying(run.control.clear_faults, deadline=time.monotonic() + 30, what="clear faults")
+    await retrying(run.backend.accept, deadline=time.monotonic() + 30, what="backend accepts again")
     iron = await read_iron(run)
     check_iron(result, plan, iron, prefix)
+    backend = await retrying(run.backend.snapshot, deadline=time.monotonic() + 60, what="backend's events")
+    check_events(result, plan, backend)
     if scenario.evidence_checks:
         result.checks.extend(scenario.evidence_checks(run, iron))
+    if scenario.backend_checks:
+        result.checks.extend(scenario.backend_checks(run, iron, backend, plan))
+    await run.backend.aclose()
+    result.evidence["driver_queries"] = run.queries.total
+    result.checks.append(Check("the driver sent no workflow query", run.queries.total == 0,
+                               f"{run.queries.total} queries ({dict(run.queries.by_query)})"))
     result.evidence.update({k: v for k, v in run.evidence.items()})
     times = sorted(c.seconds for c in plan)
     if times:
@@ -667,10 +840,12 @@ async def _drive(
 
 
 def table(results: list[ScenarioResult]) -> str:
-    rows = [("scenario", "customers", "reached expected state", "duplicates at Iron", "time", "result")]
+    rows = [("scenario", "customers", "reached expected state", "duplicates at Iron", "events in order",
+             "driver queries", "time", "result")]
     for r in results:
-        rows.append((r.name, str(r.customers), f"{r.reached}/{r.customers}", str(r.duplicates),
-                     f"{r.seconds:.0f} s", "ok" if r.ok else "FAILED"))
+        in_order = next((c.detail.split(" ", 1)[0] for c in r.checks if c.name.startswith("every customer's events")), "-")
+        rows.append((r.name, str(r.customers), f"{r.reached}/{r.customers}", str(r.duplicates), in_order,
+                     str(r.evidence.get("driver_queries", "-")), f"{r.seconds:.0f} s", "ok" if r.ok else "FAILED"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -1,6 +1,7 @@
-"""What the chaos suite and the benchmark share: bringing up the local stack as real processes,
-a Temporal client that reads what the workers write, bounded waits on the `state` query, and
-small measuring helpers (RSS from /proc, percentiles, machine facts).
+"""What the chaos suite and the benchmark share: bringing up the local stack as real processes
+(the partner's backend among them), a Temporal client that reads what the workers write and
+counts the workflow queries it sends, bounded retries, and small measuring helpers (RSS from
+/proc, percentiles, machine facts).
 """
 
 from __future__ import annotations
@@ -42,17 +43,21 @@ def launch(
     workers: tuple[str, ...] = ("worker",),
     worker_args: tuple[str, ...] = (),
     task_queue: str = "iron-onboarding",
+    sign_prefixes: tuple[str, ...] = (),
 ) -> Stack:
     """A fresh stack on free ports: dev server (database file in `state_dir`), Iron sandbox,
-    webhook receiver and the named worker processes. Stops whatever started if a part fails."""
+    webhook receiver, the partner's backend (signing for `sign_prefixes` only) and the named
+    worker processes, which deliver events to it. Stops whatever started if a part fails."""
     config = StackConfig.ephemeral(
-        fresh_dir(state_dir), autopilot=autopilot, autopilot_seconds=autopilot_after, task_queue=task_queue
+        fresh_dir(state_dir), autopilot=autopilot, autopilot_seconds=autopilot_after, task_queue=task_queue,
+        sign_prefixes=sign_prefixes,
     )
     stack = Stack(config)
     try:
         stack.start_temporal()
         stack.start_sandbox("--log-level", "warning")
         stack.start_receiver()
+        stack.start_partner_backend()
         for name in workers:
             stack.start_worker(name, *worker_args)
     except BaseException:
@@ -61,9 +66,10 @@ def launch(
     return stack
 
 
-async def connect(stack: Stack) -> Client:
+async def connect(stack: Stack, queries: Any = None) -> Client:
     """A client for the stack's dev server with the same payload codec as its workers, built
-    from the stack's environment (this process's own environment is left alone)."""
+    from the stack's environment (this process's own environment is left alone); `queries`, a
+    `demo.query_counter.QueryCounter`, counts the workflow queries it sends."""
     from data_protection.codec import EncryptionCodec
     from data_protection.keys import KeyRing
 
@@ -72,7 +78,8 @@ async def connect(stack: Stack) -> Client:
     if ring is not None:
         converter = dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(ring))
     return await Client.connect(
-        stack.temporal_address, namespace="default", data_converter=converter, runtime=_quiet_runtime()
+        stack.temporal_address, namespace="default", data_converter=converter, runtime=_quiet_runtime(),
+        interceptors=[queries] if queries is not None else [],
     )
 
 
@@ -116,41 +123,6 @@ async def retrying(
         if time.monotonic() + pause > deadline:
             raise TimeoutError(f"{what}: gave up at the deadline; last error {type(last).__name__}: {last}")
         await asyncio.sleep(pause)
-
-
-async def wait_for_state(
-    client: Client,
-    external_id: str,
-    predicate: Callable[[OnboardingState], bool],
-    *,
-    deadline: float,
-    what: str,
-    interval: float = 0.25,
-    polls: Callable[[], None] | None = None,
-) -> OnboardingState:
-    """Poll the `state` query until `predicate` holds, riding out a dead worker or a restarting
-    server; TimeoutError naming the last state seen once the monotonic `deadline` passes."""
-    from starter import get_state
-
-    last: OnboardingState | None = None
-    error: BaseException | None = None
-    while True:
-        if polls is not None:
-            polls()
-        try:
-            last = await asyncio.wait_for(get_state(client, external_id), max(0.5, min(10.0, deadline - time.monotonic())))
-            error = None
-            if predicate(last):
-                return last
-        except Exception as exc:  # noqa: BLE001 - a query can fail while parts restart
-            error = exc
-        if time.monotonic() + interval > deadline:
-            seen = describe(last) if last else "no state"
-            raise TimeoutError(
-                f"{external_id}: {what} not reached in time; last {seen}"
-                + (f"; last error {type(error).__name__}: {error}" if error else "")
-            )
-        await asyncio.sleep(interval)
 
 
 def describe(state: OnboardingState) -> str:

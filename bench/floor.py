@@ -1,12 +1,19 @@
 """The floor: the least a Temporal workflow of the same shape as one onboarding lifecycle costs
 on the same server, so the benchmark can say how much the product adds.
 
-`BenchFloor` runs as many no-op activities as a lifecycle makes Iron calls, takes as many
-external signals as a lifecycle receives webhooks (each followed by one no-op activity, as a
-webhook is followed by one Iron read) and as many updates as a lifecycle has signings (each
-running one no-op activity, as `accept_signing` runs one Iron call). It then stays open like
-an Active customer: each `event` signal runs one no-op activity and shows its value in the
-`state` query, which is what the benchmark's signal-to-query latency measures.
+`BenchFloor` runs as many no-op activities as a lifecycle makes Iron calls and event deliveries,
+takes as many external signals as a lifecycle receives webhooks (each followed by one no-op
+activity, as a webhook is followed by one Iron read) and as many updates as a lifecycle has
+signings (each running one no-op activity, as `accept_signing` runs one Iron call). Its driver
+waits the way the product's does, without queries: the start is an update-with-start that
+answers once the signals are awaited (`wait_phase`, like the product's start-and-wait), and each
+`accept` update waits inside the workflow until updates are awaited.
+
+It then stays open like an Active customer: each `event` signal runs one no-op activity (the
+product's Iron read) and then delivers one signed event to the partner's backend with the
+product's own `deliver_event` activity, when events are configured. That is the least a
+Temporal workflow does to turn an outside change into an event at the backend, and what the
+benchmark's webhook-to-event latency is measured against.
 
     python -m bench.floor [--task-queue Q]    # its worker; Temporal from the environment
 """
@@ -25,11 +32,24 @@ from temporalio.worker import Worker
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
+    from contracts.events import (
+        ACTIVITY_DELIVER_EVENT,
+        DeliverEventInput,
+        DeliverEventResult,
+        EventData,
+        EventType,
+        OnboardingEvent,
+        timestamp_of,
+    )
+    from contracts.phase import Phase
+
 FLOOR_WORKFLOW = "BenchFloor"
 FLOOR_TASK_QUEUE = "bench-floor"
 SIGNAL_EVENT = "event"
 UPDATE_ACCEPT = "accept"
+UPDATE_WAIT_PHASE = "wait_phase"
 QUERY_STATE = "state"
+FLOOR_EVENT_CYCLE = 1
 
 
 class FloorShape(BaseModel):
@@ -37,6 +57,12 @@ class FloorShape(BaseModel):
     signals: int  # webhooks of one lifecycle
     signal_activities: int  # how many of those signals are followed by a no-op activity
     updates: int  # signings of one lifecycle, each one activity
+    # Event deliveries of one lifecycle: no-op activities one at a time in a lane beside the
+    # rest, as the product delivers its events beside its loop. The last update returns once
+    # they are done, as the product's lifecycle ends when its backend has the Active event.
+    deliveries: int = 0
+    # Once active, deliver a signed event per `event` signal (the latency floor).
+    deliver_events: bool = False
 
 
 class FloorState(BaseModel):
@@ -61,13 +87,35 @@ class BenchFloor:
         self._updates_done = 0
         self._activities = 0
         self._status: str | None = None
+        self._delivered = 0
+        self._updates_expected = 0
 
     async def _noop(self, value: str) -> None:
         self._activities += 1
         await workflow.execute_activity(noop, value, start_to_close_timeout=timedelta(seconds=30))
 
+    async def _deliver_event(self, value: str) -> None:
+        self._delivered += 1
+        info = workflow.info()
+        event = OnboardingEvent(
+            type=EventType.PHASE_CHANGED,
+            timestamp=timestamp_of(workflow.now()),
+            data=EventData(external_id=info.workflow_id, workflow_id=info.workflow_id, phase=Phase.ACTIVE,
+                           cycle=FLOOR_EVENT_CYCLE, customer_status=value, sequence=self._delivered),
+        )
+        await workflow.execute_activity(
+            ACTIVITY_DELIVER_EVENT, DeliverEventInput.of(event), result_type=DeliverEventResult,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+
+    async def _lane(self, deliveries: int) -> None:
+        for n in range(deliveries):
+            await self._noop(f"delivery-{n}")
+
     @workflow.run
     async def run(self, shape: FloorShape) -> None:
+        self._updates_expected = shape.updates
+        lane = asyncio.ensure_future(self._lane(shape.deliveries))
         for n in range(shape.activities_first):
             await self._noop(f"first-{n}")
         self._phase = "awaiting_signals"
@@ -79,12 +127,15 @@ class BenchFloor:
                 await self._noop(f"signal-{self._signals_seen}")
         self._phase = "awaiting_updates"
         await workflow.wait_condition(lambda: self._updates_done >= shape.updates)
+        await lane
         self._phase = "active"
         while True:
             await workflow.wait_condition(lambda: bool(self._events))
             value = self._events.pop(0)
             await self._noop(value)
             self._status = value
+            if shape.deliver_events:
+                await self._deliver_event(value)
 
     @workflow.signal(name=SIGNAL_EVENT)
     def event(self, value: str) -> None:
@@ -92,9 +143,17 @@ class BenchFloor:
 
     @workflow.update(name=UPDATE_ACCEPT)
     async def accept(self, content_id: str) -> str:
+        await workflow.wait_condition(lambda: self._phase in ("awaiting_updates", "active"))
         await self._noop(content_id)
         self._updates_done += 1
+        if self._updates_done >= self._updates_expected:
+            await workflow.wait_condition(lambda: self._phase == "active")
         return content_id
+
+    @workflow.update(name=UPDATE_WAIT_PHASE)
+    async def wait_phase(self, phase: str) -> FloorState:
+        await workflow.wait_condition(lambda: self._phase == phase)
+        return self.state()
 
     @workflow.query(name=QUERY_STATE)
     def state(self) -> FloorState:
@@ -110,7 +169,10 @@ class BenchFloor:
 async def run_worker(task_queue: str) -> None:
     from runtime.temporal import connect
 
+    from activities.events import EventDelivery
+
     client = await connect()
+    delivery = EventDelivery.from_env()  # the product's delivery activity, same settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -120,7 +182,7 @@ async def run_worker(task_queue: str) -> None:
         client,
         task_queue=task_queue,
         workflows=[BenchFloor],
-        activities=[noop],
+        activities=[noop, *delivery.all()],
         max_concurrent_activities=100,
         max_concurrent_workflow_tasks=100,
         graceful_shutdown_timeout=timedelta(seconds=10),
@@ -128,6 +190,7 @@ async def run_worker(task_queue: str) -> None:
     async with worker:
         print(f"floor worker polling {task_queue}", flush=True)
         await stop.wait()
+    await delivery.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -237,7 +237,7 @@ async def run_load(
 ) -> LoadResult:
     rng = random.Random(seed)
     result = LoadResult(bursts, min_share_200)
-    config = StackConfig.ephemeral(fresh_dir(state_dir), autopilot=False, task_queue=TASK_QUEUE)
+    config = StackConfig.ephemeral(fresh_dir(state_dir), autopilot=False, task_queue=TASK_QUEUE, events=False)
     stack = Stack(config)
     try:
         stack.start_temporal()

@@ -114,6 +114,10 @@ class OnboardingTimings(Message):
     activity_timeout_seconds: float = Field(default=30.0, gt=0)
     activity_retry_initial_seconds: float = Field(default=1.0, gt=0)
     activity_retry_max_seconds: float = Field(default=60.0, gt=0)
+    # Deliveries to the partner's backend retry with backoff up to this interval for as long as
+    # it refuses: once it is back, its backlog starts moving within this time. Each attempt is a
+    # billable action on Temporal Cloud, hence not the activities' 60 s.
+    event_retry_max_seconds: float = Field(default=120.0, gt=0)
     audit_tail: int = Field(default=50, ge=5)
     dedup_memory: int = Field(default=200, ge=10)
     continue_as_new_after_events: int = Field(default=10_000, ge=20)

@@ -4,7 +4,8 @@
 
 Starts the Temporal dev server (Web UI on http://127.0.0.1:8233, decoding through the local
 codec server), the Iron sandbox in autopilot (a simulated customer completes hosted KYC a few
-seconds after the link exists), the webhook receiver and a worker; then drives four samples:
+seconds after the link exists), the webhook receiver, the partner's backend (`demo/partner_backend.py`,
+which receives the engine's signed events) and a worker; then drives four samples:
 
   alice   hosted link KYC, signs, Active
   bob     every webhook about him is dropped: the polling fallback still gets him to Active
@@ -15,7 +16,12 @@ seconds after the link exists), the webhook receiver and a worker; then drives f
 Every sample's external id starts with `demo-`: a rerun terminates the samples of earlier runs
 (their sandbox state is gone) and nothing else, so onboardings a person started beside them stay.
 
-Exits 0 when every sample reached its expected state. Ctrl-C stops everything it started.
+The demo learns every change from the events the partner's backend received (it asks the
+backend, never Temporal: it sends no workflow query, and says so), and the backend signs each
+document when an event says it is required.
+
+Exits 0 when every sample reached its expected state with its events complete and in order.
+Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts.messages import workflow_id_for
+from demo.partner_backend import EVENTS_PATH, PartnerBackendClient
+from demo.query_counter import QueryCounter
 from demo.stack import Stack, StackConfig
 
 # Marks the demo's own samples: the only onboardings the demo ever terminates.
@@ -44,11 +52,24 @@ class Sample:
     expected_cycle: int
     external_id: str = ""
     final: dict = field(default_factory=dict)
-    seen: tuple = ()
+    events: list = field(default_factory=list)  # as the partner's backend received them
+    signed_by_backend: list = field(default_factory=list)
+
+    @property
+    def sequences(self) -> list[int]:
+        return [e["sequence"] for e in self.events]
+
+    @property
+    def in_order(self) -> bool:
+        return bool(self.events) and self.sequences == list(range(1, len(self.events) + 1))
 
     @property
     def ok(self) -> bool:
-        return self.final.get("phase") == self.expected_phase and self.final.get("cycle") == self.expected_cycle
+        return (
+            self.final.get("phase") == self.expected_phase
+            and self.final.get("cycle") == self.expected_cycle
+            and self.in_order
+        )
 
 
 class Printer:
@@ -60,43 +81,50 @@ class Printer:
         print(f"[{time.monotonic() - self.started:6.1f}s] {who:<6} {text}", flush=True)
 
 
-async def follow(sample: Sample, printer: Printer, until, *, timeout: float = 120.0):
-    """Print each change of the sample's onboarding until `until(state)` holds."""
-    from starter import get_state
+def describe_event(event: dict) -> str:
+    data = event["data"]
+    text = (
+        f"event {event['sequence']:<2} {data['phase']:<24} customer={data.get('customer_status') or '-':<22} "
+        f"kyc={data.get('identification_status') or '-':<13} cycle={data['cycle']}"
+    )
+    if data["phase"] == "AwaitingIdentification" and data.get("identification_url"):
+        text += f"  kyc url {data['identification_url']}"
+    elif data["phase"] == "AwaitingSignings":
+        unsigned = [s["display_name"] for s in data.get("required_signings") or [] if not s.get("signed")]
+        text += "  to sign: " + ", ".join(unsigned) + " (the backend signs them on this event)"
+    elif data.get("needs_attention"):
+        text += f"  needs attention: {data['needs_attention']['reason']}"
+    return text
 
-    client = await _client()
+
+async def follow(sample: Sample, printer: Printer, until, *, timeout: float = 120.0) -> dict:
+    """Print each event the partner's backend receives for the sample until `until(data)`
+    holds for the newest one. The backend is asked (a long poll), never Temporal."""
+    backend = _backend()
     deadline = time.monotonic() + timeout
-    state = None
     while time.monotonic() < deadline:
+        if sample.events and until(sample.events[-1]["data"]):
+            sample.final = dict(sample.events[-1]["data"])
+            return sample.final
         try:
-            state = await get_state(client, sample.external_id)
-        except Exception:
+            arrived = await backend.events(
+                sample.external_id, after=len(sample.events), wait=max(0.1, min(20.0, deadline - time.monotonic()))
+            )
+        except Exception:  # noqa: BLE001 - the backend restarting: ask again
             await asyncio.sleep(0.3)
             continue
-        seen = (state.phase.value, state.customer_status, state.identification_status, state.cycle)
-        if seen != sample.seen:
-            sample.seen = seen
-            waiting = ""
-            if state.phase.value == "AwaitingIdentification" and state.identification_url:
-                waiting = f"  kyc url {state.identification_url}"
-            elif state.phase.value == "AwaitingSignings":
-                waiting = "  to sign: " + ", ".join(s.display_name for s in state.required_signings if not s.signed)
-            elif state.needs_attention:
-                waiting = f"  needs attention: {state.needs_attention.reason}"
-            printer.line(
-                sample.name,
-                f"{state.phase.value:<24} customer={state.customer_status or '-':<22} "
-                f"kyc={state.identification_status or '-':<13} cycle={state.cycle}{waiting}",
-            )
-        if until(state):
-            sample.final = {"phase": state.phase.value, "cycle": state.cycle, "customer": state.iron_customer_id}
-            return state
-        await asyncio.sleep(0.3)
-    sample.final = {"phase": state.phase.value if state else "unknown", "cycle": state.cycle if state else 0}
+        for event in arrived:
+            sample.events.append(event)
+            printer.line(sample.name, describe_event(event))
+    if sample.events:
+        sample.final = dict(sample.events[-1]["data"])
     raise TimeoutError(f"{sample.name} did not get there in {timeout:.0f}s")
 
 
 _CLIENT = None
+_BACKEND = None
+# Every workflow query the demo's driver sends is counted: it follows customers by events.
+QUERIES = QueryCounter()
 
 
 async def _client():
@@ -104,8 +132,17 @@ async def _client():
     if _CLIENT is None:
         from runtime.temporal import connect
 
-        _CLIENT = await connect()
+        _CLIENT = await connect(interceptors=[QUERIES])
     return _CLIENT
+
+
+def _backend() -> PartnerBackendClient:
+    global _BACKEND
+    if _BACKEND is None:
+        import os
+
+        _BACKEND = PartnerBackendClient(os.environ["ONBOARDING_EVENTS_URL"].removesuffix(EVENTS_PATH))
+    return _BACKEND
 
 
 def demo_timings():
@@ -128,40 +165,37 @@ async def start(sample: Sample, printer: Printer) -> None:
     from runtime.settings import workflow_ui_link
     from starter import start_onboarding
 
+    # One round trip (update-with-start): it answers once the KYC url exists.
     result = await start_onboarding(
         await _client(), sample.external_id, email=f"{sample.name}@example.com", name=sample.name.title(),
-        timings=demo_timings(), started_by="make demo",
+        timings=demo_timings(), started_by="make demo", deliver_events=True, wait=True,
     )
-    printer.line(sample.name, f"{sample.story}\n{'':16}UI: {workflow_ui_link(result.workflow_id)}")
+    url = result.state.identification_url if result.state else None
+    printer.line(sample.name, f"{sample.story}\n{'':16}UI: {workflow_ui_link(result.workflow_id)}"
+                              f"\n{'':16}start answered with the kyc url: {url or '-'}")
 
 
-async def sign_when_asked(sample: Sample, printer: Printer, *, cycle: int) -> None:
-    from starter import sign_all
-
-    await follow(sample, printer, lambda s: s.phase.value == "AwaitingSignings" and s.cycle == cycle)
-    results = await sign_all(await _client(), sample.external_id)
-    printer.line(sample.name, f"backend reports {len(results)} document(s) accepted: signed at Iron")
+def reached(phase: str, cycle: int | None = None):
+    return lambda data: data["phase"] == phase and (cycle is None or data["cycle"] == cycle)
 
 
 async def run_alice(sample: Sample, printer: Printer) -> None:
     await start(sample, printer)
-    await sign_when_asked(sample, printer, cycle=1)
-    await follow(sample, printer, lambda s: s.phase.value == "Active")
+    await follow(sample, printer, reached("Active", 1))
 
 
 async def run_dave(sample: Sample, printer: Printer) -> None:
     await start(sample, printer)
-    await follow(sample, printer, lambda s: s.phase.value == "Declined")
+    await follow(sample, printer, reached("Declined"))
 
 
 async def run_carol(sample: Sample, printer: Printer, control) -> None:
     await start(sample, printer)
-    await sign_when_asked(sample, printer, cycle=1)
-    state = await follow(sample, printer, lambda s: s.phase.value == "Active")
+    active = await follow(sample, printer, reached("Active", 1))
     printer.line(sample.name, "Iron's compliance reverts her: a step-up identification is required")
-    await control.set_customer_status(state.iron_customer_id, "IdentificationRequired")
+    await control.set_customer_status(active["iron_customer_id"], "IdentificationRequired")
     # The sandbox's simulated customer completes the step-up; approval makes her Active again.
-    await follow(sample, printer, lambda s: s.phase.value == "Active" and s.cycle == 2)
+    await follow(sample, printer, reached("Active", 2))
 
 
 async def run_bob(sample: Sample, printer: Printer, control) -> None:
@@ -169,8 +203,7 @@ async def run_bob(sample: Sample, printer: Printer, control) -> None:
     await control.set_webhooks(drop_rate=1.0)
     try:
         await start(sample, printer)
-        await sign_when_asked(sample, printer, cycle=1)
-        await follow(sample, printer, lambda s: s.phase.value == "Active")
+        await follow(sample, printer, reached("Active", 1))
     finally:
         await control.set_webhooks(drop_rate=0.0)
 
@@ -230,18 +263,27 @@ async def drive(stack: Stack, run_id: str) -> list[Sample]:
         errors.append(exc)
     for error in errors:
         print(f"  ! {error}", flush=True)
+    try:
+        signed = (await _backend().snapshot())["signed"]
+    except Exception as exc:  # noqa: BLE001 - reported; the summary then shows nothing signed
+        print(f"  ! the partner backend did not answer: {exc}", flush=True)
+        signed = {}
+    for s in samples.values():
+        s.signed_by_backend = signed.get(s.external_id, [])
     return list(samples.values())
 
 
 def summary(samples: list[Sample], stack: Stack) -> str:
     from runtime.settings import workflow_ui_link
 
-    rows = [f"{'sample':<8} {'expected':<18} {'reached':<18} {'result':<6} workflow"]
+    rows = [f"{'sample':<8} {'expected':<18} {'reached':<18} {'result':<6} {'events':<14} {'signed':<7} workflow"]
     for s in samples:
         reached = f"{s.final.get('phase', '?')} (cycle {s.final.get('cycle', '?')})"
+        events = f"{len(s.events)}, {'in order' if s.in_order else 'GAPS'}"
         rows.append(
             f"{s.name:<8} {s.expected_phase + f' (cycle {s.expected_cycle})':<18} {reached:<18} "
-            f"{'ok' if s.ok else 'FAILED':<6} {workflow_ui_link('onboarding-' + s.external_id)}"
+            f"{'ok' if s.ok else 'FAILED':<6} {events:<14} {len(s.signed_by_backend):<7} "
+            f"{workflow_ui_link('onboarding-' + s.external_id)}"
         )
     return "\n".join(rows)
 
@@ -273,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops the stack the way Ctrl-C does: the processes run in their own sessions.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     run_id = secrets.token_hex(3)
-    print("starting: Temporal dev server, codec server, Iron sandbox (autopilot), webhook receiver, worker", flush=True)
+    print("starting: Temporal dev server, codec server, Iron sandbox (autopilot), webhook receiver, "
+          "partner backend, worker", flush=True)
     try:
         stack.start_all()
         env_file = stack.write_env_file()
@@ -284,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(summary(samples, stack))
         ok = all(s.ok for s in samples)
+        print(f"\nevents: what the partner's backend received, verified with standardwebhooks "
+              f"({_shown(config.state_dir / 'logs' / 'partner-backend.log')}); signed: documents it signed "
+              f"when an event asked; Temporal queries the demo sent: {QUERIES.total}")
         print(f"\n{'every sample reached its expected state' if ok else 'some samples did not reach their expected state'}"
               f" (logs: {config.state_dir / 'logs'})")
         if args.keep_running:

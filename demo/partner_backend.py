@@ -1,7 +1,7 @@
 """A small partner backend: receives the onboarding's events, verifies and prints them, and signs
 documents when an event says signings are required, instead of polling.
 
-    python -m demo.partner_backend [--host 127.0.0.1] [--port 8095] [--no-sign]
+    python -m demo.partner_backend [--host 127.0.0.1] [--port 8095] [--no-sign] [--sign-prefix P ...]
 
 Secrets from `ONBOARDING_EVENTS_SECRET` (the engine's, comma-separated during rotation), Temporal
 from Temporal's environment configuration (signing goes through `starter.accept_signing`).
@@ -10,6 +10,10 @@ from Temporal's environment configuration (signing goes through `starter.accept_
                              200 once recorded (a repeated webhook-id is counted, not re-recorded)
     GET  /healthz
     GET  /_control/events    what arrived, in order, per customer, and counters
+    GET  /_control/events/{external_id}?after=N&wait=S
+                             that customer's events after the first N, waiting up to S seconds
+                             (at most 60) for one to arrive: how a driver follows a customer
+                             without asking Temporal
     POST /_control/refuse    {"mode": "error" | "closed", "seconds": S, "status": 500, "rate": 1.0}
                              `error`: answer `status` to a share `rate` of events (for S seconds,
                              or until accepted again); `closed`: stop listening for S seconds
@@ -33,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+import httpx
 import uvicorn
 from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
@@ -57,10 +62,15 @@ class ReceivedEvent:
     type: str
     sequence: int
     phase: str | None
-    received_at: float
+    received_at: float  # Unix time this backend first accepted it
+    timestamp: str = ""  # the body's: when the engine made the change
+    data: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {"webhook_id": self.webhook_id, "type": self.type, "sequence": self.sequence, "phase": self.phase}
+        return {
+            "webhook_id": self.webhook_id, "type": self.type, "sequence": self.sequence, "phase": self.phase,
+            "received_at": self.received_at, "timestamp": self.timestamp, "data": self.data,
+        }
 
 
 @dataclass
@@ -83,9 +93,20 @@ class PartnerBackend:
     customers: dict[str, list[ReceivedEvent]] = field(default_factory=dict)
     seen_ids: set[str] = field(default_factory=set)
     counters: dict[str, int] = field(default_factory=lambda: {
-        "received": 0, "duplicates": 0, "rejected": 0, "refused": 0, "signed": 0, "sign_failures": 0,
+        "received": 0, "duplicates": 0, "rejected": 0, "refused": 0,
+        "signed": 0, "sign_retries": 0, "sign_refused": 0, "sign_failures": 0,
     })
     refusal: Refusal | None = None
+    # The webhook-id of every POST refused on purpose: each must come back later as a
+    # delivered event under the same id.
+    refused_ids: list[str] = field(default_factory=list)
+    # How long a document's signing is retried while Temporal or a worker is away.
+    sign_retry_seconds: float = 300.0
+    # Sign only for external ids starting with one of these (empty: every customer), so a
+    # person driving their own onboardings beside the demo's samples signs them by hand.
+    sign_prefixes: tuple[str, ...] = ()
+    # What this backend signed, per customer (content ids), in order.
+    signed: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.secrets:
@@ -101,12 +122,14 @@ class PartnerBackend:
         self._random = random.Random(self.seed)
         self._signing: set[tuple[str, str]] = set()  # in flight or done
         self._tasks: set[asyncio.Task] = set()
+        self._arrival: asyncio.Event | None = None  # set, and replaced, on every new event
         # Set by the server runner: asked to stop listening for this many seconds.
         self.close_requested: Callable[[float], None] | None = None
         self.app = Starlette(routes=[
             Route(EVENTS_PATH, self.receive, methods=["POST"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/_control/events", self.control_events, methods=["GET"]),
+            Route("/_control/events/{external_id}", self.control_customer_events, methods=["GET"]),
             Route("/_control/refuse", self.control_refuse, methods=["POST", "DELETE"]),
         ])
 
@@ -122,8 +145,25 @@ class PartnerBackend:
         return {
             "customers": {k: [e.as_json() for e in v] for k, v in self.customers.items()},
             "counters": dict(self.counters),
+            "refused_ids": list(self.refused_ids),
+            "signed": {k: list(v) for k, v in self.signed.items()},
             "refusing": self.refusal.mode if self._refusing() else None,
         }
+
+    async def wait_for_events(self, external_id: str, after: int, wait: float) -> list[ReceivedEvent]:
+        """The customer's events after the first `after`, waiting up to `wait` seconds for one."""
+        deadline = time.monotonic() + wait
+        while len(self.customers.get(external_id, ())) <= after:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            if self._arrival is None:
+                self._arrival = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._arrival.wait(), remaining)
+            except asyncio.TimeoutError:
+                return []
+        return self.customers[external_id][after:]
 
     # --- refusing ------------------------------------------------------------------------------
 
@@ -161,6 +201,15 @@ class PartnerBackend:
     async def control_events(self, request: Request) -> JSONResponse:
         return JSONResponse(self.snapshot())
 
+    async def control_customer_events(self, request: Request) -> JSONResponse:
+        try:
+            after = max(int(request.query_params.get("after", 0)), 0)
+            wait = min(max(float(request.query_params.get("wait", 0)), 0.0), 60.0)
+        except ValueError:
+            return JSONResponse({"error": "after and wait must be numbers"}, status_code=400)
+        events = await self.wait_for_events(request.path_params["external_id"], after, wait)
+        return JSONResponse({"events": [e.as_json() for e in events]})
+
     async def control_refuse(self, request: Request) -> JSONResponse:
         if request.method == "DELETE":
             self.accept()
@@ -180,6 +229,7 @@ class PartnerBackend:
     async def receive(self, request: Request) -> JSONResponse:
         if self._refusing() and self._random.random() < self.refusal.rate:
             self.counters["refused"] += 1
+            self.refused_ids.append(request.headers.get("webhook-id", ""))
             return JSONResponse({"error": "refusing for now"}, status_code=self.refusal.status)
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
@@ -205,6 +255,8 @@ class PartnerBackend:
                 sequence=int(data["sequence"]),
                 phase=data.get("phase"),
                 received_at=time.time(),
+                timestamp=str(payload.get("timestamp", "")),
+                data=dict(data),
             )
             external_id = str(data["external_id"])
         except (KeyError, TypeError, ValueError):
@@ -218,6 +270,9 @@ class PartnerBackend:
         history = self.customers.setdefault(external_id, [])
         newest = max((e.sequence for e in history), default=0)
         history.append(event)
+        if self._arrival is not None:
+            self._arrival.set()
+            self._arrival = None
         self.out(f"event {event.type} {external_id} {event.phase} seq={event.sequence}")
         # Act only on the newest state: a late event never undoes a newer one.
         if event.sequence > newest:
@@ -228,6 +283,8 @@ class PartnerBackend:
 
     def _sign_what_is_required(self, external_id: str, data: dict[str, Any]) -> None:
         if self.signer is None or data.get("phase") != AWAITING_SIGNINGS:
+            return
+        if self.sign_prefixes and not external_id.startswith(self.sign_prefixes):
             return
         for signing in data.get("required_signings") or []:
             key = (external_id, str(signing.get("id")))
@@ -240,14 +297,32 @@ class PartnerBackend:
             task.add_done_callback(self._tasks.discard)
 
     async def _sign(self, external_id: str, content_id: str) -> None:
-        try:
-            await self.signer(external_id, content_id)
-        except Exception as exc:  # reported, and tried again on the next event that asks
-            self._signing.discard((external_id, content_id))
-            self.counters["sign_failures"] += 1
-            self.out(f"sign {external_id} {content_id} failed: {type(exc).__name__}: {exc}")
-            return
+        """Signs one document, retrying while Temporal or the worker is away (an event that
+        asked is delivered once; nothing else would ask again before a reminder). A refusal
+        by the workflow (already signed, no longer required) ends it: there is nothing to do."""
+        from temporalio.client import WorkflowUpdateFailedError
+
+        give_up_at = time.monotonic() + self.sign_retry_seconds
+        pause = 0.5
+        while True:
+            try:
+                await asyncio.wait_for(self.signer(external_id, content_id), 30)
+                break
+            except WorkflowUpdateFailedError as exc:
+                self.counters["sign_refused"] += 1
+                self.out(f"sign {external_id} {content_id} refused by the workflow: {exc.cause or exc}")
+                return
+            except Exception as exc:  # noqa: BLE001 - retried until give_up_at, then reported
+                if time.monotonic() + pause > give_up_at or type(exc).__name__ == "OnboardingNotFound":
+                    self._signing.discard((external_id, content_id))  # the next event that asks tries again
+                    self.counters["sign_failures"] += 1
+                    self.out(f"sign {external_id} {content_id} failed: {type(exc).__name__}: {exc}")
+                    return
+                self.counters["sign_retries"] += 1
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
         self.counters["signed"] += 1
+        self.signed.setdefault(external_id, []).append(content_id)
         self.out(f"signed {external_id} {content_id}")
 
     async def drain(self, timeout: float = 30.0) -> None:
@@ -310,13 +385,23 @@ class PartnerBackendServer:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._request_close, seconds)
 
+    def reopen(self) -> None:
+        """Listen again now, before a `close_for` stretch ends (thread-safe)."""
+        def now() -> None:
+            if self._reopen_at is not None:
+                self._reopen_at = time.monotonic()
+
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(now)
+
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         while not self._stopping:
             reopen_at = self._reopen_at
             if reopen_at is not None:
                 self.backend.out(f"backend closed for {max(reopen_at - time.monotonic(), 0):.1f}s")
-                while time.monotonic() < reopen_at and not self._stopping:
+                # Read each time round: `reopen` may bring the time forward.
+                while time.monotonic() < (self._reopen_at or 0.0) and not self._stopping:
                     await asyncio.sleep(0.05)
                 self._reopen_at = None
                 if self._stopping:
@@ -381,6 +466,45 @@ class PartnerBackendThread(PartnerBackendServer):
         self.stop()
 
 
+class PartnerBackendClient:
+    """What a driver (the demo, the chaos suite, the benchmark) asks a running backend: the
+    events a customer received, by long poll, and the refusal switches."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def events(self, external_id: str, *, after: int = 0, wait: float = 0.0) -> list[dict[str, Any]]:
+        """The customer's events after the first `after`, waiting up to `wait` seconds for one."""
+        from urllib.parse import quote
+
+        response = await self._http.get(
+            f"{self.url}/_control/events/{quote(external_id, safe='')}",
+            params={"after": after, "wait": wait},
+            timeout=wait + 10,
+        )
+        response.raise_for_status()
+        return response.json()["events"]
+
+    async def snapshot(self) -> dict[str, Any]:
+        response = await self._http.get(f"{self.url}/_control/events", timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    async def refuse(self, mode: str = "error", *, seconds: float | None = None, status: int = 500, rate: float = 1.0) -> None:
+        body: dict[str, Any] = {"mode": mode, "status": status, "rate": rate}
+        if seconds is not None:
+            body["seconds"] = seconds
+        response = await self._http.post(f"{self.url}/_control/refuse", json=body)
+        response.raise_for_status()
+
+    async def accept(self) -> None:
+        (await self._http.delete(f"{self.url}/_control/refuse")).raise_for_status()
+
+
 def _free_port(host: str) -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind((host, 0))
@@ -394,12 +518,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--no-sign", action="store_true", help="only receive events; never sign documents")
+    parser.add_argument("--sign-prefix", action="append", default=[], metavar="PREFIX",
+                        help="sign only for external ids starting with PREFIX (repeatable; default: every customer)")
     args = parser.parse_args(argv)
     try:
         backend = PartnerBackend(
             split_secrets(os.environ.get("ONBOARDING_EVENTS_SECRET")),
             signer=None if args.no_sign else temporal_signer(),
             out=lambda line: print(line, flush=True),
+            sign_prefixes=tuple(args.sign_prefix),
         )
     except (EventsSettingsError, ValueError) as exc:
         print(f"partner_backend: {exc}", file=sys.stderr)

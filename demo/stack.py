@@ -1,6 +1,7 @@
 """The whole product on one machine, as separate processes: the Temporal dev server (with its
 Web UI and a database file, so a restart keeps the workflows), the Iron sandbox, the webhook
-receiver, the codec server and workers. Used by `make demo`, the chaos suite and the benchmark.
+receiver, the codec server, the partner's backend that receives the engine's events (`demo/partner_backend.py`)
+and workers. Used by `make demo`, the chaos suite and the benchmark.
 
 Every process logs to `<state_dir>/logs/<name>.log`; `stop()` ends them all (SIGTERM, then
 SIGKILL), and so does leaving the `with` block, Ctrl-C included.
@@ -8,6 +9,7 @@ SIGKILL), and so does leaving the `with` block, Ctrl-C included.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -65,6 +67,13 @@ class StackConfig:
     sandbox_port: int = 8090
     receiver_port: int = 8081
     codec_port: int = 8888
+    events_port: int = 8095
+    # Events to the partner's backend (`demo/partner_backend.py`): ONBOARDING_EVENTS_* are set
+    # for every process, and `start_all` starts the backend before the worker.
+    events: bool = True
+    # The backend signs documents only for these external-id prefixes (the demo's samples), so
+    # onboardings a person starts beside them wait for `starter.py sign` as the README says.
+    sign_prefixes: tuple[str, ...] = ("demo-",)
     ui: bool = True
     autopilot: bool = True
     autopilot_seconds: float = 2.0
@@ -82,6 +91,7 @@ class StackConfig:
             sandbox_port=free_port(),
             receiver_port=free_port(),
             codec_port=free_port(),
+            events_port=free_port(),
             ui=False,
             persistent=True,
         )
@@ -159,11 +169,18 @@ class Stack:
 
     def _load_or_create_secrets(self) -> dict[str, str]:
         path = self.config.state_dir / "secrets.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        values = {"webhook_secret": secrets.token_hex(24), "codec_token": secrets.token_urlsafe(24)}
-        path.write_text(json.dumps(values))
-        path.chmod(0o600)
+        values = json.loads(path.read_text()) if path.exists() else {}
+        wanted = {
+            "webhook_secret": lambda: secrets.token_hex(24),
+            "codec_token": lambda: secrets.token_urlsafe(24),
+            # Standard Webhooks: whsec_ and the base64 of 32 random bytes.
+            "events_secret": lambda: "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        }
+        missing = {name: make() for name, make in wanted.items() if name not in values}
+        if missing:  # a state directory from before a secret existed gains it, keeping the others
+            values.update(missing)
+            path.write_text(json.dumps(values))
+            path.chmod(0o600)
         return values
 
     @property
@@ -199,6 +216,14 @@ class Stack:
         return f"http://127.0.0.1:{self.config.codec_port}"
 
     @property
+    def partner_backend_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.events_port}"
+
+    @property
+    def events_url(self) -> str:
+        return f"{self.partner_backend_url}/events"
+
+    @property
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.config.ui_port}"
 
@@ -220,6 +245,11 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.config.events:
+            env.update({"ONBOARDING_EVENTS_URL": self.events_url, "ONBOARDING_EVENTS_SECRET": self.secrets["events_secret"]})
+        else:  # never inherited from the shell that started the stack
+            env.pop("ONBOARDING_EVENTS_URL", None)
+            env.pop("ONBOARDING_EVENTS_SECRET", None)
         env.update(extra)
         return env
 
@@ -306,6 +336,15 @@ class Stack:
         process.env["ONBOARDING_CODEC_TOKEN"] = ""
         return process.start()
 
+    def start_partner_backend(self, *extra_args: str) -> Process:
+        """The partner's backend: verifies and prints each event, and signs the documents an
+        event says are required (through `starter.accept_signing`)."""
+        argv = [sys.executable, "-m", "demo.partner_backend", "--host", "127.0.0.1",
+                "--port", str(self.config.events_port), *extra_args]
+        for prefix in self.config.sign_prefixes:
+            argv += ["--sign-prefix", prefix]
+        return self._process("partner-backend", argv, port=self.config.events_port).start()
+
     def start_worker(self, name: str = "worker", *extra_args: str, env: dict[str, str] | None = None) -> Process:
         argv = [sys.executable, str(REPO_ROOT / "worker.py"), *extra_args]
         process = self._process(name, argv, port=None, **(env or {})).start(wait=False)
@@ -319,6 +358,8 @@ class Stack:
         self.start_codec_server()
         self.start_sandbox()
         self.start_receiver()
+        if self.config.events:
+            self.start_partner_backend()  # before the worker, so the first event finds it
         for n in range(workers):
             self.start_worker("worker" if workers == 1 else f"worker-{n + 1}")
         return self

@@ -21,9 +21,11 @@ def test_smoke_benchmark_reports_every_metric(tmp_path, capsys):
     sizes = report["sizes"]
     assert (sizes["lifecycles"], sizes["parked"], sizes["latency_samples"]) == (3, 20, 5)
 
-    # The floor took the shape a real lifecycle showed: activities, webhooks, signings.
+    # The floor took the shape a real lifecycle showed: activities, webhooks, signings; the
+    # product's start-and-wait is one update the floor matches with its own waiting start.
     shape = report["calibration"]["floor_shape"]
     assert shape["signals"] >= 3 and shape["updates"] >= 1, shape
+    assert report["calibration"]["product_history"]["wait_updates"] == 1
     one_lifecycle = report["calibration"]["product_history"]
     assert one_lifecycle["runs"] >= 2  # continue-as-new at the end of the cycle is counted
 
@@ -37,9 +39,10 @@ def test_smoke_benchmark_reports_every_metric(tmp_path, capsys):
     assert isinstance(tp["pass"], bool)
 
     hist = report["history_events_per_lifecycle"]
-    floor_activities = shape["activities_first"] + shape["signal_activities"] + shape["updates"]
+    floor_activities = shape["activities_first"] + shape["signal_activities"] + shape["updates"] + shape["deliveries"]
+    assert shape["deliveries"] == one_lifecycle["event_deliveries"] >= 4
     assert hist["floor"]["activities"] == floor_activities
-    assert hist["floor"]["signals"] == shape["signals"] and hist["floor"]["updates"] == shape["updates"]
+    assert hist["floor"]["signals"] == shape["signals"] and hist["floor"]["updates"] == shape["updates"] + 1
     assert hist["product"]["runs"] >= 2 and hist["floor"]["runs"] == 1
     assert hist["product"]["events"] > hist["product"]["activities"] * 3
     assert hist["floor"]["events"] > floor_activities * 3
@@ -47,16 +50,23 @@ def test_smoke_benchmark_reports_every_metric(tmp_path, capsys):
 
     iron = report["iron_calls_per_lifecycle"]
     assert iron["activities"] >= 5  # find/create, create identification, reads, two signings
-    assert iron["http_requests"] >= iron["activities"]  # every activity calls Iron at least once
+    assert iron["http_requests"] >= iron["activities"]  # every Iron activity calls Iron at least once
+    # One delivery per phase event at least: creating, awaiting identification, signings, Active.
+    assert iron["event_deliveries"] >= 4
+    assert iron["activities"] + iron["event_deliveries"] == hist["product"]["activities"]
     lag = tp["product"]["webhook_delivery_lag"]
     assert lag["deliveries"] >= 3 * 4 and lag["p50_ms"] > 0
 
     lat = report["latency"]
-    for name in ("product_webhook_to_state", "floor_signal_to_query"):
+    for name in ("product_webhook_to_event", "floor_signal_to_event"):
         side = lat[name]
         assert side["samples"] == 5 and side["failed"] == 0, side
         assert 0 < side["p50_ms"] <= side["p99_ms"] < 30_000
     assert isinstance(lat["pass"], bool)
+
+    # Both sides' drivers followed their customers by events and updates alone.
+    queries = report["driver_queries"]
+    assert queries["total"] == 0 and queries["throughput_product"] == queries["throughput_floor"] == 0, queries
 
     mem = report["worker_memory"]
     assert mem["parked"] == 20  # real CustomerOnboarding workflows in AwaitingIdentification
@@ -69,7 +79,8 @@ def test_smoke_benchmark_reports_every_metric(tmp_path, capsys):
     md = (results / "smoke.md").read_text()
     assert "| throughput (lifecycles/s) |" in md and f"{machine['nproc']} CPUs" in md
     printed = capsys.readouterr().out
-    assert "webhook-to-state p99 (ms)" in printed and "worker RSS, 20 parked (MB)" in printed
+    assert "webhook-to-backend-event p99 (ms)" in printed and "worker RSS, 20 parked (MB)" in printed
+    assert "workflow queries the driver sent" in printed
 
     # Cost rows: counted from real histories, today's 6-hour reads against the fleet design.
     spent = report["cost"]

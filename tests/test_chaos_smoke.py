@@ -1,7 +1,9 @@
 """A small chaos run on the real stack (dev server, sandbox, receiver and worker processes):
 a few customers through the whole lifecycle, one reverted and back, while Iron fails a third
 of its answers, while webhooks are dropped, tripled and replayed stale, and while workers are
-SIGKILLed. Iron's side must show every customer in its expected state and nothing made twice."""
+SIGKILLed, and while the partner's backend answers 500 and stops listening. Iron's side must
+show every customer in its expected state and nothing made twice; the backend's side, every
+customer's events complete, in order and under their own ids; and the driver sent no query."""
 
 from __future__ import annotations
 
@@ -12,10 +14,17 @@ from bench import chaos
 CUSTOMERS = 4  # customers 0 and 3 are reverted and must come back in cycle 2
 
 
+# The backend's outages delay events by the delivery's retry backoff; a SIGKILLed worker loses the
+# delivery it was running until that activity's 30 s start-to-close timeout. Those customers'
+# events, which the driver follows, take longer.
+DEADLINES = {"backend-down": 150, "worker-kill": 150}
+
+
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("scenario", ["iron-errors", "webhooks", "worker-kill"])
+@pytest.mark.parametrize("scenario", ["iron-errors", "webhooks", "worker-kill", "backend-down"])
 def test_chaos_scenario_converges_without_duplicates(scenario, tmp_path):
-    result = chaos.run_scenario(scenario, CUSTOMERS, tmp_path, concurrency=CUSTOMERS, deadline_per_customer=90, seed=7)
+    result = chaos.run_scenario(scenario, CUSTOMERS, tmp_path, concurrency=CUSTOMERS,
+                                deadline_per_customer=DEADLINES.get(scenario, 90), seed=7)
     report = chaos.details(result)
     assert result.error is None, report
     assert result.reached == CUSTOMERS, report
@@ -28,6 +37,13 @@ def test_chaos_scenario_converges_without_duplicates(scenario, tmp_path):
     assert result.ok, report
     created = result.evidence["first_executions_at_iron"]
     assert created["customers"] == CUSTOMERS and created["identifications"] == CUSTOMERS, report
+    # Followed by events alone: 4 phase events per cycle-1 lifecycle, 2 more for a reverted one.
+    assert result.evidence["driver_queries"] == 0, report
+    assert result.evidence["events_received"] >= CUSTOMERS * 4 + 2 * 2, report
+    if scenario == "backend-down":
+        assert result.evidence["event_attempts_refused"] > 0, report
+        assert result.evidence["deliveries_refused_connection"] > 0, report
+        assert result.evidence["active_while_backend_down"] > 0, report
 
 
 def test_checks_catch_a_duplicate_at_iron():
@@ -61,3 +77,35 @@ def test_checks_catch_a_duplicate_at_iron():
     assert result.duplicates == 3  # one customer, one identification, one signing too many
     assert result.reached == 0
     assert not result.ok
+
+
+def test_checks_catch_a_gap_a_new_id_on_retry_or_a_lost_event():
+    """The backend-side check itself: a missing sequence, an event whose retry came under a new
+    id, or a refused attempt that never came back each fail the scenario."""
+    from contracts.events import event_id
+    from contracts.messages import OnboardingState, Phase, workflow_id_for
+
+    def received(external_id: str, sequences: list[int], ids: list[str] | None = None) -> list[dict]:
+        wid = workflow_id_for(external_id)
+        ids = ids or [event_id(wid, n) for n in sequences]
+        return [{"sequence": n, "webhook_id": i, "data": {"phase": "Active", "cycle": 1}} for n, i in zip(sequences, ids)]
+
+    def customer(external_id: str) -> chaos.Customer:
+        state = OnboardingState(external_id=external_id, phase=Phase.ACTIVE, customer_status="Active")
+        return chaos.Customer(0, external_id, revert=False, state=state)
+
+    good = {"customers": {"a": received("a", [1, 2, 3])}, "refused_ids": [event_id(workflow_id_for("a"), 2)]}
+    result = chaos.ScenarioResult("backend-down", 1)
+    chaos.check_events(result, [customer("a")], good)
+    assert all(c.ok for c in result.checks), chaos.details(result)
+
+    cases = {
+        "gap": {"customers": {"a": received("a", [1, 3])}, "refused_ids": []},
+        "new id on a retry": {"customers": {"a": received("a", [1, 2], ids=[event_id(workflow_id_for("a"), 1), "other"])},
+                              "refused_ids": []},
+        "refused, never delivered": {"customers": {"a": received("a", [1])}, "refused_ids": ["lost-id"]},
+    }
+    for name, backend in cases.items():
+        result = chaos.ScenarioResult("backend-down", 1)
+        chaos.check_events(result, [customer("a")], backend)
+        assert not all(c.ok for c in result.checks), name

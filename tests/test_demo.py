@@ -12,6 +12,8 @@ from tests.conftest import REPO_ROOT
 
 
 def test_demo_takes_every_sample_to_its_expected_state(tmp_path):
+    """Every sample reaches its state; the partner's backend received each one's events in order
+    and signed the documents on the event that asked, and the driver sent no workflow query."""
     run = subprocess.run(
         [sys.executable, "-m", "demo", "--headless", "--state-dir", str(tmp_path / "demo")],
         cwd=REPO_ROOT,
@@ -22,11 +24,32 @@ def test_demo_takes_every_sample_to_its_expected_state(tmp_path):
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^(alice|bob|carol|dave)\s+\S+ \(cycle \d\)\s+(.+?)\s+(ok|FAILED)", output, re.M)}
-    results = dict(re.findall(r"^(alice|bob|carol|dave)\s+.*?\s(ok|FAILED)\s+http", output, re.M))
+    results = dict(re.findall(r"^(alice|bob|carol|dave)\s+.*?\s(ok|FAILED)\s+\d+, ", output, re.M))
     assert results == {"alice": "ok", "bob": "ok", "carol": "ok", "dave": "ok"}, output[-4000:]
     assert rows["carol"].startswith("Active (cycle 2)")
     assert rows["dave"].startswith("Declined")
     assert "every sample reached its expected state" in output
+    columns = {m.group(1): (int(m.group(2)), m.group(3), int(m.group(4)))
+               for m in re.finditer(r"^(alice|bob|carol|dave)\s.*?\s(?:ok|FAILED)\s+(\d+), (in order|GAPS)\s+(\d+)\s+http", output, re.M)}
+    assert columns == {
+        "alice": (4, "in order", 2), "bob": (4, "in order", 2), "carol": (6, "in order", 2), "dave": (3, "in order", 0),
+    }, output[-4000:]
+    assert "Temporal queries the demo sent: 0" in output
+    # Each start was one round trip that answered with the KYC url (update-with-start).
+    assert len(re.findall(r"start answered with the kyc url: http://\S+/hosted/kyc/\S+", output)) == 4, output[-4000:]
+
+    # The backend's own log: each event verified and printed, each signing after the event that asked.
+    backend_log = (tmp_path / "demo" / "logs" / "partner-backend.log").read_text().splitlines()
+    for name in ("alice", "bob", "carol"):
+        external_id = re.search(rf"onboarding-(demo-{name}-[0-9a-f]+)", output).group(1)
+        mine = [line for line in backend_log if f" {external_id} " in f"{line} "]
+        events = [line for line in mine if line.startswith("event ")]
+        assert [int(line.rsplit("seq=", 1)[1]) for line in events] == list(range(1, len(events) + 1)), mine
+        asked = mine.index(next(line for line in mine if " AwaitingSignings " in line))
+        signed = [i for i, line in enumerate(mine) if line.startswith("signed ")]
+        active = mine.index(next(line for line in mine if " Active " in line))
+        assert len(signed) == 2 and asked < min(signed) and max(signed) < active, mine
+    assert not any(line.startswith("signed demo-dave") for line in backend_log)
     # Everything it started is stopped: no process is left holding the state directory.
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", leftovers.stdout
@@ -45,7 +68,7 @@ def test_sigterm_stops_everything_the_demo_started(tmp_path):
         else:
             raise AssertionError("the demo ended before keeping the stack up")
         children = subprocess.run(["pgrep", "-P", str(demo.pid)], capture_output=True, text=True).stdout.split()
-        assert len(children) >= 5, "temporal, codec server, sandbox, receiver and worker are up"
+        assert len(children) >= 6, "temporal, codec server, sandbox, receiver, partner backend and worker are up"
         demo.send_signal(signal.SIGTERM)
         demo.send_signal(signal.SIGTERM)  # impatient: a second one must not cut the clean-up short
         demo.wait(timeout=60)

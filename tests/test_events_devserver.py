@@ -7,8 +7,10 @@ order, under the id it was first sent with, and the customer reached Active mean
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+import time
 import uuid
 
 from contracts.events import event_id
@@ -26,6 +28,22 @@ from worker import build_worker
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 TIMINGS = DEV_SERVER_TIMINGS.model_copy(update={"poll_max_seconds": 1})
+
+
+async def pending_delivery_failure(handle, contains: str, *, timeout: float = 30.0) -> str:
+    """The last failure of the pending `deliver_event` activity, once it mentions `contains`
+    (read through describe, as an operator would)."""
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        description = await handle.describe()
+        for pending in description.raw_description.pending_activities:
+            if pending.activity_type.name == "deliver_event" and pending.HasField("last_failure"):
+                seen = pending.last_failure.message
+                if contains in seen:
+                    return seen
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no pending delivery failed with {contains!r} in {timeout:g}s (last: {seen!r})")
 
 
 async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cli_path, tmp_path):
@@ -47,11 +65,15 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
                     backend.backend.refusal = Refusal(mode="error", status=500)
                     await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
                     await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, timeout=60, what="signings")
-                    backend.close_for(3)
+                    assert "backend answered 500" in await pending_delivery_failure(handle, "500")
+                    backend.close_for(120)
+                    assert "ConnectError" in await pending_delivery_failure(handle, "ConnectError")
                     await sign_all(env.client, external_id)
                     active = await wait_for_state(handle, lambda s: s.phase == Phase.ACTIVE, timeout=60, what="Active while the backend is down")
                     assert active.outbox.pending, "events wait in the state while the backend is down"
+                    assert backend.backend.sequences(external_id) == [1, 2], "nothing got through the outage"
                     backend.backend.refusal = None
+                    backend.reopen()
                     await sandbox.control.set_customer_status(active.iron_customer_id, "IdentificationRequired")
                     stepup = await wait_for_state(handle, lambda s: s.cycle == 2 and s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="step-up")
                     await sandbox.control.set_identification_status(stepup.identification_id, "Approved")
@@ -73,5 +95,12 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
         "AwaitingIdentification", "Active",
     ], phases
     workflow_id = workflow_id_for(external_id)
-    assert [e.webhook_id for e in received] == [event_id(workflow_id, n) for n in sequences], "one id per event, the same on every retry"
-    assert backend.backend.counters["refused"] > 0, "the backend did refuse for a while"
+    ids = [e.webhook_id for e in received]
+    assert ids == [event_id(workflow_id, n) for n in sequences] and len(set(ids)) == len(ids), "one id per event"
+    # Every attempt the backend refused with 500 was a try of an event that arrived later under
+    # that same id: the AwaitingSignings event first of all, refused before it got through.
+    refused = backend.backend.refused_ids
+    assert refused and set(refused) <= set(ids), (refused, ids)
+    assert ids[2] in refused, "the AwaitingSignings event was refused, then delivered under the same id"
+    assert backend.backend.counters["duplicates"] == 0
+    assert any(line.startswith("backend closed for") for line in lines)

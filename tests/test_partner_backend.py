@@ -254,3 +254,46 @@ async def test_refusing_a_share_of_events(backend):
     assert 2 <= refused <= 20, refused
     assert backend.backend.sequences("ivan") == list(range(1, 21))
     assert backend.backend.counters["refused"] == refused
+
+
+async def test_a_driver_follows_a_customer_by_long_poll(backend):
+    """`GET /_control/events/{id}?after=N&wait=S` answers as soon as an event past the first N
+    arrives, and with nothing once S seconds pass: a driver follows customers without Temporal."""
+    from demo.partner_backend import PartnerBackendClient
+
+    first, second = events_for("judy", 2)
+    client = PartnerBackendClient(backend.url)
+    try:
+        assert await deliver(backend.events_url, first) == "delivered"
+        assert [e["sequence"] for e in await client.events("judy")] == [1]
+        started = time.monotonic()
+        assert await client.events("judy", after=1, wait=0.3) == []
+        assert time.monotonic() - started >= 0.3
+        waiting = asyncio.create_task(client.events("judy", after=1, wait=20))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        assert await deliver(backend.events_url, second) == "delivered"
+        [event] = await asyncio.wait_for(waiting, 5)
+        assert event["sequence"] == 2 and event["webhook_id"] == second.webhook_id
+        assert event["data"]["external_id"] == "judy" and event["timestamp"] == second.timestamp
+        assert event["received_at"] <= time.time()
+    finally:
+        await client.aclose()
+
+
+async def test_refused_attempts_are_recorded_by_id_and_a_closed_port_reopens_on_demand(backend):
+    [event] = events_for("kim", 1)
+    backend.backend.refuse("error", status=503)
+    with pytest.raises(ApplicationError):
+        await deliver(backend.events_url, event)
+    backend.backend.accept()
+    assert backend.backend.refused_ids == [event.webhook_id]
+    backend.close_for(60)
+    deadline = time.monotonic() + 5
+    while backend.listening and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert not backend.listening
+    backend.reopen()
+    backend.wait_listening(timeout=10)
+    assert await deliver(backend.events_url, event) == "delivered"
+    assert backend.backend.sequences("kim") == [1]

@@ -116,7 +116,7 @@ class CustomerOnboarding:
                 result_type=DeliverEventResult,
                 summary=f"deliver event {head.sequence}: {head.type.value}",
                 start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(backoff_coefficient=2.0, maximum_interval=timedelta(minutes=10)),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=self._timings.event_retry_max_seconds)),
             )
             self._state.outbox = self._state.outbox.acknowledge(head.sequence)
 
