@@ -67,7 +67,7 @@ def identification_fingerprint(identification: IdentificationRequest, content: A
 
 def start_digest(workflow_input: OnboardingInput, *, identification_content: Any = None) -> dict[str, str]:
     """The `start_digest` memo value for a start with this input: field name -> digest."""
-    workflow_id = workflow_id_for(workflow_input.external_id)
+    workflow_id = workflow_id_for(workflow_input.external_id, workflow_input.sub_partner_id)
     values: dict[str, str | None] = {
         "email": workflow_input.email,
         "name": workflow_input.name,
@@ -84,10 +84,12 @@ def start_digest(workflow_input: OnboardingInput, *, identification_content: Any
     return digest
 
 
-def amended_start_digest(digest: Mapping[str, str], external_id: str, amend: AmendRequest) -> dict[str, str]:
+def amended_start_digest(
+    digest: Mapping[str, str], external_id: str, amend: AmendRequest, *, sub_partner_id: str | None = None
+) -> dict[str, str]:
     """The digest after an accepted `amend`: what a start with the corrected data would give,
     so starting again with the corrected data attaches instead of reporting a difference."""
-    workflow_id = workflow_id_for(external_id)
+    workflow_id = workflow_id_for(external_id, sub_partner_id)
     updated = dict(digest)
     if amend.email is not None:
         updated["email"] = field_digest(workflow_id, "email", amend.email)
@@ -114,11 +116,12 @@ def static_summary(workflow_input: OnboardingInput, *, started_by: str = "starte
     """One line for the UI's list and the workflow's first tab: who, which identification, how
     it began. Ids and kinds only, never a name or an email."""
     kind = workflow_input.identification.kind.value
+    scope = f" for sub-partner {workflow_input.sub_partner_id}" if workflow_input.sub_partner_id else ""
     if workflow_input.iron_customer_id:
-        text = f"Adopted Iron customer {workflow_input.iron_customer_id} as {workflow_input.external_id} ({started_by})"
+        text = f"Adopted Iron customer {workflow_input.iron_customer_id} as {workflow_input.external_id}{scope} ({started_by})"
     else:
         text = (
-            f"Onboarding {workflow_input.external_id}: {workflow_input.customer_type.value}, "
+            f"Onboarding {workflow_input.external_id}{scope}: {workflow_input.customer_type.value}, "
             f"{kind} identification ({started_by})"
         )
     return _clip(text, SUMMARY_MAX_CHARS)
@@ -128,6 +131,9 @@ def static_details(workflow_input: OnboardingInput, *, started_by: str = "starte
     """The story of this workflow for the person who opens it (markdown): what it does, where
     its live state is, and the commands that drive it."""
     external_id = workflow_input.external_id
+    # Every command finds an onboarding by (sub-partner, external id).
+    target = f"{external_id} --sub-partner {workflow_input.sub_partner_id}" if workflow_input.sub_partner_id else external_id
+    scope = f" for sub-partner `{workflow_input.sub_partner_id}`" if workflow_input.sub_partner_id else ""
     kind = workflow_input.identification.kind.value
     begin = (
         f"Adopted the Iron customer `{workflow_input.iron_customer_id}`, starting from its current state at Iron."
@@ -135,7 +141,7 @@ def static_details(workflow_input: OnboardingInput, *, started_by: str = "starte
         else f"Finds the Iron customer by external id `{external_id}`, creating it only if absent."
     )
     lines = [
-        f"**Customer onboarding** for external id `{external_id}` ({workflow_input.customer_type.value}), "
+        f"**Customer onboarding** for external id `{external_id}`{scope} ({workflow_input.customer_type.value}), "
         f"started by {started_by}.",
         "",
         f"1. {begin}",
@@ -148,12 +154,12 @@ def static_details(workflow_input: OnboardingInput, *, started_by: str = "starte
         "(Queries tab) with the reason of any `NeedsAttention` and the audit trail.",
         "",
         "Drive it:",
-        f"- `python starter.py status {external_id}`",
-        f"- `python starter.py sign {external_id} --all` (update `{UPDATE_ACCEPT_SIGNING}`)",
-        f"- `python starter.py restart {external_id} --reason ...` (update `{UPDATE_RESTART_IDENTIFICATION}`, "
+        f"- `python starter.py status {target}`",
+        f"- `python starter.py sign {target} --all` (update `{UPDATE_ACCEPT_SIGNING}`)",
+        f"- `python starter.py restart {target} --reason ...` (update `{UPDATE_RESTART_IDENTIFICATION}`, "
         "after `Declined` or `NeedsAttention`)",
-        f"- `python starter.py amend {external_id} --email ...` (update `{UPDATE_AMEND}`, before the Iron customer exists)",
-        f"- `python starter.py refresh {external_id}` (update `{UPDATE_REFRESH}`)",
+        f"- `python starter.py amend {target} --email ...` (update `{UPDATE_AMEND}`, before the Iron customer exists)",
+        f"- `python starter.py refresh {target}` (update `{UPDATE_REFRESH}`)",
     ]
     return _clip("\n".join(lines), DETAILS_MAX_CHARS)
 

@@ -31,6 +31,7 @@ SEARCH_ATTRIBUTES = {
     "OnboardingCycle": "Int",
     "OnboardingSlaBreached": "Bool",
     "OnboardingPhaseSince": "Datetime",
+    "IronSubPartnerId": "Keyword",
 }
 
 
