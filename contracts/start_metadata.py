@@ -33,6 +33,9 @@ START_DIGEST_MEMO = "start_digest"
 # not describe the customer.
 DIGEST_FIELDS = ("email", "name", "customer_type", "identification", "iron_customer_id")
 DIGEST_VERSION = "1"
+# A sub-partner's start carries its scope too: a start that meets another scope's workflow (a
+# default-scope external id of the reserved form `sp-<uuid>-...`) differs instead of attaching.
+SUB_PARTNER_FIELD = "sub_partner_id"
 
 # The Web UI shows the summary as one line; Temporal caps user metadata in size.
 SUMMARY_MAX_CHARS = 200
@@ -76,6 +79,9 @@ def start_digest(workflow_input: OnboardingInput, *, identification_content: Any
         "iron_customer_id": workflow_input.iron_customer_id,
     }
     digest = {field: field_digest(workflow_id, field, values[field]) for field in DIGEST_FIELDS}
+    if workflow_input.sub_partner_id:
+        # Only when set, so a default-scope digest is what it always was; compared both ways.
+        digest[SUB_PARTNER_FIELD] = field_digest(workflow_id, SUB_PARTNER_FIELD, workflow_input.sub_partner_id)
     digest["version"] = DIGEST_VERSION
     if workflow_input.iron_customer_id:
         # Started from Iron's own data (adopt, the receiver's adoption): a later start with the
@@ -106,7 +112,10 @@ def differing_fields(running: Any, wanted: Mapping[str, str]) -> list[str] | Non
     digests), or was adopted from Iron's data."""
     if not isinstance(running, Mapping) or running.get("version") != wanted.get("version") or running.get("adopted"):
         return None
-    return [f for f in DIGEST_FIELDS if f in running and running[f] != wanted.get(f)]
+    differs = [f for f in DIGEST_FIELDS if f in running and running[f] != wanted.get(f)]
+    if running.get(SUB_PARTNER_FIELD) != wanted.get(SUB_PARTNER_FIELD):
+        differs.append(SUB_PARTNER_FIELD)
+    return differs
 
 
 # --- what the Web UI shows first -----------------------------------------------------------------

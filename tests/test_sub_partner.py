@@ -30,7 +30,7 @@ from contracts.messages import (
     scope_of_workflow_id,
     workflow_id_for,
 )
-from contracts.start_metadata import start_digest, start_metadata
+from contracts.start_metadata import differing_fields, start_digest, start_metadata
 from iron_client.errors import IronNotFound
 from iron_sandbox.testing import SandboxServer
 from runtime.settings import ConfigurationError, ProcessSettings
@@ -218,6 +218,17 @@ def test_a_sub_partners_customer_carries_its_scope_everywhere():
     assert start_digest(start)["email"] != start_digest(_input())["email"]
     details = start_metadata(start)["static_details"]
     assert f"python starter.py status cust-42 --sub-partner {A}" in details
+
+
+def test_a_start_that_meets_another_scopes_workflow_differs_instead_of_attaching():
+    # The reserved collision: the default scope's `sp-<A>-x` and sub-partner A's `x`.
+    default = build_onboarding_input(f"sp-{A}-x", email="a@example.com")
+    scoped = build_onboarding_input("x", email="a@example.com", sub_partner_id=A)
+    assert default.workflow_id == scoped.workflow_id
+    assert "sub_partner_id" not in start_digest(default)
+    assert differing_fields(start_digest(default), start_digest(scoped)) == ["sub_partner_id"]
+    assert differing_fields(start_digest(scoped), start_digest(default)) == ["sub_partner_id"]
+    assert differing_fields(start_digest(scoped), start_digest(scoped)) == []
 
 
 def _every_iron_action() -> list[d.Action]:
