@@ -12,6 +12,10 @@ moves a customer within seconds came through the receiver).
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from typing import AsyncIterator, Iterator
@@ -25,6 +29,7 @@ from contracts.messages import OnboardingState, OnboardingTimings, Phase, workfl
 from iron_client.errors import IronNotFound
 from iron_sandbox.testing import SandboxServer
 from starter import UnknownIronCustomer, adopt_customer, get_state, sign_all, start_onboarding
+from tests.conftest import REPO_ROOT
 from tests.test_webhook_receiver_e2e import ReceiverProcess, receiver_process, sandbox_delivering_to
 from tests.workflow_harness import current_state, dev_server_env, running_worker
 from workflows.idempotency import customer_key, identification_key
@@ -274,3 +279,38 @@ async def test_adopt_reads_the_customer_in_the_sub_partners_scope(env, worker, s
         what="the adopted customer's identification",
     )
     assert state.iron_customer_id == customer.id and state.sub_partner_id == SUB_PARTNER_A
+
+
+def _starter(env, *args: str) -> subprocess.CompletedProcess:
+    """`python starter.py ...` in a shell that has only the dev server's address."""
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "IRON_", "ONBOARDING_"))}
+    shell.update(TEMPORAL_ADDRESS=env.client.service_client.config.target_host, TEMPORAL_NAMESPACE="default",
+                 ONBOARDING_TASK_QUEUE=QUEUE)
+    return subprocess.run([sys.executable, "starter.py", *args], cwd=REPO_ROOT, env=shell, capture_output=True,
+                          text=True, timeout=60)
+
+
+async def test_the_cli_finds_an_onboarding_by_sub_partner_and_external_id(env, worker):
+    external_id = f"cli-{uuid.uuid4().hex[:10]}"
+    started = await asyncio.to_thread(
+        _starter, env, "start", external_id, "--email", f"{external_id}@example.com", "--sub-partner", SUB_PARTNER_A.upper()
+    )
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith(f"started onboarding-sp-{SUB_PARTNER_A}-{external_id}")
+    handle = env.client.get_workflow_handle(workflow_id_for(external_id, SUB_PARTNER_A))
+    await wait_for(handle, lambda s: s.identification_id is not None, what="its identification")
+
+    status = await asyncio.to_thread(_starter, env, "status", external_id, "--sub-partner", SUB_PARTNER_A, "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["sub_partner_id"] == SUB_PARTNER_A
+    text = await asyncio.to_thread(_starter, env, "status", external_id, "--sub-partner", SUB_PARTNER_A)
+    assert f"sub-partner      {SUB_PARTNER_A}" in text.stdout
+    # The same external id in another scope, or in the default one, is another onboarding.
+    for other in (["--sub-partner", SUB_PARTNER_B], []):
+        missing = await asyncio.to_thread(_starter, env, "status", external_id, *other)
+        assert missing.returncode == 3, missing.stderr
+    # Starting again with other data in its scope changes nothing (exit 6), as for the default scope.
+    again = await asyncio.to_thread(
+        _starter, env, "start", external_id, "--email", "other@example.com", "--sub-partner", SUB_PARTNER_A
+    )
+    assert again.returncode == 6 and "--email" in again.stderr
