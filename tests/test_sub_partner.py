@@ -240,6 +240,7 @@ def _every_iron_action() -> list[d.Action]:
         d.CreateIdentification(cycle=1, attempt=1, cause="test"),
         d.ReadSignings(),
         d.Sign(content_id="doc-1", cycle=1),
+        d.ReadRequirements(cause="test"),
     ]
 
 
