@@ -7,6 +7,7 @@ are the same logical operation.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import email.utils
@@ -181,7 +182,11 @@ class IronClient:
         if view is None:
             if not sub_partner_id.strip():
                 raise ValueError("sub_partner_id must not be empty (None is the default scope)")
-            view = IronClient(dataclasses.replace(self.settings, sub_partner_id=sub_partner_id), http_client=self._http)
+            # A shallow copy: the view shares the pool and anything else hooked onto this client.
+            view = copy.copy(self)
+            view.settings = dataclasses.replace(self.settings, sub_partner_id=sub_partner_id)
+            view._owns_http = False
+            view._scoped = {}
             self._scoped[sub_partner_id] = view
         return view
 
