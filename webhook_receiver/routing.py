@@ -46,9 +46,8 @@ import httpx
 from iron_client import IronClient, IronNotFound, IronSettings
 from iron_client.client import ResponseObserver
 from iron_client.errors import IronBadRequest, IronError
-from iron_client.models import CustomerStatus
+from iron_client.models import Customer, CustomerStatus
 from contracts.messages import ENGINE_VERSION, OnboardingInput, external_id_for_customer, workflow_id_for
-from iron_client.models import Customer
 
 
 class UnknownCustomer(Exception):
@@ -268,8 +267,9 @@ class CustomerRouter:
 
     def _stuck_after(self) -> float:
         """Longer than any lookup can take while httpx's timeouts work: slot wait, connect,
-        write and read, plus a margin."""
-        return 2 * self._timeout + 2 * min(self._timeout, 2.0) + 1.0
+        write and read (one read per scope it may ask), plus a margin."""
+        reads = 1 + len(self._sub_partner_ids)
+        return (1 + reads) * self._timeout + 2 * reads * min(self._timeout, 2.0) + 1.0
 
     def health(self) -> tuple[bool, str | None]:
         """(True, None), or (False, why) when lookups are wedged or saturated. A wedged client
