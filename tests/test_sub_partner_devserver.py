@@ -228,6 +228,9 @@ async def test_two_sub_partners_and_the_default_scope_onboard_one_external_id_ap
         assert attributes[sa.IRON_CUSTOMER_ID.name] == customer_of[scope]
     listed = [w.id async for w in client.list_workflows(f'IronSubPartnerId = "{SUB_PARTNER_B}" AND ExecutionStatus = "Running"')]
     assert listed == [handles[SUB_PARTNER_B].id]
+    prefixed = {w.id async for w in client.list_workflows(f'WorkflowId STARTS_WITH "onboarding-sp-{SUB_PARTNER_A}-"')}
+    assert handles[SUB_PARTNER_A].id in prefixed, "one sub-partner's onboardings share a prefix"
+    assert not prefixed & {handles[SUB_PARTNER_B].id, handles[DEFAULT].id}
     state_b = await get_state(client, external_id, sub_partner_id=SUB_PARTNER_B.upper())
     assert state_b.iron_customer_id == customer_of[SUB_PARTNER_B]
 
