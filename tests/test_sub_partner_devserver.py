@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import timedelta
 from typing import AsyncIterator, Iterator
 
 import pytest
@@ -28,6 +29,7 @@ from contracts import search_attributes as sa
 from contracts.messages import OnboardingState, OnboardingTimings, Phase, workflow_id_for
 from iron_client.errors import IronNotFound
 from iron_sandbox.testing import SandboxServer
+from operations.report import build_report, default_rules, format_report
 from starter import UnknownIronCustomer, adopt_customer, get_state, sign_all, start_onboarding
 from tests.conftest import REPO_ROOT
 from tests.test_webhook_receiver_e2e import ReceiverProcess, receiver_process, sandbox_delivering_to
@@ -317,3 +319,10 @@ async def test_the_cli_finds_an_onboarding_by_sub_partner_and_external_id(env, w
         _starter, env, "start", external_id, "--email", "other@example.com", "--sub-partner", SUB_PARTNER_A
     )
     assert again.returncode == 6 and "--email" in again.stderr
+
+    # The report names the customer by its external id and sub-partner, not the workflow id's form.
+    report = await build_report(env.client, default_rules(waiting_on_customer=timedelta(0)))
+    [mine] = [c for c in report.stuck() if c.workflow_id == handle.id]
+    assert (mine.external_id, mine.sub_partner_id) == (external_id, SUB_PARTNER_A)
+    assert mine.as_json(report.at)["sub_partner_id"] == SUB_PARTNER_A
+    assert f"{external_id} --sub-partner {SUB_PARTNER_A}" in format_report(report)
