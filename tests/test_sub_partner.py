@@ -268,11 +268,15 @@ async def _customer(iron, external_id: str | None = None):
 
 
 async def test_a_scoped_client_sends_its_sub_partner_and_shares_the_pool(sandbox):
+    observed: list[tuple[str, int | None]] = []
     async with sandbox.client(sub_partner_id=A) as iron:
         assert iron.scoped(None) is iron and iron.scoped(A) is iron
         b = iron.scoped(B)
         assert b is iron.scoped(B) and b._http is iron._http
+        # Observers (the metrics) hooked on the client see the scoped view's requests too.
+        iron.observe_responses(lambda operation, status, timed_out: observed.append((operation, status)))
         made_for_b = await _customer(b)
+        assert observed == [("create_customer", 201)]
         made_for_a = await _customer(iron)
         with pytest.raises(IronNotFound):
             await iron.get_customer(made_for_b.id)
