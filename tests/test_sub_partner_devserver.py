@@ -29,6 +29,7 @@ from contracts import search_attributes as sa
 from contracts.messages import OnboardingState, OnboardingTimings, Phase, workflow_id_for
 from iron_client.errors import IronNotFound
 from iron_sandbox.testing import SandboxServer
+from operations.backfill import backfill
 from operations.report import build_report, default_rules, format_report
 from starter import UnknownIronCustomer, adopt_customer, get_state, sign_all, start_onboarding
 from tests.conftest import REPO_ROOT
@@ -286,13 +287,13 @@ async def test_adopt_reads_the_customer_in_the_sub_partners_scope(env, worker, s
     assert state.iron_customer_id == customer.id and state.sub_partner_id == SUB_PARTNER_A
 
 
-def _starter(env, *args: str) -> subprocess.CompletedProcess:
+def _starter(env, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python starter.py ...` in a shell that has only the dev server's address."""
     # The payload keys this test process uses (another module may have set some) go along.
     shell = {k: v for k, v in os.environ.items()
              if not k.startswith(("TEMPORAL_", "IRON_", "ONBOARDING_")) or k.startswith("ONBOARDING_ENCRYPTION_")}
     shell.update(TEMPORAL_ADDRESS=env.client.service_client.config.target_host, TEMPORAL_NAMESPACE="default",
-                 ONBOARDING_TASK_QUEUE=QUEUE)
+                 ONBOARDING_TASK_QUEUE=QUEUE, **(extra_env or {}))
     return subprocess.run([sys.executable, "starter.py", *args], cwd=REPO_ROOT, env=shell, capture_output=True,
                           text=True, timeout=60)
 
@@ -328,3 +329,30 @@ async def test_the_cli_finds_an_onboarding_by_sub_partner_and_external_id(env, w
     assert (mine.external_id, mine.sub_partner_id) == (external_id, SUB_PARTNER_A)
     assert mine.as_json(report.at)["sub_partner_id"] == SUB_PARTNER_A
     assert f"{external_id} --sub-partner {SUB_PARTNER_A}" in format_report(report)
+
+
+async def test_adopt_all_adopts_a_sub_partners_customers_into_its_scope(env, worker, sandbox):
+    sub_partner = str(uuid.uuid4())  # a scope of its own: nothing else of this module lives there
+    async with sandbox.client(sub_partner_id=sub_partner) as scoped:
+        made = [
+            await scoped.create_customer(
+                customer_type="Person", email=f"bf{n}@example.com", idempotency_key=str(uuid.uuid4()),
+                external_id=f"backfill-{n}-{uuid.uuid4().hex[:8]}",
+            )
+            for n in range(2)
+        ]
+    async with sandbox.client() as iron:
+        summary = await backfill(env.client, iron, sub_partner_id=sub_partner, task_queue=QUEUE, timings=WEBHOOK_ONLY_TIMINGS)
+    assert (summary.adopted, summary.failed) == (2, [])
+    for customer in made:
+        handle = env.client.get_workflow_handle(workflow_id_for(customer.external_id, sub_partner))
+        state = await wait_for(handle, lambda s: s.identification_id is not None, what="the adopted customer's identification")
+        assert (state.iron_customer_id, state.sub_partner_id) == (customer.id, sub_partner)
+    # Run again from the command line: each is found running under its own scope's id.
+    shell_env = {**sandbox.env()}
+    again = await asyncio.to_thread(
+        _starter, env, "adopt", "--all", "--sub-partner", sub_partner.upper(), "--json", extra_env=shell_env,
+    )
+    assert again.returncode == 0, again.stderr
+    counts = json.loads(again.stdout)
+    assert (counts["adopted"], counts["already_running"], counts["failed"]) == (0, 2, [])
