@@ -107,7 +107,7 @@ class OnboardingStateView(BaseModel):
         ]
         view = cls(
             external_id=s.external_id,
-            sub_partner_id=s.sub_partner_id,
+            sub_partner_id=getattr(s, "sub_partner_id", None),
             phase=s.phase,
             cycle=s.cycle,
             runs=s.runs,

@@ -313,6 +313,12 @@ async def test_the_cli_finds_an_onboarding_by_sub_partner_and_external_id(env, w
     assert json.loads(status.stdout)["sub_partner_id"] == SUB_PARTNER_A
     text = await asyncio.to_thread(_starter, env, "status", external_id, "--sub-partner", SUB_PARTNER_A)
     assert f"sub-partner      {SUB_PARTNER_A}" in text.stdout
+    waited = await asyncio.to_thread(
+        _starter, env, "wait", external_id, "--sub-partner", SUB_PARTNER_A, "--phase", "AwaitingIdentification",
+        "--timeout", "30", "--json",
+    )
+    assert waited.returncode == 0, waited.stderr
+    assert json.loads(waited.stdout)["sub_partner_id"] == SUB_PARTNER_A
     # The same external id in another scope, or in the default one, is another onboarding.
     for other in (["--sub-partner", SUB_PARTNER_B], []):
         missing = await asyncio.to_thread(_starter, env, "status", external_id, *other)
