@@ -14,6 +14,9 @@
     python starter.py report [--json] [--waiting-on-customer D] [--pending-review D] [--needs-attention D] [--declined D]
     python starter.py adopt --all [--status S ...] [--rate N] [--iron-rate N] [--concurrency N] [--json]
 
+Every command takes `--sub-partner ID` for a customer onboarded for an Iron sub-partner: an
+onboarding is found by (sub-partner, external id).
+
 Backends import the functions below (`start_onboarding`, `get_state`, `wait_for`,
 `accept_signing`, `amend_onboarding`, ...) with a client from `runtime.temporal.connect()`.
 `get_state` reads the state view in the workflow's memo (no workflow query); `wait_for` and
@@ -77,6 +80,7 @@ from contracts.messages import (
     RestartIdentificationRequest,
     RestartIdentificationResult,
     _valid_external_id,
+    canonical_sub_partner_id,
     external_id_for_customer,
     workflow_id_for,
 )
@@ -112,9 +116,13 @@ class BadInput(ValueError):
 
 
 class OnboardingNotFound(LookupError):
-    def __init__(self, external_id: str) -> None:
-        super().__init__(f"no onboarding for external id {external_id!r} ({workflow_id_for(external_id)})")
+    def __init__(self, external_id: str, sub_partner_id: str | None = None) -> None:
+        scope = f" of sub-partner {sub_partner_id}" if sub_partner_id else ""
+        super().__init__(
+            f"no onboarding for external id {external_id!r}{scope} ({workflow_id_for(external_id, sub_partner_id)})"
+        )
         self.external_id = external_id
+        self.sub_partner_id = sub_partner_id
 
 
 class UnknownIronCustomer(LookupError):
@@ -211,6 +219,26 @@ def check_iron_customer_id(value: str, flag: str = "IRON_CUSTOMER_ID") -> str:
         raise BadInput(flag, rule) from None
 
 
+def check_sub_partner_id(value: str | None, flag: str = "--sub-partner") -> str | None:
+    """The sub-partner scope an onboarding belongs to: a UUID in canonical form, or None for the
+    default scope. Naming the deployment's default sub-partner (`IRON_SUB_PARTNER_ID`) is the
+    default scope itself: its customers keep `onboarding-{external_id}`, whoever names them."""
+    if value is None:
+        return None
+    try:
+        sub_partner_id = canonical_sub_partner_id(value)
+    except ValueError:
+        raise BadInput(flag, "must be an Iron sub-partner id (a UUID such as 0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f)") from None
+    return None if sub_partner_id == _default_sub_partner_id() else sub_partner_id
+
+
+def _default_sub_partner_id() -> str | None:
+    try:
+        return canonical_sub_partner_id(os.environ["IRON_SUB_PARTNER_ID"])
+    except (KeyError, ValueError):
+        return None
+
+
 def load_identification_file(path: str | os.PathLike[str], kind: IdentificationKind,
                              flag: str = "--identification-file") -> tuple[bytes, Any]:
     """Read and check a Person or Business identification data file: (raw bytes, parsed).
@@ -294,9 +322,11 @@ def build_onboarding_input(
     identification: IdentificationRequest | None = None,
     iron_customer_id: str | None = None,
     timings: OnboardingTimings | None = None,
+    sub_partner_id: str | None = None,
 ) -> OnboardingInput:
     """The workflow input, every field checked and normalised; BadInput names what is wrong."""
     check_external_id(external_id, "external_id")
+    sub_partner_id = check_sub_partner_id(sub_partner_id, "sub_partner_id")
     if email is not None:
         email = normalise_email(email, "email")
     if name is not None:
@@ -318,6 +348,7 @@ def build_onboarding_input(
         identification=identification or IdentificationRequest(),
         iron_customer_id=iron_customer_id,
         timings=timings or OnboardingTimings(),
+        **({"sub_partner_id": sub_partner_id} if sub_partner_id else {}),
     )
 
 
@@ -341,9 +372,12 @@ async def start_onboarding(
     deliver_events: bool | None = None,
     wait: bool = False,
     wait_timeout: float = state_access.DEFAULT_START_WAIT_SECONDS,
+    sub_partner_id: str | None = None,
 ) -> StartResult:
     """Start one customer's onboarding, or attach to the one already running for that
-    external id: never a second workflow, never a second Iron customer.
+    external id (in that sub-partner's scope): never a second workflow, never a second Iron
+    customer. `sub_partner_id` onboards the customer for that Iron sub-partner (None: the
+    default scope, `IRON_SUB_PARTNER_ID`); a non-UUID raises BadInput.
 
     Raises BadInput for input no onboarding could use, and StartDataDiffers when the running
     onboarding was started with other data (`amend_onboarding` corrects it while the Iron
@@ -363,6 +397,7 @@ async def start_onboarding(
         identification=identification,
         iron_customer_id=iron_customer_id,
         timings=timings,
+        sub_partner_id=sub_partner_id,
     )
     if deliver_events is None:
         deliver_events = bool(os.environ.get("ONBOARDING_EVENTS_URL"))
@@ -375,7 +410,7 @@ async def start_onboarding(
         handle = await client.start_workflow(
             WORKFLOW_TYPE,
             workflow_input,
-            id=workflow_id_for(external_id),
+            id=workflow_input.workflow_id,
             task_queue=task_queue or settings.task_queue(),
             # FAIL, then attach below: the public way to know whether this call started it.
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -383,7 +418,10 @@ async def start_onboarding(
             **metadata,
         )
     except WorkflowAlreadyStartedError:
-        return await _attach(client, external_id, metadata["memo"][START_DIGEST_MEMO] if compare_start_data else None)
+        return await _attach(
+            client, external_id, metadata["memo"][START_DIGEST_MEMO] if compare_start_data else None,
+            workflow_input.sub_partner_id,
+        )
     return StartResult(workflow_id=handle.id, run_id=handle.result_run_id, started=True)
 
 
@@ -393,24 +431,26 @@ async def _start_and_wait(client: Client, workflow_input: OnboardingInput, metad
     digest = metadata["memo"][START_DIGEST_MEMO]
     try:
         outcome = await state_access.start_and_wait(
-            client, workflow_input, workflow_id=workflow_id_for(external_id), task_queue=task_queue or settings.task_queue(),
+            client, workflow_input, workflow_id=workflow_input.workflow_id, task_queue=task_queue or settings.task_queue(),
             search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)), metadata=metadata,
             start_digest=digest if compare else None, timeout=timeout,
         )
     except WorkflowUpdateFailedError:  # attached to a run that cannot wait: differing data says so first
-        await _attach(client, external_id, digest if compare else None)
+        await _attach(client, external_id, digest if compare else None, workflow_input.sub_partner_id)
         raise
     r = outcome.result
     if r.start_data_differs:
-        raise StartDataDiffers(workflow_id_for(external_id), r.start_data_differs)
-    return StartResult(workflow_id=workflow_id_for(external_id), run_id=outcome.run_id, started=r.started,
+        raise StartDataDiffers(workflow_input.workflow_id, r.start_data_differs)
+    return StartResult(workflow_id=workflow_input.workflow_id, run_id=outcome.run_id, started=r.started,
                        compared=r.started or r.start_data_differs is not None, state=r.state, reached=r.reached)
 
 
-async def _attach(client: Client, external_id: str, wanted_digest: dict[str, str] | None) -> StartResult:
+async def _attach(
+    client: Client, external_id: str, wanted_digest: dict[str, str] | None, sub_partner_id: str | None = None
+) -> StartResult:
     """The running onboarding for `external_id`, once its start data is known to match."""
-    handle = _handle(client, external_id)
-    description = await _not_found_as_lookup(external_id, handle.describe())
+    handle = _handle(client, external_id, sub_partner_id)
+    description = await _not_found_as_lookup(external_id, handle.describe(), sub_partner_id)
     compared = wanted_digest is not None
     if wanted_digest is not None:
         memo = await description.memo()
@@ -430,12 +470,16 @@ async def adopt_customer(
     identification: IdentificationRequest | None = None,
     timings: OnboardingTimings | None = None,
     task_queue: str | None = None,
+    sub_partner_id: str | None = None,
 ) -> StartResult:
     """Take over an Iron customer created elsewhere, starting from its real current state.
-    Raises BadInput for an id that is not Iron's, UnknownIronCustomer when Iron has none."""
+    `sub_partner_id`: the sub-partner scope the customer lives in at Iron (read and onboarded
+    there). Raises BadInput for an id that is not Iron's, UnknownIronCustomer when Iron has none
+    in that scope."""
     iron_customer_id = check_iron_customer_id(iron_customer_id)
+    sub_partner_id = check_sub_partner_id(sub_partner_id, "sub_partner_id")
     try:
-        customer = await iron.get_customer(iron_customer_id)
+        customer = await iron.scoped(sub_partner_id).get_customer(iron_customer_id)
     except IronNotFound:
         raise UnknownIronCustomer(iron_customer_id) from None
     return await start_onboarding(
@@ -449,40 +493,46 @@ async def adopt_customer(
         started_by="adopt",
         # Attaching to a running onboarding is what adoption wants, however it began.
         compare_start_data=False,
+        sub_partner_id=sub_partner_id,
     )
 
 
-def _handle(client: Client, external_id: str) -> WorkflowHandle:
-    return client.get_workflow_handle(workflow_id_for(external_id))
+def _handle(client: Client, external_id: str, sub_partner_id: str | None = None) -> WorkflowHandle:
+    """The onboarding of (sub-partner, external id): `workflow_id_for` names it."""
+    return client.get_workflow_handle(workflow_id_for(external_id, check_sub_partner_id(sub_partner_id, "sub_partner_id")))
 
 
-async def _not_found_as_lookup(external_id: str, call):
+async def _not_found_as_lookup(external_id: str, call, sub_partner_id: str | None = None):
     try:
         return await call
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             if "namespace" in (err.message or "").lower():
                 raise ConfigurationError(f"{_one_line(err.message).rstrip('.')}: set TEMPORAL_NAMESPACE") from None
-            raise OnboardingNotFound(external_id) from None
+            raise OnboardingNotFound(external_id, check_sub_partner_id(sub_partner_id, "sub_partner_id")) from None
         raise
 
 
-async def get_state(client: Client, external_id: str, *, fallback_to_query: bool = True) -> OnboardingStateView:
+async def get_state(
+    client: Client, external_id: str, *, fallback_to_query: bool = True, sub_partner_id: str | None = None
+) -> OnboardingStateView:
     """Where the onboarding stands, from the state view in its memo (one describe, no workflow
     query). A run that keeps no view yet (started by an earlier engine, until its next run)
     answers through the `state` query, or raises NoStateView with `fallback_to_query=False`."""
-    handle = _handle(client, external_id)
-    view = await _not_found_as_lookup(external_id, state_access.view_from_memo(handle))
+    handle = _handle(client, external_id, sub_partner_id)
+    view = await _not_found_as_lookup(external_id, state_access.view_from_memo(handle), sub_partner_id)
     if view is None:
         if not fallback_to_query:
             raise NoStateView(f"{handle.id} keeps no state view in its memo yet (a run of an earlier engine)")
-        view = OnboardingStateView.of(await get_live_state(client, external_id))
+        view = OnboardingStateView.of(await get_live_state(client, external_id, sub_partner_id=sub_partner_id))
     return view
 
 
-async def get_live_state(client: Client, external_id: str) -> OnboardingState:
+async def get_live_state(client: Client, external_id: str, *, sub_partner_id: str | None = None) -> OnboardingState:
     """The whole state through the `state` query (a workflow task): for people, not dashboards."""
-    return await _not_found_as_lookup(external_id, state_access.live_state(_handle(client, external_id)))
+    return await _not_found_as_lookup(
+        external_id, state_access.live_state(_handle(client, external_id, sub_partner_id)), sub_partner_id
+    )
 
 
 async def wait_for(
@@ -493,6 +543,7 @@ async def wait_for(
     identification_url: bool = False,
     timeout: float = 300.0,
     rpc_timeout: float = state_access.DEFAULT_RPC_TIMEOUT_SECONDS,
+    sub_partner_id: str | None = None,
 ) -> OnboardingStateView:
     """Return the state view once the onboarding is in one of `phases` (or, with
     `identification_url`, has its url), without polling: the workflow answers the update
@@ -501,9 +552,9 @@ async def wait_for(
     check_external_id(external_id, "external_id")
     wanted = check_wait(phases, timeout, identification_url)
     result = await _not_found_as_lookup(external_id, state_access.wait(
-        _handle(client, external_id), phases=wanted, identification_url=identification_url, timeout=timeout,
-        rpc_timeout=rpc_timeout, external_id=external_id,
-    ))
+        _handle(client, external_id, sub_partner_id), phases=wanted, identification_url=identification_url,
+        timeout=timeout, rpc_timeout=rpc_timeout, external_id=external_id,
+    ), sub_partner_id)
     if not result.reached:
         raise WaitTimedOut(external_id, state_access.wanted_text(wanted, identification_url), timeout, result.state)
     return result.state
@@ -521,19 +572,26 @@ def check_wait(phases, timeout: float, identification_url: bool = False, flag: s
     return wanted
 
 
-async def accept_signing(client: Client, external_id: str, content_id: str) -> AcceptSigningResult:
-    handle = _handle(client, external_id)
+async def accept_signing(
+    client: Client, external_id: str, content_id: str, *, sub_partner_id: str | None = None
+) -> AcceptSigningResult:
+    handle = _handle(client, external_id, sub_partner_id)
     return await _not_found_as_lookup(
         external_id,
         handle.execute_update(
             UPDATE_ACCEPT_SIGNING, AcceptSigningRequest(content_id=content_id), result_type=AcceptSigningResult
         ),
+        sub_partner_id,
     )
 
 
-async def sign_all(client: Client, external_id: str) -> list[AcceptSigningResult]:
-    state = await get_state(client, external_id)
-    return [await accept_signing(client, external_id, s.id) for s in state.required_signings if not s.signed]
+async def sign_all(client: Client, external_id: str, *, sub_partner_id: str | None = None) -> list[AcceptSigningResult]:
+    state = await get_state(client, external_id, sub_partner_id=sub_partner_id)
+    return [
+        await accept_signing(client, external_id, s.id, sub_partner_id=sub_partner_id)
+        for s in state.required_signings
+        if not s.signed
+    ]
 
 
 async def restart_identification(
@@ -542,8 +600,9 @@ async def restart_identification(
     *,
     reason: str = "operator restart",
     identification: IdentificationRequest | None = None,
+    sub_partner_id: str | None = None,
 ) -> RestartIdentificationResult:
-    handle = _handle(client, external_id)
+    handle = _handle(client, external_id, sub_partner_id)
     return await _not_found_as_lookup(
         external_id,
         handle.execute_update(
@@ -551,6 +610,7 @@ async def restart_identification(
             RestartIdentificationRequest(reason=reason, identification=identification),
             result_type=RestartIdentificationResult,
         ),
+        sub_partner_id,
     )
 
 
@@ -561,6 +621,7 @@ async def amend_onboarding(
     email: str | None = None,
     name: str | None = None,
     customer_type: CustomerType | str | None = None,
+    sub_partner_id: str | None = None,
 ) -> AmendResult:
     """Correct the start data of an onboarding that has not created its Iron customer yet
     (update `amend`). Only the fields given change; the workflow rejects the update once the
@@ -578,16 +639,18 @@ async def amend_onboarding(
     if email is None and name is None and customer_type is None:
         raise BadInput("amend", "nothing to amend: give email, name or customer_type")
     request = AmendRequest(email=email, name=name, customer_type=customer_type)
-    handle = _handle(client, external_id)
+    handle = _handle(client, external_id, sub_partner_id)
     return await _not_found_as_lookup(
-        external_id, handle.execute_update(UPDATE_AMEND, request, result_type=AmendResult)
+        external_id, handle.execute_update(UPDATE_AMEND, request, result_type=AmendResult), sub_partner_id
     )
 
 
-async def refresh(client: Client, external_id: str) -> OnboardingState:
-    handle = _handle(client, external_id)
+async def refresh(client: Client, external_id: str, *, sub_partner_id: str | None = None) -> OnboardingState:
+    handle = _handle(client, external_id, sub_partner_id)
     return await _not_found_as_lookup(
-        external_id, handle.execute_update(UPDATE_REFRESH, RefreshRequest(), result_type=OnboardingState)
+        external_id,
+        handle.execute_update(UPDATE_REFRESH, RefreshRequest(), result_type=OnboardingState),
+        sub_partner_id,
     )
 
 
@@ -597,6 +660,7 @@ async def refresh(client: Client, external_id: str) -> OnboardingState:
 def format_state(state: OnboardingState) -> str:
     lines = [
         f"external id      {state.external_id}",
+        *([f"sub-partner      {state.sub_partner_id}"] if state.sub_partner_id else []),
         f"phase            {state.phase.value}",
         f"customer         {state.iron_customer_id or '-'} ({state.customer_status or '-'})",
         f"identification   {state.identification_id or '-'} ({state.identification_status or '-'})",
@@ -623,7 +687,7 @@ def format_state(state: OnboardingState) -> str:
         lines.append("recent history:")
         for entry in state.audit[-8:]:
             lines.append(f"  {entry.at}  {entry.phase.value:<24} {entry.cause}")
-    lines.append(f"ui               {settings.workflow_ui_link(workflow_id_for(state.external_id))}")
+    lines.append(f"ui               {settings.workflow_ui_link(state.workflow_id)}")
     return "\n".join(lines)
 
 
@@ -769,6 +833,11 @@ def _parser() -> argparse.ArgumentParser:
     report_cmd = sub.add_parser("report", help="customers per phase, and those stuck past a threshold")
     operations.report.add_arguments(report_cmd)
     fleet_reconcile.add_command(sub)
+    for command in (start, status, wait_cmd, sign, restart, amend, refresh_cmd, adopt):
+        command.add_argument(
+            "--sub-partner", dest="sub_partner", metavar="ID",
+            help="the Iron sub-partner (UUID) the customer is onboarded for; default: IRON_SUB_PARTNER_ID's scope",
+        )
     return parser
 
 
@@ -782,6 +851,7 @@ _FLAG_FOR_FIELD = {
     "reason": "--reason",
     "content_id": "CONTENT_ID",
     "identification": "--identification",
+    "sub_partner_id": "--sub-partner",
 }
 
 
@@ -799,6 +869,7 @@ def check_args(args: argparse.Namespace) -> Checked:
     checked = Checked(args)
     if hasattr(args, "external_id"):
         check_external_id(args.external_id)
+    checked.fields["sub_partner_id"] = check_sub_partner_id(getattr(args, "sub_partner", None))
     if args.command == "start":
         checked.fields["email"] = normalise_email(args.email)
         if args.name is not None:
@@ -842,13 +913,13 @@ async def _start_from_cli(client: Client, checked: Checked) -> StartResult:
     choice = checked.identification
     kwargs = dict(
         email=checked.fields["email"], customer_type=args.customer_type, name=checked.fields.get("name"),
-        identification_content=choice.content,
+        identification_content=choice.content, sub_partner_id=checked.fields["sub_partner_id"],
     )
     wait = dict(wait=True, wait_timeout=args.timeout or state_access.DEFAULT_START_WAIT_SECONDS) if args.wait else {}
     if choice.file_bytes is not None:
         # Already running: compare without storing the data file a second time.
         try:
-            running = await _handle(client, args.external_id).describe()
+            running = await _handle(client, args.external_id, checked.fields["sub_partner_id"]).describe()
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -858,12 +929,12 @@ async def _start_from_cli(client: Client, checked: Checked) -> StartResult:
             workflow_input = build_onboarding_input(args.external_id, identification=placeholder, **{
                 k: v for k, v in kwargs.items() if k != "identification_content"})
             digest = start_metadata(workflow_input, identification_content=choice.content)["memo"][START_DIGEST_MEMO]
-            attached = await _attach(client, args.external_id, digest)
+            attached = await _attach(client, args.external_id, digest, checked.fields["sub_partner_id"])
             if not wait:
                 return attached
             waited = await _not_found_as_lookup(args.external_id, state_access.wait(
-                _handle(client, args.external_id), phases=state_access.NO_URL_PHASES, identification_url=True,
-                timeout=wait["wait_timeout"], external_id=args.external_id))
+                _handle(client, args.external_id, checked.fields["sub_partner_id"]), phases=state_access.NO_URL_PHASES, identification_url=True,
+                timeout=wait["wait_timeout"], external_id=args.external_id), checked.fields["sub_partner_id"])
             return dataclasses.replace(attached, state=waited.state, reached=waited.reached)
     identification = await _with_document(choice)
     try:
@@ -876,15 +947,18 @@ async def _start_from_cli(client: Client, checked: Checked) -> StartResult:
     return result
 
 
-async def _status(client: Client, external_id: str, *, live: bool, err) -> OnboardingState | OnboardingStateView:
+async def _status(
+    client: Client, external_id: str, *, live: bool, err, sub_partner_id: str | None = None
+) -> OnboardingState | OnboardingStateView:
     """The memo's state view; the live query with `--live`, or for a run that keeps no view."""
+    scope = {"sub_partner_id": sub_partner_id}
     if not live:
         try:
-            return await get_state(client, external_id, fallback_to_query=False)
+            return await get_state(client, external_id, fallback_to_query=False, **scope)
         except NoStateView as missing:
             print(f"note: {missing}: asking the workflow's state query", file=err)
-            return OnboardingStateView.of(await get_live_state(client, external_id))
-    return await get_live_state(client, external_id)
+            return OnboardingStateView.of(await get_live_state(client, external_id, **scope))
+    return await get_live_state(client, external_id, **scope)
 
 
 def _print_waited(state: OnboardingStateView | None, reached: bool | None, args, out, err, intro: str = "") -> int:
@@ -917,6 +991,7 @@ def check_keys() -> None:
 
 async def _run(checked: Checked, out, err) -> int:
     args = checked.args
+    scope = {"sub_partner_id": checked.fields["sub_partner_id"]}  # every command: (sub-partner, external id)
     check_keys()
     client = await connect()
     if args.command == "start":
@@ -930,27 +1005,27 @@ async def _run(checked: Checked, out, err) -> int:
         print(f"{verb} {result.workflow_id}\n  {result.ui_link}", file=out)
         return EXIT_OK
     if args.command == "status":
-        state = await _status(client, args.external_id, live=args.live, err=err)
+        state = await _status(client, args.external_id, live=args.live, err=err, **scope)
         print(state.model_dump_json(indent=2) if args.json else format_state(state), file=out)
         return EXIT_OK
     if args.command == "wait":
         try:
-            view = await wait_for(client, args.external_id, phases=args.phase, timeout=args.timeout)
+            view = await wait_for(client, args.external_id, phases=args.phase, timeout=args.timeout, **scope)
         except WaitTimedOut as timed_out:
             return _print_waited(timed_out.state, False, args, out, err)
         return _print_waited(view, True, args, out, err)
     if args.command == "sign":
         if not args.content_ids and not args.all:
-            state = await get_state(client, args.external_id)
+            state = await get_state(client, args.external_id, **scope)
             if not state.required_signings:
                 print(f"no required signings (phase {state.phase.value})", file=out)
             for s in state.required_signings:
                 print(f"[{'x' if s.signed else ' '}] {s.id}  {s.display_name}  {s.url}", file=out)
             return EXIT_OK
         results = (
-            await sign_all(client, args.external_id)
+            await sign_all(client, args.external_id, **scope)
             if args.all
-            else [await accept_signing(client, args.external_id, cid) for cid in args.content_ids]
+            else [await accept_signing(client, args.external_id, cid, **scope) for cid in args.content_ids]
         )
         for r in results:
             print(f"signed {r.content_id} (signing {r.signing_id}); remaining: {len(r.remaining)}", file=out)
@@ -961,7 +1036,7 @@ async def _run(checked: Checked, out, err) -> int:
         identification = await _with_document(checked.identification) if checked.identification else None
         try:
             result = await restart_identification(
-                client, args.external_id, reason=checked.fields["reason"], identification=identification
+                client, args.external_id, reason=checked.fields["reason"], identification=identification, **scope
             )
         except BaseException:
             await _forget_document(identification.document_ref if identification else None)
@@ -971,12 +1046,12 @@ async def _run(checked: Checked, out, err) -> int:
     if args.command == "amend":
         amended = await amend_onboarding(
             client, args.external_id, email=checked.fields.get("email"), name=checked.fields.get("name"),
-            customer_type=args.customer_type,
+            customer_type=args.customer_type, **scope,
         )
         print(f"amended {', '.join(amended.amended) or 'nothing'}: phase {amended.phase.value}", file=out)
         return EXIT_OK
     if args.command == "refresh":
-        print(format_state(await refresh(client, args.external_id)), file=out)
+        print(format_state(await refresh(client, args.external_id, **scope)), file=out)
         return EXIT_OK
     if args.command == "report":
         await operations.report.run(client, args, out)
@@ -987,7 +1062,7 @@ async def _run(checked: Checked, out, err) -> int:
         return await run_cli(client, args, out, err)
     if args.command == "adopt":
         async with IronClient(IronSettings.from_env()) as iron:
-            result = await adopt_customer(client, iron, checked.fields["iron_customer_id"])
+            result = await adopt_customer(client, iron, checked.fields["iron_customer_id"], **scope)
         verb = "adopted as" if result.started else "already running, attached to"
         print(f"{verb} {result.workflow_id}\n  {result.ui_link}", file=out)
         return EXIT_OK

@@ -47,6 +47,7 @@ from contracts.activity_models import (
     RequiredSigningSnapshot,
     RequiredSigningsResult,
     RequirementsResult,
+    ScopedInput,
     SigningSnapshot,
 )
 from contracts.requirements import RequirementsView
@@ -136,6 +137,11 @@ class IronActivities:
 
     # --- plumbing ------------------------------------------------------------------------------
 
+    def _iron(self, req: ScopedInput) -> IronClient:
+        """The client in the scope of the customer the call is for: `X-SUB-PARTNER-ID` is that
+        customer's sub-partner, or the worker's default (`IRON_SUB_PARTNER_ID`)."""
+        return self.client.scoped(req.sub_partner_id)
+
     def _logger(self, **fields: Any):
         info = activity.info()
         return log.bind(
@@ -184,12 +190,12 @@ class IronActivities:
     async def find_or_create_customer(self, req: FindOrCreateCustomerInput) -> CustomerSnapshot:
         # Look up first: the idempotency key protects a retry for 24 hours only, and the
         # customer may have been created long ago (or outside this system).
-        existing = await self._call(self.client.find_customer_by_external_id(req.external_id), step="find_customer")
+        existing = await self._call(self._iron(req).find_customer_by_external_id(req.external_id), step="find_customer")
         if existing is not None:
             self._flag_unknown(existing, iron_customer_id=existing.id)
             return customer_snapshot(existing)
         created = await self._call(
-            self.client.create_customer(
+            self._iron(req).create_customer(
                 customer_type=req.customer_type,
                 email=req.email,
                 name=req.name,
@@ -203,7 +209,7 @@ class IronActivities:
 
     @activity.defn(name=GET_CUSTOMER)
     async def get_customer(self, req: CustomerRef) -> CustomerSnapshot:
-        customer = await self._call(self.client.get_customer(req.customer_id), iron_customer_id=req.customer_id)
+        customer = await self._call(self._iron(req).get_customer(req.customer_id), iron_customer_id=req.customer_id)
         self._flag_unknown(customer, iron_customer_id=req.customer_id)
         return customer_snapshot(customer)
 
@@ -251,10 +257,11 @@ class IronActivities:
     @activity.defn(name=CREATE_IDENTIFICATION)
     async def create_identification(self, req: CreateIdentificationInput) -> CreateIdentificationResult:
         params = await self._identification_params(req)
+        iron = self._iron(req)
 
         async def create_or_adopt() -> CreateIdentificationResult:
             try:
-                created = await self.client.create_identification(
+                created = await iron.create_identification(
                     req.customer_id, params, idempotency_key=req.idempotency_key
                 )
                 self._flag_unknown(created, iron_customer_id=req.customer_id)
@@ -262,7 +269,7 @@ class IronActivities:
             except IronHasPendingIdentification:
                 # Iron already has a pending identification (one whose answer we lost, or one
                 # Iron or its dashboard made): adopt it rather than fail or make another.
-                pending = await self._newest_identification(req.customer_id)
+                pending = await self._newest_identification(iron, req.customer_id)
                 if pending is None or pending.status in TERMINAL_IDENTIFICATION_STATUSES:
                     raise IronServerError("Iron reports a pending identification but lists none yet") from None
                 self._flag_unknown(pending, iron_customer_id=req.customer_id)
@@ -277,21 +284,22 @@ class IronActivities:
         )
         return result
 
-    async def _newest_identification(self, customer_id: str) -> Identification | None:
-        identifications = await self.client.all_identifications(customer_id)
+    @staticmethod
+    async def _newest_identification(iron: IronClient, customer_id: str) -> Identification | None:
+        identifications = await iron.all_identifications(customer_id)
         return identifications[0] if identifications else None
 
     @activity.defn(name=GET_IDENTIFICATION)
     async def get_identification(self, req: IdentificationRef) -> IdentificationSnapshot:
         identification = await self._call(
-            self.client.get_identification(req.identification_id), identification_id=req.identification_id
+            self._iron(req).get_identification(req.identification_id), identification_id=req.identification_id
         )
         self._flag_unknown(identification, identification_id=req.identification_id)
         return identification_snapshot(identification)
 
     @activity.defn(name=LATEST_IDENTIFICATION)
     async def latest_identification(self, req: CustomerRef) -> LatestIdentificationResult:
-        newest = await self._call(self._newest_identification(req.customer_id), iron_customer_id=req.customer_id)
+        newest = await self._call(self._newest_identification(self._iron(req), req.customer_id), iron_customer_id=req.customer_id)
         self._flag_unknown(newest, iron_customer_id=req.customer_id)
         return LatestIdentificationResult(identification=identification_snapshot(newest) if newest else None)
 
@@ -299,7 +307,7 @@ class IronActivities:
 
     @activity.defn(name=GET_REQUIRED_SIGNINGS)
     async def get_required_signings(self, req: CustomerRef) -> RequiredSigningsResult:
-        signings = await self._call(self.client.get_required_signings(req.customer_id), iron_customer_id=req.customer_id)
+        signings = await self._call(self._iron(req).get_required_signings(req.customer_id), iron_customer_id=req.customer_id)
         return RequiredSigningsResult(
             signings=[RequiredSigningSnapshot(id=s.id, url=s.url, display_name=s.display_name) for s in signings]
         )
@@ -307,7 +315,7 @@ class IronActivities:
     @activity.defn(name=CREATE_SIGNING)
     async def create_signing(self, req: CreateSigningInput) -> SigningSnapshot:
         signing = await self._call(
-            self.client.create_signing(req.customer_id, content_id=req.content_id, idempotency_key=req.idempotency_key),
+            self._iron(req).create_signing(req.customer_id, content_id=req.content_id, idempotency_key=req.idempotency_key),
             iron_customer_id=req.customer_id,
             content_id=req.content_id,
         )
@@ -321,7 +329,7 @@ class IronActivities:
     async def get_requirements(self, req: CustomerRef) -> RequirementsResult:
         """What the customer must still provide, codes only (Iron's texts stay here)."""
         requirements = await self._call(
-            self.client.get_customer_requirements(req.customer_id), iron_customer_id=req.customer_id, step="get_requirements"
+            self._iron(req).get_customer_requirements(req.customer_id), iron_customer_id=req.customer_id, step="get_requirements"
         )
         self._flag_unknown(requirements, iron_customer_id=req.customer_id)
         return RequirementsResult(requirements=RequirementsView.of(requirements))

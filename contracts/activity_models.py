@@ -6,10 +6,12 @@ statuses, urls. Names, emails and documents stay out, so they never reach Tempor
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from iron_client.models import CustomerType
-from contracts.messages import IdentificationRequest
+from contracts.messages import IdentificationRequest, omit_default_scope
 from contracts.requirements import RequirementsView
 
 
@@ -31,7 +33,19 @@ class ActivityModel(BaseModel):
 # --- inputs ------------------------------------------------------------------------------------
 
 
-class FindOrCreateCustomerInput(ActivityModel):
+class ScopedInput(ActivityModel):
+    """An Iron call made for one customer, in that customer's sub-partner scope (None: the
+    worker's default, `IRON_SUB_PARTNER_ID`). Left out of the payload when None, so a default
+    customer's activity inputs are written as before."""
+
+    sub_partner_id: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler: Any) -> Any:
+        return omit_default_scope(handler(self))
+
+
+class FindOrCreateCustomerInput(ScopedInput):
     external_id: str
     email: str
     customer_type: CustomerType
@@ -39,21 +53,21 @@ class FindOrCreateCustomerInput(ActivityModel):
     idempotency_key: str
 
 
-class CustomerRef(ActivityModel):
+class CustomerRef(ScopedInput):
     customer_id: str
 
 
-class IdentificationRef(ActivityModel):
+class IdentificationRef(ScopedInput):
     identification_id: str
 
 
-class CreateIdentificationInput(ActivityModel):
+class CreateIdentificationInput(ScopedInput):
     customer_id: str
     request: IdentificationRequest
     idempotency_key: str
 
 
-class CreateSigningInput(ActivityModel):
+class CreateSigningInput(ScopedInput):
     customer_id: str
     content_id: str
     idempotency_key: str

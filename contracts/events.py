@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from contracts.phase import Phase
 
@@ -162,6 +162,16 @@ class EventData(EventModel):
     sequence: int = Field(default=0, ge=0)
     reminder: ReminderDue | None = None
     sla: SlaBreach | None = None
+    # The Iron sub-partner the customer is onboarded for; left out for the default scope, whose
+    # events stay exactly as they were.
+    sub_partner_id: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("sub_partner_id", "") is None:
+            del data["sub_partner_id"]
+        return data
 
 
 class OnboardingEvent(EventModel):
@@ -259,7 +269,8 @@ def event_data(
     attention = state.needs_attention
     return EventData(
         external_id=state.external_id,
-        workflow_id=workflow_id_for(state.external_id),
+        workflow_id=workflow_id_for(state.external_id, getattr(state, "sub_partner_id", None)),
+        sub_partner_id=getattr(state, "sub_partner_id", None),
         iron_customer_id=state.iron_customer_id,
         phase=state.phase,
         previous_phase=previous_phase,

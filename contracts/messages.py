@@ -5,10 +5,11 @@ webhook receiver and tests alike.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from contracts.phase import Phase
 from contracts.requirements import RequirementsView
@@ -43,8 +44,62 @@ SINCE_FLEET_RECONCILIATION = 3
 SINCE_STATE_MEMO = 4  # the state view in the memo (contracts/state_view.py)
 
 
-def workflow_id_for(external_id: str) -> str:
-    return f"{WORKFLOW_ID_PREFIX}{external_id}"
+# A customer onboarded for a sub-partner: `onboarding-sp-{sub_partner_id}-{external_id}`. The
+# sub-partner comes first so one sub-partner's onboardings share a prefix (`WorkflowId
+# STARTS_WITH "onboarding-sp-<id>-"`); the default scope keeps `onboarding-{external_id}`.
+SUB_PARTNER_WORKFLOW_ID_PREFIX = f"{WORKFLOW_ID_PREFIX}sp-"
+_UUID_TEXT_LENGTH = 36
+
+
+def workflow_id_for(external_id: str, sub_partner_id: str | None = None) -> str:
+    """The workflow ID of the onboarding of `external_id` in a sub-partner's scope (None: the
+    deployment's default scope, `IRON_SUB_PARTNER_ID` or none, named as it always was)."""
+    if sub_partner_id is None:
+        return f"{WORKFLOW_ID_PREFIX}{external_id}"
+    return f"{SUB_PARTNER_WORKFLOW_ID_PREFIX}{canonical_sub_partner_id(sub_partner_id)}-{external_id}"
+
+
+def scope_of_workflow_id(workflow_id: str) -> tuple[str | None, str] | None:
+    """(sub_partner_id or None, external_id) named by an onboarding workflow ID, or None for an
+    ID that is not an onboarding's. An external id of the default scope that itself begins with
+    `sp-<uuid>-` reads as a sub-partner's: such ids are reserved for that form."""
+    if not workflow_id.startswith(WORKFLOW_ID_PREFIX):
+        return None
+    rest = workflow_id[len(WORKFLOW_ID_PREFIX):]
+    if workflow_id.startswith(SUB_PARTNER_WORKFLOW_ID_PREFIX):
+        tail = workflow_id[len(SUB_PARTNER_WORKFLOW_ID_PREFIX):]
+        candidate, dash, external_id = tail[:_UUID_TEXT_LENGTH], tail[_UUID_TEXT_LENGTH:_UUID_TEXT_LENGTH + 1], tail[_UUID_TEXT_LENGTH + 1:]
+        if dash == "-" and external_id and _is_canonical_uuid(candidate):
+            return candidate, external_id
+    return (None, rest) if rest else None
+
+
+def canonical_sub_partner_id(value: str) -> str:
+    """A sub-partner id as Iron's `X-SUB-PARTNER-ID` takes it: a UUID, in its canonical
+    lower-case hyphenated form (so one sub-partner always names one workflow ID). Raises
+    ValueError for anything that is not a UUID."""
+    if not isinstance(value, str) or not 0 < len(value.strip()) <= 64:
+        raise ValueError("a sub-partner id must be a UUID (such as 0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f)")
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise ValueError("a sub-partner id must be a UUID (such as 0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f)") from None
+
+
+def _is_canonical_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def omit_default_scope(data: Any) -> Any:
+    """A serialised message without `sub_partner_id` when it is None: a customer of the default
+    scope is written exactly as before sub-partners existed (inputs, state, activity inputs,
+    events), so its payloads and commands do not change."""
+    if isinstance(data, dict) and "sub_partner_id" in data and data["sub_partner_id"] is None:
+        del data["sub_partner_id"]
+    return data
 
 
 def external_id_for_customer(iron_customer_id: str, external_id: str | None) -> str:
@@ -150,6 +205,9 @@ class OnboardingInput(Message):
     # Send the partner's backend a signed event per change (`ONBOARDING_EVENTS_URL` where the
     # onboarding was started); off, the outbox stays empty and no delivery costs history.
     deliver_events: bool = False
+    # The Iron sub-partner this customer is onboarded for (`X-SUB-PARTNER-ID` on its every Iron
+    # call); None: the deployment's default scope (`IRON_SUB_PARTNER_ID`, or the partner itself).
+    sub_partner_id: str | None = None
 
     @field_validator("external_id")
     @classmethod
@@ -157,6 +215,19 @@ class OnboardingInput(Message):
         if not _valid_external_id(value):
             raise ValueError("external_id must not contain whitespace or control characters")
         return value
+
+    @field_validator("sub_partner_id")
+    @classmethod
+    def _sub_partner_is_a_uuid(cls, value: str | None) -> str | None:
+        return None if value is None else canonical_sub_partner_id(value)
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler: Any) -> Any:
+        return omit_default_scope(handler(self))
+
+    @property
+    def workflow_id(self) -> str:
+        return workflow_id_for(self.external_id, self.sub_partner_id)
 
     @model_validator(mode="after")
     def _email_to_create(self) -> "OnboardingInput":
@@ -373,11 +444,22 @@ class OnboardingState(Message):
     # fleet-wide reconciliation: while Active they read Iron every `active_backstop_seconds`
     # instead of every `active_reconcile_seconds`.
     fleet_reconciled: bool = False
+    # The customer's Iron scope, from the start input (None: the default scope).
+    sub_partner_id: str | None = None
 
     @classmethod
     def first(cls, input: OnboardingInput) -> "OnboardingState":
         """The state a new onboarding starts in."""
-        return cls(external_id=input.external_id, iron_customer_id=input.iron_customer_id)
+        scope = {"sub_partner_id": input.sub_partner_id} if input.sub_partner_id else {}
+        return cls(external_id=input.external_id, iron_customer_id=input.iron_customer_id, **scope)
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler: Any) -> Any:
+        return omit_default_scope(handler(self))
+
+    @property
+    def workflow_id(self) -> str:
+        return workflow_id_for(self.external_id, self.sub_partner_id)
 
     def summary(self) -> dict[str, Any]:
         """The fields a person reads first."""

@@ -27,6 +27,9 @@ ALL = [
     IRON_CUSTOMER_ID, IRON_CUSTOMER_STATUS, IRON_IDENTIFICATION_STATUS, ONBOARDING_PHASE, ONBOARDING_CYCLE,
     ONBOARDING_PHASE_SINCE, ONBOARDING_SLA_BREACHED,
 ]
+# The Iron sub-partner a customer is onboarded for; absent in the default scope.
+IRON_SUB_PARTNER_ID = SearchAttributeKey.for_keyword("IronSubPartnerId")
+ALL.append(IRON_SUB_PARTNER_ID)
 
 
 def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
@@ -40,6 +43,9 @@ def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
         ONBOARDING_PHASE_SINCE: state.phase_since,
         # Only runs that watch SLAs set it: an upsert in a run from before would not replay.
         ONBOARDING_SLA_BREACHED: (state.sla_breached is not None) if state.requirements_and_slas else None,
+        # Set at start and never changing: a default-scope customer has none, so its runs
+        # upsert exactly what they did before.
+        IRON_SUB_PARTNER_ID: state.sub_partner_id,
     }
 
 

@@ -33,6 +33,9 @@ START_DIGEST_MEMO = "start_digest"
 # not describe the customer.
 DIGEST_FIELDS = ("email", "name", "customer_type", "identification", "iron_customer_id")
 DIGEST_VERSION = "1"
+# A sub-partner's start carries its scope too: a start that meets another scope's workflow (a
+# default-scope external id of the reserved form `sp-<uuid>-...`) differs instead of attaching.
+SUB_PARTNER_FIELD = "sub_partner_id"
 
 # The Web UI shows the summary as one line; Temporal caps user metadata in size.
 SUMMARY_MAX_CHARS = 200
@@ -67,7 +70,7 @@ def identification_fingerprint(identification: IdentificationRequest, content: A
 
 def start_digest(workflow_input: OnboardingInput, *, identification_content: Any = None) -> dict[str, str]:
     """The `start_digest` memo value for a start with this input: field name -> digest."""
-    workflow_id = workflow_id_for(workflow_input.external_id)
+    workflow_id = workflow_id_for(workflow_input.external_id, workflow_input.sub_partner_id)
     values: dict[str, str | None] = {
         "email": workflow_input.email,
         "name": workflow_input.name,
@@ -76,6 +79,9 @@ def start_digest(workflow_input: OnboardingInput, *, identification_content: Any
         "iron_customer_id": workflow_input.iron_customer_id,
     }
     digest = {field: field_digest(workflow_id, field, values[field]) for field in DIGEST_FIELDS}
+    if workflow_input.sub_partner_id:
+        # Only when set, so a default-scope digest is what it always was; compared both ways.
+        digest[SUB_PARTNER_FIELD] = field_digest(workflow_id, SUB_PARTNER_FIELD, workflow_input.sub_partner_id)
     digest["version"] = DIGEST_VERSION
     if workflow_input.iron_customer_id:
         # Started from Iron's own data (adopt, the receiver's adoption): a later start with the
@@ -84,10 +90,12 @@ def start_digest(workflow_input: OnboardingInput, *, identification_content: Any
     return digest
 
 
-def amended_start_digest(digest: Mapping[str, str], external_id: str, amend: AmendRequest) -> dict[str, str]:
+def amended_start_digest(
+    digest: Mapping[str, str], external_id: str, amend: AmendRequest, *, sub_partner_id: str | None = None
+) -> dict[str, str]:
     """The digest after an accepted `amend`: what a start with the corrected data would give,
     so starting again with the corrected data attaches instead of reporting a difference."""
-    workflow_id = workflow_id_for(external_id)
+    workflow_id = workflow_id_for(external_id, sub_partner_id)
     updated = dict(digest)
     if amend.email is not None:
         updated["email"] = field_digest(workflow_id, "email", amend.email)
@@ -104,7 +112,10 @@ def differing_fields(running: Any, wanted: Mapping[str, str]) -> list[str] | Non
     digests), or was adopted from Iron's data."""
     if not isinstance(running, Mapping) or running.get("version") != wanted.get("version") or running.get("adopted"):
         return None
-    return [f for f in DIGEST_FIELDS if f in running and running[f] != wanted.get(f)]
+    differs = [f for f in DIGEST_FIELDS if f in running and running[f] != wanted.get(f)]
+    if running.get(SUB_PARTNER_FIELD) != wanted.get(SUB_PARTNER_FIELD):
+        differs.append(SUB_PARTNER_FIELD)
+    return differs
 
 
 # --- what the Web UI shows first -----------------------------------------------------------------
@@ -114,11 +125,12 @@ def static_summary(workflow_input: OnboardingInput, *, started_by: str = "starte
     """One line for the UI's list and the workflow's first tab: who, which identification, how
     it began. Ids and kinds only, never a name or an email."""
     kind = workflow_input.identification.kind.value
+    scope = f" for sub-partner {workflow_input.sub_partner_id}" if workflow_input.sub_partner_id else ""
     if workflow_input.iron_customer_id:
-        text = f"Adopted Iron customer {workflow_input.iron_customer_id} as {workflow_input.external_id} ({started_by})"
+        text = f"Adopted Iron customer {workflow_input.iron_customer_id} as {workflow_input.external_id}{scope} ({started_by})"
     else:
         text = (
-            f"Onboarding {workflow_input.external_id}: {workflow_input.customer_type.value}, "
+            f"Onboarding {workflow_input.external_id}{scope}: {workflow_input.customer_type.value}, "
             f"{kind} identification ({started_by})"
         )
     return _clip(text, SUMMARY_MAX_CHARS)
@@ -128,6 +140,9 @@ def static_details(workflow_input: OnboardingInput, *, started_by: str = "starte
     """The story of this workflow for the person who opens it (markdown): what it does, where
     its live state is, and the commands that drive it."""
     external_id = workflow_input.external_id
+    # Every command finds an onboarding by (sub-partner, external id).
+    target = f"{external_id} --sub-partner {workflow_input.sub_partner_id}" if workflow_input.sub_partner_id else external_id
+    scope = f" for sub-partner `{workflow_input.sub_partner_id}`" if workflow_input.sub_partner_id else ""
     kind = workflow_input.identification.kind.value
     begin = (
         f"Adopted the Iron customer `{workflow_input.iron_customer_id}`, starting from its current state at Iron."
@@ -135,7 +150,7 @@ def static_details(workflow_input: OnboardingInput, *, started_by: str = "starte
         else f"Finds the Iron customer by external id `{external_id}`, creating it only if absent."
     )
     lines = [
-        f"**Customer onboarding** for external id `{external_id}` ({workflow_input.customer_type.value}), "
+        f"**Customer onboarding** for external id `{external_id}`{scope} ({workflow_input.customer_type.value}), "
         f"started by {started_by}.",
         "",
         f"1. {begin}",
@@ -148,12 +163,12 @@ def static_details(workflow_input: OnboardingInput, *, started_by: str = "starte
         "(Queries tab) with the reason of any `NeedsAttention` and the audit trail.",
         "",
         "Drive it:",
-        f"- `python starter.py status {external_id}`",
-        f"- `python starter.py sign {external_id} --all` (update `{UPDATE_ACCEPT_SIGNING}`)",
-        f"- `python starter.py restart {external_id} --reason ...` (update `{UPDATE_RESTART_IDENTIFICATION}`, "
+        f"- `python starter.py status {target}`",
+        f"- `python starter.py sign {target} --all` (update `{UPDATE_ACCEPT_SIGNING}`)",
+        f"- `python starter.py restart {target} --reason ...` (update `{UPDATE_RESTART_IDENTIFICATION}`, "
         "after `Declined` or `NeedsAttention`)",
-        f"- `python starter.py amend {external_id} --email ...` (update `{UPDATE_AMEND}`, before the Iron customer exists)",
-        f"- `python starter.py refresh {external_id}` (update `{UPDATE_REFRESH}`)",
+        f"- `python starter.py amend {target} --email ...` (update `{UPDATE_AMEND}`, before the Iron customer exists)",
+        f"- `python starter.py refresh {target}` (update `{UPDATE_REFRESH}`)",
     ]
     return _clip("\n".join(lines), DETAILS_MAX_CHARS)
 

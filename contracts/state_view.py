@@ -12,11 +12,11 @@ far below Temporal's memo size limits (the server warns above 2 KiB per memo by 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from contracts.messages import AttentionView, AuditEntry, SigningView, SlaBreachView
+from contracts.messages import AttentionView, AuditEntry, SigningView, SlaBreachView, omit_default_scope, workflow_id_for
 from contracts.phase import Phase
 
 if TYPE_CHECKING:
@@ -85,6 +85,16 @@ class OnboardingStateView(BaseModel):
     audit: list[AuditEntry] = Field(default_factory=list)
     # True when the view had to leave something out to stay small (signing urls first).
     truncated: bool = False
+    # The Iron sub-partner the customer is onboarded for; left out for the default scope.
+    sub_partner_id: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler: Any) -> Any:
+        return omit_default_scope(handler(self))
+
+    @property
+    def workflow_id(self) -> str:
+        return workflow_id_for(self.external_id, self.sub_partner_id)
 
     @classmethod
     def of(cls, s: "OnboardingState") -> "OnboardingStateView":
@@ -97,6 +107,7 @@ class OnboardingStateView(BaseModel):
         ]
         view = cls(
             external_id=s.external_id,
+            sub_partner_id=getattr(s, "sub_partner_id", None),
             phase=s.phase,
             cycle=s.cycle,
             runs=s.runs,

@@ -33,6 +33,7 @@ SEARCH_ATTRIBUTES = {
     "OnboardingCycle": "Int",
     "OnboardingSlaBreached": "Bool",
     "OnboardingPhaseSince": "Datetime",
+    "IronSubPartnerId": "Keyword",
 }
 
 

@@ -7,6 +7,8 @@ are the same logical operation.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime
 import email.utils
 import math
@@ -132,6 +134,7 @@ class IronClient:
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.settings = settings or IronSettings.from_env()
+        self._scoped: dict[str, IronClient] = {}
         self._owns_http = http_client is None
         self._observers: list[ResponseObserver] = []
         self._http = http_client or httpx.AsyncClient(
@@ -167,6 +170,25 @@ class IronClient:
                 observer(operation, status_code, timed_out)
             except Exception:  # pragma: no cover - defensive
                 pass
+    def scoped(self, sub_partner_id: str | None) -> "IronClient":
+        """This client acting for one sub-partner: every request it makes carries
+        `X-SUB-PARTNER-ID: sub_partner_id` (creates are made for that sub-partner, reads are
+        filtered to it). None, or the client's own default, is this client itself. The views
+        share this client's connection pool and are closed with it; one per sub-partner is
+        kept, so a call per request costs no allocation."""
+        if sub_partner_id is None or sub_partner_id == self.settings.sub_partner_id:
+            return self
+        view = self._scoped.get(sub_partner_id)
+        if view is None:
+            if not sub_partner_id.strip():
+                raise ValueError("sub_partner_id must not be empty (None is the default scope)")
+            # A shallow copy: the view shares the pool and anything else hooked onto this client.
+            view = copy.copy(self)
+            view.settings = dataclasses.replace(self.settings, sub_partner_id=sub_partner_id)
+            view._owns_http = False
+            view._scoped = {}
+            self._scoped[sub_partner_id] = view
+        return view
 
     # --- plumbing ------------------------------------------------------------------------------
 

@@ -146,6 +146,7 @@ class Backfill:
         on_progress: Callable[[BackfillSummary], None] | None = None,
         on_page: Callable[[BackfillSummary], None] | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        sub_partner_id: str | None = None,
     ) -> None:
         if rate <= 0 or iron_rate <= 0:
             raise ValueError("rates must be above 0")
@@ -153,6 +154,8 @@ class Backfill:
             raise ValueError(f"concurrency must be 1 to {MAX_CONCURRENCY}")
         self.client = client
         self.iron = iron
+        # The scope the customers are listed in, and so the one each is adopted into.
+        self.sub_partner_id = sub_partner_id
         self.statuses = [_status_value(s) for s in statuses]
         self.page_size = page_size
         self.task_queue = task_queue
@@ -264,9 +267,8 @@ class Backfill:
             raise failed.exceptions[0] from None  # one line for the operator, as any error
         self._on_progress(self.summary)
 
-    @staticmethod
-    def _workflow_id(customer: Customer) -> str:
-        return workflow_id_for(external_id_for_customer(customer.id, customer.external_id))
+    def _workflow_id(self, customer: Customer) -> str:
+        return workflow_id_for(external_id_for_customer(customer.id, customer.external_id), self.sub_partner_id)
 
     async def _running_owners(self, workflow_ids: list[str]) -> dict[str, str | None]:
         """The running onboardings among `workflow_ids`, each with its `IronCustomerId`: one
@@ -311,6 +313,7 @@ class Backfill:
                     task_queue=self.task_queue,
                     started_by="adopt --all",
                     compare_start_data=False,  # attaching is what adoption wants, however it began
+                    sub_partner_id=self.sub_partner_id,
                 )
                 if result.started:
                     self.summary.adopted += 1
@@ -368,17 +371,13 @@ async def backfill(
     `sub_partner_id` lists that sub-partner's customers (Iron's `X-SUB-PARTNER-ID`)."""
     if any(_status_value(s) == ARCHIVED for s in statuses):
         raise starter.BadInput("--status", "archived customers are never adopted")
-    scoped = sub_partner_id is not None and sub_partner_id != iron.settings.sub_partner_id
-    lister = IronClient(dataclasses.replace(iron.settings, sub_partner_id=sub_partner_id)) if scoped else iron
-    try:
-        return await Backfill(
-            client, lister, statuses=statuses, rate=rate, iron_rate=iron_rate, concurrency=concurrency,
-            page_size=page_size, task_queue=task_queue, timings=timings, summary=summary,
-            on_progress=on_progress, on_page=on_page, max_attempts=max_attempts,
-        ).run()
-    finally:
-        if scoped:
-            await lister.aclose()
+    # Adopted into the scope they are listed in (None, or the deployment's own: the default scope).
+    sub_partner_id = starter.check_sub_partner_id(sub_partner_id, "--sub-partner")
+    return await Backfill(
+        client, iron.scoped(sub_partner_id), statuses=statuses, rate=rate, iron_rate=iron_rate,
+        concurrency=concurrency, page_size=page_size, task_queue=task_queue, timings=timings, summary=summary,
+        on_progress=on_progress, on_page=on_page, max_attempts=max_attempts, sub_partner_id=sub_partner_id,
+    ).run()
 
 
 # --- command line ----------------------------------------------------------------------------------

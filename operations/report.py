@@ -27,7 +27,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecution
 
 from contracts import search_attributes as sa
-from contracts.messages import WORKFLOW_ID_PREFIX, WORKFLOW_TYPE, Phase
+from contracts.messages import WORKFLOW_ID_PREFIX, WORKFLOW_TYPE, Phase, scope_of_workflow_id
 from runtime.settings import workflow_ui_link
 
 RUNNING = f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running"'
@@ -119,9 +119,13 @@ class StuckCustomer:
     identification_status: str | None
     cycle: int | None
     ui_link: str
+    # The sub-partner the customer is onboarded for (None: the default scope, left out of the JSON).
+    sub_partner_id: str | None = None
 
     def as_json(self, now: datetime) -> dict[str, Any]:
+        scope = {"sub_partner_id": self.sub_partner_id} if self.sub_partner_id else {}
         return {
+            **scope,
             "rule": self.rule,
             "external_id": self.external_id,
             "workflow_id": self.workflow_id,
@@ -189,9 +193,12 @@ def _stuck_customer(rule: StuckRule, execution: WorkflowExecution, namespace: st
     attrs = execution.typed_search_attributes
     since = attrs.get(sa.ONBOARDING_PHASE_SINCE)
     workflow_id = execution.id
+    # A sub-partner's customer is `onboarding-sp-{sub_partner_id}-{external_id}`.
+    sub_partner_id, external_id = scope_of_workflow_id(workflow_id) or (None, workflow_id.removeprefix(WORKFLOW_ID_PREFIX))
     return StuckCustomer(
         rule=rule.name,
-        external_id=workflow_id.removeprefix(WORKFLOW_ID_PREFIX),
+        sub_partner_id=sub_partner_id,
+        external_id=external_id,
         workflow_id=workflow_id,
         phase=attrs.get(sa.ONBOARDING_PHASE),
         since=since or execution.start_time,
@@ -253,7 +260,8 @@ def format_report(report: Report) -> str:
     for c in stuck:
         age = _age(report.at - c.since) if c.since else "?"
         known = "" if c.since_known else " (at least: phase start not yet published)"
-        lines.append(f"  {age:>8}  {c.phase or '-':<22} {c.rule:<19} {c.external_id}{known}")
+        scope = f" --sub-partner {c.sub_partner_id}" if c.sub_partner_id else ""
+        lines.append(f"  {age:>8}  {c.phase or '-':<22} {c.rule:<19} {c.external_id}{scope}{known}")
         lines.append(f"            {c.ui_link}")
     return "\n".join(lines)
 

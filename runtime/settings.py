@@ -29,11 +29,11 @@ import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Mapping, TypeVar
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
-from contracts.messages import DEFAULT_TASK_QUEUE
+from contracts.messages import DEFAULT_TASK_QUEUE, canonical_sub_partner_id
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -132,6 +132,12 @@ class ProcessSettings(BaseSettings):
     encryption_keys: SecretStr | None = Field(None, repr=False, validation_alias="ONBOARDING_ENCRYPTION_KEYS")
     encryption_key_file: str | None = Field(None, validation_alias="ONBOARDING_ENCRYPTION_KEY_FILE")
     encryption_current_key_id: str | None = Field(None, validation_alias="ONBOARDING_ENCRYPTION_CURRENT_KEY_ID")
+
+    @field_validator("iron_sub_partner_id")
+    @classmethod
+    def _default_sub_partner_is_a_uuid(cls, value: str | None) -> str | None:
+        # Iron refuses any other `X-SUB-PARTNER-ID`: better one line at start than every call refused.
+        return None if value is None else canonical_sub_partner_id(value)
 
     @classmethod
     def settings_customise_sources(

@@ -314,6 +314,7 @@ class WebhookReceiver:
         if isinstance(route, Outcome):
             return route
         ctx["workflow_id"] = route.workflow_id
+        ctx["sub_partner_id"] = route.sub_partner_id  # left out of the log line for the default scope
         try:
             client = await asyncio.wait_for(self.provider(), self._guard_timeout)
             exists = await self._check_owner(client, route)
@@ -329,6 +330,7 @@ class WebhookReceiver:
                 if isinstance(route, Outcome):
                     return route
                 ctx["workflow_id"] = route.workflow_id
+                ctx["sub_partner_id"] = route.sub_partner_id
                 exists = await self._check_owner(client, route)
                 if isinstance(exists, Outcome):
                     return exists
@@ -476,6 +478,7 @@ def create_app(
         pool_size=IRON_POOL_SIZE,
         transport_factory=iron_transport,
         iron_observer=metrics.iron_request,
+        sub_partner_ids=settings.lookup_scopes(),
     )
     receiver = WebhookReceiver(settings, provider, router)
 

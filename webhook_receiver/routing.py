@@ -8,6 +8,14 @@ a cold cache costs one Iron read, never a wrong answer.
 A customer without a usable `external_id` (none, or one the workflow input would refuse) is
 keyed by its Iron id, the same way adoption names it.
 
+Sub-partners: Iron shows a sub-partner's customer only to requests made in that sub-partner's
+scope (`X-SUB-PARTNER-ID`), and the webhook does not say which. A customer is read in the
+default scope first (exactly one read, as before, for the default scope's customers), then in
+each configured sub-partner scope (`IRON_SUB_PARTNER_IDS`) in turn until one knows it; the scope
+that answered names the workflow (`workflow_id_for(external_id, sub_partner_id)`) and is
+remembered with the route. The reads of one lookup run one after another in its slot, so the
+bound on connections holds.
+
 Under a burst the router stays healthy by construction:
 
 * one lookup per customer at a time: concurrent deliveries for the same customer share it
@@ -38,7 +46,7 @@ import httpx
 from iron_client import IronClient, IronNotFound, IronSettings
 from iron_client.client import ResponseObserver
 from iron_client.errors import IronBadRequest, IronError
-from iron_client.models import CustomerStatus
+from iron_client.models import Customer, CustomerStatus
 from contracts.messages import ENGINE_VERSION, OnboardingInput, external_id_for_customer, workflow_id_for
 
 
@@ -77,9 +85,14 @@ class Route:
     from_cache: bool = False
     # The receiver saw that the workflow is this customer's (or that none exists yet).
     verified: bool = False
+    # The sub-partner scope in which Iron knows the customer (None: the default scope).
+    sub_partner_id: str | None = None
 
     def adoption_input(self) -> OnboardingInput:
-        extra = {"customer_type": self.customer_type} if self.customer_type else {}
+        """The input that adopts this customer into its own scope."""
+        extra: dict[str, str] = {"customer_type": self.customer_type} if self.customer_type else {}
+        if self.sub_partner_id:
+            extra["sub_partner_id"] = self.sub_partner_id
         return OnboardingInput(engine_version=ENGINE_VERSION, external_id=self.external_id, iron_customer_id=self.customer_id, **extra)
 
     @property
@@ -188,10 +201,13 @@ class CustomerRouter:
         clock: Callable[[], float] = time.monotonic,
         transport_factory: Callable[[httpx.Limits], httpx.AsyncBaseTransport] | None = None,
         iron_observer: ResponseObserver | None = None,
+        sub_partner_ids: tuple[str, ...] = (),
     ) -> None:
         if max_concurrent_lookups >= pool_size:
             raise ValueError("max_concurrent_lookups must stay below the pool size")
         self._timeout = timeout_seconds
+        # Scopes tried after the default one, in order (see the module's docstring).
+        self._sub_partner_ids = tuple(sub_partner_ids)
         self._max_concurrent = max_concurrent_lookups
         self._pool_size = pool_size
         self._clock = clock
@@ -251,8 +267,9 @@ class CustomerRouter:
 
     def _stuck_after(self) -> float:
         """Longer than any lookup can take while httpx's timeouts work: slot wait, connect,
-        write and read, plus a margin."""
-        return 2 * self._timeout + 2 * min(self._timeout, 2.0) + 1.0
+        write and read (one read per scope it may ask), plus a margin."""
+        reads = 1 + len(self._sub_partner_ids)
+        return (1 + reads) * self._timeout + 2 * reads * min(self._timeout, 2.0) + 1.0
 
     def health(self) -> tuple[bool, str | None]:
         """(True, None), or (False, why) when lookups are wedged or saturated. A wedged client
@@ -288,14 +305,17 @@ class CustomerRouter:
     def mark_verified(self, route: Route) -> None:
         """The workflow this route names was seen to belong to this customer: later
         deliveries need not check again while the entry lives."""
-        self._cache.put(route.customer_id, (route.external_id, True))
+        self._cache.put(route.customer_id, (route.external_id, route.sub_partner_id, True))
 
     def cached_route(self, customer_id: str) -> Route | None:
         item = self._cache.get(customer_id)
         if item is None:
             return None
-        external_id, verified = item
-        return Route(customer_id, external_id, workflow_id_for(external_id), from_cache=True, verified=verified)
+        external_id, sub_partner_id, verified = item
+        return Route(
+            customer_id, external_id, workflow_id_for(external_id, sub_partner_id),
+            from_cache=True, verified=verified, sub_partner_id=sub_partner_id,
+        )
 
     async def route(self, customer_id: str, *, fresh: bool = False) -> Route:
         if not is_iron_id(customer_id):
@@ -331,8 +351,7 @@ class CustomerRouter:
                     f"all {self._max_concurrent} Iron lookup slots stayed busy for {self._timeout:g}s"
                 ) from None
             try:
-                self.lookups += 1
-                customer = await gen.iron.get_customer(path_segment(customer_id))
+                customer, sub_partner_id = await self._read_in_scopes(gen.iron, customer_id)
             finally:
                 gen.slots.release()
         except IronNotFound:
@@ -344,14 +363,29 @@ class CustomerRouter:
         finally:
             gen.started.pop(serial, None)
         key = routing_key(customer_id, customer.external_id)
-        self._cache.put(customer_id, (key, False))
+        self._cache.put(customer_id, (key, sub_partner_id, False))
         return Route(
             customer_id,
             key,
-            workflow_id_for(key),
+            workflow_id_for(key, sub_partner_id),
             iron_status=_text(customer.status),
             customer_type=_text(customer.customer_type),
+            sub_partner_id=sub_partner_id,
         )
+
+    async def _read_in_scopes(self, iron: IronClient, customer_id: str) -> tuple[Customer, str | None]:
+        """The customer and the scope Iron knows it in: the default scope, then each configured
+        sub-partner's. IronNotFound when none knows it."""
+        segment = path_segment(customer_id)
+        scopes = (None, *self._sub_partner_ids)
+        for n, sub_partner_id in enumerate(scopes):
+            self.lookups += 1
+            try:
+                return await iron.scoped(sub_partner_id).get_customer(segment), sub_partner_id
+            except IronNotFound:
+                if n == len(scopes) - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover: the last scope re-raises
 
 
 async def _close_quietly(http: httpx.AsyncClient, wait_for: float = 0.0) -> None:

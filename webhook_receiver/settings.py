@@ -12,6 +12,7 @@ from typing import Mapping
 from pydantic import Field, field_validator
 
 from iron_client.webhooks import DEFAULT_TOLERANCE_SECONDS, parse_secrets
+from contracts.messages import canonical_sub_partner_id
 from runtime.metrics import MetricsSettings
 from runtime.settings import CommaList, ConfigurationError, Flag
 
@@ -31,6 +32,7 @@ ENV_READY_TIMEOUT = "ONBOARDING_WEBHOOK_READY_TIMEOUT_SECONDS"
 ENV_IRON_CONCURRENCY = "ONBOARDING_WEBHOOK_IRON_CONCURRENCY"
 ENV_TEMPORAL_CONCURRENCY = "ONBOARDING_WEBHOOK_TEMPORAL_CONCURRENCY"
 ENV_BODY_TIMEOUT = "ONBOARDING_WEBHOOK_BODY_TIMEOUT_SECONDS"
+ENV_SUB_PARTNERS = "IRON_SUB_PARTNER_IDS"
 
 # Connections the receiver's own Iron client may open. Lookups are bounded below it, so a
 # burst queues in the receiver (where a slow lookup times out cleanly) and never in the pool.
@@ -66,6 +68,20 @@ class ReceiverSettings(MetricsSettings):
     body_timeout_seconds: float = Field(10.0, ge=0.1, le=120, allow_inf_nan=False, validation_alias=ENV_BODY_TIMEOUT)
     # Where the partner's backend takes events: set, the onboardings adopted here send them too.
     events_url: str | None = Field(None, validation_alias="ONBOARDING_EVENTS_URL")
+    # The sub-partners whose customers this receiver routes: a webhook names only the Iron
+    # customer, and Iron shows a sub-partner's customer only in that sub-partner's scope, so a
+    # customer the default scope does not know is looked up in each of these, in order.
+    sub_partner_ids: CommaList = Field((), validation_alias=ENV_SUB_PARTNERS)
+
+    @field_validator("sub_partner_ids")
+    @classmethod
+    def _sub_partners_are_uuids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(canonical_sub_partner_id(v) for v in value))
+
+    def lookup_scopes(self) -> tuple[str, ...]:
+        """The sub-partner scopes a customer is looked up in after the default one (which is
+        `IRON_SUB_PARTNER_ID`, so naming it here again would only repeat that lookup)."""
+        return tuple(s for s in self.sub_partner_ids if s != self.iron_sub_partner_id)
 
     @field_validator("webhook_secrets")
     @classmethod
@@ -79,7 +95,8 @@ class ReceiverSettings(MetricsSettings):
         return (
             f"ReceiverSettings(secrets={len(self.webhook_secrets)}, max_body_bytes={self.max_body_bytes}, "
             f"tolerance_seconds={self.tolerance_seconds}, adopt_unknown_customers={self.adopt_unknown_customers}, "
-            f"task_queue={self.task_queue!r}, iron_max_concurrent_lookups={self.iron_max_concurrent_lookups})"
+            f"task_queue={self.task_queue!r}, iron_max_concurrent_lookups={self.iron_max_concurrent_lookups}, "
+            f"sub_partners={len(self.sub_partner_ids)})"
         )
 
     __repr__ = __str__

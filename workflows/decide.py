@@ -940,4 +940,5 @@ def next_run_input(start: OnboardingInput, s: OnboardingState) -> OnboardingInpu
         timings=start.timings,
         carried=s,
         deliver_events=start.deliver_events,
+        sub_partner_id=start.sub_partner_id,
     )

@@ -36,9 +36,13 @@ class IronCall:
 
 
 def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, workflow_id: str) -> IronCall:
-    customer = am.CustomerRef(customer_id=state.iron_customer_id or "")
+    # Every call goes out in the customer's own sub-partner scope; its keys come from the
+    # workflow ID, which names that scope too.
+    scope = state.sub_partner_id
+    customer = am.CustomerRef(customer_id=state.iron_customer_id or "", sub_partner_id=scope)
     if isinstance(action, d.FindOrCreateCustomer):
         request = am.FindOrCreateCustomerInput(
+            sub_partner_id=scope,
             external_id=state.external_id,
             email=start.email or "",
             customer_type=start.customer_type,
@@ -49,7 +53,7 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
     if isinstance(action, d.ReadCustomer):
         return IronCall(am.GET_CUSTOMER, customer, am.CustomerSnapshot, f"read customer: {action.cause}", d.CustomerRead)
     if isinstance(action, d.ReadIdentification):
-        ref = am.IdentificationRef(identification_id=action.identification_id)
+        ref = am.IdentificationRef(identification_id=action.identification_id, sub_partner_id=scope)
         summary = f"read identification: {action.cause}"
         return IronCall(am.GET_IDENTIFICATION, ref, am.IdentificationSnapshot, summary, d.IdentificationRead)
     if isinstance(action, d.ReadLatestIdentification):
@@ -63,6 +67,7 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
     if isinstance(action, d.CreateIdentification):
         kind = start.identification.kind.value
         request = am.CreateIdentificationInput(
+            sub_partner_id=scope,
             customer_id=state.iron_customer_id or "",
             request=start.identification,
             idempotency_key=identification_key(workflow_id, action.cycle, action.attempt),
@@ -84,6 +89,7 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
         )
     if isinstance(action, d.Sign):
         request = am.CreateSigningInput(
+            sub_partner_id=scope,
             customer_id=state.iron_customer_id or "",
             content_id=action.content_id,
             idempotency_key=signing_key(workflow_id, action.cycle, action.content_id),

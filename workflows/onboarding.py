@@ -321,7 +321,8 @@ class CustomerOnboarding:
         posted = self._inbox.post(d.AmendRequested(fields=tuple(sorted(changes)), email_known=bool(self._input.email)))
         digest = workflow.memo_value(START_DIGEST_MEMO, None, type_hint=dict)
         if isinstance(digest, dict):  # a start with the corrected data attaches again
-            workflow.upsert_memo({START_DIGEST_MEMO: amended_start_digest(digest, self._state.external_id, request)})
+            workflow.upsert_memo({START_DIGEST_MEMO: amended_start_digest(
+                digest, self._state.external_id, request, sub_partner_id=self._state.sub_partner_id)})
         await workflow.wait_condition(lambda: self._inbox.taken >= posted)
         return AmendResult(accepted=True, phase=self._state.phase, amended=sorted(changes))
 
