@@ -58,7 +58,7 @@ from runtime import settings
 from runtime.process import exit_now
 from runtime.temporal import connect
 from contracts import search_attributes
-import fleet_reconcile
+import operations.fleet_schedule as fleet_reconcile
 from contracts.messages import (
     ENGINE_VERSION,
     EXTERNAL_ID_MAX_LENGTH,
@@ -86,8 +86,8 @@ from contracts.messages import (
 )
 from contracts.start_metadata import START_DIGEST_MEMO, differing_fields, start_metadata
 from contracts.state_view import STATE_MEMO, WAIT_MAX_SECONDS, OnboardingStateView
-import state_access
-from state_access import NoStateView, OnboardingClosed, WaitTimedOut  # noqa: F401 - part of the API
+import operations.state_access as state_access
+from operations.state_access import NoStateView, OnboardingClosed, WaitTimedOut  # noqa: F401 - part of the API
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4, 5
 EXIT_START_DATA_DIFFERS, EXIT_CONFIGURATION, EXIT_WAIT_TIMED_OUT = 6, 7, 8

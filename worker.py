@@ -40,7 +40,7 @@ from runtime.query_task_guard import QueryTaskGuard
 from runtime.temporal import connect
 from workflows.fleet import FleetReconciliation
 from workflows.onboarding import CustomerOnboarding
-import fleet_reconcile
+import operations.fleet_schedule as fleet_reconcile
 
 
 # A customer's workflow sleeps for hours between wakes, so a cached one is rarely reused before

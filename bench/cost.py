@@ -98,7 +98,7 @@ async def active_day(b, lifecycle, customers: int) -> dict[str, Any]:
 async def fleet_pass(b, *, pages_per_run: int = 2) -> dict[str, Any]:
     """A pass in about six pages, a continue-as-new every two: both costs show."""
     from bench.benchmark import history_all_runs
-    from fleet_reconcile import manual_workflow_id, reconcile_now
+    from operations.fleet_schedule import manual_workflow_id, reconcile_now
 
     listed = await b.control.customers()
     page_size = max(1, min(PAGE_SIZE, -(-len(listed) // 6)))

@@ -25,7 +25,7 @@ from activities.iron_activities import IronActivities
 from contracts.fleet import FLEET_HINT_TYPE, FLEET_WORKFLOW_TYPE, FleetReconciliationInput, fleet_schedule_id
 from contracts.messages import Phase, workflow_id_for
 from data_protection.documents import FilesystemDocumentStore
-from fleet_reconcile import reconcile_now
+from operations.fleet_schedule import reconcile_now
 from iron_client import IronClient
 from iron_sandbox.testing import SandboxServer
 from starter import sign_all, start_onboarding

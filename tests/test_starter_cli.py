@@ -206,7 +206,7 @@ def test_starting_twice_with_a_data_file_stores_it_once(stack):
     assert len(set(documents.rglob("*.doc")) - before) == 1, "the second start stored nothing"
 
 
-async def test_every_start_tells_its_story_on_the_ui_first_tab(stack):
+async def test_every_start_tells_its_story_on_the_ui_first_tab(stack, monkeypatch):
     from temporalio.client import Client
 
     from contracts.start_metadata import START_DIGEST_MEMO
@@ -215,9 +215,9 @@ async def test_every_start_tells_its_story_on_the_ui_first_tab(stack):
     external_id = f"story-{uuid.uuid4().hex[:8]}"
     run = starter(stack, "start", external_id, "--email", "grace.hopper@example.com", "--name", "Grace Hopper")
     assert run.returncode == 0, run.stderr
-    import os
-
-    os.environ.update({k: v for k, v in stack.env().items() if k.startswith("ONBOARDING_ENCRYPTION")})
+    for key, value in stack.env().items():
+        if key.startswith("ONBOARDING_ENCRYPTION"):
+            monkeypatch.setenv(key, value)  # undone after the test: later tests choose their own keys
     client = await Client.connect(stack.temporal_address, data_converter=data_converter())
     description = await client.get_workflow_handle(f"onboarding-{external_id}").describe()
     summary, details = await description.static_summary(), await description.static_details()

@@ -4,7 +4,7 @@ Each page is one activity (`reconcile_fleet_page`): one Iron list call, one visi
 for the onboardings of that page's customers, a signal to each onboarding whose published
 `IronCustomerStatus` differs from Iron's status. The cursor lives in the input, so a pass
 survives worker crashes and continues as new every `pages_per_run` pages with where it was.
-A schedule (`fleet_reconcile.py`) starts one pass a day; an onboarding then reads Iron by
+A schedule (`operations/fleet_schedule.py`) starts one pass a day; an onboarding then reads Iron by
 itself only on its long backstop, and a lost webhook is caught within a day.
 """
 
