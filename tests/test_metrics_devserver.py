@@ -40,7 +40,7 @@ from demo.partner_backend import PartnerBackend, PartnerBackendThread, Refusal
 from demo.stack import SEARCH_ATTRIBUTES, Stack, StackConfig, free_port
 from iron_client import IronClient, IronSettings
 from runtime.settings import ProcessSettings
-from starter import sign_all, start_onboarding
+from starter import get_state, sign_all, start_onboarding
 from tests.workflow_harness import DEV_SERVER_TIMINGS, wait_for_state
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +134,10 @@ async def _drive(stack: Stack, metrics_ports: dict[str, int], backend: PartnerBa
     active = await wait_for_state(
         handles[done], lambda s: s.phase == Phase.ACTIVE and not s.outbox.pending, timeout=120, what="Active, events out"
     )
+    # The query answers from the worker's memory; the memo is written only once the server has
+    # the task that reached Active. Stopping the worker before that would hand the same task to
+    # the next worker as new work, and its transition would be counted twice.
+    await _until_persisted(client, done, Phase.ACTIVE)
     events_received = sum(len(backend.backend.events_for(x)) for x in (done, parked))
     worker = scrape_until(
         metrics_ports["worker"],
@@ -171,6 +175,13 @@ async def _drive(stack: Stack, metrics_ports: dict[str, int], backend: PartnerBa
         identifiers |= {x for x in (state.iron_customer_id, state.identification_id) if x}
         identifiers |= {s.signing_id for s in state.required_signings if s.signing_id}
     return Lifecycle(worker, receiver, replaying, identifiers, emails, events_received)
+
+
+async def _until_persisted(client: Client, external_id: str, phase: Phase, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (await get_state(client, external_id, fallback_to_query=False)).phase != phase:
+        assert time.monotonic() < deadline, f"{external_id}: {phase.value} not in the memo after {timeout} s"
+        await asyncio.sleep(0.2)
 
 
 def _events_env(backend: PartnerBackendThread) -> dict[str, str]:
