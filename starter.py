@@ -11,7 +11,7 @@
     python starter.py amend EXTERNAL_ID [--email E] [--name N] [--customer-type T]
     python starter.py refresh EXTERNAL_ID
     python starter.py adopt IRON_CUSTOMER_ID
-    python starter.py report [--json] [--waiting-on-customer D] [--pending-review D] [--needs-attention D] [--declined D]
+    python starter.py report [--json] [--sub-partner ID] [--waiting-on-customer D] [--pending-review D] [--needs-attention D] [--declined D]
     python starter.py adopt --all [--status S ...] [--rate N] [--iron-rate N] [--concurrency N] [--json]
 
 Every command takes `--sub-partner ID` for a customer onboarded for an Iron sub-partner: an
@@ -838,6 +838,10 @@ def _parser() -> argparse.ArgumentParser:
             "--sub-partner", dest="sub_partner", metavar="ID",
             help="the Iron sub-partner (UUID) the customer is onboarded for; default: IRON_SUB_PARTNER_ID's scope",
         )
+    report_cmd.add_argument(
+        "--sub-partner", dest="sub_partner", metavar="ID",
+        help="only the customers of this Iron sub-partner (UUID), or `default` for those without one; default: every customer",
+    )
     return parser
 
 
@@ -869,7 +873,9 @@ def check_args(args: argparse.Namespace) -> Checked:
     checked = Checked(args)
     if hasattr(args, "external_id"):
         check_external_id(args.external_id)
-    checked.fields["sub_partner_id"] = check_sub_partner_id(getattr(args, "sub_partner", None))
+    named = getattr(args, "sub_partner", None)
+    # `report --sub-partner default`: the customers onboarded without a sub-partner.
+    checked.fields["sub_partner_id"] = check_sub_partner_id(None if (args.command, named) == ("report", "default") else named)
     if args.command == "start":
         checked.fields["email"] = normalise_email(args.email)
         if args.name is not None:
@@ -1054,7 +1060,9 @@ async def _run(checked: Checked, out, err) -> int:
         print(format_state(await refresh(client, args.external_id, **scope)), file=out)
         return EXIT_OK
     if args.command == "report":
-        await operations.report.run(client, args, out)
+        # `--sub-partner` naming the deployment's default scope reads as None once checked.
+        only = None if args.sub_partner is None else (checked.fields["sub_partner_id"] or operations.report.DEFAULT_SCOPE)
+        await operations.report.run(client, args, out, sub_partner=only)
         return EXIT_OK
     if args.command == "adopt" and args.all:
         from operations.backfill import run_cli

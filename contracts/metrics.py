@@ -6,8 +6,9 @@ seconds and say so (`..._seconds`). The SDK's own metrics carry the `temporal_` 
 domain metrics do not (the runtime prefixes only its own), so the names below are exactly what a
 scrape shows and what `dashboards/onboarding.json` queries.
 
-Labels are bounded sets (phases, operation names, outcomes, status classes), never a customer,
-workflow or Iron id: every series here exists once per worker, however many customers it runs.
+Labels are bounded sets (phases, operation names, outcomes, status classes, the partner's few
+sub-partners), never a customer, workflow or Iron customer id: every series here exists once per
+worker and sub-partner, however many customers it runs.
 The SDK adds `namespace`, `task_queue` and `workflow_type` / `activity_type` to what is recorded
 from workflows and activities, and `service_name` to everything.
 """
@@ -15,18 +16,22 @@ from workflows and activities, and `service_name` to everything.
 from __future__ import annotations
 
 # Names as created on the meter; the scrape adds `_total` to counters.
-PHASE_TRANSITIONS = "onboarding_phase_transitions"  # labels: from_phase, to_phase
-TIME_IN_PHASE = "onboarding_time_in_phase_seconds"  # histogram; label: phase (the phase left)
+PHASE_TRANSITIONS = "onboarding_phase_transitions"  # labels: from_phase, to_phase, sub_partner
+TIME_IN_PHASE = "onboarding_time_in_phase_seconds"  # histogram; labels: phase (the phase left), sub_partner
 IRON_REQUESTS = "onboarding_iron_requests"  # labels: operation, status_class
 EVENT_DELIVERIES = "onboarding_event_deliveries"  # labels: event_type, outcome
 WEBHOOKS = "onboarding_webhooks"  # receiver; labels: outcome, http_status
 WEBHOOK_DURATION = "onboarding_webhook_duration_seconds"  # receiver histogram; label: outcome
 
-# The hook for deadlines per phase: a counter of customers found past one, labels `phase` and
-# `deadline` (the deadline's name, never a customer). Recorded by
-# `workflows.publishing.Publisher.sla_breached`; nothing records it until SLAs exist, so the
-# dashboard has no panel for it yet (every panel must query a metric a scrape shows).
+# Customers found past an SLA, labels `phase`, `deadline` (the SLA's name) and `sub_partner`.
+# Recorded by `workflows.publishing.Publisher.sla_breached`; it appears at the first breach, so
+# the dashboard has no panel for it (every panel must query a metric a scrape shows).
 SLA_BREACHES = "onboarding_sla_breaches"
+
+# The phase metrics' `sub_partner` label: the customer's Iron sub-partner, or this for the
+# customers onboarded without one.
+SUB_PARTNER_LABEL = "sub_partner"
+DEFAULT_SCOPE = "default"
 
 # `from_phase` of the transition a new onboarding makes into its first phase: the funnel's top.
 STARTED = "Started"

@@ -98,8 +98,20 @@ def _rfc3339(at: datetime) -> str:
     return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def stuck_query(rule: StuckRule, now: datetime) -> str:
-    query = f"{RUNNING} AND ({rule.where})"
+# Every customer (None), or one Iron sub-partner's: its id, or `DEFAULT_SCOPE` for the customers
+# onboarded without one (`IronSubPartnerId` is set at start for a sub-partner's customers only).
+DEFAULT_SCOPE = "default"
+
+
+def scope_clause(sub_partner: str | None) -> str:
+    if sub_partner is None:
+        return ""
+    name = sa.IRON_SUB_PARTNER_ID.name
+    return f" AND {name} IS NULL" if sub_partner == DEFAULT_SCOPE else f' AND {name} = "{sub_partner}"'
+
+
+def stuck_query(rule: StuckRule, now: datetime, sub_partner: str | None = None) -> str:
+    query = f"{RUNNING}{scope_clause(sub_partner)} AND ({rule.where})"
     if rule.threshold <= timedelta(0):
         return query
     cutoff = _rfc3339(now - rule.threshold)
@@ -158,6 +170,7 @@ class Report:
     phases: dict[str, int]
     archived: int
     rules: list[RuleResult]
+    sub_partner: str | None = None
 
     @property
     def running(self) -> int:
@@ -172,6 +185,7 @@ class Report:
         return {
             "at": self.at.isoformat(),
             "namespace": self.namespace,
+            **({"sub_partner": self.sub_partner} if self.sub_partner else {}),
             "running": self.running,
             "phases": self.phases,
             "archived": self.archived,
@@ -210,8 +224,8 @@ def _stuck_customer(rule: StuckRule, execution: WorkflowExecution, namespace: st
     )
 
 
-async def _rule_result(client: Client, rule: StuckRule, now: datetime, limit: int) -> RuleResult:
-    query = stuck_query(rule, now)
+async def _rule_result(client: Client, rule: StuckRule, now: datetime, limit: int, sub_partner: str | None) -> RuleResult:
+    query = stuck_query(rule, now, sub_partner)
     total = (await client.count_workflows(query)).count
     customers = [] if total == 0 or limit <= 0 else [
         _stuck_customer(rule, execution, client.namespace)
@@ -221,9 +235,16 @@ async def _rule_result(client: Client, rule: StuckRule, now: datetime, limit: in
 
 
 async def build_report(
-    client: Client, rules: list[StuckRule] | None = None, *, now: datetime | None = None, limit: int = DEFAULT_LIMIT
+    client: Client,
+    rules: list[StuckRule] | None = None,
+    *,
+    now: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+    sub_partner: str | None = None,
 ) -> Report:
-    """Counts per phase and the stuck customers, from visibility: 11 + 1 + 2 per rule requests."""
+    """Counts per phase and the stuck customers, from visibility: 11 + 1 + 2 per rule requests.
+    `sub_partner`: one sub-partner's customers (its id, or `DEFAULT_SCOPE`); None: everyone."""
+    scope = scope_clause(sub_partner)
     now = now or datetime.now(timezone.utc)
     rules = default_rules() if rules is None else rules
     running_phases = [p for p in Phase if p != Phase.ARCHIVED]
@@ -232,22 +253,25 @@ async def build_report(
         return (await client.count_workflows(query)).count
 
     counts = await asyncio.gather(
-        *(count(f'{RUNNING} AND {sa.ONBOARDING_PHASE.name} = "{p.value}"') for p in running_phases), count(ARCHIVED)
+        *(count(f'{RUNNING}{scope} AND {sa.ONBOARDING_PHASE.name} = "{p.value}"') for p in running_phases),
+        count(ARCHIVED + scope),
     )
-    results = await asyncio.gather(*(_rule_result(client, rule, now, limit) for rule in rules))
+    results = await asyncio.gather(*(_rule_result(client, rule, now, limit, sub_partner) for rule in rules))
     return Report(
         at=now,
         namespace=client.namespace,
         phases={p.value: n for p, n in zip(running_phases, counts[:-1])},
         archived=counts[-1],
         rules=list(results),
+        sub_partner=sub_partner,
     )
 
 
 def format_report(report: Report) -> str:
     """The report for a person: the funnel, then the stuck customers oldest first."""
     width = max(len(p) for p in report.phases)
-    lines = [f"customers in namespace {report.namespace} at {report.at:%Y-%m-%d %H:%M:%S} UTC: {report.running} onboarding"]
+    of = f", sub-partner {report.sub_partner}" if report.sub_partner else ""
+    lines = [f"customers in namespace {report.namespace}{of} at {report.at:%Y-%m-%d %H:%M:%S} UTC: {report.running} onboarding"]
     lines += [f"  {phase:<{width}}  {n:>8}" for phase, n in report.phases.items()]
     lines.append(f"  {'Archived':<{width}}  {report.archived:>8}  (completed)")
     lines.append("")
@@ -299,7 +323,8 @@ def add_arguments(parser) -> None:
                         help=f"list at most N customers per threshold ({DEFAULT_LIMIT}); the counts stay exact")
 
 
-async def run(client: Client, args, out) -> None:
+async def run(client: Client, args, out, sub_partner: str | None = None) -> None:
+    """`sub_partner`: the checked `--sub-partner` (its id, `DEFAULT_SCOPE`, or None for all)."""
     import json
 
     rules = default_rules(
@@ -308,5 +333,5 @@ async def run(client: Client, args, out) -> None:
         needs_attention=args.needs_attention,
         declined=args.declined,
     )
-    report = await build_report(client, rules, limit=max(args.limit, 0))
+    report = await build_report(client, rules, limit=max(args.limit, 0), sub_partner=sub_partner)
     print(json.dumps(report.as_json(), indent=2) if args.json else format_report(report), file=out)

@@ -223,6 +223,7 @@ def test_a_worker_scrape_after_a_lifecycle_has_the_sdks_and_the_domain_metrics(l
     assert scrape.value(transitions, from_phase=names.STARTED, to_phase="FindingCustomer") == 2
     assert scrape.value(transitions, from_phase="AwaitingIdentification", to_phase="AwaitingSignings") == 2
     assert scrape.value(transitions, from_phase="AwaitingSignings", to_phase="Active") == 1
+    assert scrape.value(transitions, sub_partner="default", to_phase="Active") == 1  # no sub-partner: `default`
     assert scrape.value(transitions, workflow_type="CustomerOnboarding", task_queue="iron-onboarding") >= 7
 
     # Time in phase, in seconds: the autopilot completes a KYC about two seconds after the link.

@@ -336,6 +336,23 @@ async def test_the_cli_finds_an_onboarding_by_sub_partner_and_external_id(env, w
     assert mine.as_json(report.at)["sub_partner_id"] == SUB_PARTNER_A
     assert f"{external_id} --sub-partner {SUB_PARTNER_A}" in format_report(report)
 
+    # Broken down by sub-partner: its customer counts in its own scope only.
+    def scoped_report(*scope: str) -> dict:
+        run = _starter(env, "report", "--json", "--waiting-on-customer", "0s", *scope)
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout)
+
+    own = await asyncio.to_thread(scoped_report, "--sub-partner", SUB_PARTNER_A)
+    assert own["sub_partner"] == SUB_PARTNER_A and own["running"] >= 1
+    assert handle.id in {c["workflow_id"] for c in own["stuck"]}
+    for other in (["--sub-partner", SUB_PARTNER_B], ["--sub-partner", "default"]):
+        elsewhere = await asyncio.to_thread(scoped_report, *other)
+        assert handle.id not in {c["workflow_id"] for c in elsewhere["stuck"]}
+    everyone = await asyncio.to_thread(scoped_report)
+    assert "sub_partner" not in everyone and everyone["running"] >= own["running"]
+    refused = await asyncio.to_thread(_starter, env, "report", "--sub-partner", "not-a-uuid")
+    assert refused.returncode == 2 and "--sub-partner" in refused.stderr
+
 
 async def test_adopt_all_adopts_a_sub_partners_customers_into_its_scope(env, worker, sandbox):
     sub_partner = str(uuid.uuid4())  # a scope of its own: nothing else of this module lives there

@@ -105,23 +105,23 @@ class Publisher:
         within one step of `decide` (none today) would count as one, from the first to the last."""
         left = self._phase
         self._counter(metric_names.PHASE_TRANSITIONS, "Customers moving from one onboarding phase to another").add(
-            1, {"from_phase": left.value if left else metric_names.STARTED, "to_phase": s.phase.value}
+            1, {"from_phase": left.value if left else metric_names.STARTED, "to_phase": s.phase.value, **_scope(s)}
         )
         if left is not None and self._phase_since is not None and s.phase_since is not None:
             seconds = max((s.phase_since - self._phase_since).total_seconds(), 0.0)
             self._histogram(metric_names.TIME_IN_PHASE, "Time customers spent in a phase, recorded as they leave it").record(
-                seconds, {"phase": left.value}
+                seconds, {"phase": left.value, **_scope(s)}
             )
 
     def sla_breached(self, state: OnboardingState, breach: SlaBreachView) -> None:
         """The one place a breach is noticed, once per breach, from workflow code: a replay logs
         and records nothing (the logger and the metric meter are replay-aware). Labels are the
-        SLA's name and the phase, bounded sets, never an id."""
+        SLA's name, the phase and the sub-partner, bounded sets, never a customer's id."""
         workflow.logger.warning(
             "SLA %s breached: %s since %s (limit %g s)", breach.sla, breach.phase.value, breach.since, breach.limit_seconds
         )
         self._counter(metric_names.SLA_BREACHES, "Customers found past a per-phase deadline").add(
-            1, {"phase": breach.phase.value, "deadline": breach.sla}
+            1, {"phase": breach.phase.value, "deadline": breach.sla, **_scope(state)}
         )
 
     def _counter(self, name: str, description: str):
@@ -162,3 +162,9 @@ class Publisher:
             return None
         view = OnboardingStateView.of(state.model_copy(update={"runs": state.runs + 1}))
         return {**workflow.memo(), STATE_MEMO: view.to_memo()}
+
+
+def _scope(s: OnboardingState) -> dict[str, str]:
+    """The `sub_partner` label: a partner's few sub-partners (their ids, a bounded set, never a
+    customer's), `default` for customers onboarded without one."""
+    return {metric_names.SUB_PARTNER_LABEL: s.sub_partner_id or metric_names.DEFAULT_SCOPE}
