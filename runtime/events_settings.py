@@ -58,7 +58,8 @@ class EventsSettings(BaseSettings):
     url: AnyHttpUrl | None = None
     # All secrets, comma-separated; kept secret so they never show in a repr or a log.
     secret: SecretStr | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # An attempt must end inside the delivery activity's 30 s start-to-close, or every one times out.
+    timeout_seconds: float = Field(default=10.0, gt=0, le=25)
 
     @field_validator("url", mode="before")
     @classmethod

@@ -72,6 +72,10 @@ def test_unusable_url_and_timeout(monkeypatch):
     monkeypatch.setenv("ONBOARDING_EVENTS_TIMEOUT_SECONDS", "soon")
     with pytest.raises(EventsSettingsError, match="^ONBOARDING_EVENTS_TIMEOUT_SECONDS: "):
         load_events_settings()
+    # Longer than a delivery attempt may last (the activity's 30 s): every attempt would time out.
+    monkeypatch.setenv("ONBOARDING_EVENTS_TIMEOUT_SECONDS", "60")
+    with pytest.raises(EventsSettingsError, match="^ONBOARDING_EVENTS_TIMEOUT_SECONDS: "):
+        load_events_settings()
 
 
 def test_partner_backend_refuses_to_start_on_a_bad_secret():
