@@ -25,7 +25,7 @@ def events(name: str) -> list[HistoryEvent]:
 
 
 def test_a_committed_lifecycle_counts_starts_timers_upserts_messages_and_activities_but_no_workflow_task():
-    run1, run2 = events("link_happy_path.run1.json"), events("link_happy_path.run2.json")
+    run1, run2 = events("engine-2/link_happy_path.run1.json"), events("engine-2/link_happy_path.run2.json")
     counts = billable_actions(run1 + run2)
     # run 1: its start, 8 Iron activities (each on its first attempt), 3 upserts, 1 poll timer,
     # 1 webhook signal, 2 signing updates; run 2 (after continue-as-new): its start and the

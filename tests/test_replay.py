@@ -2,10 +2,10 @@
 
 The histories under tests/histories/ come from the lifecycle tests (`make histories`). A
 change that would break a running customer's replay fails here before it ships; guard such
-changes with `workflow.patched` (see the README). Histories recorded before a patch stay,
-in a folder named after it, and must keep replaying: customers started then are still running.
-Those of `before-v2/` and `before-leaner-waits/` were written by the first loop and replay
-through the frozen `workflows/onboarding_v1.py`.
+changes with the engine version (see the README). Histories recorded before a change stay, in
+a folder named after it, and must keep replaying: customers started then are still running.
+`engine-2/` holds every branch as engine 2 wrote it; `before-v2/` and `before-leaner-waits/`
+were written by the first loop and replay through the frozen `workflows/onboarding_v1.py`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from contracts.messages import ENGINE_VERSION
 from runtime.temporal import data_converter
 from tests.changed_workflow import OnboardingWithAnUnguardedChange
 from workflows.onboarding import CustomerOnboarding
@@ -27,6 +28,7 @@ HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
 CURRENT = sorted(HISTORIES_DIR.glob("*.json"))  # recorded by today's code
 BEFORE_LEANER_WAITS = sorted((HISTORIES_DIR / "before-leaner-waits").glob("*.json"))
 BEFORE_V2 = sorted((HISTORIES_DIR / "before-v2").glob("*.json"))
+ENGINE_2 = sorted((HISTORIES_DIR / "engine-2").glob("*.json"))
 REQUIREMENTS_AND_SLAS = sorted((HISTORIES_DIR / "requirements-and-slas").glob("*.json"))
 HISTORIES = sorted(HISTORIES_DIR.rglob("*.json"))
 BRANCHES = {path.name.split(".run")[0] for path in CURRENT}
@@ -75,15 +77,27 @@ def test_histories_of_the_first_loop_are_kept_for_every_branch():
 
 def test_todays_histories_run_the_current_loop_at_no_patch_cost():
     """Every run today's code starts carries the engine version; the happy path pays for one
-    poll timer (a webhook does not cancel it), three upserts and no patch marker."""
+    poll timer (a webhook does not cancel it), three upserts, the state view's memo writes and
+    no patch marker."""
     for path in CURRENT:
         started = load(path).events[0].workflow_execution_started_event_attributes
-        assert b'"engine_version":2' in started.input.payloads[0].data, path.name
+        assert f'"engine_version":{ENGINE_VERSION}'.encode() in started.input.payloads[0].data, path.name
     now = event_counts(HISTORIES_DIR / "link_happy_path.run1.json")
     first_loop = event_counts(HISTORIES_DIR / "before-v2" / "link_happy_path.run1.json")
     assert now["MARKER_RECORDED"] == 0 and first_loop["MARKER_RECORDED"] == 1
     assert now["TIMER_STARTED"] == 1 and now["TIMER_CANCELED"] == 0
     assert now["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"] == 3 < first_loop["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"]
+    assert 0 < now["WORKFLOW_PROPERTIES_MODIFIED"] <= 4, "the state view: written only when it changed"
+
+
+def test_histories_of_engine_2_are_kept_for_every_branch():
+    """Customers started by engine 2 are still running: every branch's history of it replays
+    (above) with the gates of engine 3 and 4 closed."""
+    assert {p.name for p in ENGINE_2} >= {p.name for p in CURRENT}
+    for path in ENGINE_2:
+        started = load(path).events[0].workflow_execution_started_event_attributes
+        assert b'"engine_version":2' in started.input.payloads[0].data, path.name
+        assert event_counts(path)["WORKFLOW_PROPERTIES_MODIFIED"] == 0, path.name
 
 
 def test_a_webhook_driven_run_keeps_one_poll_timer_and_batches_status_upserts():
