@@ -353,30 +353,21 @@ async def backfill(
     iron: IronClient,
     *,
     statuses: Sequence[CustomerStatus | str] = (),
-    rate: float = DEFAULT_RATE,
-    iron_rate: float = DEFAULT_IRON_RATE,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    page_size: int = PAGE_SIZE,
     sub_partner_id: str | None = None,
-    task_queue: str | None = None,
-    timings: OnboardingTimings | None = None,
-    summary: BackfillSummary | None = None,
-    on_progress: Callable[[BackfillSummary], None] | None = None,
-    on_page: Callable[[BackfillSummary], None] | None = None,
-    max_attempts: int = MAX_ATTEMPTS,
+    **options: Any,
 ) -> BackfillSummary:
     """Adopt every Iron customer (of `statuses`, default all) that has no running onboarding.
     Safe to run again at any time, interrupted or not: what runs already is counted, not started.
     `summary`, when given, is filled in as the run goes (it still tells after a cancellation).
-    `sub_partner_id` lists that sub-partner's customers (Iron's `X-SUB-PARTNER-ID`)."""
+    `sub_partner_id` lists that sub-partner's customers (Iron's `X-SUB-PARTNER-ID`); `options` are
+    `Backfill`'s (rate, iron_rate, concurrency, page_size, task_queue, timings, summary, on_progress,
+    on_page, max_attempts)."""
     if any(_status_value(s) == ARCHIVED for s in statuses):
         raise starter.BadInput("--status", "archived customers are never adopted")
     # Adopted into the scope they are listed in (None, or the deployment's own: the default scope).
     sub_partner_id = starter.check_sub_partner_id(sub_partner_id, "--sub-partner")
     return await Backfill(
-        client, iron.scoped(sub_partner_id), statuses=statuses, rate=rate, iron_rate=iron_rate,
-        concurrency=concurrency, page_size=page_size, task_queue=task_queue, timings=timings, summary=summary,
-        on_progress=on_progress, on_page=on_page, max_attempts=max_attempts, sub_partner_id=sub_partner_id,
+        client, iron.scoped(sub_partner_id), statuses=statuses, sub_partner_id=sub_partner_id, **options
     ).run()
 
 

@@ -1,4 +1,5 @@
-"""Shared test plumbing: where the Temporal binaries and Iron's spec are.
+"""Shared test plumbing: where the Temporal binaries and Iron's spec are, and the dev-server
+modules' sandbox, server and worker.
 
 Iron's spec is the repository's copy (`iron_client/spec/openapi-onboarding.yml`);
 `IRON_OPENAPI_SPEC` points the tests at another file.
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from iron_client.spec import ENV_SPEC, spec_path
 
@@ -49,3 +51,32 @@ def openapi_spec_path() -> Path:
     if not path.exists():
         pytest.fail(f"Iron's OpenAPI spec not found at {path} (IRON_OPENAPI_SPEC={os.environ.get(ENV_SPEC)!r})")
     return path
+
+
+# --- the dev-server modules' fixtures ----------------------------------------------------------
+# The Iron sandbox, a dev server and a worker against both, one of each per test module (a
+# module that needs another kind defines its own of the same name).
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    from iron_sandbox.testing import SandboxServer
+
+    with SandboxServer() as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env(temporal_cli_path):
+    from tests.workflow_harness import dev_server_env
+
+    async with dev_server_env(temporal_cli_path) as environment:
+        yield environment
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def worker(env, sandbox, tmp_path_factory):
+    from tests.workflow_harness import running_worker
+
+    async with running_worker(env.client, sandbox, tmp_path_factory.mktemp("documents")) as w:
+        yield w

@@ -18,7 +18,6 @@ from collections import Counter
 from datetime import datetime
 
 import pytest
-import pytest_asyncio
 
 from contracts import search_attributes as sa
 from contracts.messages import Phase, external_id_for_customer, workflow_id_for
@@ -29,7 +28,7 @@ from operations.backfill import BackfillSummary, backfill
 from starter import adopt_customer
 from tests.conftest import REPO_ROOT
 from tests.sandbox_helpers import fast_config
-from tests.workflow_harness import DEV_SERVER_TIMINGS, current_state, dev_server_env, running_worker, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, current_state, running_worker, wait_for_state
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(240)]
 
@@ -40,12 +39,6 @@ WORKFLOWS = 'WorkflowType = "CustomerOnboarding"'
 def sandbox():
     with SandboxServer(fast_config()) as server:
         yield server
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env(temporal_cli_path):
-    async with dev_server_env(temporal_cli_path) as environment:
-        yield environment
 
 
 def seed(sandbox: SandboxServer, prefix: str, statuses: list[str], *, external_ids: list[str | None] | None = None) -> list[dict]:

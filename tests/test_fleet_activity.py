@@ -15,14 +15,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.fleet import FleetActivities, onboardings_query
 from contracts.fleet import FleetPageInput
 from iron_client import IronClient, IronSettings
-from iron_sandbox.testing import SandboxServer
 from tests.workflow_harness import iron_settings_for
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxServer() as server:
-        yield server
 
 
 class NoOnboardings(FleetActivities):

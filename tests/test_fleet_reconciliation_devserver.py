@@ -27,9 +27,8 @@ from contracts.messages import Phase, workflow_id_for
 from data_protection.documents import FilesystemDocumentStore
 from operations.fleet_schedule import reconcile_now
 from iron_client import IronClient
-from iron_sandbox.testing import SandboxServer
 from starter import sign_all, start_onboarding
-from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, iron_settings_for, save_histories, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, iron_settings_for, save_histories, wait_for_state
 from runtime.settings import ConfigurationError
 from tests.conftest import REPO_ROOT
 from worker import WorkerSettings, build_worker
@@ -40,18 +39,6 @@ FIRST_RUNS: dict[str, str | None] = {}
 
 # Polls get the customers to Active without webhooks; once Active, only the backstop reads Iron.
 TIMINGS = DEV_SERVER_TIMINGS.model_copy(update={"active_backstop_seconds": 3600})
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxServer() as server:
-        yield server
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env(temporal_cli_path):
-    async with dev_server_env(temporal_cli_path) as environment:
-        yield environment
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -7,35 +7,15 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import pytest_asyncio
 
 from contracts.messages import Phase, workflow_id_for
-from iron_sandbox.testing import SandboxServer
 from starter import refresh, sign_all, start_onboarding
-from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, requests_matching, running_worker, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, requests_matching, wait_for_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 # Polls every second or two: no webhooks are delivered here, the reads find the drift.
 TIMINGS = DEV_SERVER_TIMINGS.model_copy(update={"poll_max_seconds": 1, "parked_reconcile_seconds": 1})
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxServer() as server:
-        yield server
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env(temporal_cli_path):
-    async with dev_server_env(temporal_cli_path) as environment:
-        yield environment
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def worker(env, sandbox, tmp_path_factory):
-    async with running_worker(env.client, sandbox, tmp_path_factory.mktemp("documents")) as w:
-        yield w
 
 
 async def test_an_unknown_identification_status_parks_and_the_customer_recovers(env, worker, sandbox):

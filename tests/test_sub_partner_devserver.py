@@ -34,7 +34,7 @@ from operations.report import build_report, default_rules, format_report
 from starter import UnknownIronCustomer, adopt_customer, get_state, sign_all, start_onboarding
 from tests.conftest import REPO_ROOT
 from tests.test_webhook_receiver_e2e import ReceiverProcess, receiver_process, sandbox_delivering_to
-from tests.workflow_harness import current_state, dev_server_env, running_worker
+from tests.workflow_harness import current_state, running_worker
 from workflows.idempotency import customer_key, identification_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -58,12 +58,6 @@ WEBHOOK_ONLY_TIMINGS = OnboardingTimings(
 async def sandbox() -> AsyncIterator[SandboxServer]:
     async with SandboxServer() as server:
         yield server
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env(temporal_cli_path):
-    async with dev_server_env(temporal_cli_path) as environment:
-        yield environment
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -16,35 +16,15 @@ import time
 import uuid
 
 import pytest
-import pytest_asyncio
 from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWorkflowInput
 
 import starter
 from contracts.messages import Phase, workflow_id_for
 from contracts.state_view import STATE_MEMO
-from iron_sandbox.testing import SandboxServer
 from starter import WaitTimedOut, get_live_state, get_state, sign_all, start_onboarding, wait_for
-from tests.workflow_harness import DEV_SERVER_TIMINGS, HISTORIES_DIR, dev_server_env, running_worker, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, HISTORIES_DIR, running_worker, wait_for_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxServer() as server:
-        yield server
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env(temporal_cli_path):
-    async with dev_server_env(temporal_cli_path) as environment:
-        yield environment
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def worker(env, sandbox, tmp_path_factory):
-    async with running_worker(env.client, sandbox, tmp_path_factory.mktemp("documents")) as w:
-        yield w
 
 
 @pytest.fixture

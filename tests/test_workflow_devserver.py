@@ -13,27 +13,14 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from data_protection.documents import FilesystemDocumentStore
 from iron_client.models import IdentificationKind
-from iron_sandbox.testing import SandboxServer
 from starter import accept_signing, get_state, refresh, restart_identification, sign_all, start_onboarding
 from workflows.idempotency import customer_key, identification_key
 from contracts.messages import IdentificationRequest, IronEventSignal, Phase, workflow_id_for
-from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, requests_matching, running_worker, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, requests_matching, running_worker, wait_for_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 DEV_TIMINGS = DEV_SERVER_TIMINGS
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxServer() as server:
-        yield server
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env(temporal_cli_path):
-    async with dev_server_env(temporal_cli_path) as environment:
-        yield environment
 
 
 @pytest.fixture(scope="module")

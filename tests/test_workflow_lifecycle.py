@@ -44,16 +44,9 @@ from tests.workflow_harness import (
     wait_for_phase,
     wait_for_state,
 )
-from iron_sandbox.testing import SandboxServer
 
 FIRST_RUNS: dict[str, tuple] = {}
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxServer() as server:
-        yield server
 
 
 @pytest.fixture
