@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 from datetime import timedelta
@@ -29,6 +30,7 @@ from activities.events import EventDelivery
 from activities.fleet import FleetActivities
 from runtime.events_settings import load_events_settings
 from activities.iron_activities import IronActivities
+from contracts.messages import iron_calls_queue
 from data_protection.documents import DEFAULT_DOCUMENT_DIR, FilesystemDocumentStore
 from iron_client import IronClient
 from runtime import settings
@@ -60,9 +62,9 @@ class WorkerSettings(MetricsSettings):
     document_retention_days: float = Field(30.0, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_DOCUMENT_RETENTION_DAYS")
     delete_documents_after_submission: Flag = Field(False, validation_alias="ONBOARDING_DELETE_DOCUMENTS_AFTER_SUBMISSION")
     max_cached_workflows: int = Field(DEFAULT_MAX_CACHED_WORKFLOWS, ge=0, validation_alias="ONBOARDING_MAX_CACHED_WORKFLOWS")
-    # Activities started per second on the whole task queue, across every worker (Temporal's
-    # matching service enforces it): nearly every activity is one Iron call, so this bounds
-    # Iron's load however many workers run. Every worker should set the same value.
+    # Iron's calls started per second on their task queue, across every worker (Temporal's
+    # matching service enforces it), so Iron's load stays bounded however many workers run.
+    # Every worker should set the same value.
     activities_per_second: float = Field(
         DEFAULT_ACTIVITIES_PER_SECOND, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_ACTIVITIES_PER_SECOND"
     )
@@ -70,6 +72,48 @@ class WorkerSettings(MetricsSettings):
     fleet_every_hours: float = Field(
         fleet_reconcile.DEFAULT_EVERY_HOURS, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_FLEET_EVERY_HOURS"
     )
+
+
+class OnboardingWorker:
+    """The two Temporal workers one onboarding process runs, started and stopped together.
+
+    On the task queue: the workflows, the events to the partner's backend, the fleet's
+    activities, and Iron's calls of runs from before their own queue existed. On
+    `iron_calls_queue(task_queue)`: Iron's calls, under the task-queue-wide rate limit when one is
+    given. Temporal cannot rate limit an eager activity, so a rate-limited queue starts none
+    eagerly and each of its activities waits for a poll; kept apart, only Iron's calls pay that.
+    """
+
+    def __init__(self, main: Worker, iron_calls: Worker) -> None:
+        self.main, self.iron_calls = main, iron_calls
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    @property
+    def task_queue(self) -> str:
+        return self.main.task_queue
+
+    @property
+    def iron_calls_queue(self) -> str:
+        return self.iron_calls.task_queue
+
+    def config(self) -> dict:
+        """The onboarding queue's worker configuration (the workflows' one)."""
+        return self.main.config()
+
+    async def run(self) -> None:
+        await asyncio.gather(self.main.run(), self.iron_calls.run())
+
+    async def __aenter__(self) -> "OnboardingWorker":
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.iron_calls)
+            await stack.enter_async_context(self.main)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(*exc_info)
 
 
 def build_worker(
@@ -82,14 +126,18 @@ def build_worker(
     max_concurrent_activities: int = 100,
     max_concurrent_workflow_tasks: int = 100,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
+    max_iron_calls_per_second: float | None = None,
     **kwargs,
-) -> Worker:
-    """The worker every process and test uses: one place for what it registers."""
+) -> OnboardingWorker:
+    """The worker every process and test uses: one place for what it registers.
+    `max_iron_calls_per_second` is Temporal's task-queue-wide limit on Iron's calls queue."""
     # Evicts a workflow whose query task did workflow work (runtime/query_task_guard.py).
     guard = QueryTaskGuard(kwargs.pop("workflow_runner", None))
-    worker = Worker(
+    queue = task_queue or settings.task_queue()
+    common = dict(graceful_shutdown_timeout=timedelta(seconds=10), **kwargs)
+    main = Worker(
         client,
-        task_queue=task_queue or settings.task_queue(),
+        task_queue=queue,
         workflows=[CustomerOnboarding, FleetReconciliation],
         activities=activities.all()
         + (events.all() if events is not None else [])
@@ -97,11 +145,18 @@ def build_worker(
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,
-        graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=guard,
-        **kwargs,
+        **common,
     )
-    return worker
+    iron_calls = Worker(
+        client,
+        task_queue=iron_calls_queue(queue) or queue,
+        activities=activities.all(),
+        max_concurrent_activities=max_concurrent_activities,
+        max_task_queue_activities_per_second=max_iron_calls_per_second,
+        **common,
+    )
+    return OnboardingWorker(main, iron_calls)
 
 
 async def purge_documents_periodically(documents, retention_seconds: float, every_seconds: float = 3600) -> None:
@@ -144,7 +199,7 @@ def parse_args(argv: list[str], config: WorkerSettings | None = None) -> argpars
         "--max-activities-per-second",
         type=float,
         default=config.activities_per_second,
-        help="activities started per second on the whole task queue, all workers together (bounds Iron's load)",
+        help="Iron calls started per second on their task queue, all workers together (bounds Iron's load)",
     )
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
     parser.add_argument(
@@ -201,7 +256,7 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, File
             max_concurrent_activities=args.max_concurrent_activities,
             max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
             max_cached_workflows=args.max_cached_workflows,
-            max_task_queue_activities_per_second=args.max_activities_per_second,
+            max_iron_calls_per_second=args.max_activities_per_second,
         )
         if config.fleet_schedule:
             await _ensure_fleet_schedule(client, args.task_queue, config.fleet_every_hours)

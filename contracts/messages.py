@@ -17,6 +17,11 @@ from iron_client.models import CustomerType, IdentificationKind, IntendedUse
 
 WORKFLOW_TYPE = "CustomerOnboarding"
 DEFAULT_TASK_QUEUE = "iron-onboarding"
+# Iron's calls have a task queue of their own beside the onboarding's, so Temporal's task-queue
+# rate limit bounds Iron's load alone. The rest (workflow tasks, events to the partner's
+# backend) stays on the onboarding's queue, where activities start eagerly: Temporal cannot rate
+# limit an eager activity, so a rate-limited queue dispatches none eagerly.
+IRON_CALLS_QUEUE_SUFFIX = "-iron-calls"
 WORKFLOW_ID_PREFIX = "onboarding-"
 
 SIGNAL_IRON_EVENT = "iron_event"
@@ -35,13 +40,20 @@ EXTERNAL_ID_MAX_LENGTH = 200
 # ENGINE_VERSION keeps what that version did (its history replays), and every continue-as-new
 # writes ENGINE_VERSION, so running customers take up new behaviour at their next run. A version
 # gate costs no history event, where a `workflow.patched` marker costs one in every run.
-ENGINE_VERSION = 4
+ENGINE_VERSION = 5
 CURRENT_LOOP_FROM = 2
 # The engine version each behaviour arrived with.
 SINCE_REQUIREMENTS_AND_SLAS = 3
 SINCE_PHASE_SINCE = 3
 SINCE_FLEET_RECONCILIATION = 3
 SINCE_STATE_MEMO = 4  # the state view in the memo (contracts/state_view.py)
+SINCE_IRON_CALLS_QUEUE = 5  # Iron's calls on `iron_calls_queue(...)`
+
+
+def iron_calls_queue(task_queue: str, engine_version: int = ENGINE_VERSION) -> str | None:
+    """The task queue of Iron's calls for onboardings that run on `task_queue`; None for runs
+    of an engine before it, which call Iron on the onboarding's own queue."""
+    return task_queue + IRON_CALLS_QUEUE_SUFFIX if engine_version >= SINCE_IRON_CALLS_QUEUE else None
 
 
 # A customer onboarded for a sub-partner: `onboarding-sp-{sub_partner_id}-{external_id}`. The

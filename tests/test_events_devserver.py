@@ -14,7 +14,7 @@ import time
 import uuid
 
 from contracts.events import event_id
-from contracts.messages import Phase, workflow_id_for
+from contracts.messages import IRON_CALLS_QUEUE_SUFFIX, Phase, workflow_id_for
 from activities.events import EventDelivery
 from activities.iron_activities import IronActivities
 from data_protection.documents import FilesystemDocumentStore
@@ -83,6 +83,7 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
                         timeout=90,
                         what="Active in cycle 2 with every event delivered",
                     )
+                    queues = await scheduled_queues(env.client, handle.id)
             await events.aclose()
 
     received = backend.backend.events_for(external_id)
@@ -104,3 +105,21 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
     assert ids[2] in refused, "the AwaitingSignings event was refused, then delivered under the same id"
     assert backend.backend.counters["duplicates"] == 0
     assert any(line.startswith("backend closed for") for line in lines)
+    # Events on the onboarding's own queue (eager, no rate limit); Iron's calls on theirs.
+    assert queues.pop("deliver_event") == {"events"}
+    assert queues and all(q == {"events" + IRON_CALLS_QUEUE_SUFFIX} for q in queues.values()), queues
+
+
+async def scheduled_queues(client, workflow_id: str) -> dict[str, set[str]]:
+    """Activity type -> the task queues it was scheduled on, over every run of the workflow."""
+    queues: dict[str, set[str]] = {}
+    run_id = None
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        for e in history.events:
+            if e.HasField("activity_task_scheduled_event_attributes"):
+                a = e.activity_task_scheduled_event_attributes
+                queues.setdefault(a.activity_type.name, set()).add(a.task_queue.name)
+        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        if not run_id:
+            return queues

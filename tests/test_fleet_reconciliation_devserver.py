@@ -49,7 +49,7 @@ async def worker(env, sandbox, tmp_path_factory):
             IronActivities(iron, FilesystemDocumentStore(tmp_path_factory.mktemp("documents"))),
             fleet=FleetActivities(env.client, iron),
             task_queue=f"tq-{uuid.uuid4()}",
-            max_task_queue_activities_per_second=200,
+            max_iron_calls_per_second=200,
         )
         async with w:
             yield w

@@ -31,6 +31,7 @@ from iron_client import IronClient, IronSettings
 from runtime.query_task_guard import QUERY_TASK_DID_WORK, QueryTaskGuard
 from tests.query_task_workflow import SigningWorkflow
 from tests.scripted_frontend import STICKY, ScriptedFrontend, ScriptedRun, is_answered_query, scripted_frontend
+from contracts.messages import IRON_CALLS_QUEUE_SUFFIX
 from worker import build_worker
 
 # The update's commands first, then the main loop's timer: the order a replay hands them out
@@ -184,3 +185,18 @@ async def test_build_worker_runs_workflows_behind_the_guard(tmp_path: Path):
     async with connected() as (_, client):
         worker = build_worker(client, iron_activities(tmp_path), task_queue="guarded")
         assert isinstance(worker.config()["workflow_runner"], QueryTaskGuard)
+
+
+async def test_build_worker_rate_limits_irons_calls_queue_alone(tmp_path: Path):
+    """Iron's calls are polled on a queue of their own, under the task-queue-wide limit; the
+    workflows and the events to the partner's backend stay on the onboarding's queue, which has
+    no limit and so keeps eager activity dispatch. Iron's calls of older runs are served there too."""
+    async with connected() as (_, client):
+        worker = build_worker(client, iron_activities(tmp_path), task_queue="onboard", max_iron_calls_per_second=25)
+        main, iron = worker.main.config(), worker.iron_calls.config()
+    assert (worker.task_queue, worker.iron_calls_queue) == ("onboard", "onboard" + IRON_CALLS_QUEUE_SUFFIX)
+    assert iron["max_task_queue_activities_per_second"] == 25 and not iron.get("workflows")
+    assert main.get("max_task_queue_activities_per_second") is None
+    assert not main.get("disable_eager_activity_execution")
+    iron_names = {activity.__name__ for activity in iron["activities"]}
+    assert iron_names and iron_names <= {activity.__name__ for activity in main["activities"]}

@@ -19,7 +19,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from contracts.messages import ENGINE_VERSION
+from contracts.events import ACTIVITY_DELIVER_EVENT
+from contracts.messages import ENGINE_VERSION, IRON_CALLS_QUEUE_SUFFIX
 from runtime.temporal import data_converter
 from tests.changed_workflow import OnboardingWithAnUnguardedChange
 from workflows.onboarding import CustomerOnboarding
@@ -29,6 +30,7 @@ CURRENT = sorted(HISTORIES_DIR.glob("*.json"))  # recorded by today's code
 BEFORE_LEANER_WAITS = sorted((HISTORIES_DIR / "before-leaner-waits").glob("*.json"))
 BEFORE_V2 = sorted((HISTORIES_DIR / "before-v2").glob("*.json"))
 ENGINE_2 = sorted((HISTORIES_DIR / "engine-2").glob("*.json"))
+ENGINE_4 = sorted((HISTORIES_DIR / "engine-4").glob("*.json"))
 REQUIREMENTS_AND_SLAS = sorted((HISTORIES_DIR / "requirements-and-slas").glob("*.json"))
 HISTORIES = sorted(HISTORIES_DIR.rglob("*.json"))
 BRANCHES = {path.name.split(".run")[0] for path in CURRENT}
@@ -98,6 +100,38 @@ def test_histories_of_engine_2_are_kept_for_every_branch():
         started = load(path).events[0].workflow_execution_started_event_attributes
         assert b'"engine_version":2' in started.input.payloads[0].data, path.name
         assert event_counts(path)["WORKFLOW_PROPERTIES_MODIFIED"] == 0, path.name
+
+
+def scheduled_queues(path: Path) -> dict[str, set[str]]:
+    """Activity type -> the task queues its activities were scheduled on, and the workflow's own
+    queue under ''."""
+    events = load(path).events
+    queues: dict[str, set[str]] = {"": {events[0].workflow_execution_started_event_attributes.task_queue.name}}
+    for e in events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            a = e.activity_task_scheduled_event_attributes
+            queues.setdefault(a.activity_type.name, set()).add(a.task_queue.name)
+    return queues
+
+
+def test_iron_calls_have_a_queue_of_their_own_from_engine_5_and_engine_4_is_kept():
+    """Today's runs make every Iron call on the Iron-calls queue (the one Temporal rate limits);
+    runs of engine 4 called Iron on the workflow's queue and still replay (above). Events stay on
+    the workflow's queue: tests/test_events_devserver.py."""
+    assert {p.name for p in ENGINE_4} >= {p.name for p in CURRENT}
+    for path in ENGINE_4:
+        started = load(path).events[0].workflow_execution_started_event_attributes
+        assert b'"engine_version":4' in started.input.payloads[0].data, path.name
+        queues = scheduled_queues(path)
+        assert all(q == queues[""] for q in queues.values()), (path.name, queues)
+    calls = 0
+    for path in CURRENT:
+        queues = scheduled_queues(path)
+        (own,) = queues[""]
+        iron = {name: q for name, q in queues.items() if name and name != ACTIVITY_DELIVER_EVENT}
+        assert all(q == {own + IRON_CALLS_QUEUE_SUFFIX} for q in iron.values()), (path.name, queues)
+        calls += len(iron)
+    assert calls >= len(BRANCHES)
 
 
 def test_a_webhook_driven_run_keeps_one_poll_timer_and_batches_status_upserts():

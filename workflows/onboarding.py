@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         AmendResult,
         IronEventSignal,
         OnboardingInput,
+        iron_calls_queue,
         OnboardingState,
         Phase,
         RefreshRequest,
@@ -160,6 +161,7 @@ class CustomerOnboarding:
             return await workflow.execute_activity(
                 call.activity,
                 call.arg,
+                task_queue=iron_calls_queue(workflow.info().task_queue, self._input.engine_version),
                 result_type=call.result_type,
                 summary=call.summary[:200],
                 start_to_close_timeout=timedelta(seconds=t.activity_timeout_seconds),
