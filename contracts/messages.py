@@ -48,6 +48,7 @@ SINCE_PHASE_SINCE = 3
 SINCE_FLEET_RECONCILIATION = 3
 SINCE_STATE_MEMO = 4  # the state view in the memo (contracts/state_view.py)
 SINCE_IRON_CALLS_QUEUE = 5  # Iron's calls on `iron_calls_queue(...)`
+SINCE_HINTS_CHECKED_AGAINST_READS = 5  # `OnboardingState.hints_checked_against_reads`
 
 
 def iron_calls_queue(task_queue: str, engine_version: int = ENGINE_VERSION) -> str | None:
@@ -456,6 +457,10 @@ class OnboardingState(Message):
     # fleet-wide reconciliation: while Active they read Iron every `active_backstop_seconds`
     # instead of every `active_reconcile_seconds`.
     fleet_reconciled: bool = False
+    # Set by runs of engine version SINCE_HINTS_CHECKED_AGAINST_READS or later: a webhook that
+    # says what the reads already showed (the status Iron's last read gave, the creation of the
+    # customer already found) is no news and costs no read (`decide.already_known`).
+    hints_checked_against_reads: bool = False
     # The customer's Iron scope, from the start input (None: the default scope).
     sub_partner_id: str | None = None
 

@@ -477,6 +477,12 @@ def test_webhooks_are_deduplicated_and_other_customers_ignored():
     assert d.note_webhook(state, seen, other, T0, T) is None
     customer_event = event.model_copy(update={"type": "customer_status", "entity_id": CUSTOMER, "timestamp": "3"})
     assert d.note_webhook(state, seen, customer_event, T0, T) == d.IronHint("customer_status", about_customer=True)
+    # Runs that check hints against reads keep what the webhook said, to compare.
+    state.hints_checked_against_reads = True
+    later = customer_event.model_copy(update={"timestamp": "4", "status": "Active"})
+    assert d.note_webhook(state, seen, later, T0, T) == d.IronHint(
+        "customer_status", about_customer=True, status="Active", entity_id=CUSTOMER
+    )
 
 
 def test_update_validators_refuse_what_cannot_be_done():

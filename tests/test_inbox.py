@@ -49,3 +49,59 @@ def test_a_refresh_is_answered_by_a_customer_read_begun_after_it():
     inbox.reading(d.ReadCustomer(cause="refresh"))
     inbox.drop_answered()
     assert not inbox
+
+
+# Runs of engine 5 on also drop a webhook that says what the reads already showed.
+
+CUSTOMER, IDENTIFICATION = "cus-1", "idv-1"
+
+
+def read_state(*, checked: bool = True):
+    from contracts.messages import OnboardingState
+
+    return OnboardingState(
+        external_id="ext-1", iron_customer_id=CUSTOMER, customer_status="SigningsRequired",
+        identification_id=IDENTIFICATION, identification_status="Approved", hints_checked_against_reads=checked,
+    )
+
+
+def hint(event_type: str, status: str | None, entity_id: str | None, *, about_customer: bool = True) -> d.IronHint:
+    return d.IronHint(event_type, about_customer=about_customer, status=status, entity_id=entity_id)
+
+
+def after_the_read(*hints: d.IronHint, state) -> tuple[d.Wake, ...]:
+    """`hints` posted while a customer read was in flight (its answer is in `state`)."""
+    inbox = Inbox()
+    inbox.reading(d.ReadCustomer(cause="webhook customer_status"))
+    for h in hints:
+        inbox.post(h)
+    inbox.drop_answered(state)
+    return inbox.take()
+
+
+def test_a_webhook_saying_what_the_read_showed_costs_no_second_read():
+    """The lifecycle's pair: Iron approves the identification and moves the customer on at once,
+    and both webhooks arrive while the read that already shows both is in flight."""
+    same_status = hint("customer_status", "SigningsRequired", CUSTOMER)
+    approved = hint("identification_status", "Approved", IDENTIFICATION, about_customer=False)
+    created = hint("customer_created", None, CUSTOMER)
+    assert after_the_read(same_status, approved, created, state=read_state()) == ()
+
+
+def test_a_webhook_with_news_is_read_and_runs_before_the_check_keep_every_hint():
+    moved = hint("customer_status", "Active", CUSTOMER)
+    stale = hint("customer_status", "IdentificationRequired", CUSTOMER)  # an older delivery, reordered
+    new_identification = hint("identification_status", "Approved", "idv-2")
+    declined = hint("identification_status", "Declined", IDENTIFICATION, about_customer=False)
+    no_status = hint("customer_status", None, CUSTOMER)
+    news = (moved, stale, new_identification, declined, no_status)
+    assert after_the_read(*news, state=read_state()) == news
+    same = (hint("customer_status", "SigningsRequired", CUSTOMER), hint("customer_created", None, CUSTOMER))
+    assert after_the_read(*same, state=read_state(checked=False)) == same
+    assert after_the_read(*same, state=None) == same
+
+
+def test_the_creation_of_a_customer_not_yet_found_is_news():
+    state = read_state().model_copy(update={"iron_customer_id": None, "customer_status": None})
+    created = hint("customer_created", None, CUSTOMER)
+    assert after_the_read(created, state=state) == (created,)

@@ -14,7 +14,7 @@ what the pass has already read, so each resource is read once per pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from contracts.activity_models import (
@@ -26,6 +26,9 @@ from contracts.activity_models import (
 from contracts.events import Awaiting, ReminderDue, SlaBreach, phase_changed, reminder_due, sla_breached, timestamp_of
 from contracts.messages import (
     ENGINE_VERSION,
+    SINCE_FLEET_RECONCILIATION,
+    SINCE_HINTS_CHECKED_AGAINST_READS,
+    SINCE_REQUIREMENTS_AND_SLAS,
     AttentionView,
     AuditEntry,
     EventRecord,
@@ -67,10 +70,13 @@ PHASE_DEADLINES = {POLL, RECONCILE}
 
 @dataclass(frozen=True)
 class IronHint:
-    """A webhook: `about_customer` False when it only concerns the identification waited on."""
+    """A webhook: `about_customer` False when it only concerns the identification waited on;
+    `status` and `entity_id` as the webhook said them (a hint to compare, never a fact)."""
 
     event_type: str
     about_customer: bool
+    status: str | None = None
+    entity_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,20 @@ class RunStarted:
     requirements_and_slas: bool = False  # the run's engine version has them (SINCE_REQUIREMENTS_AND_SLAS)
     # The run knows of the fleet-wide reconciliation: Active waits on the long backstop.
     fleet_reconciled: bool = False
+    hints_checked_against_reads: bool = False  # SINCE_HINTS_CHECKED_AGAINST_READS
+
+    @classmethod
+    def of(cls, start: OnboardingInput) -> "RunStarted":
+        """The start of a run of `start`, with what its engine version does."""
+        version = start.engine_version
+        return cls(
+            carried=start.carried is not None,
+            email_known=bool(start.email),
+            deliver_events=start.deliver_events,
+            requirements_and_slas=version >= SINCE_REQUIREMENTS_AND_SLAS,
+            fleet_reconciled=version >= SINCE_FLEET_RECONCILIATION,
+            hints_checked_against_reads=version >= SINCE_HINTS_CHECKED_AGAINST_READS,
+        )
 
 
 @dataclass(frozen=True)
@@ -297,6 +317,7 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
         s.deliver_events = obs.deliver_events
         s.requirements_and_slas = obs.requirements_and_slas
         s.fleet_reconciled = obs.fleet_reconciled
+        s.hints_checked_against_reads = obs.hints_checked_against_reads
         s.signing_queue = []
         if s.phase_since is None:  # a new onboarding, or one carried over from before the field
             s.phase_since = _phase_began(s, ctx.at)
@@ -862,17 +883,42 @@ def note_webhook(
     if event.customer_id and s.iron_customer_id and event.customer_id != s.iron_customer_id:
         return None  # about another customer: nothing to read here
     about_identification = event.type == "identification_status" and event.entity_id == s.identification_id
-    return IronHint(event_type=event.type, about_customer=not about_identification)
+    hint = IronHint(event_type=event.type, about_customer=not about_identification)
+    if s.hints_checked_against_reads:
+        hint = replace(hint, status=event.status, entity_id=event.entity_id)
+    return hint
 
 
-def answered(wake: Wake, posted: int, *, customer_read_from: int, identification_read_from: int) -> bool:
-    """Whether a read that began after this wake was posted (wakes are numbered as they come)
-    has answered it already: a webhook is only a hint to read, so one that arrived while its
-    resource was being read again costs no second read. Operator requests are never answered
-    this way."""
+def answered(
+    wake: Wake, posted: int, *, customer_read_from: int, identification_read_from: int, state: OnboardingState | None = None
+) -> bool:
+    """Whether a read has answered this wake already: one that began after it was posted
+    (wakes are numbered as they come), so a webhook that arrived while its resource was being
+    read again costs no second read; or, for runs that check hints against reads, what the
+    reads already showed (`already_known`). Operator requests are never answered this way."""
     if isinstance(wake, IronHint):
-        return posted <= (customer_read_from if wake.about_customer else identification_read_from)
+        if posted <= (customer_read_from if wake.about_customer else identification_read_from):
+            return True
+        return state is not None and state.hints_checked_against_reads and already_known(state, wake)
     return isinstance(wake, RefreshRequested) and posted <= customer_read_from
+
+
+def already_known(s: OnboardingState, hint: IronHint) -> bool:
+    """A webhook that tells what the last read of its resource said: the customer's status as
+    Iron's last customer read gave it, the identification's as its last read did, or the creation
+    of the customer the workflow already found. A read would show the same, unless Iron moved
+    since, and a move sends a webhook of its own (a lost one is caught by polling and the fleet
+    pass, as any lost webhook is). Reordered and repeated deliveries of older statuses still
+    differ from the read, and are read."""
+    if hint.event_type == "customer_created":
+        return s.iron_customer_id is not None and hint.entity_id in (None, s.iron_customer_id)
+    if hint.status is None:
+        return False
+    if hint.event_type == "customer_status":
+        return s.customer_status == hint.status and hint.entity_id in (None, s.iron_customer_id)
+    if hint.event_type == "identification_status":
+        return hint.entity_id == s.identification_id and s.identification_status == hint.status
+    return False
 
 
 def check_signing(s: OnboardingState, content_id: str, in_flight: list[str]) -> None:

@@ -8,6 +8,7 @@ reach the loop.
 
 from __future__ import annotations
 
+from contracts.messages import OnboardingState
 import workflows.decide as d
 
 
@@ -40,12 +41,15 @@ class Inbox:
         elif isinstance(action, (d.ReadIdentification, d.ReadLatestIdentification)):
             self._identification_read_from = self.posted
 
-    def drop_answered(self) -> None:
+    def drop_answered(self, state: OnboardingState | None = None) -> None:
+        """Drop the wakes a read answered already (`decide.answered`), judged against `state`
+        (what the reads showed) for runs that check hints against reads."""
         self._wakes = [
             (n, wake)
             for n, wake in self._wakes
             if not d.answered(
-                wake, n, customer_read_from=self._customer_read_from, identification_read_from=self._identification_read_from
+                wake, n, customer_read_from=self._customer_read_from, identification_read_from=self._identification_read_from,
+                state=state,
             )
         ]
 

@@ -24,8 +24,6 @@ with workflow.unsafe.imports_passed_through():
     import contracts.search_attributes as sa
     from contracts.messages import (
         CURRENT_LOOP_FROM,
-        SINCE_FLEET_RECONCILIATION,
-        SINCE_REQUIREMENTS_AND_SLAS,
         QUERY_STATE,
         SIGNAL_IRON_EVENT,
         UPDATE_ACCEPT_SIGNING,
@@ -84,13 +82,7 @@ class CustomerOnboarding:
             return await self._v1.run(input)
         s = self._state
         self._publisher.started(s, input)
-        observation: d.Observation = d.RunStarted(
-            carried=input.carried is not None,
-            email_known=bool(input.email),
-            deliver_events=input.deliver_events,
-            requirements_and_slas=input.engine_version >= SINCE_REQUIREMENTS_AND_SLAS,
-            fleet_reconciled=input.engine_version >= SINCE_FLEET_RECONCILIATION,
-        )
+        observation: d.Observation = d.RunStarted.of(input)
         lane = asyncio.ensure_future(self._deliver_events()) if input.deliver_events else None
         while True:
             phase = s.phase
@@ -181,7 +173,7 @@ class CustomerOnboarding:
     # --- waiting: the inbox, or the earliest deadline ------------------------------------------
 
     async def _wait(self) -> d.Woken:
-        self._inbox.drop_answered()
+        self._inbox.drop_answered(self._state)
         if not self._inbox and (self._continue_as_new_due or self._continue_as_new_suggested()):
             await self._continue_as_new()  # returns only when a wake came first
         self._publisher.flush()
