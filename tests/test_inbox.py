@@ -105,3 +105,14 @@ def test_the_creation_of_a_customer_not_yet_found_is_news():
     state = read_state().model_copy(update={"iron_customer_id": None, "customer_status": None})
     created = hint("customer_created", None, CUSTOMER)
     assert after_the_read(created, state=state) == (created,)
+
+
+def test_dropping_says_whether_anything_was_known():
+    """The loop waits on when every wake that came was already known (`_wait`)."""
+    inbox = Inbox()
+    inbox.reading(d.ReadCustomer(cause="x"))
+    inbox.post(hint("customer_status", "SigningsRequired", CUSTOMER))
+    assert inbox.drop_answered(read_state()) and not inbox
+    assert not inbox.drop_answered(read_state())
+    inbox.post(hint("customer_status", "Active", CUSTOMER))
+    assert not inbox.drop_answered(read_state()) and inbox

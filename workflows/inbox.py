@@ -41,9 +41,10 @@ class Inbox:
         elif isinstance(action, (d.ReadIdentification, d.ReadLatestIdentification)):
             self._identification_read_from = self.posted
 
-    def drop_answered(self, state: OnboardingState | None = None) -> None:
+    def drop_answered(self, state: OnboardingState | None = None) -> bool:
         """Drop the wakes a read answered already (`decide.answered`), judged against `state`
-        (what the reads showed) for runs that check hints against reads."""
+        (what the reads showed) for runs that check hints against reads; True if any was."""
+        before = len(self._wakes)
         self._wakes = [
             (n, wake)
             for n, wake in self._wakes
@@ -52,6 +53,7 @@ class Inbox:
                 state=state,
             )
         ]
+        return len(self._wakes) < before
 
     def take(self) -> tuple[d.Wake, ...]:
         wakes, self._wakes = tuple(wake for _, wake in self._wakes), []

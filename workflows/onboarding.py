@@ -173,18 +173,23 @@ class CustomerOnboarding:
     # --- waiting: the inbox, or the earliest deadline ------------------------------------------
 
     async def _wait(self) -> d.Woken:
-        self._inbox.drop_answered(self._state)
-        if not self._inbox and (self._continue_as_new_due or self._continue_as_new_suggested()):
-            await self._continue_as_new()  # returns only when a wake came first
-        self._publisher.flush()
-        self._timer_fired = False  # a timer that fired while the loop was busy is not owed twice
-        due = d.due_deadlines(self._state, workflow.now())
-        if not due and not self._inbox:
-            self._arm_timer(workflow.now())
-            await workflow.wait_condition(lambda: bool(self._inbox) or self._timer_fired)
-            # A timer kept for a later deadline fires a little early: a poll is only a read.
-            due = d.due_deadlines(self._state, workflow.now()) or (d.earliest_deadline(self._state) if self._timer_fired else ())
-        return d.Woken(wakes=self._inbox.take(), due=due)
+        """Until a deadline is due or a wake comes that the reads have not answered."""
+        while True:
+            self._inbox.drop_answered(self._state)
+            if not self._inbox and (self._continue_as_new_due or self._continue_as_new_suggested()):
+                await self._continue_as_new()  # returns only when a wake came first
+                continue
+            self._publisher.flush()
+            self._timer_fired = False  # a timer that fired while the loop was busy is not owed twice
+            due = d.due_deadlines(self._state, workflow.now())
+            if not due and not self._inbox:
+                self._arm_timer(workflow.now())
+                await workflow.wait_condition(lambda: bool(self._inbox) or self._timer_fired)
+                # A timer kept for a later deadline fires a little early: a poll is only a read.
+                due = d.due_deadlines(self._state, workflow.now()) or (d.earliest_deadline(self._state) if self._timer_fired else ())
+                if not due and self._inbox.drop_answered(self._state) and not self._inbox:
+                    continue  # every wake was already known: wait on
+            return d.Woken(wakes=self._inbox.take(), due=due)
 
     def _arm_timer(self, now: datetime) -> None:
         """One timer, for the earliest deadline; one already running for an earlier time stays,
