@@ -75,7 +75,8 @@ class WorkerSettings(MetricsSettings):
 
 
 class OnboardingWorker:
-    """The two Temporal workers one onboarding process runs, started and stopped together.
+    """The two Temporal workers one onboarding process runs, started and stopped together
+    (`async with`).
 
     On the task queue: the workflows, the events to the partner's backend, the fleet's
     activities, and Iron's calls of runs from before their own queue existed. On
@@ -99,9 +100,6 @@ class OnboardingWorker:
     def config(self) -> dict:
         """The onboarding queue's worker configuration (the workflows' one)."""
         return self.main.config()
-
-    async def run(self) -> None:
-        await asyncio.gather(self.main.run(), self.iron_calls.run())
 
     async def __aenter__(self) -> "OnboardingWorker":
         async with contextlib.AsyncExitStack() as stack:

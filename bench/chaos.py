@@ -59,6 +59,9 @@ CHAOS_TIMINGS = OnboardingTimings(
     activity_timeout_seconds=5,
     activity_retry_initial_seconds=0.5,
     activity_retry_max_seconds=3,
+    # Production's 120 s would leave a customer whose event was refused eight times in a row
+    # (30% 500s and outages in `backend-down`) waiting past its deadline for the ninth try.
+    event_retry_max_seconds=10,
 )
 # The sandbox loses the response of a replayed (idempotent) answer as readily as the first one,
 # so at a rate of 1.0 no POST is ever answered and nothing can converge. At 0.8 a POST needs
