@@ -148,7 +148,7 @@ def build_worker(
     )
     iron_calls = Worker(
         client,
-        task_queue=iron_calls_queue(queue) or queue,
+        task_queue=iron_calls_queue(queue),
         activities=activities.all(),
         max_concurrent_activities=max_concurrent_activities,
         max_task_queue_activities_per_second=max_iron_calls_per_second,

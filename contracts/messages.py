@@ -51,10 +51,10 @@ SINCE_IRON_CALLS_QUEUE = 5  # Iron's calls on `iron_calls_queue(...)`
 SINCE_HINTS_CHECKED_AGAINST_READS = 5  # `OnboardingState.hints_checked_against_reads`
 
 
-def iron_calls_queue(task_queue: str, engine_version: int = ENGINE_VERSION) -> str | None:
-    """The task queue of Iron's calls for onboardings that run on `task_queue`; None for runs
-    of an engine before it, which call Iron on the onboarding's own queue."""
-    return task_queue + IRON_CALLS_QUEUE_SUFFIX if engine_version >= SINCE_IRON_CALLS_QUEUE else None
+def iron_calls_queue(task_queue: str) -> str:
+    """The task queue of Iron's calls for onboardings that run on `task_queue` (runs of an
+    engine before SINCE_IRON_CALLS_QUEUE call Iron on the onboarding's own queue)."""
+    return task_queue + IRON_CALLS_QUEUE_SUFFIX
 
 
 # A customer onboarded for a sub-partner: `onboarding-sp-{sub_partner_id}-{external_id}`. The

@@ -13,18 +13,14 @@ import os
 import time
 import uuid
 
+from bench.benchmark import history_all_runs
 from contracts.events import event_id
 from contracts.messages import IRON_CALLS_QUEUE_SUFFIX, Phase, workflow_id_for
-from activities.events import EventDelivery
-from activities.iron_activities import IronActivities
-from data_protection.documents import FilesystemDocumentStore
 from demo.partner_backend import PartnerBackend, PartnerBackendThread, Refusal
-from iron_client import IronClient
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
 from starter import sign_all, start_onboarding
-from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, iron_settings_for, wait_for_state
-from worker import build_worker
+from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, running_worker, wait_for_state
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 TIMINGS = DEV_SERVER_TIMINGS.model_copy(update={"poll_max_seconds": 1})
@@ -51,40 +47,37 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
     external_id = f"events-{uuid.uuid4().hex[:8]}"
     with SandboxServer() as sandbox, PartnerBackendThread(PartnerBackend([SECRET], out=lines.append)) as backend:
         async with dev_server_env(temporal_cli_path) as env:
-            events = EventDelivery(EventsSettings(url=backend.events_url, secret=SECRET, timeout_seconds=2))
-            async with IronClient(iron_settings_for(sandbox)) as iron:
-                activities = IronActivities(iron, FilesystemDocumentStore(tmp_path / "documents"))
-                async with build_worker(env.client, activities, events=events, task_queue="events"):
-                    await start_onboarding(
-                        env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS,
-                        task_queue="events", deliver_events=True,
-                    )
-                    handle = env.client.get_workflow_handle(workflow_id_for(external_id))
-                    waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
-                    # The backend goes down: 500s first, then nothing listening at all.
-                    backend.backend.refusal = Refusal(mode="error", status=500)
-                    await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
-                    await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, timeout=60, what="signings")
-                    assert "backend answered 500" in await pending_delivery_failure(handle, "500")
-                    backend.close_for(120)
-                    assert "ConnectError" in await pending_delivery_failure(handle, "ConnectError")
-                    await sign_all(env.client, external_id)
-                    active = await wait_for_state(handle, lambda s: s.phase == Phase.ACTIVE, timeout=60, what="Active while the backend is down")
-                    assert active.outbox.pending, "events wait in the state while the backend is down"
-                    assert backend.backend.sequences(external_id) == [1, 2], "nothing got through the outage"
-                    backend.backend.refusal = None
-                    backend.reopen()
-                    await sandbox.control.set_customer_status(active.iron_customer_id, "IdentificationRequired")
-                    stepup = await wait_for_state(handle, lambda s: s.cycle == 2 and s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="step-up")
-                    await sandbox.control.set_identification_status(stepup.identification_id, "Approved")
-                    final = await wait_for_state(
-                        handle,
-                        lambda s: s.cycle == 2 and s.phase == Phase.ACTIVE and not s.outbox.pending,
-                        timeout=90,
-                        what="Active in cycle 2 with every event delivered",
-                    )
-                    queues = await scheduled_queues(env.client, handle.id)
-            await events.aclose()
+            events = EventsSettings(url=backend.events_url, secret=SECRET, timeout_seconds=2)
+            async with running_worker(env.client, sandbox, tmp_path / "documents", task_queue="events", events=events):
+                await start_onboarding(
+                    env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS,
+                    task_queue="events", deliver_events=True,
+                )
+                handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+                waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
+                # The backend goes down: 500s first, then nothing listening at all.
+                backend.backend.refusal = Refusal(mode="error", status=500)
+                await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
+                await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, timeout=60, what="signings")
+                assert "backend answered 500" in await pending_delivery_failure(handle, "500")
+                backend.close_for(120)
+                assert "ConnectError" in await pending_delivery_failure(handle, "ConnectError")
+                await sign_all(env.client, external_id)
+                active = await wait_for_state(handle, lambda s: s.phase == Phase.ACTIVE, timeout=60, what="Active while the backend is down")
+                assert active.outbox.pending, "events wait in the state while the backend is down"
+                assert backend.backend.sequences(external_id) == [1, 2], "nothing got through the outage"
+                backend.backend.refusal = None
+                backend.reopen()
+                await sandbox.control.set_customer_status(active.iron_customer_id, "IdentificationRequired")
+                stepup = await wait_for_state(handle, lambda s: s.cycle == 2 and s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="step-up")
+                await sandbox.control.set_identification_status(stepup.identification_id, "Approved")
+                final = await wait_for_state(
+                    handle,
+                    lambda s: s.cycle == 2 and s.phase == Phase.ACTIVE and not s.outbox.pending,
+                    timeout=90,
+                    what="Active in cycle 2 with every event delivered",
+                )
+                queues = await scheduled_queues(env.client, handle.id)
 
     received = backend.backend.events_for(external_id)
     sequences = [e.sequence for e in received]
@@ -113,13 +106,8 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
 async def scheduled_queues(client, workflow_id: str) -> dict[str, set[str]]:
     """Activity type -> the task queues it was scheduled on, over every run of the workflow."""
     queues: dict[str, set[str]] = {}
-    run_id = None
-    while True:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        for e in history.events:
-            if e.HasField("activity_task_scheduled_event_attributes"):
-                a = e.activity_task_scheduled_event_attributes
-                queues.setdefault(a.activity_type.name, set()).add(a.task_queue.name)
-        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
-        if not run_id:
-            return queues
+    for e in await history_all_runs(client, workflow_id):
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            a = e.activity_task_scheduled_event_attributes
+            queues.setdefault(a.activity_type.name, set()).add(a.task_queue.name)
+    return queues

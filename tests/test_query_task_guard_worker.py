@@ -187,7 +187,7 @@ async def test_build_worker_runs_workflows_behind_the_guard(tmp_path: Path):
         assert isinstance(worker.config()["workflow_runner"], QueryTaskGuard)
 
 
-async def test_build_worker_rate_limits_irons_calls_queue_alone(tmp_path: Path):
+async def test_build_worker_rate_limits_the_iron_calls_queue_alone(tmp_path: Path):
     """Iron's calls are polled on a queue of their own, under the task-queue-wide limit; the
     workflows and the events to the partner's backend stay on the onboarding's queue, which has
     no limit and so keeps eager activity dispatch. Iron's calls of older runs are served there too."""

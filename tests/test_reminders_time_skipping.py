@@ -5,24 +5,17 @@ for the documents to sign."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
-import time
 import uuid
 from datetime import timedelta
 
-from activities.events import EventDelivery
-from activities.iron_activities import IronActivities
 from contracts.messages import Phase, workflow_id_for
-from data_protection.documents import FilesystemDocumentStore
 from demo.partner_backend import PartnerBackend, PartnerBackendThread
-from iron_client import IronClient
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
 from starter import sign_all, start_onboarding
-from tests.workflow_harness import FAST_TIMINGS, iron_settings_for, signal_event, time_skipping_env, wait_for_state
-from worker import build_worker
+from tests.workflow_harness import FAST_TIMINGS, running_worker, signal_event, time_skipping_env, until, wait_for_state
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 # Polls back off to a day, so the days skipped here are not spent reading Iron every minute.
@@ -33,49 +26,38 @@ def reminders(backend: PartnerBackend, external_id: str) -> list:
     return [e for e in backend.events_for(external_id) if e.type == "onboarding.reminder_due"]
 
 
-async def until(what: str, predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 async def test_reminders_at_one_three_and_seven_days_then_a_new_schedule_for_signings(temporal_test_server_path, tmp_path):
     external_id = f"remind-{uuid.uuid4().hex[:8]}"
     with SandboxServer() as sandbox, PartnerBackendThread(PartnerBackend([SECRET], out=lambda line: None)) as server:
         backend = server.backend
         async with time_skipping_env(temporal_test_server_path) as env:
-            events = EventDelivery(EventsSettings(url=server.events_url, secret=SECRET, timeout_seconds=5))
-            async with IronClient(iron_settings_for(sandbox)) as iron:
-                activities = IronActivities(iron, FilesystemDocumentStore(tmp_path / "documents"))
-                async with build_worker(env.client, activities, events=events, task_queue="reminders"):
-                    await start_onboarding(
-                        env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS,
-                        task_queue="reminders", deliver_events=True,
-                    )
-                    handle = env.client.get_workflow_handle(workflow_id_for(external_id))
-                    waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, what="link")
-                    await until("the phase events", lambda: len(backend.events_for(external_id)) >= 2)
-                    assert reminders(backend, external_id) == []
+            events = EventsSettings(url=server.events_url, secret=SECRET, timeout_seconds=5)
+            async with running_worker(env.client, sandbox, tmp_path / "documents", task_queue="reminders", events=events):
+                await start_onboarding(
+                    env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS,
+                    task_queue="reminders", deliver_events=True,
+                )
+                handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+                waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, what="link")
+                await until("the phase events", lambda: len(backend.events_for(external_id)) >= 2)
+                assert reminders(backend, external_id) == []
 
-                    for count, days in ((1, 1), (2, 2), (3, 4)):  # at day 1, 3 and 7
-                        await env.sleep(timedelta(days=days, minutes=5))
-                        await until(f"reminder {count}", lambda c=count: len(reminders(backend, external_id)) >= c)
-                        assert len(reminders(backend, external_id)) == count
-                    await env.sleep(timedelta(days=5))
-                    assert len(reminders(backend, external_id)) == 3, "three reminders for one wait"
+                for count, days in ((1, 1), (2, 2), (3, 4)):  # at day 1, 3 and 7
+                    await env.sleep(timedelta(days=days, minutes=5))
+                    await until(f"reminder {count}", lambda c=count: len(reminders(backend, external_id)) >= c)
+                    assert len(reminders(backend, external_id)) == count
+                await env.sleep(timedelta(days=5))
+                assert len(reminders(backend, external_id)) == 3, "three reminders for one wait"
 
-                    await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
-                    await signal_event(handle, "identification_status", customer_id=waiting.iron_customer_id,
-                                       entity_id=waiting.identification_id, status="Approved")
-                    await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, what="signings")
-                    await env.sleep(timedelta(days=1, minutes=5))
-                    await until("a reminder to sign", lambda: len(reminders(backend, external_id)) >= 4)
-                    await sign_all(env.client, external_id)
-                    await wait_for_state(handle, lambda s: s.phase == Phase.ACTIVE and not s.outbox.pending, what="Active, delivered")
-            await events.aclose()
+                await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
+                await signal_event(handle, "identification_status", customer_id=waiting.iron_customer_id,
+                                   entity_id=waiting.identification_id, status="Approved")
+                await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, what="signings")
+                await env.sleep(timedelta(days=1, minutes=5))
+                await until("a reminder to sign", lambda: len(reminders(backend, external_id)) >= 4)
+                await sign_all(env.client, external_id)
+                await wait_for_state(handle, lambda s: s.phase == Phase.ACTIVE and not s.outbox.pending, what="Active, delivered")
 
     sent = reminders(backend, external_id)
     assert len(sent) == 4, "none once the customer moved on"

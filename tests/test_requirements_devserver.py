@@ -9,17 +9,12 @@ import os
 import uuid
 from typing import Any
 
-from activities.events import EventDelivery
-from activities.iron_activities import IronActivities
 from contracts.messages import Phase, workflow_id_for
-from data_protection.documents import FilesystemDocumentStore
 from demo.partner_backend import PartnerBackend, PartnerBackendThread
-from iron_client import IronClient
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
 from starter import format_state, start_onboarding
-from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, iron_settings_for, save_histories, wait_for_state
-from worker import build_worker
+from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, running_worker, save_histories, wait_for_state
 import workflows.decide as d
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -42,29 +37,26 @@ async def test_a_declined_step_to_redo_shows_its_codes_in_state_and_in_the_deliv
     backend_app = RecordingBackend([SECRET], out=lambda line: None)
     with SandboxServer() as sandbox, PartnerBackendThread(backend_app) as backend:
         async with dev_server_env(temporal_cli_path) as env:
-            events = EventDelivery(EventsSettings(url=backend.events_url, secret=SECRET, timeout_seconds=2))
-            async with IronClient(iron_settings_for(sandbox)) as iron:
-                activities = IronActivities(iron, FilesystemDocumentStore(tmp_path / "documents"))
-                async with build_worker(env.client, activities, events=events, task_queue="requirements"):
-                    await start_onboarding(
-                        env.client, external_id, email=f"{external_id}@example.com", timings=DEV_SERVER_TIMINGS,
-                        task_queue="requirements", deliver_events=True,
-                    )
-                    handle = env.client.get_workflow_handle(workflow_id_for(external_id))
-                    first_run_id = (await handle.describe()).run_id
-                    waiting = await wait_for_state(
-                        handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification"
-                    )
-                    assert waiting.requirements is None, "a plain hosted link is not worth a read"
-                    await sandbox.control.set_identification_status(
-                        waiting.identification_id, "Declined", retry=True, comment="Dora's passport photo is blurred"
-                    )
-                    declined = await wait_for_state(
-                        handle, lambda s: s.phase == Phase.DECLINED and not s.outbox.pending, timeout=60,
-                        what="Declined with its event delivered",
-                    )
-                    await save_histories(env.client, handle.id, first_run_id, "requirements-and-slas/declined_with_requirements")
-            await events.aclose()
+            events = EventsSettings(url=backend.events_url, secret=SECRET, timeout_seconds=2)
+            async with running_worker(env.client, sandbox, tmp_path / "documents", task_queue="requirements", events=events):
+                await start_onboarding(
+                    env.client, external_id, email=f"{external_id}@example.com", timings=DEV_SERVER_TIMINGS,
+                    task_queue="requirements", deliver_events=True,
+                )
+                handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+                first_run_id = (await handle.describe()).run_id
+                waiting = await wait_for_state(
+                    handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification"
+                )
+                assert waiting.requirements is None, "a plain hosted link is not worth a read"
+                await sandbox.control.set_identification_status(
+                    waiting.identification_id, "Declined", retry=True, comment="Dora's passport photo is blurred"
+                )
+                declined = await wait_for_state(
+                    handle, lambda s: s.phase == Phase.DECLINED and not s.outbox.pending, timeout=60,
+                    what="Declined with its event delivered",
+                )
+                await save_histories(env.client, handle.id, first_run_id, "requirements-and-slas/declined_with_requirements")
 
     assert declined.requirements is not None
     (missing,) = declined.requirements.missing

@@ -5,45 +5,31 @@ current details and the `OnboardingSlaBreached` search attribute, announced once
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
-import time
 import uuid
 from datetime import timedelta
 
-from activities.events import EventDelivery
-from activities.iron_activities import IronActivities
 from contracts.messages import Phase, workflow_id_for
-from data_protection.documents import FilesystemDocumentStore
 from demo.partner_backend import PartnerBackend, PartnerBackendThread
-from iron_client import IronClient
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
 from starter import start_onboarding
 from tests.workflow_harness import (
     FAST_TIMINGS,
-    iron_settings_for,
+    running_worker,
     save_histories,
     signal_event,
     time_skipping_env,
+    until,
     wait_for_state,
 )
-from worker import build_worker
 import workflows.decide as d
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 # Polls back off to a day, so the days skipped here are not spent reading Iron every minute.
 TIMINGS = FAST_TIMINGS.model_copy(update={"poll_max_seconds": 24 * 3600})
 
-
-async def until(what: str, predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def sla_attribute(handle) -> bool | None:
@@ -60,47 +46,44 @@ async def test_a_customer_past_the_seven_day_sla_is_flagged_announced_once_and_c
             return [e for e in backend.events_for(external_id) if e.type == "onboarding.sla_breached"]
 
         async with time_skipping_env(temporal_test_server_path) as env:
-            events = EventDelivery(EventsSettings(url=server.events_url, secret=SECRET, timeout_seconds=5))
-            async with IronClient(iron_settings_for(sandbox)) as iron:
-                activities = IronActivities(iron, FilesystemDocumentStore(tmp_path / "documents"))
-                async with build_worker(env.client, activities, events=events, task_queue="sla"):
-                    await start_onboarding(
-                        env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS,
-                        task_queue="sla", deliver_events=True,
-                    )
-                    handle = env.client.get_workflow_handle(workflow_id_for(external_id))
-                    first_run_id = (await handle.describe()).run_id
-                    waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, what="link")
-                    assert waiting.sla_breached is None and waiting.deadlines["sla"] == waiting.sla_since + timedelta(days=7)
-                    assert await sla_attribute(handle) is False
+            events = EventsSettings(url=server.events_url, secret=SECRET, timeout_seconds=5)
+            async with running_worker(env.client, sandbox, tmp_path / "documents", task_queue="sla", events=events):
+                await start_onboarding(
+                    env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS,
+                    task_queue="sla", deliver_events=True,
+                )
+                handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+                first_run_id = (await handle.describe()).run_id
+                waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, what="link")
+                assert waiting.sla_breached is None and waiting.deadlines["sla"] == waiting.sla_since + timedelta(days=7)
+                assert await sla_attribute(handle) is False
 
-                    await env.sleep(timedelta(days=6, hours=23))
-                    assert breaches() == [] and (await wait_for_state(handle, lambda s: True)).sla_breached is None
+                await env.sleep(timedelta(days=6, hours=23))
+                assert breaches() == [] and (await wait_for_state(handle, lambda s: True)).sla_breached is None
 
-                    await env.sleep(timedelta(hours=1, minutes=5))
-                    flagged = await wait_for_state(handle, lambda s: s.sla_breached is not None, what="the breach")
-                    await until("the sla_breached event", lambda: len(breaches()) == 1)
-                    breach = flagged.sla_breached
-                    assert (breach.sla, breach.phase, breach.limit_seconds) == ("customer", Phase.AWAITING_IDENTIFICATION, 7 * 86400)
-                    assert "SLA customer breached: AwaitingIdentification since" in d.current_details(flagged)
-                    assert await sla_attribute(handle) is True
+                await env.sleep(timedelta(hours=1, minutes=5))
+                flagged = await wait_for_state(handle, lambda s: s.sla_breached is not None, what="the breach")
+                await until("the sla_breached event", lambda: len(breaches()) == 1)
+                breach = flagged.sla_breached
+                assert (breach.sla, breach.phase, breach.limit_seconds) == ("customer", Phase.AWAITING_IDENTIFICATION, 7 * 86400)
+                assert "SLA customer breached: AwaitingIdentification since" in d.current_details(flagged)
+                assert await sla_attribute(handle) is True
 
-                    await env.sleep(timedelta(days=3))
-                    assert len(breaches()) == 1, "announced once per breach"
-                    assert (await wait_for_state(handle, lambda s: True)).sla_breached == breach
+                await env.sleep(timedelta(days=3))
+                assert len(breaches()) == 1, "announced once per breach"
+                assert (await wait_for_state(handle, lambda s: True)).sla_breached == breach
 
-                    await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
-                    await signal_event(handle, "identification_status", customer_id=waiting.iron_customer_id,
-                                       entity_id=waiting.identification_id, status="Approved")
-                    signing = await wait_for_state(
-                        handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS and not s.outbox.pending, what="signings"
-                    )
-                    assert signing.sla_breached is None, "the phase changed: the flag clears"
-                    assert signing.deadlines["sla"] == signing.sla_since + timedelta(days=7), "a new SLA for the new wait"
-                    assert "SLA" not in d.current_details(signing)
-                    assert await sla_attribute(handle) is False
-                    await save_histories(env.client, handle.id, first_run_id, "requirements-and-slas/sla_breached_then_cleared")
-            await events.aclose()
+                await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
+                await signal_event(handle, "identification_status", customer_id=waiting.iron_customer_id,
+                                   entity_id=waiting.identification_id, status="Approved")
+                signing = await wait_for_state(
+                    handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS and not s.outbox.pending, what="signings"
+                )
+                assert signing.sla_breached is None, "the phase changed: the flag clears"
+                assert signing.deadlines["sla"] == signing.sla_since + timedelta(days=7), "a new SLA for the new wait"
+                assert "SLA" not in d.current_details(signing)
+                assert await sla_attribute(handle) is False
+                await save_histories(env.client, handle.id, first_run_id, "requirements-and-slas/sla_breached_then_cleared")
 
     (announced,) = breaches()
     phases = [e.phase for e in backend.events_for(external_id)]

@@ -26,7 +26,7 @@ import pytest_asyncio
 from temporalio.client import WorkflowHandle
 
 from contracts import search_attributes as sa
-from contracts.messages import OnboardingState, OnboardingTimings, Phase, workflow_id_for
+from contracts.messages import OnboardingState, Phase, workflow_id_for
 from iron_client.errors import IronNotFound
 from iron_sandbox.testing import SandboxServer
 from operations.backfill import backfill
@@ -34,7 +34,7 @@ from operations.report import build_report, default_rules, format_report
 from starter import UnknownIronCustomer, adopt_customer, get_state, sign_all, start_onboarding
 from tests.conftest import REPO_ROOT
 from tests.test_webhook_receiver_e2e import ReceiverProcess, receiver_process, sandbox_delivering_to
-from tests.workflow_harness import current_state, running_worker
+from tests.workflow_harness import WEBHOOK_ONLY_TIMINGS, current_state, running_worker
 from workflows.idempotency import customer_key, identification_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -44,14 +44,6 @@ SUB_PARTNER_B = str(uuid.uuid4())
 DEFAULT = None
 SCOPES = (SUB_PARTNER_A, SUB_PARTNER_B, DEFAULT)
 QUEUE = f"sub-partners-{uuid.uuid4().hex[:8]}"
-# Polls an hour apart: whatever moves a workflow within seconds came through a webhook.
-WEBHOOK_ONLY_TIMINGS = OnboardingTimings(
-    poll_initial_seconds=3600,
-    poll_max_seconds=3600,
-    activity_timeout_seconds=5,
-    activity_retry_initial_seconds=0.1,
-    activity_retry_max_seconds=0.5,
-)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

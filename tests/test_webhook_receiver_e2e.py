@@ -40,6 +40,7 @@ from tests.test_webhook_receiver import (
     status_message,
     webhook,
 )
+from tests.workflow_harness import WEBHOOK_ONLY_TIMINGS
 from worker import build_worker
 from contracts import search_attributes
 from contracts.messages import (
@@ -47,7 +48,6 @@ from contracts.messages import (
     WORKFLOW_TYPE,
     OnboardingInput,
     OnboardingState,
-    OnboardingTimings,
     Phase,
     workflow_id_for,
 )
@@ -57,14 +57,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECORDING_QUEUE = "webhook-e2e-recording"
 ONBOARDING_QUEUE = "webhook-e2e-onboarding"
-# Polls an hour apart: whatever moves the real workflow within seconds came through a webhook.
-WEBHOOK_ONLY_TIMINGS = OnboardingTimings(
-    poll_initial_seconds=3600,
-    poll_max_seconds=3600,
-    activity_timeout_seconds=5,
-    activity_retry_initial_seconds=0.1,
-    activity_retry_max_seconds=0.5,
-)
 
 
 class ReceiverProcess:

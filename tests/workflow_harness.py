@@ -17,11 +17,12 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
+from activities.events import EventDelivery
 from activities.iron_activities import IronActivities
 from data_protection.documents import FilesystemDocumentStore
 from iron_client import IronClient, IronSettings
+from runtime.events_settings import EventsSettings
 from runtime.temporal import data_converter
 from contracts import search_attributes as sa
 from contracts.messages import (
@@ -32,7 +33,7 @@ from contracts.messages import (
     OnboardingTimings,
     Phase,
 )
-from worker import build_worker
+from worker import OnboardingWorker, build_worker
 
 # Seconds of workflow time: short enough for tests, long enough that a webhook beats the poll.
 FAST_TIMINGS = OnboardingTimings(
@@ -52,6 +53,15 @@ DEV_SERVER_TIMINGS = OnboardingTimings(
     active_reconcile_seconds=1,
     active_backstop_seconds=1,  # no fleet pass runs in these tests: Active customers read Iron
     parked_reconcile_seconds=2,
+    activity_timeout_seconds=5,
+    activity_retry_initial_seconds=0.1,
+    activity_retry_max_seconds=0.5,
+)
+
+# Polls an hour apart: whatever moves a workflow within seconds came through a webhook.
+WEBHOOK_ONLY_TIMINGS = OnboardingTimings(
+    poll_initial_seconds=3600,
+    poll_max_seconds=3600,
     activity_timeout_seconds=5,
     activity_retry_initial_seconds=0.1,
     activity_retry_max_seconds=0.5,
@@ -105,16 +115,33 @@ def iron_settings_for(sandbox) -> IronSettings:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    client: Client, sandbox, documents_dir: Path, *, task_queue: str | None = None
-) -> AsyncIterator[Worker]:
-    async with IronClient(iron_settings_for(sandbox)) as iron:
-        worker = build_worker(
-            client,
-            IronActivities(iron, FilesystemDocumentStore(documents_dir)),
-            task_queue=task_queue or f"tq-{uuid.uuid4()}",
-        )
-        async with worker:
-            yield worker
+    client: Client, sandbox, documents_dir: Path, *, task_queue: str | None = None, events: EventsSettings | None = None
+) -> AsyncIterator[OnboardingWorker]:
+    """The worker every process builds, on the sandbox, delivering events as `events` says."""
+    delivery = EventDelivery(events) if events is not None else None
+    try:
+        async with IronClient(iron_settings_for(sandbox)) as iron:
+            worker = build_worker(
+                client,
+                IronActivities(iron, FilesystemDocumentStore(documents_dir)),
+                events=delivery,
+                task_queue=task_queue or f"tq-{uuid.uuid4()}",
+            )
+            async with worker:
+                yield worker
+    finally:
+        if delivery is not None:
+            await delivery.aclose()
+
+
+async def until(what: str, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Until `predicate()` holds (checked every 0.1 s), or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def current_state(handle: WorkflowHandle) -> OnboardingState:

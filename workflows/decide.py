@@ -14,7 +14,7 @@ what the pass has already read, so each resource is read once per pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from contracts.activity_models import (
@@ -883,10 +883,13 @@ def note_webhook(
     if event.customer_id and s.iron_customer_id and event.customer_id != s.iron_customer_id:
         return None  # about another customer: nothing to read here
     about_identification = event.type == "identification_status" and event.entity_id == s.identification_id
-    hint = IronHint(event_type=event.type, about_customer=not about_identification)
-    if s.hints_checked_against_reads:
-        hint = replace(hint, status=event.status, entity_id=event.entity_id)
-    return hint
+    checked = s.hints_checked_against_reads  # only those runs compare what the webhook said
+    return IronHint(
+        event_type=event.type,
+        about_customer=not about_identification,
+        status=event.status if checked else None,
+        entity_id=event.entity_id if checked else None,
+    )
 
 
 def answered(

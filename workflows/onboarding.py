@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     import contracts.search_attributes as sa
     from contracts.messages import (
         CURRENT_LOOP_FROM,
+        SINCE_IRON_CALLS_QUEUE,
         QUERY_STATE,
         SIGNAL_IRON_EVENT,
         UPDATE_ACCEPT_SIGNING,
@@ -148,12 +149,13 @@ class CustomerOnboarding:
         if self._publisher.urgent():
             self._publisher.flush()
         self._state.iron_calls += 1
-        t = self._timings
+        t, engine = self._timings, self._input.engine_version
         try:
             return await workflow.execute_activity(
                 call.activity,
                 call.arg,
-                task_queue=iron_calls_queue(workflow.info().task_queue, self._input.engine_version),
+                # Runs of an engine before the Iron-calls queue call Iron on their own (None).
+                task_queue=iron_calls_queue(workflow.info().task_queue) if engine >= SINCE_IRON_CALLS_QUEUE else None,
                 result_type=call.result_type,
                 summary=call.summary[:200],
                 start_to_close_timeout=timedelta(seconds=t.activity_timeout_seconds),
