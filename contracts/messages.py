@@ -40,7 +40,7 @@ EXTERNAL_ID_MAX_LENGTH = 200
 # ENGINE_VERSION keeps what that version did (its history replays), and every continue-as-new
 # writes ENGINE_VERSION, so running customers take up new behaviour at their next run. A version
 # gate costs no history event, where a `workflow.patched` marker costs one in every run.
-ENGINE_VERSION = 5
+ENGINE_VERSION = 6
 CURRENT_LOOP_FROM = 2
 # The engine version each behaviour arrived with.
 SINCE_REQUIREMENTS_AND_SLAS = 3
@@ -49,6 +49,7 @@ SINCE_FLEET_RECONCILIATION = 3
 SINCE_STATE_MEMO = 4  # the state view in the memo (contracts/state_view.py)
 SINCE_IRON_CALLS_QUEUE = 5  # Iron's calls on `iron_calls_queue(...)`
 SINCE_HINTS_CHECKED_AGAINST_READS = 5  # `OnboardingState.hints_checked_against_reads`
+SINCE_EVENTS_DELIVERED_BEFORE_CYCLE_ENDS = 6  # the end-of-cycle continue-as-new waits for the outbox
 
 
 def iron_calls_queue(task_queue: str) -> str:

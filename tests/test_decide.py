@@ -16,7 +16,15 @@ from contracts.activity_models import (
     RequiredSigningSnapshot,
     SigningSnapshot,
 )
-from contracts.messages import IronEventSignal, OnboardingState, OnboardingTimings, Phase
+from contracts.messages import (
+    ENGINE_VERSION,
+    SINCE_EVENTS_DELIVERED_BEFORE_CYCLE_ENDS,
+    IronEventSignal,
+    OnboardingInput,
+    OnboardingState,
+    OnboardingTimings,
+    Phase,
+)
 from contracts.requirements import RequirementsView, RequirementView
 from workflows import decide as d
 
@@ -339,6 +347,29 @@ def test_reaching_active_ends_the_cycle_with_continue_as_new_into_the_watch(flee
     assert s.fleet_reconciled is fleet_reconciled
     next_run = Run(OnboardingState.model_validate_json(s.model_dump_json()), fleet_reconciled=fleet_reconciled)
     assert next_run.start(carried=True) == d.Wait(), "the next run watches first: Iron was just read"
+
+
+@pytest.mark.parametrize(
+    "deliver_events, engine, long_history, pending, waits",
+    [
+        (True, ENGINE_VERSION, False, 1, True),
+        (True, ENGINE_VERSION, False, 0, True),
+        (True, ENGINE_VERSION, False, 2, False),
+        (True, ENGINE_VERSION, True, 1, False),
+        (False, ENGINE_VERSION, False, 0, False),
+        (True, SINCE_EVENTS_DELIVERED_BEFORE_CYCLE_ENDS - 1, False, 1, False),
+    ],
+    ids=["its-last-event", "all-delivered", "backend-lagging", "long-history", "no-events", "engine-5"],
+)
+def test_the_end_of_a_cycle_waits_for_its_last_event_before_continuing_as_new(deliver_events, engine, long_history, pending, waits):
+    run = Run(deliver_events=deliver_events)
+    to_active(run)
+    assert len(run.state.outbox.pending) == (4 if deliver_events else 0), "one event per phase"
+    while len(run.state.outbox.pending) > pending:  # the backend took these already, head first
+        run.state.outbox = run.state.outbox.acknowledge(run.state.outbox.head.sequence)
+    assert len(run.state.outbox.pending) == pending
+    start = OnboardingInput(external_id="ext-1", email="e@example.com", deliver_events=deliver_events, engine_version=engine)
+    assert d.delivers_before_continuing_as_new(start, run.state, long_history=long_history) is waits
 
 
 @pytest.mark.parametrize("fleet_reconciled, reconcile_after", ACTIVE_WATCH, ids=["before-fleet", "fleet"])

@@ -4,7 +4,7 @@ The histories under tests/histories/ come from the lifecycle tests (`make histor
 change that would break a running customer's replay fails here before it ships; guard such
 changes with the engine version (see the README). Histories recorded before a change stay, in
 a folder named after it, and must keep replaying: customers started then are still running.
-`engine-2/` holds every branch as engine 2 wrote it; `before-v2/` and `before-leaner-waits/`
+`engine-2/`, `engine-4/` and `engine-5/` hold every branch as that engine wrote it; `before-v2/` and `before-leaner-waits/`
 were written by the first loop and replay through the frozen `workflows/onboarding_v1.py`.
 """
 
@@ -31,6 +31,8 @@ BEFORE_LEANER_WAITS = sorted((HISTORIES_DIR / "before-leaner-waits").glob("*.jso
 BEFORE_V2 = sorted((HISTORIES_DIR / "before-v2").glob("*.json"))
 ENGINE_2 = sorted((HISTORIES_DIR / "engine-2").glob("*.json"))
 ENGINE_4 = sorted((HISTORIES_DIR / "engine-4").glob("*.json"))
+ENGINE_5 = sorted((HISTORIES_DIR / "engine-5").glob("*.json"))
+EVENTS_DIR = HISTORIES_DIR / "events"  # a lifecycle that delivers events, by engine version
 REQUIREMENTS_AND_SLAS = sorted((HISTORIES_DIR / "requirements-and-slas").glob("*.json"))
 HISTORIES = sorted(HISTORIES_DIR.rglob("*.json"))
 BRANCHES = {path.name.split(".run")[0] for path in CURRENT}
@@ -132,6 +134,31 @@ def test_iron_calls_have_a_queue_of_their_own_from_engine_5_and_engine_4_is_kept
         assert all(q == {own + IRON_CALLS_QUEUE_SUFFIX} for q in iron.values()), (path.name, queues)
         calls += len(iron)
     assert calls >= len(BRANCHES)
+
+
+def test_a_cycle_delivers_its_last_event_before_continuing_as_new_from_engine_6_and_engine_5_is_kept():
+    """Engine 5 scheduled the cycle's last event in the task that continued as new: the activity
+    died with the run and the next run sent the head again. From engine 6 the run delivers it
+    first and the next run starts with nothing to send. Both replay (above); recorded by
+    tests/test_events_devserver.py with RECORD_HISTORIES=1."""
+    assert {p.name for p in ENGINE_5} >= {p.name for p in CURRENT}
+    for path in ENGINE_5:
+        started = load(path).events[0].workflow_execution_started_event_attributes
+        assert b'"engine_version":5' in started.input.payloads[0].data, path.name
+
+    def deliveries(version: int, run: int) -> tuple[int, int, bool]:
+        events = load(EVENTS_DIR / f"engine-{version}" / f"lifecycle_to_active.run{run}.json").events
+        scheduled = {e.event_id for e in events if e.HasField("activity_task_scheduled_event_attributes")
+                     and e.activity_task_scheduled_event_attributes.activity_type.name == ACTIVITY_DELIVER_EVENT}
+        completed = sum(1 for e in events if e.HasField("activity_task_completed_event_attributes")
+                        and e.activity_task_completed_event_attributes.scheduled_event_id in scheduled)
+        return len(scheduled), completed, events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+
+    assert deliveries(5, 1) == (4, 3, True) and deliveries(5, 2) == (1, 1, False), "engine 5 sent Active twice"
+    assert deliveries(6, 1) == (4, 4, True) and deliveries(6, 2) == (0, 0, False)
+    for version in (5, 6):
+        started = load(EVENTS_DIR / f"engine-{version}" / "lifecycle_to_active.run1.json").events[0]
+        assert f'"engine_version":{version}'.encode() in started.workflow_execution_started_event_attributes.input.payloads[0].data
 
 
 def test_a_webhook_driven_run_keeps_one_poll_timer_and_batches_status_upserts():

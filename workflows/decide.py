@@ -26,6 +26,7 @@ from contracts.activity_models import (
 from contracts.events import Awaiting, ReminderDue, SlaBreach, phase_changed, reminder_due, sla_breached, timestamp_of
 from contracts.messages import (
     ENGINE_VERSION,
+    SINCE_EVENTS_DELIVERED_BEFORE_CYCLE_ENDS,
     SINCE_FLEET_RECONCILIATION,
     SINCE_HINTS_CHECKED_AGAINST_READS,
     SINCE_REQUIREMENTS_AND_SLAS,
@@ -973,6 +974,19 @@ def current_details(s: OnboardingState) -> str:
     if s.requirements is not None and s.requirements.outstanding():
         details += f" Iron requires: {s.requirements.brief()}."
     return details
+
+
+def delivers_before_continuing_as_new(start: OnboardingInput, s: OnboardingState, *, long_history: bool) -> bool:
+    """The end of a cycle waits for its last event to go out (engine 6): its delivery would die
+    with the run and the next run send it again, a second POST per onboarding. A backend that
+    already lags (more than that event waiting), or a history grown long, continues at once:
+    the next run sends the head again under the same id, and visibility is not held back."""
+    return (
+        start.deliver_events
+        and start.engine_version >= SINCE_EVENTS_DELIVERED_BEFORE_CYCLE_ENDS
+        and len(s.outbox.pending) <= 1
+        and not long_history
+    )
 
 
 def next_run_input(start: OnboardingInput, s: OnboardingState) -> OnboardingInput:

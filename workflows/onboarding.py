@@ -99,7 +99,8 @@ class CustomerOnboarding:
 
     async def _deliver_events(self) -> None:
         """Events go out one at a time, in order, beside the loop: a backend that is down delays
-        its events, never the customer. A run that continues as new sends the head again."""
+        its events, never the customer. A run that continues as new before the head went out
+        hands it to the next run, which sends it again under the same id."""
         while True:
             await workflow.wait_condition(lambda: self._state.outbox.head is not None)
             head = self._state.outbox.head
@@ -222,16 +223,15 @@ class CustomerOnboarding:
 
     def _continue_as_new_suggested(self) -> bool:
         info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() >= self._timings.continue_as_new_after_events
-        )
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._timings.continue_as_new_after_events
 
     async def _continue_as_new(self) -> None:
         """Continue as new once every handler has finished; returns if a wake arrives first."""
-        if not await self._waiters.let_go(lambda: bool(self._inbox)):  # and every handler finishes
-            return
         s = self._state
+        if d.delivers_before_continuing_as_new(self._input, s, long_history=self._continue_as_new_suggested()):
+            await workflow.wait_condition(lambda: s.outbox.head is None or bool(self._inbox))
+        if self._inbox or not await self._waiters.let_go(lambda: bool(self._inbox)):  # and every handler finishes
+            return
         s.seen_event_keys = s.seen_event_keys[-self._timings.dedup_memory :]
         d.record(s, workflow.now(), f"continuing as new (run {s.runs + 1})", self._timings.audit_tail)
         self._publisher.note(s, s.phase)
