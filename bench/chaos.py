@@ -410,15 +410,18 @@ def webhooks_checks(run: Run, iron: "IronView") -> list[Check]:
 
 async def worker_kill_disrupt(run: Run) -> None:
     """worker-2 is SIGKILLed for good early on; worker-1 is SIGKILLed at random moments after
-    that and restarted each time."""
+    that and restarted each time. The first kill of each comes within 2 s, while even a few
+    customers (a lifecycle takes about 3 s here) are still mid-step."""
     processes = run.stack.processes
-    if not await _sleep_or_stop(run, run.rng.uniform(1.0, 2.0)):
+    if not await _sleep_or_stop(run, run.rng.uniform(0.5, 1.0)):
         return
     await asyncio.to_thread(processes["worker-2"].kill)
     run.evidence["worker-2 killed for good"] += 1
+    pause = run.rng.uniform(0.3, 1.0)
     while True:
-        if not await _sleep_or_stop(run, run.rng.uniform(1.5, 4.0)):
+        if not await _sleep_or_stop(run, pause):
             return
+        pause = run.rng.uniform(1.5, 4.0)
         await asyncio.to_thread(processes["worker-1"].kill)
         run.evidence["worker-1 kills"] += 1
         await asyncio.sleep(run.rng.uniform(0.2, 1.5))
