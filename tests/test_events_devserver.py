@@ -15,14 +15,12 @@ import uuid
 
 from bench.benchmark import history_all_runs
 from contracts.events import event_id
-from temporalio.client import WorkflowHistory
-
 from contracts.messages import ENGINE_VERSION, IRON_CALLS_QUEUE_SUFFIX, Phase, workflow_id_for
 from demo.partner_backend import PartnerBackend, PartnerBackendThread, Refusal
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
-from starter import sign_all, start_onboarding
-from tests.workflow_harness import HISTORIES_DIR, DEV_SERVER_TIMINGS, dev_server_env, running_worker, wait_for_state
+from starter import sign_all
+from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, onboarding_with_events, save_histories, wait_for_state
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 TIMINGS = DEV_SERVER_TIMINGS.model_copy(update={"poll_max_seconds": 1})
@@ -50,12 +48,9 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
     with SandboxServer() as sandbox, PartnerBackendThread(PartnerBackend([SECRET], out=lines.append)) as backend:
         async with dev_server_env(temporal_cli_path) as env:
             events = EventsSettings(url=backend.events_url, secret=SECRET, timeout_seconds=2)
-            async with running_worker(env.client, sandbox, tmp_path / "documents", task_queue="events", events=events):
-                await start_onboarding(
-                    env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS,
-                    task_queue="events", deliver_events=True,
-                )
-                handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+            async with onboarding_with_events(
+                env.client, sandbox, tmp_path / "documents", external_id, events=events, task_queue="events", timings=TIMINGS
+            ) as handle:
                 waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
                 # The backend goes down: 500s first, then nothing listening at all.
                 backend.backend.refusal = Refusal(mode="error", status=500)
@@ -122,28 +117,20 @@ async def test_a_cycle_continues_as_new_once_its_last_event_is_delivered(tempora
     with SandboxServer() as sandbox, PartnerBackendThread(PartnerBackend([SECRET], out=lambda _: None)) as backend:
         async with dev_server_env(temporal_cli_path) as env:
             events = EventsSettings(url=backend.events_url, secret=SECRET, timeout_seconds=2)
-            async with running_worker(env.client, sandbox, tmp_path / "documents", task_queue="events-once", events=events):
-                await start_onboarding(
-                    env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS,
-                    task_queue="events-once", deliver_events=True,
-                )
-                handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+            async with onboarding_with_events(
+                env.client, sandbox, tmp_path / "documents", external_id, events=events, task_queue="events-once", timings=TIMINGS
+            ) as handle:
+                first_run_id = (await handle.describe()).run_id
                 waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
                 await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
                 await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, timeout=60, what="signings")
                 await sign_all(env.client, external_id)
                 await wait_for_state(handle, lambda s: s.phase == Phase.ACTIVE and s.runs == 2, timeout=60, what="the next run, Active")
+                # For tests/test_replay.py (RECORD_HISTORIES=1), before the checks below.
+                await save_histories(env.client, handle.id, first_run_id, f"events/engine-{ENGINE_VERSION}/lifecycle_to_active")
                 next_run = (await handle.fetch_history()).events
-                first_run = (await env.client.get_workflow_handle(
-                    handle.id, run_id=next_run[0].workflow_execution_started_event_attributes.continued_execution_run_id
-                ).fetch_history()).events
+                first_run = (await env.client.get_workflow_handle(handle.id, run_id=first_run_id).fetch_history()).events
 
-    if os.environ.get("RECORD_HISTORIES") == "1":  # for tests/test_replay.py, before the checks
-        folder = HISTORIES_DIR / "events" / f"engine-{ENGINE_VERSION}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for index, events_of_run in enumerate((first_run, next_run), start=1):
-            history = WorkflowHistory(handle.id, list(events_of_run))
-            (folder / f"lifecycle_to_active.run{index}.json").write_text(history.to_json())
     delivered = [e for e in first_run if e.HasField("activity_task_completed_event_attributes")]
     scheduled = {e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
                  for e in first_run if e.HasField("activity_task_scheduled_event_attributes")}

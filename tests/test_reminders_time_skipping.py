@@ -10,12 +10,12 @@ import os
 import uuid
 from datetime import timedelta
 
-from contracts.messages import Phase, workflow_id_for
+from contracts.messages import Phase
 from demo.partner_backend import PartnerBackend, PartnerBackendThread
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
-from starter import sign_all, start_onboarding
-from tests.workflow_harness import FAST_TIMINGS, running_worker, signal_event, time_skipping_env, until, wait_for_state
+from starter import sign_all
+from tests.workflow_harness import FAST_TIMINGS, onboarding_with_events, signal_event, time_skipping_env, until, wait_for_state
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 # Polls back off to a day, so the days skipped here are not spent reading Iron every minute.
@@ -33,12 +33,9 @@ async def test_reminders_at_one_three_and_seven_days_then_a_new_schedule_for_sig
         backend = server.backend
         async with time_skipping_env(temporal_test_server_path) as env:
             events = EventsSettings(url=server.events_url, secret=SECRET, timeout_seconds=5)
-            async with running_worker(env.client, sandbox, tmp_path / "documents", task_queue="reminders", events=events):
-                await start_onboarding(
-                    env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS,
-                    task_queue="reminders", deliver_events=True,
-                )
-                handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+            async with onboarding_with_events(
+                env.client, sandbox, tmp_path / "documents", external_id, events=events, task_queue="reminders", timings=TIMINGS
+            ) as handle:
                 waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, what="link")
                 await until("the phase events", lambda: len(backend.events_for(external_id)) >= 2)
                 assert reminders(backend, external_id) == []

@@ -9,12 +9,12 @@ import os
 import uuid
 from typing import Any
 
-from contracts.messages import Phase, workflow_id_for
+from contracts.messages import Phase
 from demo.partner_backend import PartnerBackend, PartnerBackendThread
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
-from starter import format_state, start_onboarding
-from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, running_worker, save_histories, wait_for_state
+from starter import format_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, onboarding_with_events, save_histories, wait_for_state
 import workflows.decide as d
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -38,12 +38,9 @@ async def test_a_declined_step_to_redo_shows_its_codes_in_state_and_in_the_deliv
     with SandboxServer() as sandbox, PartnerBackendThread(backend_app) as backend:
         async with dev_server_env(temporal_cli_path) as env:
             events = EventsSettings(url=backend.events_url, secret=SECRET, timeout_seconds=2)
-            async with running_worker(env.client, sandbox, tmp_path / "documents", task_queue="requirements", events=events):
-                await start_onboarding(
-                    env.client, external_id, email=f"{external_id}@example.com", timings=DEV_SERVER_TIMINGS,
-                    task_queue="requirements", deliver_events=True,
-                )
-                handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+            async with onboarding_with_events(
+                env.client, sandbox, tmp_path / "documents", external_id, events=events, task_queue="requirements", timings=DEV_SERVER_TIMINGS
+            ) as handle:
                 first_run_id = (await handle.describe()).run_id
                 waiting = await wait_for_state(
                     handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification"

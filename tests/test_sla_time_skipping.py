@@ -10,14 +10,13 @@ import os
 import uuid
 from datetime import timedelta
 
-from contracts.messages import Phase, workflow_id_for
+from contracts.messages import Phase
 from demo.partner_backend import PartnerBackend, PartnerBackendThread
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
-from starter import start_onboarding
 from tests.workflow_harness import (
     FAST_TIMINGS,
-    running_worker,
+    onboarding_with_events,
     save_histories,
     signal_event,
     time_skipping_env,
@@ -47,12 +46,9 @@ async def test_a_customer_past_the_seven_day_sla_is_flagged_announced_once_and_c
 
         async with time_skipping_env(temporal_test_server_path) as env:
             events = EventsSettings(url=server.events_url, secret=SECRET, timeout_seconds=5)
-            async with running_worker(env.client, sandbox, tmp_path / "documents", task_queue="sla", events=events):
-                await start_onboarding(
-                    env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS,
-                    task_queue="sla", deliver_events=True,
-                )
-                handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+            async with onboarding_with_events(
+                env.client, sandbox, tmp_path / "documents", external_id, events=events, task_queue="sla", timings=TIMINGS
+            ) as handle:
                 first_run_id = (await handle.describe()).run_id
                 waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, what="link")
                 assert waiting.sla_breached is None and waiting.deadlines["sla"] == waiting.sla_since + timedelta(days=7)

@@ -32,7 +32,9 @@ from contracts.messages import (
     OnboardingState,
     OnboardingTimings,
     Phase,
+    workflow_id_for,
 )
+from starter import start_onboarding
 from worker import OnboardingWorker, build_worker
 
 # Seconds of workflow time: short enough for tests, long enough that a webhook beats the poll.
@@ -132,6 +134,20 @@ async def running_worker(
     finally:
         if delivery is not None:
             await delivery.aclose()
+
+
+@contextlib.asynccontextmanager
+async def onboarding_with_events(
+    client: Client, sandbox, documents_dir: Path, external_id: str, *, events: EventsSettings, task_queue: str,
+    timings: OnboardingTimings,
+) -> AsyncIterator[WorkflowHandle]:
+    """`running_worker` delivering `events`, and `external_id` started on it with events on:
+    its workflow's handle, while the worker runs."""
+    async with running_worker(client, sandbox, documents_dir, task_queue=task_queue, events=events):
+        await start_onboarding(
+            client, external_id, email=f"{external_id}@example.com", timings=timings, task_queue=task_queue, deliver_events=True,
+        )
+        yield client.get_workflow_handle(workflow_id_for(external_id))
 
 
 async def until(what: str, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
