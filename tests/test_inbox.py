@@ -3,6 +3,7 @@ read; operator requests, signings and later webhooks always reach the loop."""
 
 from __future__ import annotations
 
+from contracts.messages import OnboardingState
 from workflows import decide as d
 from workflows.inbox import Inbox
 
@@ -56,9 +57,7 @@ def test_a_refresh_is_answered_by_a_customer_read_begun_after_it():
 CUSTOMER, IDENTIFICATION = "cus-1", "idv-1"
 
 
-def read_state(*, checked: bool = True):
-    from contracts.messages import OnboardingState
-
+def read_state(*, checked: bool = True) -> OnboardingState:
     return OnboardingState(
         external_id="ext-1", iron_customer_id=CUSTOMER, customer_status="SigningsRequired",
         identification_id=IDENTIFICATION, identification_status="Approved", hints_checked_against_reads=checked,
