@@ -67,7 +67,7 @@ from contracts.events import ACTIVITY_DELIVER_EVENT
 from contracts.messages import UPDATE_WAIT_FOR
 from demo.partner_backend import PartnerBackendClient
 from demo.query_counter import QueryCounter
-from demo.stack import REPO_ROOT, Process, Stack
+from demo.stack import REPO_ROOT, TRANSFER_QUEUE_READS_PER_SECOND, Process, Stack
 from contracts.messages import OnboardingTimings, Phase, workflow_id_for
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -614,11 +614,12 @@ def start_floor_worker(stack: Stack) -> Process:
     return process
 
 
-def run(sizes: Sizes, state_dir: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    facts = machine()
+def run(sizes: Sizes, state_dir: Path, *, log: Callable[[str], None] = print,
+        database: str = "memory") -> dict[str, Any]:
+    facts = machine() | {"temporal_database": database}
     started = time.monotonic()
     # The backend signs for the product's lifecycles (`bench-...`), never for the parked ones.
-    stack = launch(state_dir, autopilot=False, sign_prefixes=("bench-",))
+    stack = launch(state_dir, autopilot=False, sign_prefixes=("bench-",), database_file=database == "file")
     try:
         start_floor_worker(stack)
         report = asyncio.run(_run(stack, sizes, log))
@@ -774,7 +775,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"Command: `{report['command']}`  ",
         f"Run: {report['finished_at']}, {report['seconds']} s  ",
         f"Machine: {m['nproc']} CPUs, {m['memory_gib']} GiB memory, Python {m['python']}, "
-        f"temporalio {m['temporalio']}, {m['platform']}; load average at start {m['load_average_at_start']}",
+        f"temporalio {m['temporalio']}, {m['platform']}; load average at start {m['load_average_at_start']}  ",
+        f"Dev server: SQLite {'in memory' if m.get('temporal_database', 'file') == 'memory' else 'in a file'}, "
+        f"transfer queue read up to {TRANSFER_QUEUE_READS_PER_SECOND} times a second",
         "",
         "| " + " | ".join(table[0]) + " |",
         "|" + "|".join("---" for _ in table[0]) + "|",
@@ -829,6 +832,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--latency-samples", type=int, default=None, help=f"default {FULL['latency_samples']}")
     parser.add_argument("--concurrency", type=int, default=None, help=f"lifecycles in flight (default {FULL['concurrency']})")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, well under two minutes")
+    parser.add_argument(
+        "--database", choices=("memory", "file"), default="memory",
+        help="the dev server's SQLite: in memory (default) or a file, whose synced writes this "
+             "machine's disk makes the slowest part of every transaction",
+    )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_ROOT / "bench")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -846,7 +854,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    report = run(args.sizes, args.state_dir, log=lambda line: print(line, flush=True))
+    report = run(args.sizes, args.state_dir, log=lambda line: print(line, flush=True), database=args.database)
     report["mode"] = "smoke" if args.smoke else "full"
     report["command"] = " ".join(["python -m bench.benchmark", *argv])
     report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

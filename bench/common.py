@@ -44,13 +44,15 @@ def launch(
     worker_args: tuple[str, ...] = (),
     task_queue: str = "iron-onboarding",
     sign_prefixes: tuple[str, ...] = (),
+    database_file: bool = True,
 ) -> Stack:
-    """A fresh stack on free ports: dev server (database file in `state_dir`), Iron sandbox,
-    webhook receiver, the partner's backend (signing for `sign_prefixes` only) and the named
-    worker processes, which deliver events to it. Stops whatever started if a part fails."""
+    """A fresh stack on free ports: dev server (database file in `state_dir`, or in memory
+    without `database_file`), Iron sandbox, webhook receiver, the partner's backend (signing
+    for `sign_prefixes` only) and the named worker processes, which deliver events to it.
+    Stops whatever started if a part fails."""
     config = StackConfig.ephemeral(
         fresh_dir(state_dir), autopilot=autopilot, autopilot_seconds=autopilot_after, task_queue=task_queue,
-        sign_prefixes=sign_prefixes,
+        sign_prefixes=sign_prefixes, persistent=database_file,
     )
     stack = Stack(config)
     try:

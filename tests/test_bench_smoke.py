@@ -75,9 +75,12 @@ def test_smoke_benchmark_reports_every_metric(tmp_path, capsys):
 
     machine = report["machine"]
     assert machine["nproc"] == os.cpu_count() and machine["memory_gib"] > 0 and machine["python"]
+    assert machine["temporal_database"] == "memory"  # the default: no synced writes to the disk
 
     md = (results / "smoke.md").read_text()
     assert "| throughput (lifecycles/s) |" in md and f"{machine['nproc']} CPUs" in md
+    reads = benchmark.TRANSFER_QUEUE_READS_PER_SECOND
+    assert f"Dev server: SQLite in memory, transfer queue read up to {reads} times a second" in md
     printed = capsys.readouterr().out
     assert "webhook-to-backend-event p99 (ms)" in printed and "worker RSS, 20 parked (MB)" in printed
     assert "workflow queries the driver sent" in printed
