@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# Bytecode for the sandbox, which imports each workflow module afresh (runtime/bytecode.py).
+	$(PY) -m compileall -q workflows
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,6 +37,7 @@ receiver-load: $(STAMP)
 	$(PY) -m bench.receiver_load --bursts 5 --customers 50 --per-customer 10
 
 bench: $(STAMP)
+	$(PY) -m compileall -q workflows
 	$(PY) -m bench.benchmark
 
 histories: $(STAMP)

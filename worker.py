@@ -34,6 +34,7 @@ from contracts.messages import iron_calls_queue
 from data_protection.documents import DEFAULT_DOCUMENT_DIR, FilesystemDocumentStore
 from iron_client import IronClient
 from runtime import settings
+from runtime.bytecode import uncompiled_sources
 from runtime.logging import configure_logging, get_logger
 from runtime.metrics import MetricsSettings, runtime_for
 from runtime.process import EXIT_CONFIGURATION, exit_now, load_or_exit
@@ -259,6 +260,14 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, File
         if config.fleet_schedule:
             await _ensure_fleet_schedule(client, args.task_queue, config.fleet_every_hours)
         log.info("worker_started", task_queue=args.task_queue, iron_base_url=iron_settings.base_url)
+        uncompiled = uncompiled_sources([CustomerOnboarding, FleetReconciliation])
+        if uncompiled:  # runtime/bytecode.py
+            log.warning(
+                "workflow_bytecode_missing",
+                sources=uncompiled,
+                effect="PYTHONDONTWRITEBYTECODE is set: every workflow the worker loads compiles these again",
+                fix="python -m compileall " + " ".join(sorted({str(Path(x).parent) for x in uncompiled})),
+            )
         async with worker:
             await stop.wait()
             log.info("worker_stopping")
