@@ -54,6 +54,7 @@ PROGRAM = "worker"
 # Iron's per-key limits are not published; 50 calls a second serves about 16,000 lifecycles an
 # hour (11 calls each) beside a daily fleet pass of a million customers (10,000 calls).
 DEFAULT_ACTIVITIES_PER_SECOND = 50.0
+WORKFLOWS = [CustomerOnboarding, FleetReconciliation]  # what every worker registers
 
 
 class WorkerSettings(MetricsSettings):
@@ -137,7 +138,7 @@ def build_worker(
     main = Worker(
         client,
         task_queue=queue,
-        workflows=[CustomerOnboarding, FleetReconciliation],
+        workflows=WORKFLOWS,
         activities=activities.all()
         + (events.all() if events is not None else [])
         + (fleet.all() if fleet is not None else []),
@@ -260,7 +261,7 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, File
         if config.fleet_schedule:
             await _ensure_fleet_schedule(client, args.task_queue, config.fleet_every_hours)
         log.info("worker_started", task_queue=args.task_queue, iron_base_url=iron_settings.base_url)
-        uncompiled = uncompiled_sources([CustomerOnboarding, FleetReconciliation])
+        uncompiled = uncompiled_sources(WORKFLOWS)
         if uncompiled:  # runtime/bytecode.py
             log.warning(
                 "workflow_bytecode_missing",

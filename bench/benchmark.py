@@ -776,7 +776,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Run: {report['finished_at']}, {report['seconds']} s  ",
         f"Machine: {m['nproc']} CPUs, {m['memory_gib']} GiB memory, Python {m['python']}, "
         f"temporalio {m['temporalio']}, {m['platform']}; load average at start {m['load_average_at_start']}  ",
-        f"Dev server: SQLite {'in memory' if m.get('temporal_database', 'file') == 'memory' else 'in a file'}, "
+        f"Dev server: SQLite {'in memory' if m['temporal_database'] == 'memory' else 'in a file'}, "
         f"transfer queue read up to {TRANSFER_QUEUE_READS_PER_SECOND} times a second",
         "",
         "| " + " | ".join(table[0]) + " |",

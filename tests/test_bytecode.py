@@ -43,4 +43,3 @@ def test_nothing_is_named_when_python_writes_bytecode_itself(workflow_class, mon
     cls, _ = workflow_class
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
     assert uncompiled_sources([cls]) == []
-
