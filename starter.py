@@ -383,7 +383,9 @@ async def start_onboarding(
     onboarding was started with other data (`amend_onboarding` corrects it while the Iron
     customer does not exist yet). `identification_content`, the parsed identification data,
     is what a second start compares instead of the document reference. Events go to the
-    partner's backend when `deliver_events` says so (default: `ONBOARDING_EVENTS_URL` is set).
+    partner's backend when `deliver_events` says so (default: `ONBOARDING_EVENTS_URL` is set);
+    after an earlier onboarding of this customer that was closed (terminated, say), their
+    sequence goes on from its last one.
 
     With `wait=True` the start (or attach) and a wait are one round trip (update-with-start):
     it returns once the identification url exists or the customer is in a phase where none will
@@ -401,7 +403,9 @@ async def start_onboarding(
     )
     if deliver_events is None:
         deliver_events = bool(os.environ.get("ONBOARDING_EVENTS_URL"))
-    workflow_input = workflow_input.model_copy(update={"deliver_events": deliver_events})
+    # A customer whose earlier onboarding was closed (terminated, say) goes on with its sequence.
+    events_after = await state_access.last_event_sequence(client, workflow_input.workflow_id)
+    workflow_input = workflow_input.model_copy(update={"deliver_events": deliver_events, "events_after": events_after})
     metadata = start_metadata(workflow_input, started_by=started_by, identification_content=identification_content)
     metadata["memo"][STATE_MEMO] = OnboardingStateView.of(OnboardingState.first(workflow_input)).to_memo()
     if wait:

@@ -222,6 +222,11 @@ class OnboardingInput(Message):
     # The Iron sub-partner this customer is onboarded for (`X-SUB-PARTNER-ID` on its every Iron
     # call); None: the deployment's default scope (`IRON_SUB_PARTNER_ID`, or the partner itself).
     sub_partner_id: str | None = None
+    # The last event sequence an earlier, closed onboarding under this workflow id made (one an
+    # operator terminated, say, before the customer was adopted again): this one numbers its
+    # events after it, so a customer's `sequence` only grows and no `webhook-id` comes twice.
+    # Filled in by whoever starts the workflow (`operations.state_access.last_event_sequence`).
+    events_after: int = Field(default=0, ge=0)
 
     @field_validator("external_id")
     @classmethod
@@ -237,7 +242,12 @@ class OnboardingInput(Message):
 
     @model_serializer(mode="wrap")
     def _serialise(self, handler: Any) -> Any:
-        return omit_default_scope(handler(self))
+        data = omit_default_scope(handler(self))
+        # Left out when there is nothing before, so the input of a first onboarding is what
+        # workers without this field read too.
+        if isinstance(data, dict) and not data.get("events_after"):
+            data.pop("events_after", None)
+        return data
 
     @property
     def workflow_id(self) -> str:
@@ -468,7 +478,9 @@ class OnboardingState(Message):
     @classmethod
     def first(cls, input: OnboardingInput) -> "OnboardingState":
         """The state a new onboarding starts in."""
-        scope = {"sub_partner_id": input.sub_partner_id} if input.sub_partner_id else {}
+        scope: dict[str, Any] = {"sub_partner_id": input.sub_partner_id} if input.sub_partner_id else {}
+        if input.events_after:
+            scope["outbox"] = Outbox(next_sequence=input.events_after + 1)
         return cls(external_id=input.external_id, iron_customer_id=input.iron_customer_id, **scope)
 
     @model_serializer(mode="wrap")

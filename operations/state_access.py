@@ -2,6 +2,8 @@
 
 - `view_from_memo`: the state view the workflow keeps in its memo (`contracts/state_view.py`),
   read through `describe`: no workflow query, no workflow task, however often it is read.
+- `last_event_sequence`: where a new onboarding's event sequence goes on from, read from the
+  view of the closed onboarding before it under the same workflow id.
 - `wait`: the `wait_for` update, looped with the time that is left when the call's RPC deadline
   passes (the same update id, so the wait inside the workflow is the same) or the run continues
   as new; `start_and_wait` does the first round as update-with-start.
@@ -93,6 +95,30 @@ async def view_from_memo(handle: WorkflowHandle) -> OnboardingStateView | None:
     description = await handle.describe()
     value = await description.memo_value(STATE_MEMO, None, type_hint=dict)
     return OnboardingStateView.model_validate(value) if value else None
+
+
+async def last_event_sequence(client: Client, workflow_id: str, *, rpc_timeout: timedelta | None = None) -> int:
+    """The sequence of the last event the onboarding before this one under `workflow_id` made,
+    from the state view its memo kept (one describe): what a new start passes as `events_after`.
+    0 when there is none, it is still running (a start attaches to it) or it kept no view."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe(rpc_timeout=rpc_timeout)
+    except RPCError as err:
+        if workflow_not_found(err):
+            return 0
+        raise
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        return 0
+    value = await description.memo_value(STATE_MEMO, None, type_hint=dict)
+    return OnboardingStateView.model_validate(value).last_event_sequence if value else 0
+
+
+def workflow_not_found(err: BaseException) -> bool:
+    """NOT_FOUND about the workflow, not about the namespace (a configuration error)."""
+    if not isinstance(err, RPCError) or err.status != RPCStatusCode.NOT_FOUND:
+        return False
+    details = getattr(err.grpc_status, "details", None) or []
+    return not any("NamespaceNotFound" in getattr(d, "type_url", "") for d in details)
 
 
 async def live_state(handle: WorkflowHandle) -> OnboardingState:

@@ -19,7 +19,8 @@ from contracts.messages import ENGINE_VERSION, IRON_CALLS_QUEUE_SUFFIX, Phase, w
 from demo.partner_backend import PartnerBackend, PartnerBackendThread, Refusal
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
-from starter import sign_all
+from operations.state_access import last_event_sequence
+from starter import sign_all, start_onboarding
 from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, onboarding_with_events, save_histories, wait_for_state
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -141,3 +142,42 @@ async def test_a_cycle_continues_as_new_once_its_last_event_is_delivered(tempora
     phases = [e.phase for e in backend.backend.events_for(external_id)]
     assert phases == ["CreatingIdentification", "AwaitingIdentification", "AwaitingSignings", "Active"], phases
     assert backend.backend.counters["duplicates"] == 0 and backend.backend.counters["received"] == 4
+
+
+async def test_a_customer_onboarded_again_after_termination_goes_on_with_its_sequence(temporal_cli_path, tmp_path):
+    """An operator terminates an onboarding and the customer is started again under the same
+    workflow id: the new onboarding numbers its events after the last one the closed onboarding
+    made, so a backend that keeps the highest sequence (the README's snippet) and dedupes on
+    `webhook-id` takes every one of them."""
+    external_id = f"events-again-{uuid.uuid4().hex[:8]}"
+    with SandboxServer() as sandbox, PartnerBackendThread(PartnerBackend([SECRET], out=lambda _: None)) as backend:
+        async with dev_server_env(temporal_cli_path) as env:
+            events = EventsSettings(url=backend.events_url, secret=SECRET, timeout_seconds=2)
+            async with onboarding_with_events(
+                env.client, sandbox, tmp_path / "documents", external_id, events=events, task_queue="events-again", timings=TIMINGS
+            ) as handle:
+                first = await wait_for_state(
+                    handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION and not s.outbox.pending, timeout=60,
+                    what="identification, its events delivered",
+                )
+                await handle.terminate(reason="an operator's fresh start")
+                assert await last_event_sequence(env.client, handle.id) == first.outbox.last_sequence > 0
+                again = await start_onboarding(
+                    env.client, external_id, email=f"{external_id}@example.com", timings=TIMINGS, task_queue="events-again",
+                    deliver_events=True,
+                )
+                assert again.started
+                second_handle = env.client.get_workflow_handle(handle.id)
+                await sandbox.control.set_identification_status(first.identification_id, "Approved")
+                second = await wait_for_state(
+                    second_handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS and not s.outbox.pending, timeout=60,
+                    what="the new onboarding at signings, its events delivered",
+                )
+
+    received = backend.backend.events_for(external_id)
+    sequences = [e.sequence for e in received]
+    assert sequences == list(range(1, len(received) + 1)), f"one sequence, on from the first onboarding: {sequences}"
+    assert second.outbox.last_sequence == len(received) > first.outbox.last_sequence
+    ids = [e.webhook_id for e in received]
+    assert len(set(ids)) == len(ids) and backend.backend.counters["duplicates"] == 0, ids
+    assert received[-1].phase == "AwaitingSignings"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contracts.events import Awaiting, EventType, OnboardingEvent, ReminderDue, phase_changed, reminder_due
-from contracts.messages import OnboardingState, Phase
+from contracts.messages import OnboardingInput, OnboardingState, Phase
 from contracts.outbox import Outbox
 
 T0 = datetime(2026, 11, 30, tzinfo=timezone.utc)
@@ -63,6 +63,21 @@ def test_sequences_keep_growing_after_everything_was_delivered_and_across_contin
     carried = Outbox.model_validate_json(outbox.model_dump_json())  # as the next run receives it
     assert carried == outbox
     assert carried.append(phase_event()).head.sequence == 2
+
+
+def test_an_onboarding_started_after_a_closed_one_numbers_its_events_after_it():
+    earlier = OnboardingInput(external_id="cust-7", email="c7@example.com", events_after=12)
+    state = OnboardingState.first(earlier)
+    assert state.outbox.last_sequence == 12 and state.outbox.pending == ()
+    assert state.outbox.append(phase_event()).head.sequence == 13
+    # Sent only when there is something before: a first onboarding's input is unchanged, and
+    # workers that do not know the field keep reading it.
+    first = OnboardingInput(external_id="cust-7", email="c7@example.com")
+    assert "events_after" not in first.model_dump_json()
+    assert OnboardingInput.model_validate_json(earlier.model_dump_json()).events_after == 12
+    assert OnboardingState.first(first).outbox == Outbox()
+    with pytest.raises(ValidationError):
+        OnboardingInput(external_id="cust-7", email="c7@example.com", events_after=-1)
 
 
 def test_bound_drops_the_oldest_but_keeps_head_newest_phase_change_and_newest():

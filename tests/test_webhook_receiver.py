@@ -40,8 +40,11 @@ from contracts.messages import (
     WORKFLOW_TYPE,
     IronEventSignal,
     OnboardingInput,
+    OnboardingState,
     workflow_id_for,
 )
+from contracts.outbox import Outbox
+from contracts.state_view import STATE_MEMO, OnboardingStateView
 
 
 # --- a stand-in workflow with the real name and messages, recording what it receives --------
@@ -593,6 +596,32 @@ async def test_unknown_workflow_is_adopted_with_signal_with_start(http, iron, te
     response = await http.post("/webhooks/iron", content=body, headers=headers)
     assert response.json()["status"] == "signalled"
     assert len(await delivered(handle)) == 2
+
+
+async def test_customer_whose_onboarding_was_terminated_is_adopted_after_its_last_event(http, iron, temporal):
+    """Its events go on from the sequence the terminated onboarding's state view shows, so the
+    partner's backend neither takes them for repeats nor for older news."""
+    customer_id, external_id = await new_customer(iron)
+    earlier = OnboardingState(external_id=external_id, iron_customer_id=customer_id, outbox=Outbox(next_sequence=8))
+    closed = await temporal.client.start_workflow(
+        WORKFLOW_TYPE,
+        OnboardingInput(external_id=external_id, iron_customer_id=customer_id),
+        id=workflow_id_for(external_id),
+        task_queue=TASK_QUEUE,
+        memo={STATE_MEMO: OnboardingStateView.of(earlier).to_memo()},
+    )
+    await closed.terminate(reason="an operator's fresh start")
+
+    body, headers = webhook(*status_message(customer_id))
+    response = await http.post("/webhooks/iron", content=body, headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "adopted"
+    handle = temporal.client.get_workflow_handle(workflow_id_for(external_id))
+    assert (await handle.describe()).run_id != closed.result_run_id
+    started_with = await handle.query("started_with", result_type=OnboardingInput)
+    assert (started_with.iron_customer_id, started_with.events_after) == (customer_id, 7)
+    assert OnboardingState.first(started_with).outbox.next_sequence == 8
 
 
 async def test_customer_without_external_id_is_adopted_under_its_iron_id(http, iron, temporal):

@@ -44,7 +44,7 @@ from starlette.routing import Route as HttpRoute
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.common import MetricMeter, WorkflowIDConflictPolicy
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from iron_client import IronClient, IronSettings
 from iron_client.webhooks import (
@@ -64,6 +64,7 @@ from webhook_receiver.settings import IRON_POOL_SIZE, ReceiverSettings
 from contracts import search_attributes
 from contracts.start_metadata import start_metadata
 from contracts.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal, OnboardingState
+from operations.state_access import last_event_sequence, workflow_not_found
 
 WEBHOOK_PATH = "/webhooks/iron"
 ONBOARDING_TYPES = frozenset({"customer_status", "identification_status", "customer_created"})
@@ -152,14 +153,6 @@ def _is_json_content_type(value: str | None) -> bool:
         if name.strip().lower() == "charset" and val.strip().strip('"').lower() not in ("utf-8", "utf8"):
             return False
     return True
-
-
-def _is_workflow_not_found(err: BaseException) -> bool:
-    """NOT_FOUND about the workflow, not about the namespace (a configuration error)."""
-    if not isinstance(err, RPCError) or err.status != RPCStatusCode.NOT_FOUND:
-        return False
-    details = getattr(err.grpc_status, "details", None) or []
-    return not any("NamespaceNotFound" in getattr(d, "type_url", "") for d in details)
 
 
 def _normalised_type(event: WebhookEvent) -> str:
@@ -393,7 +386,7 @@ class WebhookReceiver:
                 lambda budget: client.get_workflow_handle(workflow_id).describe(rpc_timeout=budget)
             )
         except RPCError as err:
-            if _is_workflow_not_found(err):
+            if workflow_not_found(err):
                 return False, None
             raise
         return True, description.typed_search_attributes.get(search_attributes.IRON_CUSTOMER_ID)
@@ -404,13 +397,19 @@ class WebhookReceiver:
         try:
             await self._temporal(lambda budget: handle.signal(SIGNAL_IRON_EVENT, signal, rpc_timeout=budget))
         except RPCError as err:
-            if _is_workflow_not_found(err):
+            if workflow_not_found(err):
                 return False
             raise
         return True
 
     async def _signal_with_start(self, client: Client, route: Route, signal: IronEventSignal) -> None:
-        workflow_input = route.adoption_input().model_copy(update={"deliver_events": bool(self.settings.events_url)})
+        # A customer whose onboarding was closed (terminated, say) goes on with its sequence.
+        events_after = await self._temporal(
+            lambda budget: last_event_sequence(client, route.workflow_id, rpc_timeout=budget)
+        )
+        workflow_input = route.adoption_input().model_copy(
+            update={"deliver_events": bool(self.settings.events_url), "events_after": events_after}
+        )
         metadata = start_metadata(workflow_input, started_by=f"webhook receiver ({signal.type})")
         await self._temporal(
             lambda budget: client.start_workflow(
