@@ -151,7 +151,9 @@ def build_worker(
     iron_calls = Worker(
         client,
         task_queue=iron_calls_queue(queue),
-        activities=activities.all(),
+        # A fleet pass's page is an Iron call too (since workflows/fleet.py's patch); the main
+        # queue keeps it for passes that started before.
+        activities=activities.all() + (fleet.all() if fleet is not None else []),
         max_concurrent_activities=max_concurrent_activities,
         max_task_queue_activities_per_second=max_iron_calls_per_second,
         **common,

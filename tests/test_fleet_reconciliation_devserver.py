@@ -21,11 +21,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import ScheduleOverlapPolicy
 
 from activities.fleet import FleetActivities
+from bench.benchmark import history_all_runs
 from activities.iron_activities import IronActivities
 from contracts.fleet import FLEET_HINT_TYPE, FLEET_WORKFLOW_TYPE, FleetReconciliationInput, fleet_schedule_id
-from contracts.messages import Phase, workflow_id_for
+from contracts.messages import Phase, iron_calls_queue, workflow_id_for
 from data_protection.documents import FilesystemDocumentStore
-from operations.fleet_schedule import reconcile_now
+from operations.fleet_schedule import manual_workflow_id, reconcile_now
 from iron_client import IronClient
 from starter import sign_all, start_onboarding
 from tests.workflow_harness import DEV_SERVER_TIMINGS, iron_settings_for, save_histories, wait_for_state
@@ -113,6 +114,13 @@ async def test_a_lost_webhook_is_caught_by_the_fleet_pass_and_only_that_customer
     )
     assert result.counts.customers == 3 and result.counts.pages == 2 and result.runs == 2
     assert (result.counts.woken, result.counts.matching, result.counts.without_workflow) == (1, 2, 0)
+    # Each page is an Iron call under the rate limit: it runs on Iron's calls queue.
+    pass_events = await history_all_runs(env.client, manual_workflow_id(worker.task_queue))
+    pages = [e.activity_task_scheduled_event_attributes for e in pass_events if e.HasField("activity_task_scheduled_event_attributes")]
+    assert len(pages) == 2 and {a.task_queue.name for a in pages} == {iron_calls_queue(worker.task_queue)}
+    # For tests/test_fleet_replay.py (RECORD_HISTORIES=1): the pass, both runs.
+    first_pass_run = pass_events[0].workflow_execution_started_event_attributes.first_execution_run_id
+    await save_histories(env.client, manual_workflow_id(worker.task_queue), first_pass_run, "fleet-reconciliation/fleet_pass")
 
     moved = await wait_for_state(lost_handle, lambda s: s.phase == Phase.SUSPENDED, timeout=30, what="Suspended")
     assert moved.customer_status == "Suspended"

@@ -23,6 +23,7 @@ from contracts.events import ACTIVITY_DELIVER_EVENT
 from contracts.messages import ENGINE_VERSION, IRON_CALLS_QUEUE_SUFFIX
 from runtime.temporal import data_converter
 from tests.changed_workflow import OnboardingWithAnUnguardedChange
+from worker import WORKFLOWS
 from workflows.onboarding import CustomerOnboarding
 
 HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
@@ -57,7 +58,7 @@ def test_every_branch_has_a_recorded_history():
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[str(p.relative_to(HISTORIES_DIR)) for p in HISTORIES])
 async def test_recorded_history_replays(path: Path):
-    replayer = Replayer(workflows=[CustomerOnboarding], data_converter=data_converter())
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter())  # every one a worker runs
     result = await replayer.replay_workflow(load(path))
     assert result.replay_failure is None
 

@@ -2,7 +2,8 @@
 
 Each page is one activity (`reconcile_fleet_page`): one Iron list call, one visibility query
 for the onboardings of that page's customers, a signal to each onboarding whose published
-`IronCustomerStatus` differs from Iron's status. The cursor lives in the input, so a pass
+`IronCustomerStatus` differs from Iron's status. Pages run on Iron's calls queue, so each counts
+against its rate limit like any other Iron call. The cursor lives in the input, so a pass
 survives worker crashes and continues as new every `pages_per_run` pages with where it was.
 A schedule (`operations/fleet_schedule.py`) starts one pass a day; an onboarding then reads Iron by
 itself only on its long backstop, and a lost webhook is caught within a day.
@@ -16,6 +17,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.messages import iron_calls_queue
     from contracts.fleet import (
         ACTIVITY_RECONCILE_PAGE,
         FLEET_WORKFLOW_TYPE,
@@ -26,6 +28,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+PAGES_UNDER_IRON_RATE_LIMIT = "fleet-pages-under-iron-rate-limit"
+
+
 @workflow.defn(name=FLEET_WORKFLOW_TYPE)
 class FleetReconciliation:
     def __init__(self) -> None:
@@ -34,6 +39,8 @@ class FleetReconciliation:
     @workflow.run
     async def run(self, input: FleetReconciliationInput) -> FleetReconciliationResult:
         self._input = progress = input
+        # Runs from before pages went under Iron's rate limit page on the pass's own queue.
+        queue = iron_calls_queue(workflow.info().task_queue) if workflow.patched(PAGES_UNDER_IRON_RATE_LIMIT) else None
         for _ in range(input.pages_per_run):
             page = await workflow.execute_activity(
                 ACTIVITY_RECONCILE_PAGE,
@@ -43,6 +50,7 @@ class FleetReconciliation:
                     page_size=progress.page_size,
                     grace_seconds=progress.grace_seconds,
                 ),
+                task_queue=queue,
                 result_type=FleetPageResult,
                 summary=f"reconcile page {progress.counts.pages + 1}",
                 start_to_close_timeout=timedelta(minutes=2),
