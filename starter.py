@@ -577,13 +577,26 @@ def check_wait(phases, timeout: float, identification_url: bool = False, flag: s
 
 
 async def accept_signing(
-    client: Client, external_id: str, content_id: str, *, sub_partner_id: str | None = None
+    client: Client,
+    external_id: str,
+    content_id: str,
+    *,
+    request_id: str | None = None,
+    sub_partner_id: str | None = None,
 ) -> AcceptSigningResult:
+    """Signs one required document. A caller that retries a signing whose answer it lost (a
+    timeout, a worker or Temporal away) passes the same `request_id` on every try: Temporal
+    takes a second update under the same id as the first one, so the retry waits for that
+    signing's own answer, where a fresh update is refused while it is in flight ("being signed
+    right now") and after it is done ("already signed")."""
     handle = _handle(client, external_id, sub_partner_id)
     return await _not_found_as_lookup(
         external_id,
         handle.execute_update(
-            UPDATE_ACCEPT_SIGNING, AcceptSigningRequest(content_id=content_id), result_type=AcceptSigningResult
+            UPDATE_ACCEPT_SIGNING,
+            AcceptSigningRequest(content_id=content_id),
+            id=request_id,
+            result_type=AcceptSigningResult,
         ),
         sub_partner_id,
     )

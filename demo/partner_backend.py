@@ -34,6 +34,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -53,7 +54,7 @@ EVENTS_PATH = "/events"
 MAX_BODY_BYTES = 1024 * 1024
 AWAITING_SIGNINGS = "AwaitingSignings"
 
-Signer = Callable[[str, str], Awaitable[Any]]  # (external_id, content_id) -> anything
+Signer = Callable[[str, str, str], Awaitable[Any]]  # (external_id, content_id, request_id) -> anything
 
 
 @dataclass
@@ -298,15 +299,18 @@ class PartnerBackend:
 
     async def _sign(self, external_id: str, content_id: str) -> None:
         """Signs one document, retrying while Temporal or the worker is away (an event that
-        asked is delivered once; nothing else would ask again before a reminder). A refusal
-        by the workflow (already signed, no longer required) ends it: there is nothing to do."""
+        asked is delivered once; nothing else would ask again before a reminder). Every try
+        carries the same request id, so a try after one whose answer was lost waits for that
+        signing instead of being refused as in flight. A refusal by the workflow (already
+        signed, no longer required) ends it: there is nothing to do."""
         from temporalio.client import WorkflowUpdateFailedError
 
+        request_id = f"sign-{content_id}-{uuid.uuid4()}"
         give_up_at = time.monotonic() + self.sign_retry_seconds
         pause = 0.5
         while True:
             try:
-                await asyncio.wait_for(self.signer(external_id, content_id), 30)
+                await asyncio.wait_for(self.signer(external_id, content_id, request_id), 30)
                 break
             except WorkflowUpdateFailedError as exc:
                 self.counters["sign_refused"] += 1
@@ -338,7 +342,7 @@ def temporal_signer(connect: Callable[[], Awaitable[Any]] | None = None) -> Sign
     client: Any = None
     lock = asyncio.Lock()
 
-    async def sign(external_id: str, content_id: str) -> Any:
+    async def sign(external_id: str, content_id: str, request_id: str) -> Any:
         nonlocal client
         async with lock:
             if client is None:
@@ -348,7 +352,7 @@ def temporal_signer(connect: Callable[[], Awaitable[Any]] | None = None) -> Sign
                     client = await temporal_connect()
                 else:
                     client = await connect()
-        return await starter.accept_signing(client, external_id, content_id)
+        return await starter.accept_signing(client, external_id, content_id, request_id=request_id)
 
     return sign
 

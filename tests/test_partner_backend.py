@@ -238,6 +238,31 @@ async def test_backend_signs_the_documents_an_event_asks_for(temporal_cli_path, 
     assert sum(line.startswith("signed ") for line in lines) == len(signing.required_signings)
 
 
+async def test_each_try_of_one_signing_carries_that_signings_request_id():
+    """The first try's answer never came (the backend's own timeout); the retry must be the same
+    request, so the workflow answers it with the first try's signing. Each document has its own."""
+    tries: list[tuple[str, str]] = []
+
+    async def answer_lost_once_per_document(external_id: str, content_id: str, request_id: str) -> None:
+        tries.append((content_id, request_id))
+        if [c for c, _ in tries].count(content_id) == 1:
+            raise asyncio.TimeoutError
+
+    backend = PartnerBackend([SECRET], signer=answer_lost_once_per_document, out=lambda _: None)
+    backend._sign_what_is_required(
+        "customer-1",
+        {"phase": Phase.AWAITING_SIGNINGS.value, "required_signings": [{"id": "terms", "signed": False},
+                                                                       {"id": "privacy", "signed": False}]},
+    )
+    await backend.drain(timeout=10)
+
+    ids = {content: {r for c, r in tries if c == content} for content in ("terms", "privacy")}
+    assert len(tries) == 4 and all(len(v) == 1 for v in ids.values()), tries
+    assert ids["terms"] != ids["privacy"]
+    assert sorted(backend.signed["customer-1"]) == ["privacy", "terms"]
+    assert backend.counters["sign_retries"] == 2 and backend.counters["sign_refused"] == 0
+
+
 async def test_refusing_a_share_of_events(backend):
     """`rate` refuses that share of deliveries (the chaos suite's 30% of 500s)."""
     backend.backend.refuse("error", status=500, rate=0.3)

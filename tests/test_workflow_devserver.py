@@ -9,13 +9,21 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 
 from data_protection.documents import FilesystemDocumentStore
 from iron_client.models import IdentificationKind
 from starter import accept_signing, get_state, refresh, restart_identification, sign_all, start_onboarding
 from workflows.idempotency import customer_key, identification_key
-from contracts.messages import IdentificationRequest, IronEventSignal, Phase, workflow_id_for
+from contracts.messages import (
+    UPDATE_ACCEPT_SIGNING,
+    AcceptSigningRequest,
+    AcceptSigningResult,
+    IdentificationRequest,
+    IronEventSignal,
+    Phase,
+    workflow_id_for,
+)
 from tests.workflow_harness import DEV_SERVER_TIMINGS, requests_matching, running_worker, wait_for_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -135,6 +143,43 @@ async def test_updates_validate_before_touching_iron(env, worker, sandbox):
     assert refreshed.customer_status == "SigningsRequired"
     state = await get_state(env.client, external_id)
     assert [s.signed for s in state.required_signings].count(True) == 1
+
+
+async def test_a_signing_retried_under_its_request_id_gets_the_first_signings_answer(env, worker, sandbox):
+    """A backend lost the answer to its signing (a timeout while Iron was slow) and tries again.
+    A fresh update is refused while the first is in flight; one under the first's request id
+    waits for it and answers with its signing, and answers the same once it is done. Iron is
+    asked once."""
+    external_id, handle = await start(env, worker, "resign")
+    waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
+    await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
+    state = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, timeout=60, what="signings")
+    content_id = state.required_signings[0].id
+    request_id = f"sign-{content_id}-{uuid.uuid4()}"
+    signings_path = f"/customers/{state.iron_customer_id}/signings"
+    await sandbox.control.set_faults(latency_ms=2000, methods=["POST"], paths=[signings_path])
+    try:
+        # The first try reached the workflow; its caller never saw the answer.
+        await handle.start_update(
+            UPDATE_ACCEPT_SIGNING,
+            AcceptSigningRequest(content_id=content_id),
+            id=request_id,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            result_type=AcceptSigningResult,
+        )
+        with pytest.raises(WorkflowUpdateFailedError) as fresh:
+            await accept_signing(env.client, external_id, content_id)
+        assert "being signed right now" in str(fresh.value.cause)
+        retried = await accept_signing(env.client, external_id, content_id, request_id=request_id)
+    finally:
+        await sandbox.control.clear_faults()
+    assert retried.content_id == content_id and content_id not in retried.remaining
+    assert await accept_signing(env.client, external_id, content_id, request_id=request_id) == retried
+    with pytest.raises(WorkflowUpdateFailedError) as after:
+        await accept_signing(env.client, external_id, content_id)
+    assert "already signed" in str(after.value.cause)
+    posts = requests_matching(await sandbox.control.requests(), "POST", signings_path)
+    assert len(posts) == 1, "one signing reached Iron"
 
 
 async def test_continue_as_new_on_long_history_keeps_state_and_idempotency_keys(env, worker, sandbox):
