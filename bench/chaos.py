@@ -46,7 +46,7 @@ from contracts.events import event_id
 from contracts.messages import OnboardingState, OnboardingTimings, Phase, workflow_id_for
 from demo.partner_backend import PartnerBackendClient
 from demo.query_counter import QueryCounter
-from demo.stack import Stack
+from demo.stack import Process, Stack
 
 # Seconds, not production's minutes and hours: a lost webhook costs one to three seconds.
 CHAOS_TIMINGS = OnboardingTimings(
@@ -428,20 +428,24 @@ async def worker_kill_disrupt(run: Run) -> None:
         await asyncio.to_thread(processes["worker-1"].kill)
         run.evidence["worker-1 kills"] += 1
         await asyncio.sleep(run.rng.uniform(0.2, 1.5))
-        started = _worker_starts(processes["worker-1"].log_path)
+        log_path = processes["worker-1"].log_path
+        since = log_path.stat().st_size if log_path.exists() else 0
         asked = time.monotonic()
-        await asyncio.to_thread(run.stack.start_worker, "worker-1")
-        while _worker_starts(processes["worker-1"].log_path) == started and time.monotonic() - asked < 60:
-            await asyncio.sleep(0.05)
+        worker = await asyncio.to_thread(run.stack.start_worker, "worker-1")
+        await _until_worker_started(run, worker, since)
         run.evidence["worker-1 start-up ms"] += round((time.monotonic() - asked) * 1000)
 
 
-def _worker_starts(log_path: Path) -> int:
-    """How many times the worker writing this log reported `worker_started`."""
-    try:
-        return log_path.read_bytes().count(b'"event": "worker_started"')
-    except FileNotFoundError:
-        return 0
+async def _until_worker_started(run: Run, worker: Process, since: int, timeout: float = 60.0) -> None:
+    """Until the worker's log, past byte `since`, reports `worker_started`; or it died, or the
+    run is over, or `timeout` passed."""
+    give_up_at = time.monotonic() + timeout
+    while worker.running and not run.stop.is_set() and time.monotonic() < give_up_at:
+        with open(worker.log_path, "rb") as log:
+            log.seek(since)
+            if b'"event": "worker_started"' in log.read():
+                return
+        await asyncio.sleep(0.05)
 
 
 def worker_kill_checks(run: Run, iron: "IronView") -> list[Check]:
