@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-up test test-fast ui-test chaos receiver-load bench histories clean
+.PHONY: demo demo-up test test-fast explore flake-hunt ui-test chaos receiver-load bench histories clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,18 @@ demo: $(STAMP)
 demo-up: $(STAMP)
 	$(PY) -m demo --keep-running
 
+# Hypothesis runs derandomized here (tests/hypothesis_profiles.py): a gate must not fail by chance.
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Random examples, ten times as many, for a long run before a release: keep what it finds as @example.
+explore: $(STAMP)
+	HYPOTHESIS_PROFILE=explore $(PY) -m pytest -q -p no:cacheprovider $(shell grep -l "from hypothesis" tests/test_*.py) $(PYTEST_ARGS)
+
+# The timing-sensitive modules RUNS times in a row (tests/flake_hunt.py), failures per module.
+RUNS ?= 10
+flake-hunt: $(STAMP)
+	$(PY) -m tests.flake_hunt --runs $(RUNS)
 
 # The Temporal UI in Debian's Chromium (/usr/bin/chromium; .ci/install-browser installs it as root).
 ui-test: $(STAMP)

@@ -20,9 +20,20 @@ import pytest
 import pytest_asyncio
 
 from iron_client.spec import ENV_SPEC, spec_path
+from tests import hypothesis_profiles
+
+HYPOTHESIS_PROFILE = hypothesis_profiles.load()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
+
+
+def pytest_sessionstart(session) -> None:
+    # Printed even under -q (which hides pytest's own header): a failure reads differently
+    # under a derandomized profile than under a random one.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(hypothesis_profiles.describe(HYPOTHESIS_PROFILE))
 
 
 def _binary(name: str) -> str:

@@ -17,6 +17,8 @@ import pytest
 import structlog
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from tests.hypothesis_profiles import examples
+
 from data_protection.codec import EncryptionCodec
 from data_protection.codec_server import MIN_TOKEN_LENGTH, create_app
 from data_protection.keys import KeyRing
@@ -113,7 +115,7 @@ def _log_text(logs: list[dict]) -> str:
     return json.dumps([redact_processor(None, "info", dict(entry)) for entry in logs], default=str)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(method=methods, path=paths, body=bodies, authorization=authorizations, namespace=st.one_of(st.none(), st.text(max_size=20).filter(str.isprintable)))
 async def test_no_generated_request_gives_a_5xx_a_hang_or_a_logged_token(method, path, body, authorization, namespace):
     app = create_app(CODEC, [TOKEN], namespaces=["default"], max_body_bytes=4096)

@@ -15,6 +15,8 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.hypothesis_profiles import examples
+
 from contracts.activity_models import (
     CustomerSnapshot,
     IdentificationSnapshot,
@@ -205,7 +207,7 @@ class Story:
         return inbox.take()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(STEP, min_size=1, max_size=40), st.booleans(), st.booleans(), st.booleans())
 def test_the_phase_only_follows_what_iron_said(steps, requirements_and_slas, fleet_reconciled, hints_checked):
     story = Story()

@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.hypothesis_profiles import examples
 from pydantic import ValidationError
 
 from contracts.events import Awaiting, EventType, OnboardingEvent, ReminderDue, phase_changed, reminder_due
@@ -121,7 +123,7 @@ operation = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(max_pending=st.integers(min_value=3, max_value=12), operations=st.lists(operation, max_size=200))
 def test_outbox_properties(max_pending: int, operations: list[tuple[str, int | None]]):
     outbox = Outbox(max_pending=max_pending)

@@ -20,6 +20,8 @@ import pytest
 import structlog
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
+from tests.hypothesis_profiles import examples
+
 from contracts import search_attributes
 from contracts.messages import WORKFLOW_TYPE, OnboardingInput, OnboardingState, workflow_id_for
 from data_protection.redaction import redact_processor
@@ -298,7 +300,7 @@ timestamps = st.one_of(
 )
 
 
-@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@hypothesis_settings(max_examples=examples(150), deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     body=bodies,
     timestamp=timestamps,

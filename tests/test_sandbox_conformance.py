@@ -15,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.hypothesis_profiles import examples
+
 from iron_client import IronClient, IronNotFound
 from iron_client.errors import IronBadRequest, IronHasPendingIdentification, IronUnauthorized
 from iron_sandbox.testing import SandboxServer
@@ -470,7 +472,7 @@ OPERATIONS = {
 
 
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_random_and_malformed_input_never_causes_a_5xx(
     operation: str, data: st.DataObject, sandbox_server: SandboxServer, fuzz_world: dict[str, str]
@@ -527,7 +529,7 @@ async def test_external_ids_with_any_characters_round_trip(sandbox: SandboxServe
 query_values = st.text(alphabet=string.printable, max_size=30)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(
     path=st.sampled_from(["/customers", "/customers/{person}/identifications", "/customers/{person}/signings",
                           "/customers/{person}/requirements", "/customers/{person}/required-signings",

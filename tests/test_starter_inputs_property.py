@@ -17,6 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.hypothesis_profiles import examples
+
 import starter
 
 # Every personal or secret value carries this marker: if it shows up in any output, something
@@ -109,7 +111,7 @@ def assert_clean(code: int, out: str, err: str, logs: list[str], allowed: set[in
         assert MARK not in text, f"echoed a personal or secret value: {text!r}"
 
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 @SETTINGS
