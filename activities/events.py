@@ -86,6 +86,7 @@ class EventDelivery:
         logger = log.bind(
             webhook_id=req.webhook_id,
             event_type=event.type.value,
+            phase=getattr(event.data.phase, "value", event.data.phase),  # which event failed, for a person
             sequence=event.sequence,
             workflow_id=info.workflow_id,
             attempt=info.attempt,

@@ -29,8 +29,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
+import os
 import random
 import secrets
+import signal
 import sys
 import time
 from collections import Counter
@@ -162,8 +166,8 @@ class Run:
     lost_rate: float = LOST_RESPONSE_RATE
     backend: PartnerBackendClient | None = None
     queries: QueryCounter = field(default_factory=QueryCounter)
-    # Set whenever the driver sees an event asking for signings (the backend signs on it).
-    signings_asked: asyncio.Event = field(default_factory=asyncio.Event)
+    plan: list[Customer] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # reported with the scenario's
 
 
 # --- one customer ----------------------------------------------------------------------------------
@@ -194,8 +198,6 @@ async def follow(run: Run, customer: Customer, until: Callable[[dict[str, Any]],
             checked += 1
             data = event["data"]
             customer.state = state_of(data)
-            if data["phase"] == Phase.AWAITING_SIGNINGS.value:
-                run.signings_asked.set()
             if data["phase"] in BAD_PHASE_NAMES or until(data):
                 return data
         remaining = deadline - time.monotonic()
@@ -511,30 +513,116 @@ BACKEND_REFUSE_RATE = 0.3
 async def backend_down_setup(run: Run) -> None:
     assert run.backend is not None
     await run.backend.refuse("error", status=500, rate=BACKEND_REFUSE_RATE)
+    # The first outage is armed before any customer starts, so it cannot come too late.
+    first = _next_outage_customer(run, armed=set())
+    if first is not None:
+        await run.backend.refuse("closed", seconds=OUTAGE_BOUND_SECONDS, on_signings_of=first.external_id)
+
+
+# An outage lasts until its evidence is in; this bounds it when something else is wrong.
+OUTAGE_BOUND_SECONDS = 90.0
 
 
 async def backend_down_disrupt(run: Run) -> None:
-    """Besides the 500s, the backend stops listening (connections refused) for a few seconds at a
-    time, each time just after the driver saw an event ask for signings: the backend signs on it,
-    so that customer becomes Active while nobody can tell its backend."""
+    """Besides the 500s, the backend stops listening (connections refused), one customer at a
+    time: armed for a customer not yet asked to sign, it closes its port once that customer's
+    event asking for signings is recorded, and signs only then. The outage ends on evidence, not
+    after a guessed stretch: a worker's log shows that customer's Active event (made after the
+    signing, so while nobody listened) refused a connection. Then SIGUSR1 reopens the backend. Every wait is bounded and a missed one is reported."""
     assert run.backend is not None
+    backend = run.stack.processes["partner-backend"]
+    armed: set[str] = set()
     while True:
-        run.signings_asked.clear()
-        while not run.signings_asked.is_set():
-            if not await _sleep_or_stop(run, 0.05):
-                return
-        seconds = run.rng.uniform(3.0, 6.0)
-        start = time.time()
+        # One signing customer of cycle 1 at a time, none whose signings were already asked.
+        candidate = _next_outage_customer(run, armed)
+        if candidate is None:
+            return
+        armed.add(candidate.external_id)
         try:
-            await run.backend.refuse("closed", seconds=seconds)
-        except Exception as exc:  # noqa: BLE001 - reported; the next window tries again
+            await run.backend.refuse("closed", seconds=OUTAGE_BOUND_SECONDS, on_signings_of=candidate.external_id)
+        except Exception as exc:  # noqa: BLE001 - reported; the next customer tries again
             run.evidence["outage_requests_failed"] += 1
             run.evidence["last_outage_request_error"] = f"{type(exc).__name__}: {exc}"
+            if not await _sleep_or_stop(run, 1.0):
+                return
+            continue
+        # Closed once the backend no longer answers; a customer that got past signing without
+        # closing it (its event came while the backend answered 500 is not one: that is retried)
+        # frees the loop for the next.
+        while await _backend_answers(run):
+            if candidate.reached or candidate.error or not await _sleep_or_stop(run, 0.05):
+                break
         else:
-            run.windows.append((start, start + seconds))
             run.evidence["backend outages"] += 1
-        if not await _sleep_or_stop(run, seconds + run.rng.uniform(6.0, 12.0)):
+            logs = _worker_log_sizes(run)
+            ended_on_evidence = await _until_active_while_refused(run, candidate, logs)
+            run.evidence["outages_ended_on_evidence" if ended_on_evidence else "outages_ended_by_bound"] += 1
+            with contextlib.suppress(ProcessLookupError, AttributeError):
+                os.kill(backend.popen.pid, signal.SIGUSR1)
+            while not await _backend_answers(run):
+                if not await _sleep_or_stop(run, 0.05):
+                    return
+        if not await _sleep_or_stop(run, run.rng.uniform(3.0, 6.0)):
             return
+
+
+_SIGNINGS_ASKED_OR_LATER = {Phase.AWAITING_SIGNINGS, Phase.ACTIVE} | BAD_PHASES
+
+
+def _next_outage_customer(run: Run, armed: set[str]) -> Customer | None:
+    """A customer of cycle 1 (not to be reverted) whose signings have not been asked yet."""
+    return next((c for c in run.plan if c.external_id not in armed and not c.revert
+                 and (c.state is None or c.state.phase not in _SIGNINGS_ASKED_OR_LATER)), None)
+
+
+async def _backend_answers(run: Run) -> bool:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            await http.get(f"{run.stack.partner_backend_url}/healthz")
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def _worker_log_sizes(run: Run) -> dict[str, int]:
+    return {name: p.log_path.stat().st_size if p.log_path.exists() else 0
+            for name, p in run.stack.processes.items() if name.startswith("worker")}
+
+
+def _active_delivery_refused_since(run: Run, sizes: dict[str, int], workflow_id: str) -> bool:
+    """A worker logged, since `sizes` were taken, that the customer's Active event found no listener."""
+    for name, offset in sizes.items():
+        path = run.stack.processes[name].log_path
+        with path.open("rb") as log:
+            log.seek(offset)
+            for line in log.read().decode(errors="replace").splitlines():
+                if "event_delivery_failed" not in line:
+                    continue
+                try:
+                    entry = json.loads(line)  # the workers log JSON
+                except ValueError:
+                    continue
+                if (entry.get("error") == "ConnectError" and entry.get("workflow_id") == workflow_id
+                        and entry.get("phase") == Phase.ACTIVE.value):
+                    return True
+    return False
+
+
+async def _until_active_while_refused(run: Run, customer: Customer, logs: dict[str, int]) -> bool:
+    """True once a worker's log shows the customer's Active event refused a connection (the
+    state view cannot say it: a cycle's last change goes out with its continue-as-new, after
+    the delivery); False when the bound ran out or the run ended first."""
+    deadline = time.monotonic() + OUTAGE_BOUND_SECONDS - 5
+    workflow_id = workflow_id_for(customer.external_id)
+    while time.monotonic() < deadline:
+        if _active_delivery_refused_since(run, logs, workflow_id):
+            return True
+        if not await _sleep_or_stop(run, 0.2):
+            return False
+    run.failures.append(f"{customer.external_id}: outage ended by its bound, not by evidence")
+    return False
 
 
 def _unix(timestamp: str) -> float:
@@ -543,6 +631,8 @@ def _unix(timestamp: str) -> float:
 
 def backend_down_checks(run: Run, iron: "IronView", backend: dict[str, Any], plan: list[Customer]) -> list[Check]:
     counters = backend["counters"]
+    # The backend's own times: closed before the customer's signing, reopened after.
+    windows = [(o["closed_at"], o["reopened_at"]) for o in backend.get("outages", []) if o.get("reopened_at")]
     attempts = counters["refused"] + counters["received"] + counters["duplicates"]
     share = counters["refused"] / max(1, attempts)
     # Active while the backend could not hear it: the engine's Active event dates from inside
@@ -554,7 +644,7 @@ def backend_down_checks(run: Run, iron: "IronView", backend: dict[str, Any], pla
             if data["phase"] != Phase.ACTIVE.value:
                 continue
             at = _unix(event["timestamp"])
-            if any(a <= at <= b and event["received_at"] >= b for a, b in run.windows):
+            if any(a <= at <= b and event["received_at"] >= b for a, b in windows):
                 active_while_down += 1
     refused_connections = 0
     for name, process in run.stack.processes.items():
@@ -571,9 +661,13 @@ def backend_down_checks(run: Run, iron: "IronView", backend: dict[str, Any], pla
     return [
         Check("backend answered 500 to a share of deliveries", counters["refused"] > 0,
               f"{counters['refused']} of {attempts} delivery attempts ({share:.0%}, asked {BACKEND_REFUSE_RATE:.0%})"),
-        Check("backend refused connections for a stretch", bool(run.windows) and refused_connections > 0,
-              f"{len(run.windows)} outages of {sum(b - a for a, b in run.windows):.0f} s in all; "
+        Check("backend refused connections for a stretch", bool(windows) and refused_connections > 0,
+              f"{len(windows)} outages of {sum(b - a for a, b in windows):.0f} s in all; "
               f"{refused_connections} delivery attempts found no listener"),
+        Check("every outage ended on its evidence, none by its bound",
+              run.evidence["outages_ended_by_bound"] == 0 and run.evidence["outages_ended_on_evidence"] > 0,
+              f"{run.evidence['outages_ended_on_evidence']} ended on evidence, "
+              f"{run.evidence['outages_ended_by_bound']} by the {OUTAGE_BOUND_SECONDS:.0f} s bound"),
         Check("customers reached Active while the backend was down", active_while_down > 0,
               f"{active_while_down} Active events made during an outage, received after it"),
     ]
@@ -812,6 +906,7 @@ async def _drive(
     )
     prefix = f"{SIGN_PREFIX}{scenario.name}-{secrets.token_hex(3)}-"
     plan = [Customer(i, f"{prefix}{i:04d}", revert=i % REVERT_EVERY == 0) for i in range(count)]
+    run.plan = plan
     if scenario.setup:
         await scenario.setup(run)
     gate = asyncio.Semaphore(concurrency)
@@ -857,6 +952,7 @@ async def _drive(
     result.checks.append(Check("the driver sent no workflow query", run.queries.total == 0,
                                f"{run.queries.total} queries ({dict(run.queries.by_query)})"))
     result.evidence.update({k: v for k, v in run.evidence.items()})
+    result.failures.extend(run.failures)
     times = sorted(c.seconds for c in plan)
     if times:
         result.evidence["customer_seconds_p50"] = round(times[len(times) // 2], 1)

@@ -14,11 +14,18 @@ from Temporal's environment configuration (signing goes through `starter.accept_
                              that customer's events after the first N, waiting up to S seconds
                              (at most 60) for one to arrive: how a driver follows a customer
                              without asking Temporal
-    POST /_control/refuse    {"mode": "error" | "closed", "seconds": S, "status": 500, "rate": 1.0}
+    POST /_control/refuse    {"mode": "error" | "closed", "seconds": S, "status": 500, "rate": 1.0,
+                              "on_signings_of": EXTERNAL_ID}
                              `error`: answer `status` to a share `rate` of events (for S seconds,
                              or until accepted again); `closed`: stop listening for S seconds
-                             (connections are refused), then listen again on the same port
+                             (connections are refused), then listen again on the same port;
+                             with `on_signings_of`, only once the event asking that customer
+                             to sign has been recorded, and before signing (so the customer
+                             becomes Active while nobody listens)
     DELETE /_control/refuse  accept every event again
+
+SIGUSR1 listens again at once, before a closed stretch ends: the control routes share the port,
+so a closed backend cannot be reopened over HTTP.
 
 Every event prints one line: `event <type> <external id> <phase> seq=<n>`.
 """
@@ -30,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 import socket
 import sys
 import threading
@@ -108,6 +116,8 @@ class PartnerBackend:
     sign_prefixes: tuple[str, ...] = ()
     # What this backend signed, per customer (content ids), in order.
     signed: dict[str, list[str]] = field(default_factory=dict)
+    # Every closed stretch: the customer whose signings closed it (if any), and Unix times.
+    outages: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.secrets:
@@ -126,6 +136,9 @@ class PartnerBackend:
         self._arrival: asyncio.Event | None = None  # set, and replaced, on every new event
         # Set by the server runner: asked to stop listening for this many seconds.
         self.close_requested: Callable[[float], None] | None = None
+        # Set by the server runner while its port is really closed (no listener, no connection).
+        self.port_closed = asyncio.Event()
+        self._close_on_signings: tuple[str, float] | None = None  # (external id, seconds)
         self.app = Starlette(routes=[
             Route(EVENTS_PATH, self.receive, methods=["POST"]),
             Route("/healthz", self.healthz, methods=["GET"]),
@@ -149,6 +162,7 @@ class PartnerBackend:
             "refused_ids": list(self.refused_ids),
             "signed": {k: list(v) for k, v in self.signed.items()},
             "refusing": self.refusal.mode if self._refusing() else None,
+            "outages": [dict(o) for o in self.outages],
         }
 
     async def wait_for_events(self, external_id: str, after: int, wait: float) -> list[ReceivedEvent]:
@@ -168,7 +182,8 @@ class PartnerBackend:
 
     # --- refusing ------------------------------------------------------------------------------
 
-    def refuse(self, mode: str = "error", *, seconds: float | None = None, status: int = 500, rate: float = 1.0) -> None:
+    def refuse(self, mode: str = "error", *, seconds: float | None = None, status: int = 500, rate: float = 1.0,
+               on_signings_of: str | None = None) -> None:
         if mode not in ("error", "closed"):
             raise ValueError("mode must be 'error' or 'closed'")
         if mode == "closed":
@@ -176,7 +191,10 @@ class PartnerBackend:
                 raise ValueError("a closed port needs 'seconds' (it cannot be reopened over HTTP)")
             if self.close_requested is None:
                 raise ValueError("this backend is not running under a server that can close its port")
-            self.close_requested(seconds)
+            if on_signings_of is not None:
+                self._close_on_signings = (str(on_signings_of), seconds)
+                return
+            self._close(seconds, None)
             return
         if not 400 <= status <= 599:
             raise ValueError("status must be 4xx or 5xx")
@@ -185,6 +203,17 @@ class PartnerBackend:
 
     def accept(self) -> None:
         self.refusal = None
+
+    def _close(self, seconds: float, external_id: str | None) -> None:
+        assert self.close_requested is not None
+        self.outages.append({"external_id": external_id, "closed_at": time.time(), "reopened_at": None})
+        self.close_requested(seconds)
+
+    def listening_again(self) -> None:
+        """Called by the server runner once it listens again after a closed stretch."""
+        self.port_closed.clear()
+        if self.outages and self.outages[-1]["reopened_at"] is None:
+            self.outages[-1]["reopened_at"] = time.time()
 
     def _refusing(self) -> bool:
         if self.refusal is None:
@@ -222,6 +251,7 @@ class PartnerBackend:
                 seconds=float(body["seconds"]) if body.get("seconds") is not None else None,
                 status=int(body.get("status", 500)),
                 rate=float(body.get("rate", 1.0)),
+                on_signings_of=str(body["on_signings_of"]) if body.get("on_signings_of") is not None else None,
             )
         except (ValueError, TypeError, AttributeError, json.JSONDecodeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -287,17 +317,25 @@ class PartnerBackend:
             return
         if self.sign_prefixes and not external_id.startswith(self.sign_prefixes):
             return
-        for signing in data.get("required_signings") or []:
-            key = (external_id, str(signing.get("id")))
-            if signing.get("signed") or key in self._signing:
-                continue
+        to_sign = [
+            (external_id, str(s.get("id"))) for s in data.get("required_signings") or []
+            if not s.get("signed") and (external_id, str(s.get("id"))) not in self._signing
+        ]
+        after_close = False
+        if to_sign and self._close_on_signings is not None and self._close_on_signings[0] == external_id:
+            # Closed first, signed once nobody listens: the Active event that follows is made
+            # during the outage, whatever the machine's speed.
+            self._close(self._close_on_signings[1], external_id)
+            self._close_on_signings = None
+            after_close = True
+        for key in to_sign:
             self._signing.add(key)
             # After the answer, not before it: a backend acknowledges an event promptly.
-            task = asyncio.get_running_loop().create_task(self._sign(*key))
+            task = asyncio.get_running_loop().create_task(self._sign(*key, after_close=after_close))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _sign(self, external_id: str, content_id: str) -> None:
+    async def _sign(self, external_id: str, content_id: str, *, after_close: bool = False) -> None:
         """Signs one document, retrying while Temporal or the worker is away (an event that
         asked is delivered once; nothing else would ask again before a reminder). Every try
         carries the same request id, so a try after one whose answer was lost waits for that
@@ -305,6 +343,9 @@ class PartnerBackend:
         signed, no longer required) ends it: there is nothing to do."""
         from temporalio.client import WorkflowUpdateFailedError
 
+        if after_close:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.port_closed.wait(), 15)
         request_id = f"sign-{content_id}-{uuid.uuid4()}"
         give_up_at = time.monotonic() + self.sign_retry_seconds
         pause = 0.5
@@ -403,6 +444,7 @@ class PartnerBackendServer:
         while not self._stopping:
             reopen_at = self._reopen_at
             if reopen_at is not None:
+                self.backend.port_closed.set()
                 self.backend.out(f"backend closed for {max(reopen_at - time.monotonic(), 0):.1f}s")
                 # Read each time round: `reopen` may bring the time forward.
                 while time.monotonic() < (self._reopen_at or 0.0) and not self._stopping:
@@ -419,6 +461,8 @@ class PartnerBackendServer:
                 timeout_graceful_shutdown=1, log_config=None,
             )
             self._server = uvicorn.Server(config)
+            if reopen_at is not None:
+                self.backend.listening_again()  # before listening: whatever arrives now came after the outage
             try:
                 await self._server.serve(sockets=[sock])
             finally:
@@ -498,10 +542,13 @@ class PartnerBackendClient:
         response.raise_for_status()
         return response.json()
 
-    async def refuse(self, mode: str = "error", *, seconds: float | None = None, status: int = 500, rate: float = 1.0) -> None:
+    async def refuse(self, mode: str = "error", *, seconds: float | None = None, status: int = 500, rate: float = 1.0,
+                     on_signings_of: str | None = None) -> None:
         body: dict[str, Any] = {"mode": mode, "status": status, "rate": rate}
         if seconds is not None:
             body["seconds"] = seconds
+        if on_signings_of is not None:
+            body["on_signings_of"] = on_signings_of
         response = await self._http.post(f"{self.url}/_control/refuse", json=body)
         response.raise_for_status()
 
@@ -537,8 +584,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     server = PartnerBackendServer(backend, host=args.host, port=args.port)
     print(f"partner backend listening on {server.events_url}", flush=True)
+
+    async def serve() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, server.reopen)
+        await server.serve()
+
     try:
-        asyncio.run(server.serve())
+        asyncio.run(serve())
     except KeyboardInterrupt:
         pass
     return 0
