@@ -26,7 +26,7 @@ from contracts.messages import OnboardingState, Phase
 from contracts.outbox import Outbox
 from demo.partner_backend import PartnerBackend, PartnerBackendThread
 from runtime.events_settings import EventsSettings
-from tests.workflow_harness import dev_server_env
+from tests.workflow_harness import dev_server_env, until
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 PHASES = [
@@ -53,6 +53,11 @@ class EventfulResult(BaseModel):
 class EventfulCustomer:
     def __init__(self) -> None:
         self.outbox = Outbox()
+        self.emitted_everything = False
+
+    @workflow.query
+    def finished_emitting(self) -> bool:
+        return self.emitted_everything
 
     async def _deliver(self) -> None:
         while True:
@@ -87,9 +92,18 @@ class EventfulCustomer:
                     inp.model_copy(update={"emitted": index + 1, "outbox": self.outbox, "carry_after": 0})
                 )
         finished = workflow.now().timestamp()
+        self.emitted_everything = True
         await workflow.wait_condition(lambda: self.outbox.head is None)
         delivery.cancel()
         return EventfulResult(outbox=self.outbox, finished_emitting_at=finished, runs=1 + (inp.emitted > 0))
+
+
+async def until_emitted(handle, timeout: float = 60.0) -> None:
+    """Until the workflow's last run has emitted every phase (asked of whichever run is current)."""
+    deadline = time.monotonic() + timeout
+    while not await handle.query(EventfulCustomer.finished_emitting):
+        assert time.monotonic() < deadline, "the workflow never finished emitting"
+        await asyncio.sleep(0.1)
 
 
 async def test_every_event_arrives_in_order_after_a_backend_outage_across_continue_as_new(temporal_cli_path):
@@ -109,11 +123,15 @@ async def test_every_event_arrives_in_order_after_a_backend_outage_across_contin
                     EventfulInput(external_id=external_id, phases=PHASES, carry_after=3),
                     id=f"onboarding-{external_id}", task_queue="eventful",
                 )
-                await asyncio.sleep(4.0)
-                server.close_for(4.0)  # then down altogether: connections refused
-                await asyncio.sleep(0.2)
+                # Refusing first, then down altogether (connections refused) until the workflow
+                # has emitted everything: each step waits for its evidence, not for a guess.
+                await until("a delivery refused with 500", lambda: backend.counters["refused"] > 0)
+                server.close_for(120.0)
+                await until("the backend closed", lambda: not server.listening)
                 backend.accept()  # answers again once it listens again
-                back_at = time.time() + 3.8
+                await until_emitted(handle)
+                back_at = time.time()
+                server.reopen()
                 result = await asyncio.wait_for(handle.result(), timeout=60)
 
     # The workflow emitted everything while the backend was still down.

@@ -142,11 +142,15 @@ async def test_refusing_with_500_for_a_stretch_then_accepting(backend):
         assert failed.value.type == EVENT_DELIVERY_FAILED and not failed.value.non_retryable
         assert (await http.delete(f"{backend.url}/_control/refuse")).status_code == 200
         assert await deliver(backend.events_url, first) == "delivered"
-        # A timed refusal ends by itself.
-        await http.post(f"{backend.url}/_control/refuse", json={"mode": "error", "seconds": 0.5})
+        # A timed refusal ends by itself: refused within its stretch (a long one, so a slow
+        # machine is still inside it), delivered once it has run out.
+        await http.post(f"{backend.url}/_control/refuse", json={"mode": "error", "seconds": 3})
         with pytest.raises(ApplicationError):
             await deliver(backend.events_url, second)
-        await asyncio.sleep(0.6)
+        deadline = time.monotonic() + 30
+        while backend.backend.snapshot()["refusing"]:
+            assert time.monotonic() < deadline, "the timed refusal never ended"
+            await asyncio.sleep(0.1)
         assert await deliver(backend.events_url, second) == "delivered"
         bad = await http.post(f"{backend.url}/_control/refuse", json={"mode": "closed"})
         assert bad.status_code == 400 and "seconds" in bad.json()["error"]
