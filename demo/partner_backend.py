@@ -194,7 +194,7 @@ class PartnerBackend:
             if on_signings_of is not None:
                 self._close_on_signings = (str(on_signings_of), seconds)
                 return
-            self._close(seconds, None)
+            self.close(seconds, None)
             return
         if not 400 <= status <= 599:
             raise ValueError("status must be 4xx or 5xx")
@@ -204,7 +204,8 @@ class PartnerBackend:
     def accept(self) -> None:
         self.refusal = None
 
-    def _close(self, seconds: float, external_id: str | None) -> None:
+    def close(self, seconds: float, external_id: str | None = None) -> None:
+        """Stop listening for `seconds`, recorded as an outage (on the server's loop)."""
         assert self.close_requested is not None
         self.outages.append({"external_id": external_id, "closed_at": time.time(), "reopened_at": None})
         self.close_requested(seconds)
@@ -325,7 +326,7 @@ class PartnerBackend:
         if to_sign and self._close_on_signings is not None and self._close_on_signings[0] == external_id:
             # Closed first, signed once nobody listens: the Active event that follows is made
             # during the outage, whatever the machine's speed.
-            self._close(self._close_on_signings[1], external_id)
+            self.close(self._close_on_signings[1], external_id)
             self._close_on_signings = None
             after_close = True
         for key in to_sign:
@@ -428,7 +429,7 @@ class PartnerBackendServer:
     def close_for(self, seconds: float) -> None:
         """Stop listening for `seconds` (thread-safe)."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._request_close, seconds)
+            self._loop.call_soon_threadsafe(self.backend.close, seconds)
 
     def reopen(self) -> None:
         """Listen again now, before a `close_for` stretch ends (thread-safe)."""

@@ -27,7 +27,7 @@ from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
 from runtime.temporal import data_converter
 from starter import start_onboarding
-from tests.workflow_harness import dev_server_env, running_worker, wait_for_state
+from tests.workflow_harness import dev_server_env, running_worker, until, wait_for_state
 
 
 def new_secret() -> str:
@@ -162,19 +162,62 @@ async def test_closed_port_refuses_connections_then_listens_again_on_the_same_po
     first, second = events_for("grace", 2)
     port = backend.port
     async with httpx.AsyncClient() as http:
-        assert (await http.post(f"{backend.url}/_control/refuse", json={"mode": "closed", "seconds": 1.5})).status_code == 200
-    deadline = time.monotonic() + 5
-    while backend.listening and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+        # Long enough that no machine is too slow to be refused within it; reopened below.
+        assert (await http.post(f"{backend.url}/_control/refuse", json={"mode": "closed", "seconds": 120})).status_code == 200
+    await until("the port closed", lambda: not backend.listening)
     with pytest.raises(ApplicationError) as failed:
         await deliver(backend.events_url, first)
     assert "ConnectError" in str(failed.value) and not failed.value.non_retryable
+    backend.reopen()
     backend.wait_listening(timeout=10)
     assert backend.port == port
     assert await deliver(backend.events_url, first) == "delivered"
-    assert await deliver(backend.events_url, second) == "delivered"
-    assert backend.backend.sequences("grace") == [1, 2]
+    assert backend.backend.sequences("grace") == [1]
     assert any(line.startswith("backend closed for") for line in lines)
+
+    # A closed stretch also ends by itself, on the same port.
+    backend.close_for(0.3)
+    await until("the port closed again", lambda: not backend.listening)
+    backend.wait_listening(timeout=10)
+    assert backend.port == port
+    assert await deliver(backend.events_url, second) == "delivered"
+    outages = backend.backend.snapshot()["outages"]
+    assert len(outages) == 2 and all(o["reopened_at"] >= o["closed_at"] for o in outages)
+
+
+async def test_closing_on_a_customers_signings_closes_before_signing_and_records_the_outage(lines):
+    """Armed for one customer, the backend closes its port once that customer's event asking for
+    signings is recorded, and signs only once nobody listens: so that customer turns Active
+    during the outage however fast or slow the machine is. Another customer's event does not
+    close it."""
+    signed_while_listening: list[tuple[str, bool]] = []
+    server: PartnerBackendThread
+
+    async def sign(external_id: str, content_id: str, request_id: str) -> None:
+        signed_while_listening.append((external_id, server.listening))
+
+    server = PartnerBackendThread(PartnerBackend([SECRET], signer=sign, out=lines.append))
+    with server:
+        async with httpx.AsyncClient() as http:
+            armed = await http.post(f"{server.url}/_control/refuse",
+                                    json={"mode": "closed", "seconds": 120, "on_signings_of": "judy"})
+            assert armed.status_code == 200
+        asking = {"required_signings": [{"id": "terms", "url": "https://iron.example/terms",
+                                         "display_name": "Terms", "signed": False}]}
+        other = phase_changed(state("ken", Phase.AWAITING_SIGNINGS, **asking), previous_phase=None, at=AT)
+        assert await deliver(server.events_url, Outbox().append(other).head) == "delivered"
+        await until("ken's signing", lambda: len(signed_while_listening) == 1)
+        assert server.listening and signed_while_listening == [("ken", True)]
+
+        event = phase_changed(state("judy", Phase.AWAITING_SIGNINGS, **asking), previous_phase=None, at=AT)
+        assert await deliver(server.events_url, Outbox().append(event).head) == "delivered"
+        await until("judy's signing", lambda: len(signed_while_listening) == 2)
+        assert signed_while_listening[1] == ("judy", False)
+        assert not server.listening
+        server.reopen()
+        server.wait_listening(timeout=10)
+        outage = server.backend.snapshot()["outages"][0]
+        assert outage["external_id"] == "judy" and outage["reopened_at"] >= outage["closed_at"]
 
 
 async def test_a_bad_refusal_request_is_refused(backend):
