@@ -27,6 +27,8 @@ TIMING_SENSITIVE = (
     "tests/test_events_devserver.py",
     "tests/test_webhook_receiver_e2e.py",
     "tests/test_event_delivery.py",
+    "tests/test_event_outbox_temporal.py",
+    "tests/test_partner_backend.py",
     "tests/test_fleet_reconciliation_devserver.py",
 )
 REPO_ROOT = Path(__file__).resolve().parent.parent
