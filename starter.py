@@ -1012,10 +1012,22 @@ def check_keys() -> None:
         raise ConfigurationError(f"the {ENV_KEY_FILE} file nests too deep to be a key file") from None
 
 
+def check_document_store() -> None:
+    """The document store this process will use, chosen before anything connects, so a bad
+    ONBOARDING_DOCUMENT_STORE is one line naming it."""
+    from data_protection.documents import DocumentStoreConfigurationError, document_store_from_env
+
+    try:
+        document_store_from_env()
+    except DocumentStoreConfigurationError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
 async def _run(checked: Checked, out, err) -> int:
     args = checked.args
     scope = {"sub_partner_id": checked.fields["sub_partner_id"]}  # every command: (sub-partner, external id)
     check_keys()
+    check_document_store()
     client = await connect()
     if args.command == "start":
         result = await _start_from_cli(client, checked)
@@ -1122,6 +1134,7 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
 
 def explain(exc: BaseException) -> tuple[int, str]:
     """The exit code and the one line that tell a person what went wrong and what to do."""
+    from data_protection.documents import DocumentStoreUnavailable
     from data_protection.keys import DataProtectionError, KeyConfigurationError, KeyNotFoundError
     from data_protection.redaction import redact_text
 
@@ -1161,6 +1174,8 @@ def explain(exc: BaseException) -> tuple[int, str]:
         )
     if isinstance(exc, ConfigurationError):
         return EXIT_CONFIGURATION, f"configuration: {exc}"
+    if isinstance(exc, DocumentStoreUnavailable):
+        return EXIT_UNREACHABLE, _one_line(redact_text(str(exc)))
     if isinstance(exc, IronUnauthorized):
         return EXIT_CONFIGURATION, "configuration: Iron refused the API key: set IRON_API_KEY (and IRON_BASE_URL)"
     if isinstance(exc, IronError):

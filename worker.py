@@ -22,7 +22,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -31,7 +31,13 @@ from activities.fleet import FleetActivities
 from runtime.events_settings import load_events_settings
 from activities.iron_activities import IronActivities
 from contracts.messages import iron_calls_queue
-from data_protection.documents import DEFAULT_DOCUMENT_DIR, FilesystemDocumentStore
+from data_protection.documents import (
+    DEFAULT_DOCUMENT_DIR,
+    ENV_DOCUMENT_STORE,
+    DocumentStore,
+    document_store_for,
+    parse_document_store_url,
+)
 from iron_client import IronClient
 from runtime import settings
 from runtime.bytecode import uncompiled_sources
@@ -61,6 +67,9 @@ class WorkerSettings(MetricsSettings):
     """The worker's configuration besides Temporal's own (task queue, Iron, keys and metrics shared)."""
 
     document_dir: str = Field(DEFAULT_DOCUMENT_DIR, min_length=1, validation_alias="ONBOARDING_DOCUMENT_DIR")
+    # Unset: the local directory above. `s3://bucket/prefix`: S3-compatible object storage, which
+    # starters and workers on other machines can share (data_protection/documents.py).
+    document_store: str | None = Field(None, validation_alias=ENV_DOCUMENT_STORE)
     document_retention_days: float = Field(30.0, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_DOCUMENT_RETENTION_DAYS")
     delete_documents_after_submission: Flag = Field(False, validation_alias="ONBOARDING_DELETE_DOCUMENTS_AFTER_SUBMISSION")
     max_cached_workflows: int = Field(DEFAULT_MAX_CACHED_WORKFLOWS, ge=0, validation_alias="ONBOARDING_MAX_CACHED_WORKFLOWS")
@@ -74,6 +83,12 @@ class WorkerSettings(MetricsSettings):
     fleet_every_hours: float = Field(
         fleet_reconcile.DEFAULT_EVERY_HOURS, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_FLEET_EVERY_HOURS"
     )
+
+    @field_validator("document_store")
+    @classmethod
+    def _document_store_url(cls, value: str | None) -> str | None:
+        parse_document_store_url(value)  # a ValueError names what is wrong
+        return value
 
 
 class OnboardingWorker:
@@ -213,7 +228,7 @@ def parse_args(argv: list[str], config: WorkerSettings | None = None) -> argpars
     return parser.parse_args(argv)
 
 
-def load_configuration() -> tuple[WorkerSettings, object, FilesystemDocumentStore]:
+def load_configuration() -> tuple[WorkerSettings, object, DocumentStore]:
     """Settings, data converter and document store, or one line on stderr and exit code 2."""
     configure_logging()
     config = load_or_exit(WorkerSettings.load, program=PROGRAM)
@@ -223,10 +238,14 @@ def load_configuration() -> tuple[WorkerSettings, object, FilesystemDocumentStor
     keyring = load_or_exit(config.keyring, program=PROGRAM)
     # Events to the partner's backend: an unusable URL or secret stops the worker here too.
     load_or_exit(load_events_settings, program=PROGRAM)
-    return config, converter, FilesystemDocumentStore(Path(config.document_dir), keyring=keyring)
+    documents = load_or_exit(
+        lambda: document_store_for(config.document_store, document_dir=config.document_dir, keyring=keyring),
+        program=PROGRAM,
+    )
+    return config, converter, documents
 
 
-async def run(argv: list[str], configuration: tuple[WorkerSettings, object, FilesystemDocumentStore] | None = None) -> int:
+async def run(argv: list[str], configuration: tuple[WorkerSettings, object, DocumentStore] | None = None) -> int:
     config, converter, documents = configuration or load_configuration()
     args = parse_args(argv, config)
     configure_logging()

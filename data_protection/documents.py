@@ -2,13 +2,22 @@
 
 Identification parameters carry personal data and base64 images of up to 10 MB each; a Temporal
 payload is capped at 2 MB and history is kept for long. So the identification parameters are
-stored here and the workflow input carries only an opaque reference (`fs:<uuid>`) that the
-activity reads just before calling Iron, and that can be deleted once it is no longer needed
-(`purge_older_than` enforces a retention period).
+stored here and the workflow input carries only an opaque reference (`fs:<uuid>` or
+`s3:<uuid>`) that the activity reads just before calling Iron, and that can be deleted once it
+is no longer needed (`purge_older_than` enforces a retention period).
 
-`FilesystemDocumentStore` keeps one file per document, written atomically with mode 0600 under
-a 0700 directory, and encrypts documents at rest with the payload `KeyRing` when one is given
-(`document_store_from_env` does so whenever encryption keys are configured).
+Two stores keep the same contract (`DocumentStore`) and the same stored format:
+
+* `FilesystemDocumentStore`, the default: one file per document under `ONBOARDING_DOCUMENT_DIR`,
+  written atomically with mode 0600 under a 0700 directory. Only processes on the same machine
+  (or sharing the directory) see its documents.
+* `S3DocumentStore`, chosen by `ONBOARDING_DOCUMENT_STORE=s3://bucket/prefix`: one object per
+  document in S3-compatible object storage, which starters and workers on different machines
+  share. Credentials, region and endpoint come from the standard AWS variables.
+
+Both encrypt documents with the payload `KeyRing` before they are written (`document_store_from_env`
+does so whenever encryption keys are configured; the S3 store requires them, so documents never
+leave the machine in clear).
 """
 
 from __future__ import annotations
@@ -22,13 +31,18 @@ import os
 import re
 import tempfile
 import time
+import urllib.parse
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from data_protection.keys import DecryptionError, KeyNotFoundError, KeyRing
+from runtime.settings import ConfigurationError
 
 ENV_DOCUMENT_DIR = "ONBOARDING_DOCUMENT_DIR"
+ENV_DOCUMENT_STORE = "ONBOARDING_DOCUMENT_STORE"
 DEFAULT_DOCUMENT_DIR = ".data/documents"
 
 # Iron's limit for each base64 document (identity images, selfie, company and EDD documents).
@@ -60,6 +74,15 @@ class CorruptDocument(DocumentStoreError):
     """The stored file is not a document this store wrote."""
 
 
+class DocumentStoreUnavailable(DocumentStoreError):
+    """The store could not be reached or refused the request (network, credentials, a missing
+    bucket). Never a missing document: the activity retries it until the store is fixed."""
+
+
+class DocumentStoreConfigurationError(ConfigurationError):
+    """`ONBOARDING_DOCUMENT_STORE` cannot be used; the message is one line naming it."""
+
+
 class IdentificationFileError(DocumentStoreError, ValueError):
     """An identification params file is unreadable or breaks Iron's rules."""
 
@@ -69,12 +92,8 @@ class DocumentTooLarge(IdentificationFileError):
 
 
 # The contract every document store keeps. References are opaque strings with a scheme prefix
-# (`fs:` here), so stores can be swapped without touching workflows. An S3-compatible store
-# implements it directly: put = PutObject under a fresh random key, returning `s3:<key>` (with
-# server-side or the same client-side encryption); get = GetObject, mapping NoSuchKey to
-# DocumentNotFound; delete = HeadObject then DeleteObject (S3 deletes are idempotent, the head
-# tells whether something was there); exists = HeadObject; purge_older_than = ListObjectsV2
-# filtered on LastModified plus DeleteObjects, or simply a bucket lifecycle expiration rule.
+# (`fs:`, `s3:`) naming the kind of store that issued them, so stores can be swapped without
+# touching workflows, and a reference given to the wrong kind of store says so.
 @runtime_checkable
 class DocumentStore(Protocol):
     async def put(self, data: bytes, *, content_type: str = "application/json") -> str: ...
@@ -88,21 +107,85 @@ class DocumentStore(Protocol):
     async def purge_older_than(self, seconds: float) -> int: ...
 
 
-_FS_PREFIX = "fs:"
-_REF_RE = re.compile(r"^fs:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+_FS_SCHEME = "fs"
+_S3_SCHEME = "s3"
+_STORE_KINDS = {_FS_SCHEME: "a local directory (ONBOARDING_DOCUMENT_DIR)", _S3_SCHEME: "S3 object storage"}
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_REF_RE = re.compile(rf"^([a-z0-9]+):({_UUID})$")
 _MAGIC = b"ONBDOC1\n"
 _SUFFIX = ".doc"
 _TMP_PREFIX = ".tmp-"
 
 
-class FilesystemDocumentStore:
-    """Documents as files under `root/<2 hex>/<uuid>.doc`.
+def _document_id(ref: Any, scheme: str) -> str:
+    """The uuid inside `<scheme>:<uuid>`, or InvalidDocumentReference saying why not."""
+    if not isinstance(ref, str):
+        raise InvalidDocumentReference(repr(ref), f"document reference must be a string, got {type(ref).__name__}")
+    match = _REF_RE.fullmatch(ref)
+    if match and match.group(1) == scheme:
+        return match.group(2)
+    shown = ref if len(ref) <= 80 else ref[:80] + "..."
+    message = f"{shown!r} is not a document reference of this store ({scheme}:<uuid>)"
+    if match and match.group(1) in _STORE_KINDS:
+        message += (
+            f": it was stored in {_STORE_KINDS[match.group(1)]}, and this process uses {_STORE_KINDS[scheme]};"
+            f" starters and workers need the same {ENV_DOCUMENT_STORE}"
+        )
+    raise InvalidDocumentReference(shown, message)
 
-    Each file is a one-line JSON header (content type, creation time, size, and the key id when
-    encrypted) after a magic line, then the body. Encrypted bodies are AES-256-GCM under the
-    key ring's current key, with the reference bound in as associated data, so a file copied
-    under another reference fails to decrypt. Documents written without encryption stay
-    readable after a key ring is configured.
+
+def _encode(ref: str, data: bytes, content_type: str, keyring: KeyRing | None) -> bytes:
+    """A stored document: a magic line, a one-line JSON header (content type, creation time,
+    size, and the key id when encrypted), then the body. The reference is bound in as
+    associated data, so a document copied under another reference fails to decrypt."""
+    header: dict[str, Any] = {
+        "content_type": content_type,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "size": len(data),
+    }
+    if keyring is not None:
+        key_id, body = keyring.encrypt(data, context=ref.encode("ascii"))
+        header["key_id"] = key_id
+    else:
+        body = data
+    return b"".join((_MAGIC, json.dumps(header, sort_keys=True).encode("utf-8"), b"\n", body))
+
+
+def _decode(ref: str, raw: bytes, keyring: KeyRing | None) -> bytes:
+    if not raw.startswith(_MAGIC):
+        raise CorruptDocument(f"document {ref} is not in this store's format")
+    end = raw.find(b"\n", len(_MAGIC))
+    try:
+        header = json.loads(raw[len(_MAGIC) : end]) if end > 0 else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise CorruptDocument(f"document {ref} has an unreadable header")
+    body = raw[end + 1 :]
+    key_id = header.get("key_id")
+    if not key_id:
+        return body
+    if keyring is None:
+        raise KeyNotFoundError(str(key_id))
+    try:
+        return keyring.decrypt(str(key_id), body, context=ref.encode("ascii"))
+    except KeyNotFoundError:
+        raise
+    except DecryptionError as exc:
+        raise DecryptionError(f"document {ref} cannot be decrypted: {exc}") from None
+
+
+def _check_data(data: Any) -> bytes:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"document data must be bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
+class FilesystemDocumentStore:
+    """Documents as files under `root/<2 hex>/<uuid>.doc`, in the format of `_encode`.
+
+    Encrypted bodies are AES-256-GCM under the key ring's current key. Documents written
+    without encryption stay readable after a key ring is configured.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, keyring: KeyRing | None = None) -> None:
@@ -120,27 +203,16 @@ class FilesystemDocumentStore:
     def __repr__(self) -> str:
         return f"FilesystemDocumentStore(root={str(self._root)!r}, encrypted={self.encrypted})"
 
-    # -- references -----------------------------------------------------------------------------
-
     def _path(self, ref: str) -> Path:
-        if not isinstance(ref, str):
-            raise InvalidDocumentReference(
-                repr(ref), f"document reference must be a string, got {type(ref).__name__}"
-            )
-        match = _REF_RE.fullmatch(ref)
-        if not match:
-            shown = ref if len(ref) <= 80 else ref[:80] + "..."
-            raise InvalidDocumentReference(shown, f"{shown!r} is not a document reference of this store (fs:<uuid>)")
-        name = match.group(1)
+        name = _document_id(ref, _FS_SCHEME)
         return self._root / name[:2] / f"{name}{_SUFFIX}"
 
     # -- the store ------------------------------------------------------------------------------
 
     async def put(self, data: bytes, *, content_type: str = "application/json") -> str:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"document data must be bytes, got {type(data).__name__}")
-        ref = f"{_FS_PREFIX}{uuid.uuid4()}"
-        await asyncio.to_thread(self._write, ref, bytes(data), str(content_type))
+        data = _check_data(data)
+        ref = f"{_FS_SCHEME}:{uuid.uuid4()}"
+        await asyncio.to_thread(self._write, ref, data, str(content_type))
         return ref
 
     async def get(self, ref: str) -> bytes:
@@ -165,25 +237,13 @@ class FilesystemDocumentStore:
 
     def _write(self, ref: str, data: bytes, content_type: str) -> None:
         path = self._path(ref)
-        header: dict[str, Any] = {
-            "content_type": content_type,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "size": len(data),
-        }
-        if self._keyring is not None:
-            key_id, body = self._keyring.encrypt(data, context=ref.encode("ascii"))
-            header["key_id"] = key_id
-        else:
-            body = data
+        stored = _encode(ref, data, content_type, self._keyring)
         self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.parent.mkdir(exist_ok=True, mode=0o700)
         fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)  # created 0600
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(_MAGIC)
-                handle.write(json.dumps(header, sort_keys=True).encode("utf-8"))
-                handle.write(b"\n")
-                handle.write(body)
+                handle.write(stored)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp_name, path)
@@ -197,27 +257,7 @@ class FilesystemDocumentStore:
             raw = path.read_bytes()
         except FileNotFoundError:
             raise DocumentNotFound(ref) from None
-        if not raw.startswith(_MAGIC):
-            raise CorruptDocument(f"document {ref} is not in this store's format")
-        end = raw.find(b"\n", len(_MAGIC))
-        try:
-            header = json.loads(raw[len(_MAGIC) : end]) if end > 0 else None
-        except ValueError:
-            header = None
-        if not isinstance(header, dict):
-            raise CorruptDocument(f"document {ref} has an unreadable header")
-        body = raw[end + 1 :]
-        key_id = header.get("key_id")
-        if not key_id:
-            return body
-        if self._keyring is None:
-            raise KeyNotFoundError(str(key_id))
-        try:
-            return self._keyring.decrypt(str(key_id), body, context=ref.encode("ascii"))
-        except KeyNotFoundError:
-            raise
-        except DecryptionError as exc:
-            raise DecryptionError(f"document {ref} cannot be decrypted: {exc}") from None
+        return _decode(ref, raw, self._keyring)
 
     def _purge(self, cutoff: float) -> int:
         if not self._root.is_dir():
@@ -262,11 +302,261 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def document_store_from_env() -> FilesystemDocumentStore:
-    """The store in `ONBOARDING_DOCUMENT_DIR` (default `.data/documents`), encrypted at rest
-    whenever payload encryption keys are configured."""
-    root = Path(os.environ.get(ENV_DOCUMENT_DIR) or DEFAULT_DOCUMENT_DIR)
-    return FilesystemDocumentStore(root, keyring=KeyRing.from_env())
+# -- S3-compatible object storage ----------------------------------------------------------------
+
+# S3's rule for bucket names, which MinIO and R2 follow too.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_S3_OBJECT_RE = re.compile(rf"^({_UUID}){re.escape(_SUFFIX)}$")
+# Failures are retried a few times within a bound the activity's timeout and a person running the
+# starter can wait for; Temporal retries the activity after that, so no longer loop is needed here.
+_S3_RETRIES = {"max_retries": 3, "retry_timeout": _dt.timedelta(seconds=20)}
+_S3_TIMEOUTS = {"connect_timeout": "5s", "timeout": "30s"}
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Where an S3 document store keeps its objects: `s3://bucket/prefix`."""
+
+    bucket: str
+    prefix: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
+def parse_document_store_url(value: str | None) -> S3Location | None:
+    """An `ONBOARDING_DOCUMENT_STORE` value: None when unset or blank (the local directory),
+    the S3 location for `s3://bucket[/prefix]`. Anything else raises ValueError saying what is
+    wrong (the caller names the variable)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    local = f"leave it unset for the local directory ({ENV_DOCUMENT_DIR})"
+    if not text.lower().startswith(f"{_S3_SCHEME}://"):
+        scheme = text.split("://", 1)[0] if "://" in text else None
+        what = f"unknown scheme {scheme[:20]!r}" if scheme else "not a store URL"
+        raise ValueError(f"{what}: use s3://bucket/prefix for S3-compatible object storage, or {local}")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError("is not a valid s3://bucket/prefix URL") from None
+    if "@" in parts.netloc or port is not None or parts.query or parts.fragment:
+        raise ValueError(
+            "takes a bucket and a prefix only: credentials come from AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, another S3-compatible service from AWS_ENDPOINT_URL"
+        )
+    bucket = parts.netloc
+    if not bucket:
+        raise ValueError("names no bucket: use s3://bucket/prefix")
+    if not _BUCKET_RE.fullmatch(bucket):
+        raise ValueError(f"bucket {bucket[:63]!r} is not a bucket name (3 to 63 lowercase letters, digits, dots and hyphens)")
+    prefix = parts.path.strip("/")
+    if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
+        raise ValueError(f"prefix {prefix[:60]!r} has an empty, '.' or '..' part")
+    return S3Location(bucket, prefix)
+
+
+def _s3_client_settings(environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The S3 client's configuration from the standard AWS variables of `environ`. Unset ones
+    are left to the client, which then finds credentials the usual AWS ways (web identity,
+    container or instance credentials)."""
+    config: dict[str, str] = {}
+    for key, names in (
+        ("access_key_id", ("AWS_ACCESS_KEY_ID",)),
+        ("secret_access_key", ("AWS_SECRET_ACCESS_KEY",)),
+        ("session_token", ("AWS_SESSION_TOKEN",)),
+        ("region", ("AWS_REGION", "AWS_DEFAULT_REGION")),
+        ("endpoint", ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")),
+    ):
+        value = next((environ[name].strip() for name in names if (environ.get(name) or "").strip()), None)
+        if value:
+            config[key] = value
+    # An endpoint given as http:// is a deliberate choice (MinIO on a private network, a local
+    # test server); without one only HTTPS is used.
+    client_options: dict[str, Any] = dict(_S3_TIMEOUTS)
+    if config.get("endpoint", "").lower().startswith("http://"):
+        client_options["allow_http"] = True
+    return config, client_options
+
+
+def _s3_reason(exc: BaseException) -> str:
+    """The S3 client's message, first line only (the rest is a debug dump), shortened."""
+    text = str(exc).split("\n", 1)[0].strip() or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+class S3DocumentStore:
+    """Documents as objects `<prefix>/<uuid>.doc` in an S3-compatible bucket, in the format of
+    `_encode`, always encrypted: the key ring is required.
+
+    The client is `obstore` (Python bindings of the Rust `object_store` crate, maintained under
+    the Apache Arrow project): native async, one small wheel without botocore's weight, and it
+    reads the standard AWS variables and credential chains for AWS S3, MinIO, R2 and others.
+    """
+
+    def __init__(self, location: S3Location, *, keyring: KeyRing, environ: Mapping[str, str] | None = None) -> None:
+        from obstore.store import S3Store
+
+        if keyring is None:
+            raise ValueError("an S3 document store needs a key ring: documents never leave the machine in clear")
+        self._location = location
+        self._keyring = keyring
+        config, client_options = _s3_client_settings(os.environ if environ is None else environ)
+        self._s3 = S3Store(
+            location.bucket,
+            prefix=location.prefix or None,
+            config=config,
+            client_options=client_options,
+            retry_config=_S3_RETRIES,
+        )
+
+    @property
+    def location(self) -> S3Location:
+        return self._location
+
+    @property
+    def encrypted(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"S3DocumentStore({self._location.url!r})"
+
+    def _key(self, ref: str) -> str:
+        return f"{_document_id(ref, _S3_SCHEME)}{_SUFFIX}"
+
+    def _unavailable(self, action: str, exc: BaseException) -> DocumentStoreUnavailable:
+        return DocumentStoreUnavailable(
+            f"document store {self._location.url} could not {action}: {_s3_reason(exc)}"
+            f" (check {ENV_DOCUMENT_STORE} and the AWS_* variables)"
+        )
+
+    # -- the store ------------------------------------------------------------------------------
+
+    async def put(self, data: bytes, *, content_type: str = "application/json") -> str:
+        import obstore
+
+        data = _check_data(data)
+        ref = f"{_S3_SCHEME}:{uuid.uuid4()}"
+        stored = _encode(ref, data, str(content_type), self._keyring)
+        try:
+            # One PutObject: a document is tens of MB at most, and the object then appears
+            # whole or not at all.
+            await obstore.put_async(self._s3, self._key(ref), stored, use_multipart=False)
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise self._unavailable(f"store {ref}", exc) from None
+        return ref
+
+    async def get(self, ref: str) -> bytes:
+        import obstore
+
+        key = self._key(ref)
+        try:
+            result = await obstore.get_async(self._s3, key)
+            raw = bytes(await result.bytes_async())
+        except FileNotFoundError as exc:
+            # A missing bucket is a 404 too: that is the store's configuration, not the document.
+            if "NoSuchBucket" in str(exc):
+                raise self._unavailable(f"read {ref}", exc) from None
+            raise DocumentNotFound(ref) from None
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise self._unavailable(f"read {ref}", exc) from None
+        return _decode(ref, raw, self._keyring)
+
+    async def delete(self, ref: str) -> bool:
+        import obstore
+
+        key = self._key(ref)
+        # S3 deletes succeed whether or not the object exists: the head says whether it did.
+        if not await self._exists(key, f"delete {ref}"):
+            return False
+        try:
+            await obstore.delete_async(self._s3, key)
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise self._unavailable(f"delete {ref}", exc) from None
+        return True
+
+    async def exists(self, ref: str) -> bool:
+        return await self._exists(self._key(ref), f"look up {ref}")
+
+    async def purge_older_than(self, seconds: float) -> int:
+        """Delete documents stored more than `seconds` ago; returns how many were deleted.
+        Other objects under the prefix are left alone. (A bucket lifecycle rule that expires
+        objects under the prefix does the same without any process listing the bucket.)"""
+        import obstore
+
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        cutoff = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(seconds=seconds)
+        deleted = 0
+        try:
+            async for batch in obstore.list(self._s3, chunk_size=1000):
+                stale = [
+                    meta["path"] for meta in batch
+                    if _S3_OBJECT_RE.fullmatch(meta["path"]) and meta["last_modified"] < cutoff
+                ]
+                if stale:
+                    await obstore.delete_async(self._s3, stale)
+                    deleted += len(stale)
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise self._unavailable("purge old documents", exc) from None
+        return deleted
+
+    async def _exists(self, key: str, action: str) -> bool:
+        import obstore
+
+        try:
+            await obstore.head_async(self._s3, key)
+        except FileNotFoundError:
+            return False
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise self._unavailable(action, exc) from None
+        return True
+
+
+# -- choosing the store --------------------------------------------------------------------------
+
+
+def document_store_for(
+    location: str | None,
+    *,
+    document_dir: str | os.PathLike[str] = DEFAULT_DOCUMENT_DIR,
+    keyring: KeyRing | None,
+    environ: Mapping[str, str] | None = None,
+) -> DocumentStore:
+    """The store an `ONBOARDING_DOCUMENT_STORE` value names: unset or blank, the local
+    directory `document_dir`; `s3://bucket/prefix`, S3-compatible object storage configured by
+    the AWS variables of `environ` (default `os.environ`). A value that cannot be used raises
+    DocumentStoreConfigurationError naming the variable."""
+    try:
+        s3 = parse_document_store_url(location)
+    except ValueError as exc:
+        shown = (location or "").strip()
+        got = "" if "@" in shown else f" (got {shown[:60]!r})"  # never echo credentials
+        raise DocumentStoreConfigurationError(f"{ENV_DOCUMENT_STORE}: {exc}{got}") from None
+    if s3 is None:
+        return FilesystemDocumentStore(Path(document_dir), keyring=keyring)
+    if keyring is None:
+        raise DocumentStoreConfigurationError(
+            f"{ENV_DOCUMENT_STORE}: an S3 document store needs encryption keys, so documents never leave "
+            "this machine in clear: set ONBOARDING_ENCRYPTION_KEY_FILE (or ONBOARDING_ENCRYPTION_KEYS), "
+            "the same on every starter and worker"
+        )
+    return S3DocumentStore(s3, keyring=keyring, environ=environ)
+
+
+def document_store_from_env(environ: Mapping[str, str] | None = None) -> DocumentStore:
+    """The store `ONBOARDING_DOCUMENT_STORE` names (default: the directory in
+    `ONBOARDING_DOCUMENT_DIR`, `.data/documents`), encrypted at rest whenever payload
+    encryption keys are configured."""
+    env = os.environ if environ is None else environ
+    return document_store_for(
+        env.get(ENV_DOCUMENT_STORE),
+        document_dir=env.get(ENV_DOCUMENT_DIR) or DEFAULT_DOCUMENT_DIR,
+        keyring=KeyRing.from_env(env),
+        environ=env,
+    )
 
 
 # -- identification params files --------------------------------------------------------------

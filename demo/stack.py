@@ -109,6 +109,7 @@ class Process:
     log_path: Path
     port: int | None = None
     popen: subprocess.Popen | None = None
+    cwd: Path = REPO_ROOT  # another directory stands for another machine (tests)
 
     def start(self, *, wait: bool = True, timeout: float = 60.0) -> "Process":
         if self.port is not None and port_open(self.port):
@@ -120,7 +121,7 @@ class Process:
         self.popen = subprocess.Popen(
             self.argv,
             env=self.env,
-            cwd=REPO_ROOT,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -100,8 +100,8 @@ def _one_line(exc: ValidationError, settings_cls: type) -> str:
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         given = error.get("input")
         shown = "" if isinstance(given, (dict, SecretStr)) or given is None or error.get("type") == "missing" else f" (got {str(given)[:40]!r})"
-        if any(word in where.upper() for word in ("SECRET", "KEY", "TOKEN")):
-            shown = ""  # never echo a credential
+        if any(word in where.upper() for word in ("SECRET", "KEY", "TOKEN")) or "@" in str(given):
+            shown = ""  # never echo a credential, nor a URL that may carry one
         problems.append(f"{where}: {message}{shown}")
     return "; ".join(problems).replace("\n", " ")
 
