@@ -189,13 +189,18 @@ async def purge_documents_periodically(documents, retention_seconds: float, ever
         await asyncio.sleep(every_seconds)
 
 
-async def _ensure_fleet_schedule(client: Client, task_queue: str, every_hours: float) -> None:
-    """The daily fleet-wide reconciliation; a failure (say, an API key without schedule rights)
-    is logged and the worker runs on: Active customers still have their backstop read."""
+async def ensure_fleet_schedule(client: Client, task_queue: str, every_hours: float) -> None:
+    """The daily fleet-wide reconciliation, created when missing; an existing schedule keeps its
+    interval (`ONBOARDING_FLEET_EVERY_HOURS` applies at creation only, the command changes it).
+    A failure (say, an API key without schedule rights) is logged and the worker runs on:
+    Active customers still have their backstop read."""
     log = get_logger("worker")
     try:
-        done = await fleet_reconcile.ensure_schedule(client, task_queue, every_hours=every_hours)
-        log.info("fleet_schedule_" + done, every_hours=every_hours)
+        done = await fleet_reconcile.create_schedule_if_missing(client, task_queue, every_hours=every_hours)
+        if done == "created":
+            log.info("fleet_schedule_created", every_hours=every_hours)
+        else:
+            log.info("fleet_schedule_kept", change_with="python starter.py fleet-reconcile --schedule --every-hours N")
     except Exception as exc:
         log.warning("fleet_schedule_failed", error=str(exc)[:300])
 
@@ -280,7 +285,7 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, Docu
             max_iron_calls_per_second=args.max_activities_per_second,
         )
         if config.fleet_schedule:
-            await _ensure_fleet_schedule(client, args.task_queue, config.fleet_every_hours)
+            await ensure_fleet_schedule(client, args.task_queue, config.fleet_every_hours)
         log.info("worker_started", task_queue=args.task_queue, iron_base_url=iron_settings.base_url)
         uncompiled = uncompiled_sources(WORKFLOWS)
         if uncompiled:  # runtime/bytecode.py

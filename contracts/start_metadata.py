@@ -1,7 +1,8 @@
 """What every start of a `CustomerOnboarding` gives Temporal besides its input: the static
-summary and details the Web UI shows on a workflow's first tab, and the `start_digest` memo
+summary and details the Web UI shows on a workflow's first tab, the `start_digest` memo
 that lets a second start tell "the same customer again" from "different data for a running
-customer".
+customer", and the `started_by` memo from which a run continued as new tells the same story
+(continue-as-new cannot carry a start's summary and details: `first_run_story`).
 
 Pure functions, no I/O: the starter, the webhook receiver's adoption and the workflow (to keep
 the digest true after an `amend`) call the same ones. Nothing personal goes in: the summary and
@@ -29,6 +30,9 @@ from contracts.messages import (
 )
 
 START_DIGEST_MEMO = "start_digest"
+# Who started the onboarding (`starter`, `webhook receiver (...)`, `adopt`): the memo goes on
+# through continue-as-new, the start's summary and details do not.
+STARTED_BY_MEMO = "started_by"
 # The start data a second start is compared on. Timings are not: they tune the engine, they do
 # not describe the customer.
 DIGEST_FIELDS = ("email", "name", "customer_type", "identification", "iron_customer_id")
@@ -121,22 +125,23 @@ def differing_fields(running: Any, wanted: Mapping[str, str]) -> list[str] | Non
 # --- what the Web UI shows first -----------------------------------------------------------------
 
 
-def static_summary(workflow_input: OnboardingInput, *, started_by: str = "starter") -> str:
+def static_summary(workflow_input: OnboardingInput, *, started_by: str | None = "starter") -> str:
     """One line for the UI's list and the workflow's first tab: who, which identification, how
-    it began. Ids and kinds only, never a name or an email."""
+    it began (None: not known). Ids and kinds only, never a name or an email."""
     kind = workflow_input.identification.kind.value
     scope = f" for sub-partner {workflow_input.sub_partner_id}" if workflow_input.sub_partner_id else ""
+    origin = f" ({started_by})" if started_by else ""
     if workflow_input.iron_customer_id:
-        text = f"Adopted Iron customer {workflow_input.iron_customer_id} as {workflow_input.external_id}{scope} ({started_by})"
+        text = f"Adopted Iron customer {workflow_input.iron_customer_id} as {workflow_input.external_id}{scope}{origin}"
     else:
         text = (
             f"Onboarding {workflow_input.external_id}{scope}: {workflow_input.customer_type.value}, "
-            f"{kind} identification ({started_by})"
+            f"{kind} identification{origin}"
         )
     return _clip(text, SUMMARY_MAX_CHARS)
 
 
-def static_details(workflow_input: OnboardingInput, *, started_by: str = "starter") -> str:
+def static_details(workflow_input: OnboardingInput, *, started_by: str | None = "starter") -> str:
     """The story of this workflow for the person who opens it (markdown): what it does, where
     its live state is, and the commands that drive it."""
     external_id = workflow_input.external_id
@@ -150,8 +155,8 @@ def static_details(workflow_input: OnboardingInput, *, started_by: str = "starte
         else f"Finds the Iron customer by external id `{external_id}`, creating it only if absent."
     )
     lines = [
-        f"**Customer onboarding** for external id `{external_id}`{scope} ({workflow_input.customer_type.value}), "
-        f"started by {started_by}.",
+        f"**Customer onboarding** for external id `{external_id}`{scope} ({workflow_input.customer_type.value})"
+        + (f", started by {started_by}." if started_by else "."),
         "",
         f"1. {begin}",
         f"2. Creates a `{kind}` identification and waits for Iron's decision (webhooks, with polling as the fallback).",
@@ -180,8 +185,26 @@ def start_metadata(
     return {
         "static_summary": static_summary(workflow_input, started_by=started_by),
         "static_details": static_details(workflow_input, started_by=started_by),
-        "memo": {START_DIGEST_MEMO: start_digest(workflow_input, identification_content=identification_content)},
+        "memo": {
+            START_DIGEST_MEMO: start_digest(workflow_input, identification_content=identification_content),
+            STARTED_BY_MEMO: started_by,
+        },
     }
+
+
+def first_run_story(continued: OnboardingInput, *, started_by: Any, digest: Any) -> str:
+    """The summary and details the onboarding was started with, told again for a run continued
+    from it (markdown, for its current details): neither the continue-as-new command nor the
+    server gives a new run the start's summary and details, so the UI's own fields stay empty.
+
+    Rebuilt from the continued input and the start's memo: `started_by`, and the digest's
+    `adopted` mark (a continued input names the Iron customer once it exists, adopted or not).
+    A run whose memo lacks `started_by` (started before it was kept) leaves the origin out."""
+    adopted = isinstance(digest, Mapping) and bool(digest.get("adopted"))
+    first = continued.model_copy(update={"iron_customer_id": continued.iron_customer_id if adopted else None})
+    origin = started_by if isinstance(started_by, str) and started_by else None
+    summary = static_summary(first, started_by=origin)
+    return f"**Summary**: {summary}\n\n{static_details(first, started_by=origin)}"
 
 
 def _clip(text: str, limit: int) -> str:

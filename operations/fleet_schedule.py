@@ -3,10 +3,12 @@
     python starter.py fleet-reconcile --schedule [--every-hours 24]   # create or update the schedule
     python starter.py fleet-reconcile [--status S ...] [--json]       # one pass now, wait, print counts
 
-The worker creates or updates the schedule at start (`ONBOARDING_FLEET_SCHEDULE`, on by
-default), so a deployment needs nothing else; both ways are idempotent: the schedule has one
-id per task queue (`fleet-reconciliation-iron-onboarding`), and a second create updates it. Passes never overlap (a pass still
-running when the next is due makes the schedule skip that one).
+The worker creates the schedule at start when it is missing (`ONBOARDING_FLEET_SCHEDULE`, on
+by default), so a deployment needs nothing else, and leaves an existing one as it is: an
+operator's `--every-hours` outlives every worker restart. The command creates the schedule or
+brings it to its definition. The schedule has one id per task queue
+(`fleet-reconciliation-iron-onboarding`). Passes never overlap (a pass still running when the
+next is due makes the schedule skip that one).
 """
 
 from __future__ import annotations
@@ -47,6 +49,17 @@ def fleet_schedule(task_queue: str, *, every_hours: float = DEFAULT_EVERY_HOURS,
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=every_hours))]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
+
+
+async def create_schedule_if_missing(client: Client, task_queue: str, *, every_hours: float = DEFAULT_EVERY_HOURS) -> str:
+    """Create the schedule unless one exists, which is left untouched: its interval may be an
+    operator's choice (`fleet-reconcile --schedule --every-hours`), and a worker's start must
+    not undo it. Returns what was done: `created` or `kept`."""
+    try:
+        await client.create_schedule(fleet_schedule_id(task_queue), fleet_schedule(task_queue, every_hours=every_hours))
+    except ScheduleAlreadyRunningError:
+        return "kept"
+    return "created"
 
 
 async def ensure_schedule(client: Client, task_queue: str, *, every_hours: float = DEFAULT_EVERY_HOURS) -> str:

@@ -26,13 +26,13 @@ from activities.iron_activities import IronActivities
 from contracts.fleet import FLEET_HINT_TYPE, FLEET_WORKFLOW_TYPE, FleetReconciliationInput, fleet_schedule_id
 from contracts.messages import Phase, iron_calls_queue, workflow_id_for
 from data_protection.documents import FilesystemDocumentStore
-from operations.fleet_schedule import manual_workflow_id, reconcile_now
+from operations.fleet_schedule import DEFAULT_EVERY_HOURS, manual_workflow_id, reconcile_now
 from iron_client import IronClient
 from starter import sign_all, start_onboarding
 from tests.workflow_harness import DEV_SERVER_TIMINGS, iron_settings_for, save_histories, wait_for_state
 from runtime.settings import ConfigurationError
 from tests.conftest import REPO_ROOT
-from worker import WorkerSettings, build_worker
+from worker import WorkerSettings, build_worker, ensure_fleet_schedule
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -195,6 +195,22 @@ async def test_the_schedule_is_created_once_and_updated_after_and_a_pass_runs_fr
     assert by_hand.returncode == 0, by_hand.stderr
     counts = json.loads(by_hand.stdout)
     assert counts["customers"] >= 1 and counts["pages"] >= 1
+
+
+async def test_a_worker_start_creates_a_missing_schedule_and_keeps_the_interval_an_operator_chose(env):
+    task_queue = f"tq-{uuid.uuid4()}"
+    schedule = env.client.get_schedule_handle(fleet_schedule_id(task_queue))
+    # What every worker start runs, with the worker's default of 24 h.
+    await ensure_fleet_schedule(env.client, task_queue, DEFAULT_EVERY_HOURS)
+    assert (await schedule.describe()).schedule.spec.intervals[0].every == timedelta(hours=24)
+
+    chosen = await asyncio.to_thread(_starter, env, task_queue, "--schedule", "--every-hours", "12")
+    assert chosen.returncode == 0 and "updated: a pass every 12 h" in chosen.stdout, chosen.stderr
+    # A worker (re)starts, say after a deployment: the operator's 12 h stand.
+    await ensure_fleet_schedule(env.client, task_queue, DEFAULT_EVERY_HOURS)
+    described = (await schedule.describe()).schedule
+    assert described.spec.intervals[0].every == timedelta(hours=12)
+    assert described.action.workflow == FLEET_WORKFLOW_TYPE and described.action.task_queue == task_queue
 
 
 async def test_the_activity_rate_is_a_worker_setting_checked_at_start():

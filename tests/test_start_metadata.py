@@ -10,8 +10,10 @@ from contracts.start_metadata import (
     DETAILS_MAX_CHARS,
     SUMMARY_MAX_CHARS,
     START_DIGEST_MEMO,
+    STARTED_BY_MEMO,
     amended_start_digest,
     differing_fields,
+    first_run_story,
     start_digest,
     start_metadata,
     static_summary,
@@ -79,3 +81,19 @@ def test_adoption_and_long_ids_stay_within_the_ui_limits():
     metadata = start_metadata(long)
     assert len(metadata["static_summary"]) <= SUMMARY_MAX_CHARS
     assert len(metadata["static_details"]) <= DETAILS_MAX_CHARS
+
+
+def test_a_continued_run_tells_the_story_its_onboarding_was_started_with():
+    """A continued input names the Iron customer whether it was adopted or created: the memo's
+    `started_by` and the digest's `adopted` mark tell the first run's summary and details again."""
+    iron_id = "0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f"
+    for first, started_by in ((start(), "starter"), (start(email=None, name=None, iron_customer_id=iron_id), "adopt")):
+        metadata = start_metadata(first, started_by=started_by)
+        continued = first.model_copy(update={"email": None, "name": None, "iron_customer_id": iron_id})
+        story = first_run_story(
+            continued, started_by=metadata["memo"][STARTED_BY_MEMO], digest=metadata["memo"][START_DIGEST_MEMO]
+        )
+        assert metadata["static_summary"] in story and metadata["static_details"] in story
+    # Started before `started_by` was kept: the same story, without its origin.
+    untold = first_run_story(start(), started_by=None, digest=None)
+    assert "Onboarding cust-42: Person, Link identification" in untold and "started by" not in untold

@@ -9,6 +9,7 @@ describe) for what was or was not signalled, never the receiver's word for it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import socket
@@ -30,10 +31,13 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from iron_client import IronClient, IronSettings
 from iron_client.webhooks import build_container, sign
 from iron_sandbox.testing import SandboxServer
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from runtime.metrics import prometheus_runtime
 from runtime.temporal import data_converter
 from webhook_receiver import ReceiverSettings, SettingsError, TemporalClientProvider, create_app
 from webhook_receiver.routing import routing_key
+from contracts import metrics as names
 from contracts import search_attributes
 from contracts.messages import (
     SIGNAL_IRON_EVENT,
@@ -598,6 +602,47 @@ async def test_unknown_workflow_is_adopted_with_signal_with_start(http, iron, te
     assert len(await delivered(handle)) == 2
 
 
+async def scraped(port: int, name: str, **labels: str) -> float:
+    """The sum of every series of `name` whose labels include `labels`, as Prometheus scrapes it."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+async def test_adoptions_are_counted_once_per_customer_however_many_deliveries_race_or_retry(settings, temporal, iron):
+    """Deliveries for fresh customers arrive at once (several events each, exact duplicates among
+    them) and Iron retries some later: each customer's workflow is started by one of them, the
+    others signal it, and the adoption counter moves by the number of customers."""
+    customers = [await new_customer(iron) for _ in range(5)]
+    deliveries = [webhook(*status_message(cid), webhook_id=f"wh-{cid}-{n}") for cid, _ in customers for n in range(4)]
+    deliveries += deliveries[::2]
+    port = free_port()
+    patient = settings.model_copy(update=dict(temporal_timeout_seconds=30))
+    metrics_runtime = prometheus_runtime("127.0.0.1", port)  # serves /metrics while referenced
+    app = create_app(patient, temporal.client, iron, metric_meter=metrics_runtime.metric_meter)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver") as http:
+        answers = list(await asyncio.gather(*(http.post("/webhooks/iron", content=b, headers=h) for b, h in deliveries)))
+        answers += [await http.post("/webhooks/iron", content=b, headers=h) for b, h in deliveries[:3]]
+    assert {a.status_code for a in answers} == {200}, [a.text for a in answers if a.status_code != 200]
+    webhooks = names.WEBHOOKS + "_total"
+    deadline = time.monotonic() + 10
+    while await scraped(port, webhooks) < len(answers) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert await scraped(port, webhooks) == len(answers)
+    assert await scraped(port, webhooks, outcome="adopted") == len(customers)
+
+    outcomes = collections.Counter(a.json()["status"] for a in answers)
+    assert outcomes == {"adopted": len(customers), "signalled": len(answers) - len(customers)}, outcomes
+    for customer_id, external_id in customers:  # and every 200 is one signal
+        mine = sum(1 for b, _ in [*deliveries, *deliveries[:3]] if customer_id.encode() in b)
+        assert len(await delivered(temporal.client.get_workflow_handle(workflow_id_for(external_id)))) == mine
+
+
 async def test_customer_whose_onboarding_was_terminated_is_adopted_after_its_last_event(http, iron, temporal):
     """Its events go on from the sequence the terminated onboarding's state view shows, so the
     partner's backend neither takes them for repeats nor for older news."""
@@ -787,6 +832,37 @@ async def test_healthz_and_readyz(http):
     ready = await http.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready"}
+
+
+async def test_readyz_names_iron_while_it_cannot_be_reached_and_asks_it_seldom_once_it_answers(settings, temporal, sandbox):
+    """A customer not in the cache can only be routed by reading Iron: with Iron down, such a
+    delivery gets 503, and so does the readiness probe, naming Iron. The probe's own Iron check
+    is remembered for a few seconds, so a load balancer probing often costs Iron little."""
+    proxy = TcpProxy(free_port(), sandbox.root_url.removeprefix("http://"))
+    iron_behind_proxy = sandbox.settings(base_url=f"http://127.0.0.1:{proxy.port}/api")
+    async with receiver(settings, temporal.client, iron_behind_proxy) as http:
+        not_ready = await http.get("/readyz")
+        assert not_ready.status_code == 503, not_ready.text
+        assert not_ready.json()["status"] == "unavailable"
+        assert not_ready.json()["reason"].startswith("Iron"), not_ready.json()
+
+        await proxy.start()
+        try:
+            deadline = time.monotonic() + 15
+            while (ready := await http.get("/readyz")).status_code != 200:
+                assert time.monotonic() < deadline, ready.text
+                await asyncio.sleep(0.2)
+            assert ready.json() == {"status": "ready"}
+            before = await iron_listings(sandbox)
+            for _ in range(30):
+                assert (await http.get("/readyz")).status_code == 200
+            assert await iron_listings(sandbox) - before <= 1
+        finally:
+            await proxy.stop()
+
+
+async def iron_listings(sandbox: SandboxServer) -> int:
+    return sum(1 for r in await sandbox.control.requests() if r["method"] == "GET" and r["path"] == "/api/customers")
 
 
 async def test_only_post_is_accepted_on_the_webhook_path(http):

@@ -17,7 +17,9 @@ first that fails:
     409  the workflow named after the customer's external id belongs to another Iron customer
          (an external id shared with, or equal to the Iron id of, another customer): refused,
          nothing signalled, logged as an error for an operator
-    200  signalled (or adopted: signal-with-start) once Temporal durably accepted the signal
+    200  signalled (or adopted: this delivery's signal-with-start started the workflow; one of
+         several racing for a new customer signals the workflow another one started) once
+         Temporal durably accepted the signal
     503  Temporal unreachable or refused: Iron retries the delivery later
 
 The receiver keeps no state besides a cache that may be lost at any time, so any number of
@@ -42,7 +44,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route as HttpRoute
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import MetricMeter, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
@@ -153,6 +155,15 @@ def _is_json_content_type(value: str | None) -> bool:
         if name.strip().lower() == "charset" and val.strip().strip('"').lower() not in ("utf-8", "utf8"):
             return False
     return True
+
+
+def started_by_signal_with_start(handle: WorkflowHandle) -> bool:
+    """Whether the signal-with-start that returned `handle` started the workflow, rather than
+    signalled one already running. Temporal answers it (the response's `started`); the SDK
+    keeps the response on the handle but offers no accessor for it. Should it ever stop keeping
+    it, every adoption counts as a start, as before (the receiver's tests notice)."""
+    response = getattr(handle, "_start_workflow_response", None)
+    return bool(getattr(response, "started", True))
 
 
 def _normalised_type(event: WebhookEvent) -> str:
@@ -339,9 +350,11 @@ class WebhookReceiver:
                     200, "ignored", "no running workflow for an archived customer", "info",
                     {"workflow_id": route.workflow_id},
                 )
-            await self._signal_with_start(client, route, signal)
+            started = await self._signal_with_start(client, route, signal)
             self.router.mark_verified(route)
-            return Outcome(200, "adopted", fields={"workflow_id": route.workflow_id})
+            # Deliveries racing for a new customer (or a retry of one that was answered 503
+            # after its start) all get here; one started the workflow, the others signalled it.
+            return Outcome(200, "adopted" if started else "signalled", fields={"workflow_id": route.workflow_id})
         except Exception as exc:  # anything short of durable acceptance: make Iron retry
             detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
             return Outcome(503, "retry", "Temporal unavailable", "error", {"detail": detail})
@@ -402,7 +415,9 @@ class WebhookReceiver:
             raise
         return True
 
-    async def _signal_with_start(self, client: Client, route: Route, signal: IronEventSignal) -> None:
+    async def _signal_with_start(self, client: Client, route: Route, signal: IronEventSignal) -> bool:
+        """Adopt the customer, signalling the workflow another delivery started meanwhile if
+        there is one. True when this call started the workflow."""
         # A customer whose onboarding was closed (terminated, say) goes on with its sequence.
         events_after = await self._temporal(
             lambda budget: last_event_sequence(client, route.workflow_id, rpc_timeout=budget)
@@ -411,7 +426,7 @@ class WebhookReceiver:
             update={"deliver_events": bool(self.settings.events_url), "events_after": events_after}
         )
         metadata = start_metadata(workflow_input, started_by=f"webhook receiver ({signal.type})")
-        await self._temporal(
+        handle = await self._temporal(
             lambda budget: client.start_workflow(
                 WORKFLOW_TYPE,
                 workflow_input,
@@ -425,12 +440,21 @@ class WebhookReceiver:
                 rpc_timeout=budget,
             )
         )
+        return started_by_signal_with_start(handle)
 
     async def ready(self) -> tuple[bool, str | None]:
+        """Ready while every delivery could be served: the customer lookups are healthy, Iron
+        answers (a customer not in the cache is routed by reading it; the answer is kept a few
+        seconds, see `CustomerRouter.iron_unreachable`) and Temporal answers."""
         healthy, why = self.router.health()
         if not healthy:
             return False, f"Iron lookups: {why}"
         timeout = self.settings.ready_timeout_seconds
+        iron, temporal = await asyncio.gather(self.router.iron_unreachable(timeout), self._temporal_unreachable(timeout))
+        reasons = [f"{name} does not answer: {why}" for name, why in (("Iron", iron), ("Temporal", temporal)) if why]
+        return (False, "; ".join(reasons)) if reasons else (True, None)
+
+    async def _temporal_unreachable(self, timeout: float) -> str | None:
         try:
             client = await asyncio.wait_for(self.provider(), timeout)
             await asyncio.wait_for(
@@ -438,9 +462,8 @@ class WebhookReceiver:
                 timeout + 0.5,
             )
         except Exception as exc:
-            detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
-            return False, f"Temporal does not answer: {detail}"
-        return True, None
+            return "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+        return None
 
 
 def create_app(

@@ -29,6 +29,11 @@ Under a burst the router stays healthy by construction:
 * should the pool still wedge (a lookup outlives every timeout it has, or the pool reports
   itself exhausted), `health()` says so, `/readyz` fails, and the router replaces its HTTP
   client with a fresh one, so it recovers by itself.
+
+Readiness also asks whether Iron answers at all (`iron_unreachable`): a customer not in the
+cache can only be routed by reading Iron. One cheap read (a one-item customer page) at a time,
+on the lookups' own client, its answer kept for a few seconds, so a load balancer probing every
+second costs Iron one read every `IRON_CHECK_TTL_SECONDS`.
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ from iron_client.client import ResponseObserver
 from iron_client.errors import IronBadRequest, IronError
 from iron_client.models import Customer, CustomerStatus
 from contracts.messages import ENGINE_VERSION, OnboardingInput, external_id_for_customer, workflow_id_for
+
+
+# How long the readiness probe's answer about Iron stands before Iron is asked again.
+IRON_CHECK_TTL_SECONDS = 5.0
 
 
 class UnknownCustomer(Exception):
@@ -202,6 +211,7 @@ class CustomerRouter:
         transport_factory: Callable[[httpx.Limits], httpx.AsyncBaseTransport] | None = None,
         iron_observer: ResponseObserver | None = None,
         sub_partner_ids: tuple[str, ...] = (),
+        iron_check_ttl_seconds: float = IRON_CHECK_TTL_SECONDS,
     ) -> None:
         if max_concurrent_lookups >= pool_size:
             raise ValueError("max_concurrent_lookups must stay below the pool size")
@@ -223,6 +233,9 @@ class CustomerRouter:
         self._saturated_at: float | None = None
         self.replacements = 0
         self.lookups = 0
+        self._iron_check_ttl = iron_check_ttl_seconds
+        self._iron_checked: tuple[float, str | None] | None = None  # (when, why Iron is not usable)
+        self._iron_check: asyncio.Task[str | None] | None = None
         self._gen = self._new_generation() if isinstance(iron, IronSettings) else _Generation(iron, max_concurrent_lookups)
 
     # --- the client -------------------------------------------------------------------------
@@ -248,7 +261,7 @@ class CustomerRouter:
         """Close the client the router built (a client given to it belongs to the caller)."""
         if self._gen.http is not None:
             await _close_quietly(self._gen.http)
-        for task in list(self._retired):
+        for task in [*self._retired, *([self._iron_check] if self._iron_check else [])]:
             task.cancel()
 
     def _replace_client(self) -> None:
@@ -292,6 +305,31 @@ class CustomerRouter:
     @property
     def in_flight(self) -> int:
         return len(self._gen.started)
+
+    async def iron_unreachable(self, wait_seconds: float) -> str | None:
+        """None while Iron answers reads with the receiver's key, else why not. The answer is
+        kept for the check's TTL; one check runs at a time, shared by every caller, who waits
+        for it at most `wait_seconds`. Like a lookup, the check is never cancelled: one that
+        outlasts the wait still lands its answer for the next probe."""
+        if self._iron_checked is not None and self._clock() - self._iron_checked[0] < self._iron_check_ttl:
+            return self._iron_checked[1]
+        task = self._iron_check
+        if task is None:
+            task = self._iron_check = asyncio.get_running_loop().create_task(self._check_iron())
+            task.add_done_callback(lambda t: setattr(self, "_iron_check", None) if self._iron_check is t else None)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), wait_seconds)
+        except asyncio.TimeoutError:
+            return f"no answer within {wait_seconds:g}s"
+
+    async def _check_iron(self) -> str | None:
+        try:
+            await self._gen.iron.list_customers(page_size=1)
+            why = None
+        except Exception as exc:  # whatever keeps a lookup from working keeps the receiver from being ready
+            why = f"{type(exc).__name__}: {exc}"[:300]
+        self._iron_checked = (self._clock(), why)
+        return why
 
     # --- routing ----------------------------------------------------------------------------
 
