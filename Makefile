@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-up test test-fast explore flake-hunt ui-test chaos receiver-load bench histories clean
+.PHONY: demo demo-up test test-fast explore flake-hunt image-test ui-test chaos receiver-load bench histories clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 # Random examples, ten times as many, for a long run before a release: keep what it finds as @example.
 explore: $(STAMP)
 	HYPOTHESIS_PROFILE=explore $(PY) -m pytest -q -p no:cacheprovider $(shell grep -l "from hypothesis" tests/test_*.py) $(PYTEST_ARGS)
+
+# The image built and each of its commands started (tests/test_image.py): needs podman or docker.
+image-test: $(STAMP)
+	ONBOARDING_IMAGE_TEST=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_image.py $(PYTEST_ARGS)
 
 # The timing-sensitive modules RUNS times in a row (tests/flake_hunt.py), failures per module.
 RUNS ?= 10
