@@ -58,6 +58,7 @@ from runtime import settings
 from runtime.process import exit_now
 from runtime.temporal import connect
 from contracts import search_attributes
+from contracts.quoting import one_line, quoted
 import operations.fleet_schedule as fleet_reconcile
 from contracts.messages import (
     ENGINE_VERSION,
@@ -281,7 +282,8 @@ def load_identification_file(path: str | os.PathLike[str], kind: IdentificationK
         TypeAdapter(IdentificationParams).validate_python({**params, "type": kind.value})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'file'}: {e['msg']}" for e in exc.errors()[:5]
+            f"{quoted('.'.join(str(p) for p in e['loc'][1:])) if e['loc'][1:] else 'file'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)[:5]
         )
         raise BadInput(flag, f"{path} is not {kind.value} identification data Iron accepts ({problems})") from None
     return raw, params
@@ -1241,15 +1243,15 @@ def _short_connect_error(text: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    return one_line(text)
 
 
 def _describe_validation(exc: ValidationError) -> str:
     parts: list[str] = []
-    for e in exc.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "input"
+    for e in exc.errors(include_input=False, include_url=False):
+        where = quoted(".".join(str(p) for p in e["loc"])) if e["loc"] else "input"
         flag = _FLAG_FOR_FIELD.get(str(e["loc"][0]), where) if e["loc"] else where
-        parts.append(f"{flag}: {e['msg']}")
+        parts.append(f"{flag}: {one_line(e['msg'])}")
     return "; ".join(parts)
 
 

@@ -37,6 +37,8 @@ pasted into a query string), and each failure is answered, not logged with its r
 
 from __future__ import annotations
 
+from contracts.quoting import quoted
+
 import argparse
 import asyncio
 import hmac
@@ -153,7 +155,7 @@ def create_app(
             return _error(401, "missing or invalid bearer token", **{"WWW-Authenticate": 'Bearer realm="codec"'})
         namespace = request.path_params.get("namespace") or request.headers.get("x-namespace") or ""
         if allowed_namespaces and namespace not in allowed_namespaces:
-            return _error(403, f"namespace {namespace!r} is not served by this codec server")
+            return _error(403, f"namespace {quoted(namespace)} is not served by this codec server")
 
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body_bytes:

@@ -22,6 +22,8 @@ leave the machine in clear).
 
 from __future__ import annotations
 
+from contracts.quoting import quoted
+
 import asyncio
 import base64
 import binascii
@@ -125,7 +127,7 @@ def _document_id(ref: Any, scheme: str) -> str:
     if match and match.group(1) == scheme:
         return match.group(2)
     shown = ref if len(ref) <= 80 else ref[:80] + "..."
-    message = f"{shown!r} is not a document reference of this store ({scheme}:<uuid>)"
+    message = f"{quoted(shown)} is not a document reference of this store ({scheme}:<uuid>)"
     if match and match.group(1) in _STORE_KINDS:
         message += (
             f": it was stored in {_STORE_KINDS[match.group(1)]}, and this process uses {_STORE_KINDS[scheme]};"
@@ -335,7 +337,7 @@ def parse_document_store_url(value: str | None) -> S3Location | None:
     local = f"leave it unset for the local directory ({ENV_DOCUMENT_DIR})"
     if not text.lower().startswith(f"{_S3_SCHEME}://"):
         scheme = text.split("://", 1)[0] if "://" in text else None
-        what = f"unknown scheme {scheme[:20]!r}" if scheme else "not a store URL"
+        what = f"unknown scheme {quoted(scheme, limit=20)}" if scheme else "not a store URL"
         raise ValueError(f"{what}: use s3://bucket/prefix for S3-compatible object storage, or {local}")
     try:
         parts = urllib.parse.urlsplit(text)
@@ -351,10 +353,10 @@ def parse_document_store_url(value: str | None) -> S3Location | None:
     if not bucket:
         raise ValueError("names no bucket: use s3://bucket/prefix")
     if not _BUCKET_RE.fullmatch(bucket):
-        raise ValueError(f"bucket {bucket[:63]!r} is not a bucket name (3 to 63 lowercase letters, digits, dots and hyphens)")
+        raise ValueError(f"bucket {quoted(bucket, limit=63)} is not a bucket name (3 to 63 lowercase letters, digits, dots and hyphens)")
     prefix = parts.path.strip("/")
     if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
-        raise ValueError(f"prefix {prefix[:60]!r} has an empty, '.' or '..' part")
+        raise ValueError(f"prefix {quoted(prefix, limit=60)} has an empty, '.' or '..' part")
     return S3Location(bucket, prefix)
 
 
@@ -533,7 +535,7 @@ def document_store_for(
         s3 = parse_document_store_url(location)
     except ValueError as exc:
         shown = (location or "").strip()
-        got = "" if "@" in shown else f" (got {shown[:60]!r})"  # never echo credentials
+        got = "" if "@" in shown else f" (got {quoted(shown, limit=60)})"  # never echo credentials
         raise DocumentStoreConfigurationError(f"{ENV_DOCUMENT_STORE}: {exc}{got}") from None
     if s3 is None:
         return FilesystemDocumentStore(Path(document_dir), keyring=keyring)
@@ -574,7 +576,7 @@ def check_identification_params(params: Any, *, source: str = "identification pa
     kind = params.get("type")
     if kind is not None and kind not in IDENTIFICATION_TYPES:
         raise IdentificationFileError(
-            f"{source}: type {kind!r} carries no documents to store; expected one of {', '.join(IDENTIFICATION_TYPES)}"
+            f"{source}: type {quoted(kind)} carries no documents to store; expected one of {', '.join(IDENTIFICATION_TYPES)}"
         )
     for field_path, value in _document_fields(params, ""):
         _check_document(source, field_path, value, max_document_bytes)

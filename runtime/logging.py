@@ -12,6 +12,8 @@ import sys
 
 import structlog
 
+from contracts.quoting import printable
+
 _configured = False
 
 
@@ -34,6 +36,16 @@ def _stderr_logger_factory(*args):
     return structlog.PrintLogger(sys.stderr)
 
 
+def escape_for_console(logger, method_name: str, event_dict: dict) -> dict:
+    """Every text value of a log line with its non-printable characters shown escaped (input
+    that reached a log must not split the line, forge another or drive the terminal); the
+    traceback stays as it is, on lines of its own."""
+    return {
+        key: printable(value) if isinstance(value, str) and key != "exception" else value
+        for key, value in event_dict.items()
+    }
+
+
 def configure_logging(level: str | None = None, *, json: bool | None = None) -> None:
     global _configured
     if _configured:
@@ -44,13 +56,15 @@ def configure_logging(level: str | None = None, *, json: bool | None = None) -> 
     numeric_level = getattr(logging, level_name, logging.INFO)
     as_json = json if json is not None else os.environ.get("LOG_FORMAT", "json") == "json"
     renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
+    # JSON escapes control characters itself; a console line shows them escaped here.
+    escaping = [] if as_json else [escape_for_console]
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, redact_processor, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, redact_processor, structlog.processors.format_exc_info, *escaping, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=_stderr_logger_factory,
         cache_logger_on_first_use=False,
@@ -59,7 +73,7 @@ def configure_logging(level: str | None = None, *, json: bool | None = None) -> 
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_processor, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_processor, *escaping, renderer],
         )
     )
     root = logging.getLogger()

@@ -23,6 +23,8 @@ message and the documentation use the name an operator sets.
 
 from __future__ import annotations
 
+from contracts.quoting import quoted
+
 import contextvars
 import os
 import urllib.parse
@@ -53,7 +55,7 @@ def parse_flag(value: Any, name: str = "value") -> bool:
         return True
     if text in FALSE_WORDS:
         return False
-    raise ConfigurationError(f"{name} must be one of on/off, true/false, 1/0, yes/no, got {str(value)[:40]!r}")
+    raise ConfigurationError(f"{name} must be one of on/off, true/false, 1/0, yes/no, got {quoted(value, limit=40)}")
 
 
 def split_list(value: Any) -> tuple[str, ...]:
@@ -99,7 +101,7 @@ def _one_line(exc: ValidationError, settings_cls: type) -> str:
         where = ".".join(loc) or settings_cls.__name__
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         given = error.get("input")
-        shown = "" if isinstance(given, (dict, SecretStr)) or given is None or error.get("type") == "missing" else f" (got {str(given)[:40]!r})"
+        shown = "" if isinstance(given, (dict, SecretStr)) or given is None or error.get("type") == "missing" else f" (got {quoted(given, limit=40)})"
         if any(word in where.upper() for word in ("SECRET", "KEY", "TOKEN")) or "@" in str(given):
             shown = ""  # never echo a credential, nor a URL that may carry one
         problems.append(f"{where}: {message}{shown}")

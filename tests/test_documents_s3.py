@@ -182,7 +182,7 @@ async def test_purge_deletes_old_documents_and_leaves_other_objects(s3_endpoint,
 BAD_STORES = {
     "s3://": "names no bucket",
     "s3:///documents": "names no bucket",
-    "gs://bucket/documents": "unknown scheme 'gs'",
+    "gs://bucket/documents": "unknown scheme \"gs\"",
     "/var/lib/onboarding/documents": "not a store URL",
     "s3://Documents_Bucket": "is not a bucket name",
     "s3://bucket/a//b": "has an empty, '.' or '..' part",
@@ -233,13 +233,13 @@ def test_worker_and_starter_stop_at_start_on_a_bad_store_url():
                             capture_output=True, text=True, timeout=60)
     assert worker.returncode == EXIT_CONFIGURATION, worker.stderr
     assert worker.stderr.strip() == (
-        f"worker: configuration error: {ENV_DOCUMENT_STORE}: names no bucket: use s3://bucket/prefix (got 's3://')"
+        f"worker: configuration error: {ENV_DOCUMENT_STORE}: names no bucket: use s3://bucket/prefix (got \"s3://\")"
     )
 
     starter = subprocess.run([sys.executable, str(REPO_ROOT / "starter.py"), "status", "anyone"], cwd=REPO_ROOT,
                              env={**env, ENV_DOCUMENT_STORE: "gs://bucket"}, capture_output=True, text=True, timeout=60)
     assert starter.returncode == STARTER_EXIT_CONFIGURATION, starter.stderr
-    assert starter.stderr.startswith(f"configuration: {ENV_DOCUMENT_STORE}: unknown scheme 'gs'"), starter.stderr
+    assert starter.stderr.startswith(f"configuration: {ENV_DOCUMENT_STORE}: unknown scheme \"gs\""), starter.stderr
     assert len(starter.stderr.strip().splitlines()) == 1 and "Traceback" not in starter.stderr
 
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.hypothesis_profiles import examples
@@ -135,6 +135,9 @@ def test_start_never_tracebacks_nor_echoes_personal_data(external_id, email, nam
 
 @SETTINGS
 @given(content=file_contents(), kind=st.sampled_from(["person", "business"]), command=st.sampled_from(["start", "restart"]))
+# Found once: a field NAME holding U+0085 (NEL) broke the error into two lines.
+@example(content=json.dumps({"a\u0085b": None}).encode(), kind="business", command="start")
+@example(content=json.dumps({"a\x1b[31mred\nsecond\u0085third\u2028": 1}).encode(), kind="business", command="start")
 def test_identification_files_never_traceback_nor_echo_their_contents(content, kind, command):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "identification.json"

@@ -928,3 +928,15 @@ async def test_settings_from_env():
 async def test_unusable_settings_name_the_variable(env, names):
     with pytest.raises(SettingsError, match=names):
         ReceiverSettings.from_env(env)
+
+
+async def test_a_hostile_event_type_is_quoted_escaped_in_the_answer(http, running):
+    """The receiver's door of the one way to quote input (contracts/quoting.py)."""
+    customer_id, handle = running
+    hostile = "a\x1b[31mred\nsecond\x85third\u2028"
+    body, headers = webhook(hostile, customer_id, {"id": str(uuid.uuid4())}, variant="Event")
+    response = await http.post("/webhooks/iron", content=body, headers=headers)
+    assert response.status_code == 200 and response.json()["status"] == "ignored", response.text
+    reason = response.json()["reason"]
+    assert "\\x1b[31mred\\x0asecond\\x85third\\u2028" in reason, reason
+    assert reason.isprintable(), reason

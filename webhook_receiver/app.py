@@ -28,6 +28,8 @@ replicas can share one URL. It never logs the body, the signature or a secret.
 
 from __future__ import annotations
 
+from contracts.quoting import quoted
+
 import asyncio
 import collections
 import contextlib
@@ -286,7 +288,7 @@ class WebhookReceiver:
                 self.pings.record(event.customer_id, ctx.get("webhook_id"))
             return Outcome(200, "ignored", "ping")
         if event_type not in ONBOARDING_TYPES:
-            return Outcome(200, "ignored", f"event type {event_type!r} is not used by onboarding")
+            return Outcome(200, "ignored", f"event type {quoted(event_type)} is not used by onboarding")
 
         customer_id = event.customer_id or (event.entity_id if event_type in _CUSTOMER_MESSAGE_TYPES else None)
         if not customer_id:
