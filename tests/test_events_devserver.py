@@ -21,7 +21,7 @@ from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
 from operations.state_access import last_event_sequence
 from starter import sign_all, start_onboarding
-from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, onboarding_with_events, save_histories, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, onboarding_with_events, save_histories, until, wait_for_state
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 TIMINGS = DEV_SERVER_TIMINGS.model_copy(update={"poll_max_seconds": 1})
@@ -53,6 +53,9 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
                 env.client, sandbox, tmp_path / "documents", external_id, events=events, task_queue="events", timings=TIMINGS
             ) as handle:
                 waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
+                # The state moves before its event is delivered: down only once both got through.
+                await until("the AwaitingIdentification event at the backend",
+                            lambda: backend.backend.sequences(external_id) == [1, 2], timeout=60)
                 # The backend goes down: 500s first, then nothing listening at all.
                 backend.backend.refusal = Refusal(mode="error", status=500)
                 await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
