@@ -7,9 +7,11 @@ Temporal comes from Temporal's env config (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPA
 `TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `TEMPORAL_PROFILE`); Iron from `IRON_BASE_URL`,
 `IRON_API_KEY`, `IRON_SUB_PARTNER_ID`; the rest from `WorkerSettings`. Configuration is read
 and checked (keys included) before anything connects: a bad value is one line on stderr and exit
-code 2. SIGINT or SIGTERM drains in-flight tasks, then exits. With `--metrics-port` (or
-`ONBOARDING_METRICS_PORT`) it serves Prometheus metrics, the SDK's and the engine's, on
-`ONBOARDING_METRICS_HOST` (127.0.0.1 unless set; `runtime/metrics.py`).
+code 2. SIGINT or SIGTERM stops polling, gives running activities
+`ONBOARDING_WORKER_SHUTDOWN_GRACE_SECONDS` (30) to finish, cancels what is left (Temporal retries
+it at once on another worker), logs `worker_stopping` then `worker_stopped`, and exits 0. With
+`--metrics-port` (or `ONBOARDING_METRICS_PORT`) it serves Prometheus metrics, the SDK's and the
+engine's, on `ONBOARDING_METRICS_HOST` (127.0.0.1 unless set; `runtime/metrics.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,6 +63,10 @@ PROGRAM = "worker"
 # Iron's per-key limits are not published; 50 calls a second serves about 16,000 lifecycles an
 # hour (11 calls each) beside a daily fleet pass of a million customers (10,000 calls).
 DEFAULT_ACTIVITIES_PER_SECOND = 50.0
+# An onboarding's activity attempt (an Iron call, an event delivery) times out after 30 s and is
+# retried anyway, so waiting longer on SIGTERM would only delay the exit. A fleet page cut off
+# (up to 2 minutes) is read again from its cursor by another worker.
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
 WORKFLOWS = [CustomerOnboarding, FleetReconciliation]  # what every worker registers
 
 
@@ -82,6 +89,11 @@ class WorkerSettings(MetricsSettings):
     fleet_schedule: Flag = Field(True, validation_alias="ONBOARDING_FLEET_SCHEDULE")
     fleet_every_hours: float = Field(
         fleet_reconcile.DEFAULT_EVERY_HOURS, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_FLEET_EVERY_HOURS"
+    )
+    # On SIGTERM, running activities get this long to finish before they are cancelled and
+    # handed back to Temporal; the pod's termination grace must exceed it.
+    shutdown_grace_seconds: float = Field(
+        DEFAULT_SHUTDOWN_GRACE_SECONDS, ge=0, allow_inf_nan=False, validation_alias="ONBOARDING_WORKER_SHUTDOWN_GRACE_SECONDS"
     )
 
     @field_validator("document_store")
@@ -128,6 +140,9 @@ class OnboardingWorker:
     async def __aexit__(self, *exc_info) -> None:
         stack, self._stack = self._stack, None
         if stack is not None:
+            # Both stop polling at once and drain side by side: one after the other, the second
+            # would go on taking tasks while the first drains, and the grace would count twice.
+            await asyncio.gather(self.main.shutdown(), self.iron_calls.shutdown())
             await stack.__aexit__(*exc_info)
 
 
@@ -142,14 +157,16 @@ def build_worker(
     max_concurrent_workflow_tasks: int = 100,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
     max_iron_calls_per_second: float | None = None,
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS,
     **kwargs,
 ) -> OnboardingWorker:
     """The worker every process and test uses: one place for what it registers.
-    `max_iron_calls_per_second` is Temporal's task-queue-wide limit on Iron's calls queue."""
+    `max_iron_calls_per_second` is Temporal's task-queue-wide limit on Iron's calls queue;
+    `shutdown_grace_seconds`, how long running activities may finish once it is stopping."""
     # Evicts a workflow whose query task did workflow work (runtime/query_task_guard.py).
     guard = QueryTaskGuard(kwargs.pop("workflow_runner", None))
     queue = task_queue or settings.task_queue()
-    common = dict(graceful_shutdown_timeout=timedelta(seconds=10), **kwargs)
+    common = dict(graceful_shutdown_timeout=timedelta(seconds=shutdown_grace_seconds), **kwargs)
     main = Worker(
         client,
         task_queue=queue,
@@ -263,9 +280,15 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, Docu
     if metrics_runtime is not None:
         log.info("metrics_served", host=config.metrics_host, port=args.metrics_port or config.metrics_port)
     stop = asyncio.Event()
+    stopped_by: list[str] = []
+
+    def request_stop(sig: signal.Signals) -> None:
+        stopped_by.append(sig.name)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, request_stop, sig)
     purge = asyncio.create_task(purge_documents_periodically(documents, config.document_retention_days * 86400))
     events = EventDelivery.from_env()
     async with IronClient(iron_settings) as iron:
@@ -283,6 +306,7 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, Docu
             max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
             max_cached_workflows=args.max_cached_workflows,
             max_iron_calls_per_second=args.max_activities_per_second,
+            shutdown_grace_seconds=config.shutdown_grace_seconds,
         )
         if config.fleet_schedule:
             await ensure_fleet_schedule(client, args.task_queue, config.fleet_every_hours)
@@ -297,10 +321,11 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, Docu
             )
         async with worker:
             await stop.wait()
-            log.info("worker_stopping")
+            log.info("worker_stopping", signal=stopped_by[0], grace_seconds=config.shutdown_grace_seconds)
+            stopping_since = time.monotonic()
     purge.cancel()
     await events.aclose()
-    log.info("worker_stopped")
+    log.info("worker_stopped", seconds=round(time.monotonic() - stopping_since, 3))
     return 0
 
 

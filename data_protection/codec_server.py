@@ -24,7 +24,10 @@ stderr and exit code 2): the encryption keys (see `data_protection.keys`); `ONBO
 `ONBOARDING_CODEC_CORS_ORIGINS` (comma-separated, default the local UI at http://127.0.0.1:8233
 and http://localhost:8233); `ONBOARDING_CODEC_NAMESPACES` (comma-separated; empty serves any
 namespace); `ONBOARDING_CODEC_ALLOWED_HOSTS` (the `Host` names answered without a token,
-default `127.0.0.1` and `localhost`).
+default `127.0.0.1` and `localhost`); `ONBOARDING_CODEC_HEADER_TIMEOUT_SECONDS` (10) and
+`ONBOARDING_CODEC_BODY_TIMEOUT_SECONDS` (30), within which a request's head and body must
+arrive; `ONBOARDING_CODEC_SHUTDOWN_GRACE_SECONDS` (30), how long SIGTERM lets requests in flight
+finish before the server exits 0.
 
 Anyone who can call `/decode` can read every payload they can fetch from Temporal, so a token is
 required unless the server only listens on loopback (the local Web UI, without single sign-on,
@@ -59,12 +62,16 @@ from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
 from data_protection.keys import DataProtectionError
+from runtime.http_server import DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_SHUTDOWN_GRACE_SECONDS
 from runtime.settings import CommaList, ProcessSettings, split_list as _split
 
 ENV_TOKENS = "ONBOARDING_CODEC_TOKEN"
 ENV_CORS_ORIGINS = "ONBOARDING_CODEC_CORS_ORIGINS"
 ENV_NAMESPACES = "ONBOARDING_CODEC_NAMESPACES"
 ENV_ALLOWED_HOSTS = "ONBOARDING_CODEC_ALLOWED_HOSTS"
+ENV_HEADER_TIMEOUT = "ONBOARDING_CODEC_HEADER_TIMEOUT_SECONDS"
+ENV_BODY_TIMEOUT = "ONBOARDING_CODEC_BODY_TIMEOUT_SECONDS"
+ENV_SHUTDOWN_GRACE = "ONBOARDING_CODEC_SHUTDOWN_GRACE_SECONDS"
 DEFAULT_CORS_ORIGINS = ("http://127.0.0.1:8233", "http://localhost:8233")
 DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost")
 DEFAULT_PORT = 8888
@@ -97,6 +104,16 @@ class CodecServerSettings(ProcessSettings):
     cors_origins: CommaList = Field(DEFAULT_CORS_ORIGINS, validation_alias=ENV_CORS_ORIGINS)
     namespaces: CommaList = Field((), validation_alias=ENV_NAMESPACES)
     allowed_hosts: CommaList = Field(DEFAULT_ALLOWED_HOSTS, validation_alias=ENV_ALLOWED_HOSTS)
+    # Read deadlines (runtime/http_server.py) and how long SIGTERM lets requests in flight finish.
+    header_timeout_seconds: float = Field(
+        DEFAULT_HEADER_TIMEOUT_SECONDS, ge=0.1, le=120, allow_inf_nan=False, validation_alias=ENV_HEADER_TIMEOUT
+    )
+    body_timeout_seconds: float = Field(
+        DEFAULT_BODY_TIMEOUT_SECONDS, ge=0.1, le=600, allow_inf_nan=False, validation_alias=ENV_BODY_TIMEOUT
+    )
+    shutdown_grace_seconds: float = Field(
+        DEFAULT_SHUTDOWN_GRACE_SECONDS, ge=0, le=600, allow_inf_nan=False, validation_alias=ENV_SHUTDOWN_GRACE
+    )
 
     @field_validator("tokens")
     @classmethod
@@ -264,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     namespaces = list(settings.namespaces)
     hosts = list(settings.allowed_hosts) if unauthenticated else None
     app = create_app(
-        codec, tokens, origins, namespaces=namespaces, allow_unauthenticated=unauthenticated, allowed_hosts=hosts
+        codec, tokens, origins, namespaces=namespaces, allow_unauthenticated=unauthenticated, allowed_hosts=hosts,
+        body_timeout_seconds=settings.body_timeout_seconds,
     )
     log.info(
         "codec server starting",
@@ -277,15 +295,16 @@ def main(argv: list[str] | None = None) -> int:
         allowed_hosts=hosts or "any",
     )
 
-    import uvicorn
+    from runtime.http_server import serve
 
     # No access log (a request line may hold a credential); uvicorn's own lines go through the
-    # redacting JSON logging (log_config=None keeps the handlers configure_logging installed).
-    uvicorn.run(
-        app, host=args.host, port=args.port, access_log=False, log_config=None, server_header=False,
-        timeout_keep_alive=5,
+    # redacting JSON logging. Read deadlines, and SIGTERM's clean exit 0: runtime/http_server.py.
+    return serve(
+        app, host=args.host, port=args.port, program=program,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ receiver, the codec server, the partner's backend that receives the engine's eve
 and workers. Used by `make demo`, the chaos suite and the benchmark.
 
 Every process logs to `<state_dir>/logs/<name>.log`; `stop()` ends them all (SIGTERM, then
-SIGKILL), and so does leaving the `with` block, Ctrl-C included.
+SIGKILL 10 s later, a worker's once its shutdown grace is over), and so does leaving the `with`
+block, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -61,6 +62,18 @@ def wait_for_port(port: int, *, timeout: float = 60.0, process: "Process | None"
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
+def worker_stop_timeout(env: dict[str, str]) -> float:
+    """SIGTERM to SIGKILL for a worker: its shutdown grace (running activities finish or are
+    handed back to Temporal), and a margin."""
+    from worker import DEFAULT_SHUTDOWN_GRACE_SECONDS
+
+    try:
+        grace = float(env.get("ONBOARDING_WORKER_SHUTDOWN_GRACE_SECONDS") or DEFAULT_SHUTDOWN_GRACE_SECONDS)
+    except ValueError:  # the worker itself refuses it at start, with one line
+        grace = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    return grace + 10
+
+
 @dataclass
 class StackConfig:
     state_dir: Path = REPO_ROOT / ".demo"
@@ -110,6 +123,7 @@ class Process:
     port: int | None = None
     popen: subprocess.Popen | None = None
     cwd: Path = REPO_ROOT  # another directory stands for another machine (tests)
+    stop_timeout: float = 10.0  # from SIGTERM to SIGKILL in `stop`
 
     def start(self, *, wait: bool = True, timeout: float = 60.0) -> "Process":
         if self.port is not None and port_open(self.port):
@@ -141,9 +155,10 @@ class Process:
             os.killpg(self.popen.pid, sig)
             self.popen.wait(timeout=30)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         if not self.running:
             return
+        timeout = self.stop_timeout if timeout is None else timeout
         try:
             os.killpg(self.popen.pid, signal.SIGTERM)
             self.popen.wait(timeout=timeout)
@@ -335,11 +350,11 @@ class Stack:
         argv = [sys.executable, "-m", "webhook_receiver", "--host", "127.0.0.1", "--port", str(port), *extra_args]
         return self._process(name, argv, port=port, **(env or {})).start()
 
-    def start_codec_server(self) -> Process:
+    def start_codec_server(self, *, env: dict[str, str] | None = None) -> Process:
         """On loopback and without a token: the local Web UI has no single sign-on, so it cannot
         send one. Anywhere else the codec server requires `ONBOARDING_CODEC_TOKEN`."""
         argv = [sys.executable, "-m", "data_protection.codec_server", "--host", "127.0.0.1", "--port", str(self.config.codec_port)]
-        process = self._process("codec-server", argv, port=self.config.codec_port)
+        process = self._process("codec-server", argv, port=self.config.codec_port, **(env or {}))
         process.env["ONBOARDING_CODEC_TOKEN"] = ""
         return process.start()
 
@@ -354,7 +369,9 @@ class Stack:
 
     def start_worker(self, name: str = "worker", *extra_args: str, env: dict[str, str] | None = None) -> Process:
         argv = [sys.executable, str(REPO_ROOT / "worker.py"), *extra_args]
-        process = self._process(name, argv, port=None, **(env or {})).start(wait=False)
+        process = self._process(name, argv, port=None, **(env or {}))
+        process.stop_timeout = worker_stop_timeout(process.env)
+        process.start(wait=False)
         time.sleep(0.5)
         if not process.running:
             raise RuntimeError(f"{name} exited at start; see {process.log_path}")

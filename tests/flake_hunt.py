@@ -30,6 +30,7 @@ TIMING_SENSITIVE = (
     "tests/test_event_outbox_temporal.py",
     "tests/test_partner_backend.py",
     "tests/test_fleet_reconciliation_devserver.py",
+    "tests/test_process_shutdown.py",
 )
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -188,8 +187,8 @@ def receiver(temporal, sandbox, workers, tmp_path_factory) -> Iterator[ReceiverP
     env = receiver_env(temporal, sandbox, ONBOARDING_WEBHOOK_MAX_BYTES="4096")
     with receiver_process(env, tmp_path_factory.mktemp("receiver") / "receiver.log") as process:
         yield process
-    # uvicorn finishes in-flight requests on SIGTERM, then exits by that same signal.
-    assert process.returncode in (0, -signal.SIGTERM), process.log()[-3000:]
+    # SIGTERM: requests in flight are answered, then a clean exit (runtime/http_server.py).
+    assert process.returncode == 0, process.log()[-3000:]
     assert "Application shutdown complete" in process.log()
 
 

@@ -4,7 +4,8 @@
 Secrets from `IRON_WEBHOOK_SECRETS`, Iron from `IRON_*`, Temporal from Temporal's environment
 configuration. Starts even while Temporal is down (deliveries get 503 until it is back), but
 not with a configuration it cannot use (a missing secret, a malformed key file): that is one
-line on stderr and exit code 2.
+line on stderr and exit code 2. SIGTERM or SIGINT: no new connections, the deliveries in flight
+are answered (for up to `ONBOARDING_WEBHOOK_SHUTDOWN_GRACE_SECONDS`), exit code 0.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import argparse
 import logging
 import sys
 
-import uvicorn
-
+from runtime.http_server import serve
 from runtime.logging import configure_logging, get_logger
 from runtime.process import exit_now, load_or_exit
 from runtime.metrics import runtime_for
@@ -62,14 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     if metrics_runtime is not None:
         log.info("metrics_served", host=settings.metrics_host, port=args.metrics_port or settings.metrics_port)
     log.info("listening", host=args.host, port=args.port)
-    # Our own log line per delivery replaces the access log; uvicorn logs through the root logger.
-    # An idle keep-alive connection is dropped after 5 s; a body must arrive within the
-    # settings' body timeout (the app answers 408).
-    uvicorn.run(
-        app, host=args.host, port=args.port, access_log=False, log_config=None, server_header=False,
-        timeout_keep_alive=5,
+    # Our own log line per delivery replaces the access log. A request head must arrive within
+    # the header timeout and a body within the body timeout (the app answers 408); SIGTERM
+    # answers the deliveries in flight and exits 0 (runtime/http_server.py).
+    return serve(
+        app, host=args.host, port=args.port, program=PROGRAM,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 
 from iron_client.webhooks import DEFAULT_TOLERANCE_SECONDS, parse_secrets
 from contracts.messages import canonical_sub_partner_id
+from runtime.http_server import DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_SHUTDOWN_GRACE_SECONDS
 from runtime.metrics import MetricsSettings
 from runtime.settings import CommaList, ConfigurationError, Flag
 
@@ -32,6 +33,8 @@ ENV_READY_TIMEOUT = "ONBOARDING_WEBHOOK_READY_TIMEOUT_SECONDS"
 ENV_IRON_CONCURRENCY = "ONBOARDING_WEBHOOK_IRON_CONCURRENCY"
 ENV_TEMPORAL_CONCURRENCY = "ONBOARDING_WEBHOOK_TEMPORAL_CONCURRENCY"
 ENV_BODY_TIMEOUT = "ONBOARDING_WEBHOOK_BODY_TIMEOUT_SECONDS"
+ENV_HEADER_TIMEOUT = "ONBOARDING_WEBHOOK_HEADER_TIMEOUT_SECONDS"
+ENV_SHUTDOWN_GRACE = "ONBOARDING_WEBHOOK_SHUTDOWN_GRACE_SECONDS"
 ENV_SUB_PARTNERS = "IRON_SUB_PARTNER_IDS"
 
 # Connections the receiver's own Iron client may open. Lookups are bounded below it, so a
@@ -66,6 +69,15 @@ class ReceiverSettings(MetricsSettings):
     temporal_max_concurrent_calls: int = Field(64, ge=1, le=10_000, validation_alias=ENV_TEMPORAL_CONCURRENCY)
     # A sender gets this long to deliver the whole body (slow-body clients are cut off with 408).
     body_timeout_seconds: float = Field(10.0, ge=0.1, le=120, allow_inf_nan=False, validation_alias=ENV_BODY_TIMEOUT)
+    # A connection that has not sent a whole request head within this is answered 408 and closed.
+    header_timeout_seconds: float = Field(
+        DEFAULT_HEADER_TIMEOUT_SECONDS, ge=0.1, le=120, allow_inf_nan=False, validation_alias=ENV_HEADER_TIMEOUT
+    )
+    # On SIGTERM, deliveries in flight get this long to be answered (one is bounded by the body,
+    # Iron and Temporal budgets above); within the pod's grace after its preStop.
+    shutdown_grace_seconds: float = Field(
+        DEFAULT_SHUTDOWN_GRACE_SECONDS, ge=0, le=600, allow_inf_nan=False, validation_alias=ENV_SHUTDOWN_GRACE
+    )
     # Where the partner's backend takes events: set, the onboardings adopted here send them too.
     events_url: str | None = Field(None, validation_alias="ONBOARDING_EVENTS_URL")
     # The sub-partners whose customers this receiver routes: a webhook names only the Iron
