@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The modules whose tests depend on timing: the chaos smoke runs, the dev-server end to end
-# runs, event delivery and the fleet pass.
+# runs, event delivery, the fleet pass, and the time-skipping lifecycle (queries racing a
+# continue-as-new).
 TIMING_SENSITIVE = (
     "tests/test_chaos_smoke.py",
     "tests/test_workflow_devserver.py",
@@ -31,6 +32,7 @@ TIMING_SENSITIVE = (
     "tests/test_partner_backend.py",
     "tests/test_fleet_reconciliation_devserver.py",
     "tests/test_process_shutdown.py",
+    "tests/test_workflow_lifecycle.py",
 )
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -160,8 +160,16 @@ async def until(what: str, predicate: Callable[[], bool], timeout: float = 30.0)
     raise AssertionError(f"timed out waiting for {what}")
 
 
+# How long one `state` query may take before it is asked again. The time-skipping server loses
+# a query that reaches a run just as it continues as new (the worker's answer finds the run
+# closed: "Task not found when completing ... workflow execution already completed"), and the
+# lost query would hold the caller until the server's own deadline, past any wait's. The next
+# query reaches the new run.
+QUERY_ATTEMPT_TIMEOUT = timedelta(seconds=5)
+
+
 async def current_state(handle: WorkflowHandle) -> OnboardingState:
-    return await handle.query(QUERY_STATE, result_type=OnboardingState)
+    return await handle.query(QUERY_STATE, result_type=OnboardingState, rpc_timeout=QUERY_ATTEMPT_TIMEOUT)
 
 
 async def wait_for_state(

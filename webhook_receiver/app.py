@@ -163,7 +163,8 @@ def started_by_signal_with_start(handle: WorkflowHandle) -> bool:
     """Whether the signal-with-start that returned `handle` started the workflow, rather than
     signalled one already running. Temporal answers it (the response's `started`); the SDK
     keeps the response on the handle but offers no accessor for it. Should it ever stop keeping
-    it, every adoption counts as a start, as before (the receiver's tests notice)."""
+    it, every adoption counts as a start, and
+    `test_adoptions_are_counted_once_per_customer_however_many_deliveries_race_or_retry` fails."""
     response = getattr(handle, "_start_workflow_response", None)
     return bool(getattr(response, "started", True))
 
