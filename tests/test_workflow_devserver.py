@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 
 from data_protection.documents import FilesystemDocumentStore
@@ -208,6 +209,31 @@ async def test_continue_as_new_on_long_history_keeps_state_and_idempotency_keys(
     assert [r["idempotency_key"] for r in posts] == [identification_key(workflow_id_for(external_id), 1, 1)]
     customers = requests_matching(log, "POST", "/api/customers")
     assert len([r for r in customers if r["path"] == "/api/customers" and r["idempotency_key"] == customer_key(workflow_id_for(external_id))]) == 1
+
+
+async def test_a_run_continued_as_new_shows_the_summary_and_details_the_onboarding_was_started_with(env, worker, sandbox):
+    """Continue-as-new cannot give the new run the start's static summary and details (neither
+    the command nor the server carries a start's user metadata), so the Web UI's Summary and
+    Details of every later run are empty; its Current Details, which the UI shows beside them,
+    carry both."""
+    timings = DEV_TIMINGS.model_copy(update={"continue_as_new_after_events": 40, "poll_max_seconds": 0.5})
+    external_id = f"story-{uuid.uuid4().hex[:10]}"
+    started = await start_onboarding(
+        env.client, external_id, email=f"{external_id}@example.com", timings=timings, task_queue=worker.task_queue
+    )
+    first = await env.client.get_workflow_handle(workflow_id_for(external_id), run_id=started.run_id).describe()
+    summary, details = await first.static_summary(), await first.static_details()
+    assert summary and details and "(starter)" in summary
+
+    handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+    await wait_for_state(handle, lambda s: s.runs >= 2, timeout=60, what="continue-as-new while waiting")
+    latest = await handle.describe()
+    assert latest.run_id != started.run_id
+    shown = await env.client.get_workflow_handle(handle.id, run_id=latest.run_id).query(
+        "__temporal_workflow_metadata", result_type=WorkflowMetadata
+    )
+    assert shown.current_details.startswith(f"{Phase.AWAITING_IDENTIFICATION.value}: waiting for ")
+    assert summary in shown.current_details and details in shown.current_details
 
 
 async def test_a_restart_consumed_just_before_continue_as_new_is_not_forgotten(env, worker, sandbox, documents_dir):

@@ -1,5 +1,6 @@
 """What operators and machines see of a running onboarding: search attributes, the Temporal
-UI's current-details line, the phase log line, the domain metrics and the state view in the
+UI's current details (on a run continued as new, with the start's summary and details too),
+the phase log line, the domain metrics and the state view in the
 memo (`contracts/state_view.py`), which backends read through describe instead of a query.
 
 Kept beside the shell rather than in it: every upsert is a history event, so changes are noted
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         SlaBreachView,
     )
+    from contracts.start_metadata import START_DIGEST_MEMO, STARTED_BY_MEMO, first_run_story
     from contracts.state_view import STATE_MEMO, OnboardingStateView
 
 # A status read on the way is not worth an upsert of its own: it goes out with the next one.
@@ -51,6 +53,7 @@ class Publisher:
         self._memo = False
         self._view_published: OnboardingStateView | None = None
         self._view: OnboardingStateView | None = None
+        self._first_run_story: str | None = None
 
     def started(self, state: OnboardingState, input: OnboardingInput) -> None:
         """What the run started with (given at start or carried through continue-as-new). A new
@@ -71,6 +74,14 @@ class Publisher:
         self._phase_since = state.phase_since
         self._breach = state.sla_breached  # noticed by the run before
         self._memo = memo
+        if carried is not None:
+            # The UI's Summary and Details show only what a run was started with, and
+            # continue-as-new carries neither: the current details tell them again. No command.
+            self._first_run_story = first_run_story(
+                input,
+                started_by=workflow.memo_value(STARTED_BY_MEMO, None),
+                digest=workflow.memo_value(START_DIGEST_MEMO, None),
+            )
         if memo:
             given = workflow.memo_value(STATE_MEMO, None, type_hint=dict)
             try:
@@ -96,7 +107,8 @@ class Publisher:
         if s.sla_breached is not None and s.sla_breached != self._breach:
             self.sla_breached(s, s.sla_breached)
         self._breach = s.sla_breached
-        workflow.set_current_details(d.current_details(s))
+        details = d.current_details(s)
+        workflow.set_current_details(f"{details}\n\n{self._first_run_story}" if self._first_run_story else details)
         if self._memo:
             self._view = OnboardingStateView.of(s)
 
