@@ -129,10 +129,16 @@ def external_id_for_customer(iron_customer_id: str, external_id: str | None) -> 
     return iron_customer_id
 
 
+# A URL resolves these segments against the path: as an id in Iron's paths they would send a
+# request to another route (`GET /customers/../external` is `GET /external`).
+DOT_SEGMENTS = frozenset({".", ".."})
+
+
 def _valid_external_id(value: str) -> bool:
     return (
         0 < len(value) <= EXTERNAL_ID_MAX_LENGTH
         and value == value.strip()
+        and value not in DOT_SEGMENTS
         and not any(ch.isspace() or not ch.isprintable() for ch in value)
     )
 
@@ -232,7 +238,7 @@ class OnboardingInput(Message):
     @classmethod
     def _printable_external_id(cls, value: str) -> str:
         if not _valid_external_id(value):
-            raise ValueError("external_id must not contain whitespace or control characters")
+            raise ValueError("external_id must not contain whitespace or control characters, nor be `.` or `..`")
         return value
 
     @field_validator("sub_partner_id")

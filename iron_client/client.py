@@ -66,6 +66,17 @@ M = TypeVar("M", bound=BaseModel)
 _identification_params = TypeAdapter(IdentificationParams)
 _required_signings = TypeAdapter(list[RequiredSigning])
 
+def path_segment(value: str) -> str:
+    """`value` as exactly one segment of a request path, whatever it holds: every reserved
+    character percent-encoded, and a `.` or `..` segment too, which httpx (like any URL
+    resolver) would otherwise drop or resolve against the path, sending the request to another
+    route. An empty value would name another route as well (`/customers/` lists), so it is refused."""
+    if not value:
+        raise ValueError("an id in a request path must not be empty")
+    encoded = urllib.parse.quote(value, safe="")
+    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
+
+
 # Called after every request with the operation's name (the client method) and its outcome:
 # the HTTP status code, or None when no answer came (`timed_out` says whether it timed out).
 ResponseObserver = Callable[[str, "int | None", bool], None]
@@ -310,10 +321,10 @@ class IronClient:
         return Customer.model_validate(data)
 
     async def get_customer(self, customer_id: str) -> Customer:
-        return Customer.model_validate(await self._request("GET", f"/customers/{customer_id}", operation="get_customer"))
+        return Customer.model_validate(await self._request("GET", f"/customers/{path_segment(customer_id)}", operation="get_customer"))
 
     async def get_customer_by_external_id(self, external_id: str) -> Customer:
-        path = f"/customers/{urllib.parse.quote(external_id, safe='')}/external"
+        path = f"/customers/{path_segment(external_id)}/external"
         return Customer.model_validate(await self._request("GET", path, operation="get_customer_by_external_id"))
 
     async def find_customer_by_external_id(self, external_id: str) -> Customer | None:
@@ -362,16 +373,16 @@ class IronClient:
         self, customer_id: str, *, email: str, external_id: str | None = None
     ) -> Customer | None:
         data = await self._request(
-            "PUT", f"/customers/{customer_id}", body=UpdateCustomerParams(email=email, external_id=external_id),
+            "PUT", f"/customers/{path_segment(customer_id)}", body=UpdateCustomerParams(email=email, external_id=external_id),
             operation="update_customer",
         )
         return Customer.model_validate(data) if data else None
 
     async def archive_customer(self, customer_id: str) -> Customer:
-        return Customer.model_validate(await self._request("PUT", f"/customers/{customer_id}/archive", operation="archive_customer"))
+        return Customer.model_validate(await self._request("PUT", f"/customers/{path_segment(customer_id)}/archive", operation="archive_customer"))
 
     async def get_customer_requirements(self, customer_id: str) -> CustomerRequirements:
-        data = await self._request("GET", f"/customers/{customer_id}/requirements", operation="get_customer_requirements")
+        data = await self._request("GET", f"/customers/{path_segment(customer_id)}/requirements", operation="get_customer_requirements")
         return CustomerRequirements.model_validate(data)
 
     # --- identifications -----------------------------------------------------------------------
@@ -381,13 +392,13 @@ class IronClient:
     ) -> Identification:
         body = _identification_params.validate_python(params) if isinstance(params, dict) else params
         data = await self._request(
-            "POST", f"/customers/{customer_id}/identifications/v2", body=body, idempotency_key=idempotency_key,
+            "POST", f"/customers/{path_segment(customer_id)}/identifications/v2", body=body, idempotency_key=idempotency_key,
             operation="create_identification",
         )
         return Identification.model_validate(data)
 
     async def get_identification(self, identification_id: str) -> Identification:
-        data = await self._request("GET", f"/identifications/{identification_id}", operation="get_identification")
+        data = await self._request("GET", f"/identifications/{path_segment(identification_id)}", operation="get_identification")
         return Identification.model_validate(data)
 
     async def list_identifications(
@@ -398,7 +409,7 @@ class IronClient:
             params.append(("cursor", cursor))
         if page_size is not None:
             params.append(("page_size", page_size))
-        data = await self._request("GET", f"/customers/{customer_id}/identifications", params=params, operation="list_identifications")
+        data = await self._request("GET", f"/customers/{path_segment(customer_id)}/identifications", params=params, operation="list_identifications")
         return PagedIdentifications.model_validate(data)
 
     async def all_identifications(self, customer_id: str) -> list[Identification]:
@@ -414,7 +425,7 @@ class IronClient:
         return sorted(found, key=lambda i: i.created_at, reverse=True)
 
     async def archive_identification(self, identification_id: str) -> Identification:
-        data = await self._request("PUT", f"/identifications/{identification_id}/archive", operation="archive_identification")
+        data = await self._request("PUT", f"/identifications/{path_segment(identification_id)}/archive", operation="archive_identification")
         return Identification.model_validate(data)
 
     async def decide_sandbox_identification(
@@ -423,7 +434,7 @@ class IronClient:
         """Sandbox only: approve or decline a pending identification."""
         data = await self._request(
             "POST",
-            f"/sandbox/identification/{identification_id}",
+            f"/sandbox/identification/{path_segment(identification_id)}",
             body=UpdatePendingIdentificationParams(approved=approved),
             idempotency_key=idempotency_key,
             operation="decide_sandbox_identification",
@@ -433,13 +444,13 @@ class IronClient:
     # --- signings ------------------------------------------------------------------------------
 
     async def get_required_signings(self, customer_id: str) -> list[RequiredSigning]:
-        data = await self._request("GET", f"/customers/{customer_id}/required-signings", operation="get_required_signings")
+        data = await self._request("GET", f"/customers/{path_segment(customer_id)}/required-signings", operation="get_required_signings")
         return _required_signings.validate_python(data or [])
 
     async def create_signing(self, customer_id: str, *, content_id: str, idempotency_key: str) -> Signing:
         data = await self._request(
             "POST",
-            f"/customers/{customer_id}/signings",
+            f"/customers/{path_segment(customer_id)}/signings",
             body=SigningCreateParams(signed=True, content_id=content_id),
             idempotency_key=idempotency_key,
             operation="create_signing",
@@ -454,7 +465,7 @@ class IronClient:
             params.append(("cursor", cursor))
         if page_size is not None:
             params.append(("page_size", page_size))
-        data = await self._request("GET", f"/customers/{customer_id}/signings", params=params, operation="list_signings")
+        data = await self._request("GET", f"/customers/{path_segment(customer_id)}/signings", params=params, operation="list_signings")
         return PagedSignings.model_validate(data)
 
     # --- webhooks ------------------------------------------------------------------------------
@@ -494,14 +505,14 @@ class IronClient:
             topics=[WebhookEventType(t) for t in topics] if topics is not None else None,
             label=label,
         )
-        data = await self._request("PATCH", f"/webhooks/{webhook_id}", body=body, operation="update_webhook")
+        data = await self._request("PATCH", f"/webhooks/{path_segment(webhook_id)}", body=body, operation="update_webhook")
         return Webhook.model_validate(data)
 
     async def ping_webhook(self, webhook_id: str, *, customer_id: str, idempotency_key: str) -> bool:
         """Ask Iron to send a signed `ping` to the webhook, naming `customer_id` in it."""
         data = await self._request(
             "POST",
-            f"/webhooks/{webhook_id}/ping",
+            f"/webhooks/{path_segment(webhook_id)}/ping",
             body=PingWebhookParams(customer_id=customer_id),
             idempotency_key=idempotency_key,
             operation="ping_webhook",

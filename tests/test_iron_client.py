@@ -332,6 +332,44 @@ async def test_headers_sent(scripted) -> None:
     assert len(script.received) == 4, "an empty idempotency key is refused before sending"
 
 
+@pytest.mark.parametrize("dots", [".", ".."])
+async def test_a_dot_segment_id_stays_one_segment_of_its_route(sandbox: SandboxServer, iron: IronClient, dots) -> None:
+    """Before: `..` was resolved against the path (`GET /api/external`) and `.` dropped
+    (`GET /api/customers/external`), so the look-up never reached the look-up route."""
+    made = await iron.create_customer(customer_type="Person", email="d@example.com", idempotency_key=new_key(),
+                                      external_id=dots)
+    await sandbox.control.requests(clear=True)
+    assert (await iron.get_customer_by_external_id(dots)).id == made.id
+    with pytest.raises(IronNotFound):
+        await iron.get_customer(dots)
+    lookup, read = await sandbox.control.requests()
+    assert lookup["path"] == f"/api/customers/{dots}/external"
+    assert read["path"] == f"/api/customers/{dots}"
+
+
+async def test_every_path_segment_is_percent_encoded(scripted) -> None:
+    script, base_url = scripted
+    ids = ["..", ".", "../x?y#z", "a b/c"]
+    async with client_for(base_url) as iron_:
+        with pytest.raises(ValueError):
+            await iron_.get_customer("")  # `/customers/` is another route: the list
+        for identifier in ids:
+            for call in (iron_.get_customer, iron_.get_identification, iron_.get_required_signings):
+                script.answer(404, b'{"message": "not found"}')
+                with pytest.raises(IronNotFound):
+                    await call(identifier)
+    encoded = [b"%2E%2E", b"%2E", b"..%2Fx%3Fy%23z", b"a%20b%2Fc"]
+    assert [r["raw_path"] for r in script.received] == [
+        path
+        for segment in encoded
+        for path in (
+            b"/api/customers/" + segment,
+            b"/api/identifications/" + segment,
+            b"/api/customers/" + segment + b"/required-signings",
+        )
+    ]
+
+
 async def test_sub_partner_and_version_reach_the_sandbox(sandbox: SandboxServer) -> None:
     sub_partner = new_key()
     async with sandbox.client(sub_partner_id=sub_partner, api_version="2025-03-13") as scoped:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
-from contracts.messages import AmendRequest, IdentificationRequest, OnboardingInput
+import pytest
+from pydantic import ValidationError
+
+from contracts.messages import AmendRequest, IdentificationRequest, OnboardingInput, external_id_for_customer
 from contracts.start_metadata import (
     DETAILS_MAX_CHARS,
     SUMMARY_MAX_CHARS,
@@ -97,3 +100,15 @@ def test_a_continued_run_tells_the_story_its_onboarding_was_started_with():
     # Started before `started_by` was kept: the same story, without its origin.
     untold = first_run_story(start(), started_by=None, digest=None)
     assert "Onboarding cust-42: Person, Link identification" in untold and "started by" not in untold
+
+
+def test_dot_segments_are_no_external_id_at_any_door():
+    """Before: `.` and `..` were accepted, and Iron's look-up of `..` went to `GET /api/external`."""
+    iron_customer_id = "0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f"
+    for dots in (".", ".."):
+        with pytest.raises(ValidationError, match="external_id"):
+            start(external_id=dots)
+        # An Iron customer whose external id is one is named after its Iron id instead.
+        assert external_id_for_customer(iron_customer_id, dots) == iron_customer_id
+    for fine in ("...", ".a", "a..b", "a.b"):
+        assert start(external_id=fine).external_id == fine
