@@ -26,6 +26,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
 TRANSFER_QUEUE_READS_PER_SECOND = 1000
+ENV_CODEC_TOKEN = "ONBOARDING_CODEC_TOKEN"
 
 SEARCH_ATTRIBUTES = {
     "IronCustomerId": "Keyword",
@@ -190,7 +191,6 @@ class Stack:
         values = json.loads(path.read_text()) if path.exists() else {}
         wanted = {
             "webhook_secret": lambda: secrets.token_hex(24),
-            "codec_token": lambda: secrets.token_urlsafe(24),
             # Standard Webhooks: whsec_ and the base64 of 32 random bytes.
             "events_secret": lambda: "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
         }
@@ -257,7 +257,6 @@ class Stack:
                 "IRON_WEBHOOK_SECRETS": self.secrets["webhook_secret"],
                 "ONBOARDING_TASK_QUEUE": self.config.task_queue,
                 "ONBOARDING_ENCRYPTION_KEY_FILE": str(self.ensure_encryption_key()),
-                "ONBOARDING_CODEC_TOKEN": self.secrets["codec_token"],
                 "ONBOARDING_CODEC_CORS_ORIGINS": f"{self.ui_url},http://localhost:{self.config.ui_port}",
                 "ONBOARDING_DOCUMENT_DIR": str(self.config.state_dir / "documents"),
                 "PYTHONUNBUFFERED": "1",
@@ -268,6 +267,10 @@ class Stack:
         else:  # never inherited from the shell that started the stack
             env.pop("ONBOARDING_EVENTS_URL", None)
             env.pop("ONBOARDING_EVENTS_SECRET", None)
+        # The demo's codec server takes no token (see `start_codec_server`): one inherited from
+        # the shell would reach `.demo/env.sh`, and a codec server started from there would
+        # require it where the demo's does not.
+        env.pop(ENV_CODEC_TOKEN, None)
         env.update(extra)
         return env
 
@@ -288,9 +291,11 @@ class Stack:
             f"# ({BIN_DIR / 'temporal'}).",
             f"export PATH={shlex.quote(str(BIN_DIR))}:\"$PATH\"",
             *(f"export {key}={shlex.quote(value)}" for key, value in sorted(self.shell_env().items())),
+            "# Like the demo's own codec server, one started from this shell serves loopback without a token.",
+            f"unset {ENV_CODEC_TOKEN}",
         ]
         path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o600)  # it names the codec token
+        path.chmod(0o600)  # it names the API key and the webhook and events secrets
         return path
 
     def apply_to_current_process(self) -> None:
@@ -355,7 +360,7 @@ class Stack:
         send one. Anywhere else the codec server requires `ONBOARDING_CODEC_TOKEN`."""
         argv = [sys.executable, "-m", "data_protection.codec_server", "--host", "127.0.0.1", "--port", str(self.config.codec_port)]
         process = self._process("codec-server", argv, port=self.config.codec_port, **(env or {}))
-        process.env["ONBOARDING_CODEC_TOKEN"] = ""
+        process.env[ENV_CODEC_TOKEN] = ""
         return process.start()
 
     def start_partner_backend(self, *extra_args: str) -> Process:

@@ -121,6 +121,46 @@ def test_env_file_gives_a_bare_shell_the_venv_and_the_stack(tmp_path):
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
 
 
+async def test_a_codec_server_started_from_the_env_file_answers_like_the_demo_s(tmp_path):
+    """The README: the demo's codec server listens on loopback and takes no token, so the local
+    UI and the CLI decode without one. Before: `.demo/env.sh` exported a codec token the demo
+    does not use, and a codec server started from that shell answered 401 to both."""
+    import httpx
+    from google.protobuf import json_format
+    from temporalio.api.common.v1 import Payloads
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from data_protection.codec import EncryptionCodec
+    from data_protection.keys import KeyRing
+    from demo.stack import Stack, StackConfig, free_port, wait_for_port
+    from tests.readme import BARE_ENV
+
+    stack = Stack(StackConfig.ephemeral(tmp_path / "env"))
+    env_file = stack.write_env_file()
+    codec = EncryptionCodec(KeyRing.from_env({"ONBOARDING_ENCRYPTION_KEY_FILE": str(stack.key_file)}))
+    encrypted = await codec.encode(pydantic_data_converter.payload_converter.to_payloads(["Ottilie"]))
+    body = json_format.MessageToDict(Payloads(payloads=encrypted))
+    port = free_port()
+    server = subprocess.Popen(
+        ["bash", "-c", f"source {env_file} && exec python -m data_protection.codec_server --port {port}"],
+        cwd=REPO_ROOT, env=BARE_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_port(port, timeout=60)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            # What the UI and the shell's `temporal` (TEMPORAL_CODEC_ENDPOINT, no auth) send.
+            tokenless = await http.post("/decode", json=body, headers={"X-Namespace": "default"})
+            rebound = await http.post("/decode", json=body, headers={"Host": "attacker.example"})
+        assert tokenless.status_code == 200, tokenless.text
+        decoded = Payloads()
+        json_format.ParseDict(tokenless.json(), decoded)
+        assert pydantic_data_converter.payload_converter.from_payloads(list(decoded.payloads), [str]) == ["Ottilie"]
+        assert rebound.status_code == 400
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
 async def test_the_demo_terminates_only_its_own_samples(tmp_path):
     from temporalio.client import Client, WorkflowExecutionStatus
 
