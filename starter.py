@@ -25,7 +25,8 @@ Backends import the functions below (`start_onboarding`, `get_state`, `wait_for`
 Exit codes: 0 done, 1 unexpected error (a defect: report it), 2 bad input (nothing started),
 3 no such onboarding or Iron customer, 4 rejected by the workflow or Iron, 5 Temporal or Iron
 unreachable, 6 already running with other start data (nothing changed), 7 configuration
-(encryption keys, credentials, namespace), 8 a wait timed out (`wait`, `start --wait`). Every
+(`configuration: <VARIABLE>: ...`, the same line and code as every process: encryption keys,
+credentials, namespace, Iron's settings), 8 a wait timed out (`wait`, `start --wait`). Every
 error is one line on stderr, never a traceback.
 """
 
@@ -50,15 +51,15 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from iron_client import IronClient, IronError, IronSettings
+from iron_client import IronClient, IronError
 from iron_client.errors import IronNotFound, IronUnauthorized
 from iron_client.models import CustomerType, IdentificationKind, IdentificationParams, IntendedUse
 import operations.report
 from runtime import settings
-from runtime.process import exit_now
+from runtime.process import EXIT_CONFIGURATION, exit_now
 from runtime.temporal import connect
 from contracts import search_attributes
-from contracts.quoting import one_line, quoted
+from contracts.quoting import quoted
 import operations.fleet_schedule as fleet_reconcile
 from contracts.messages import (
     ENGINE_VERSION,
@@ -91,7 +92,8 @@ import operations.state_access as state_access
 from operations.state_access import NoStateView, OnboardingClosed, WaitTimedOut  # noqa: F401 - part of the API
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4, 5
-EXIT_START_DATA_DIFFERS, EXIT_CONFIGURATION, EXIT_WAIT_TIMED_OUT = 6, 7, 8
+# EXIT_CONFIGURATION (7) is every process's code for a configuration it cannot use (runtime.process).
+EXIT_START_DATA_DIFFERS, EXIT_WAIT_TIMED_OUT = 6, 8
 
 NAME_MAX_LENGTH = 200
 TEXT_MAX_LENGTH = 500
@@ -120,7 +122,7 @@ class OnboardingNotFound(LookupError):
     def __init__(self, external_id: str, sub_partner_id: str | None = None) -> None:
         scope = f" of sub-partner {sub_partner_id}" if sub_partner_id else ""
         super().__init__(
-            f"no onboarding for external id {external_id!r}{scope} ({workflow_id_for(external_id, sub_partner_id)})"
+            f"no onboarding for external id {quoted(external_id)}{scope} ({workflow_id_for(external_id, sub_partner_id)})"
         )
         self.external_id = external_id
         self.sub_partner_id = sub_partner_id
@@ -141,8 +143,9 @@ class StartDataDiffers(Exception):
         super().__init__(f"{workflow_id} is already running with a different {', '.join(fields)}")
 
 
-class ConfigurationError(Exception):
-    """Something to set or fix in the environment before this can work."""
+# Something to set or fix in the environment before this can work; the message names the
+# variable first (`TEMPORAL_NAMESPACE: ...`). The one class every process raises.
+ConfigurationError = settings.ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,9 @@ class StartResult:
 def check_external_id(value: str, flag: str = "EXTERNAL_ID") -> str:
     if not isinstance(value, str) or not _valid_external_id(value):
         raise BadInput(
-            flag, f"must be 1 to {EXTERNAL_ID_MAX_LENGTH} printable characters, without spaces or control characters"
+            flag,
+            f"must be 1 to {EXTERNAL_ID_MAX_LENGTH} printable characters, without spaces or control characters, "
+            "and not `.` or `..` (a URL would resolve them to another path)",
         )
     return value
 
@@ -282,7 +287,7 @@ def load_identification_file(path: str | os.PathLike[str], kind: IdentificationK
         TypeAdapter(IdentificationParams).validate_python({**params, "type": kind.value})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{quoted('.'.join(str(p) for p in e['loc'][1:])) if e['loc'][1:] else 'file'}: {e['msg']}"
+            f"{quoted('.'.join(str(p) for p in e['loc'][1:])) if e['loc'][1:] else 'file'}: {_one_line(e['msg'])}"
             for e in exc.errors(include_input=False, include_url=False)[:5]
         )
         raise BadInput(flag, f"{path} is not {kind.value} identification data Iron accepts ({problems})") from None
@@ -514,7 +519,7 @@ async def _not_found_as_lookup(external_id: str, call, sub_partner_id: str | Non
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             if "namespace" in (err.message or "").lower():
-                raise ConfigurationError(f"{_one_line(err.message).rstrip('.')}: set TEMPORAL_NAMESPACE") from None
+                raise ConfigurationError(f"TEMPORAL_NAMESPACE: {_one_line(err.message).rstrip('.')}") from None
             raise OnboardingNotFound(external_id, check_sub_partner_id(sub_partner_id, "sub_partner_id")) from None
         raise
 
@@ -1000,36 +1005,24 @@ def _print_waited(state: OnboardingStateView | None, reached: bool | None, args,
     return EXIT_WAIT_TIMED_OUT
 
 
-def check_keys() -> None:
-    """The encryption keys this process will use, read before anything connects, so a bad key
-    setting is one line naming it (KeyRing reports its own problems; these are the ones a
-    file can cause before it is parsed)."""
-    from data_protection.keys import ENV_KEY_FILE, KeyRing
+def check_configuration() -> settings.ProcessSettings:
+    """Every setting this process reads, checked before anything connects or is stored, so an
+    unusable one is one line naming it, as in every other process: Iron's settings, the
+    encryption keys, the document store, and whether onboardings send events."""
+    from data_protection.documents import document_store_from_env
+    from runtime.events_settings import events_url_from_env
 
-    try:
-        KeyRing.from_env()
-    except UnicodeDecodeError:
-        raise ConfigurationError(f"the {ENV_KEY_FILE} file is not UTF-8 text") from None
-    except RecursionError:
-        raise ConfigurationError(f"the {ENV_KEY_FILE} file nests too deep to be a key file") from None
-
-
-def check_document_store() -> None:
-    """The document store this process will use, chosen before anything connects, so a bad
-    ONBOARDING_DOCUMENT_STORE is one line naming it."""
-    from data_protection.documents import DocumentStoreConfigurationError, document_store_from_env
-
-    try:
-        document_store_from_env()
-    except DocumentStoreConfigurationError as exc:
-        raise ConfigurationError(str(exc)) from None
+    process_settings = settings.ProcessSettings.load()
+    process_settings.keyring()
+    document_store_from_env()
+    events_url_from_env()
+    return process_settings
 
 
 async def _run(checked: Checked, out, err) -> int:
     args = checked.args
     scope = {"sub_partner_id": checked.fields["sub_partner_id"]}  # every command: (sub-partner, external id)
-    check_keys()
-    check_document_store()
+    process_settings = check_configuration()
     client = await connect()
     if args.command == "start":
         result = await _start_from_cli(client, checked)
@@ -1098,9 +1091,9 @@ async def _run(checked: Checked, out, err) -> int:
     if args.command == "adopt" and args.all:
         from operations.backfill import run_cli
 
-        return await run_cli(client, args, out, err)
+        return await run_cli(client, args, out, err, iron_settings=process_settings.iron_settings())
     if args.command == "adopt":
-        async with IronClient(IronSettings.from_env()) as iron:
+        async with IronClient(process_settings.iron_settings()) as iron:
             result = await adopt_customer(client, iron, checked.fields["iron_customer_id"], **scope)
         verb = "adopted as" if result.started else "already running, attached to"
         print(f"{verb} {result.workflow_id}\n  {result.ui_link}", file=out)
@@ -1142,7 +1135,7 @@ def explain(exc: BaseException) -> tuple[int, str]:
 
     keys_hint = "set ONBOARDING_ENCRYPTION_KEY_FILE (or ONBOARDING_ENCRYPTION_KEYS) to the keys the worker uses"
     if isinstance(exc, BadInput):
-        return EXIT_BAD_INPUT, f"error: {exc.flag}: {exc.rule}"
+        return EXIT_BAD_INPUT, f"error: {exc.flag}: {_one_line(exc.rule)}"  # a rule may name a path given
     if isinstance(exc, WaitTimedOut):  # a TimeoutError, so an OSError: before those
         return EXIT_WAIT_TIMED_OUT, f"timed out: {exc}"
     if isinstance(exc, OnboardingClosed):
@@ -1163,29 +1156,34 @@ def explain(exc: BaseException) -> tuple[int, str]:
         if reason == "Encoded failure":  # the failure converter's placeholder: no codec to read it
             reason = f"the workflow's reason is encrypted and no encryption keys are configured to read it; {keys_hint}"
         return EXIT_REJECTED, f"rejected: {reason}"
-    if isinstance(exc, KeyConfigurationError):
+    # Configuration: `configuration: <VARIABLE>: <what is wrong>`, as every process says it.
+    if isinstance(exc, (KeyConfigurationError, ConfigurationError)):  # their messages name the variable first
         return EXIT_CONFIGURATION, f"configuration: {_one_line(str(exc))}"
     if isinstance(exc, KeyNotFoundError):
-        return EXIT_CONFIGURATION, f"configuration: {_one_line(str(exc))}"
+        return EXIT_CONFIGURATION, f"configuration: {_keys_variable()}: {_one_line(str(exc))}"
     if isinstance(exc, DataProtectionError):
-        return EXIT_CONFIGURATION, f"configuration: cannot decrypt this onboarding's data ({_one_line(str(exc))}); {keys_hint}"
+        return EXIT_CONFIGURATION, (
+            f"configuration: {_keys_variable()}: cannot decrypt this onboarding's data ({_one_line(str(exc))}); "
+            "set it to the keys the worker uses"
+        )
     if _is_undecodable_payload(exc):
         return EXIT_CONFIGURATION, (
-            f"configuration: this onboarding's data is encrypted and no encryption keys are configured; "
-            f"{keys_hint} (the demo's: source .demo/env.sh)"
+            f"configuration: {_keys_variable()}: not set, and this onboarding's data is encrypted: set it "
+            "(or ONBOARDING_ENCRYPTION_KEYS) to the keys the worker uses (the demo's: source .demo/env.sh)"
         )
-    if isinstance(exc, ConfigurationError):
-        return EXIT_CONFIGURATION, f"configuration: {exc}"
     if isinstance(exc, DocumentStoreUnavailable):
         return EXIT_UNREACHABLE, _one_line(redact_text(str(exc)))
     if isinstance(exc, IronUnauthorized):
-        return EXIT_CONFIGURATION, "configuration: Iron refused the API key: set IRON_API_KEY (and IRON_BASE_URL)"
+        return EXIT_CONFIGURATION, "configuration: IRON_API_KEY: Iron refused it (check IRON_BASE_URL too)"
     if isinstance(exc, IronError):
         code = EXIT_UNREACHABLE if exc.retryable else EXIT_REJECTED
         where = " (check IRON_BASE_URL)" if exc.retryable else ""
         return code, f"Iron: {_one_line(redact_text(str(exc)))}{where}"
     if isinstance(exc, RPCError):
         return _explain_rpc(exc)
+    if _is_temporal_env_config_error(exc):
+        variable = "TEMPORAL_PROFILE" if "profile" in str(exc).lower() else "TEMPORAL_CONFIG_FILE"
+        return EXIT_CONFIGURATION, f"configuration: {variable}: Temporal's env config: {_one_line(redact_text(str(exc)))}"
     if isinstance(exc, RuntimeError) and "connect" in str(exc).lower():
         return EXIT_UNREACHABLE, (
             f"cannot reach Temporal at {_temporal_address()}: {_short_connect_error(str(exc))}; "
@@ -1193,8 +1191,6 @@ def explain(exc: BaseException) -> tuple[int, str]:
         )
     if isinstance(exc, OSError):
         return EXIT_UNREACHABLE, f"cannot reach Temporal at {_temporal_address()}: {_one_line(redact_text(str(exc)))}"
-    if type(exc).__module__.startswith("temporalio.envconfig") or "profile" in str(exc).lower():
-        return EXIT_CONFIGURATION, f"configuration: Temporal's env config: {_one_line(redact_text(str(exc)))}"
     return EXIT_UNEXPECTED, (
         f"unexpected error ({type(exc).__name__}): {_one_line(redact_text(str(exc)))}; "
         "LOG_LEVEL=DEBUG shows the traceback"
@@ -1208,10 +1204,26 @@ def _explain_rpc(exc: RPCError) -> tuple[int, str]:
     if exc.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION):
         return EXIT_REJECTED, f"rejected: {message}"
     if exc.status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
-        return EXIT_CONFIGURATION, f"configuration: Temporal refused the credentials ({message}): set TEMPORAL_API_KEY or TLS"
+        return EXIT_CONFIGURATION, f"configuration: TEMPORAL_API_KEY: Temporal refused the credentials ({message}); set it, or TLS"
     if exc.status == RPCStatusCode.NOT_FOUND:
-        return EXIT_CONFIGURATION, f"configuration: {message}: set TEMPORAL_NAMESPACE"
+        return EXIT_CONFIGURATION, f"configuration: TEMPORAL_NAMESPACE: {message}"
     return EXIT_UNREACHABLE, f"Temporal at {_temporal_address()}: {message}"
+
+
+def _is_temporal_env_config_error(exc: BaseException) -> bool:
+    """Temporal's env config (a profile, its TOML file) could not be read: raised by the Python
+    side of `temporalio.envconfig`, or as the native bridge's `ConfigError`."""
+    kind = type(exc)
+    return kind.__module__.startswith("temporalio.envconfig") or kind.__name__ == "ConfigError" or (
+        "profile" in str(exc).lower() and not isinstance(exc, OSError)
+    )
+
+
+def _keys_variable() -> str:
+    """The variable that gives this process its encryption keys (the key file's when none does)."""
+    from data_protection.keys import ENV_KEY_FILE, ENV_KEYS
+
+    return ENV_KEYS if (os.environ.get(ENV_KEYS) or "").strip() else ENV_KEY_FILE
 
 
 def _is_undecodable_payload(exc: BaseException) -> bool:
@@ -1242,8 +1254,19 @@ def _short_connect_error(text: str) -> str:
     return _one_line(text)[:160]
 
 
+# How much of a message that had to be escaped the one error line shows.
+_MESSAGE_LIMIT = 500
+
+
 def _one_line(text: str) -> str:
-    return one_line(text)
+    """A message (an exception's text, which may embed input) as one line. Line breaks and tabs
+    that lay a message out fold to one space; a message holding any other character that does
+    not print (a terminal escape, a C1 control, a Unicode line separator) is shown `quoted`,
+    every such character escaped, nothing folded: it shows what was given."""
+    text = str(text)
+    if all(ch.isprintable() or ch in "\t\n\r" for ch in text):
+        return " ".join(text.split())
+    return quoted(text.strip(), limit=_MESSAGE_LIMIT)
 
 
 def _describe_validation(exc: ValidationError) -> str:
@@ -1251,7 +1274,7 @@ def _describe_validation(exc: ValidationError) -> str:
     for e in exc.errors(include_input=False, include_url=False):
         where = quoted(".".join(str(p) for p in e["loc"])) if e["loc"] else "input"
         flag = _FLAG_FOR_FIELD.get(str(e["loc"][0]), where) if e["loc"] else where
-        parts.append(f"{flag}: {one_line(e['msg'])}")
+        parts.append(f"{flag}: {_one_line(e['msg'])}")
     return "; ".join(parts)
 
 

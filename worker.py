@@ -6,8 +6,8 @@
 Temporal comes from Temporal's env config (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
 `TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `TEMPORAL_PROFILE`); Iron from `IRON_BASE_URL`,
 `IRON_API_KEY`, `IRON_SUB_PARTNER_ID`; the rest from `WorkerSettings`. Configuration is read
-and checked (keys included) before anything connects: a bad value is one line on stderr and exit
-code 2. SIGINT or SIGTERM stops polling, gives running activities
+and checked (keys included) before anything connects: a bad value is one line on stderr,
+`configuration: <VARIABLE>: <what is wrong>`, and exit code 7 (`runtime.process`). SIGINT or SIGTERM stops polling, gives running activities
 `ONBOARDING_WORKER_SHUTDOWN_GRACE_SECONDS` (30) to finish, cancels what is left (Temporal retries
 it at once on another worker), logs `worker_stopping` then `worker_stopped`, and exits 0. With
 `--metrics-port` (or `ONBOARDING_METRICS_PORT`) it serves Prometheus metrics, the SDK's and the
@@ -46,7 +46,7 @@ from runtime import settings
 from runtime.bytecode import uncompiled_sources
 from runtime.logging import configure_logging, get_logger
 from runtime.metrics import MetricsSettings, runtime_for
-from runtime.process import EXIT_CONFIGURATION, exit_now, load_or_exit
+from runtime.process import exit_now, exit_on_configuration, load_or_exit
 from runtime.settings import Flag
 from runtime.query_task_guard import QueryTaskGuard
 from runtime.temporal import connect
@@ -59,7 +59,6 @@ import operations.fleet_schedule as fleet_reconcile
 # it would be evicted anyway; each costs about 0.28 MB. One that is not cached replays its
 # history (tens of events, bounded by continue-as-new) when it next wakes.
 DEFAULT_MAX_CACHED_WORKFLOWS = 500
-PROGRAM = "worker"
 # Iron's per-key limits are not published; 50 calls a second serves about 16,000 lifecycles an
 # hour (11 calls each) beside a daily fleet pass of a million customers (10,000 calls).
 DEFAULT_ACTIVITIES_PER_SECOND = 50.0
@@ -251,18 +250,18 @@ def parse_args(argv: list[str], config: WorkerSettings | None = None) -> argpars
 
 
 def load_configuration() -> tuple[WorkerSettings, object, DocumentStore]:
-    """Settings, data converter and document store, or one line on stderr and exit code 2."""
+    """Settings, data converter and document store, or one line on stderr and the
+    configuration exit code."""
     configure_logging()
-    config = load_or_exit(WorkerSettings.load, program=PROGRAM)
+    config = load_or_exit(WorkerSettings.load)
     if not config.iron_api_key.get_secret_value():
-        exit_now(EXIT_CONFIGURATION, f"{PROGRAM}: configuration error: IRON_API_KEY is not set")
-    converter = load_or_exit(config.data_converter, program=PROGRAM)
-    keyring = load_or_exit(config.keyring, program=PROGRAM)
+        exit_on_configuration("IRON_API_KEY", "not set: the worker calls Iron with it")
+    converter = load_or_exit(config.data_converter)
+    keyring = load_or_exit(config.keyring)
     # Events to the partner's backend: an unusable URL or secret stops the worker here too.
-    load_or_exit(load_events_settings, program=PROGRAM)
+    load_or_exit(load_events_settings)
     documents = load_or_exit(
         lambda: document_store_for(config.document_store, document_dir=config.document_dir, keyring=keyring),
-        program=PROGRAM,
     )
     return config, converter, documents
 
@@ -274,7 +273,7 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, Docu
     log = get_logger("worker")
     iron_settings = config.iron_settings()
     # The runtime exists before the client: the client and its worker report to it.
-    metrics_runtime = load_or_exit(lambda: runtime_for(config, args.metrics_port), program=PROGRAM)
+    metrics_runtime = load_or_exit(lambda: runtime_for(config, args.metrics_port))
     runtime_option = {"runtime": metrics_runtime} if metrics_runtime is not None else {}
     client = await connect(args.profile, data_converter=converter, **runtime_option)
     if metrics_runtime is not None:

@@ -5,55 +5,45 @@ What came from outside may hold line breaks, terminal escapes or Unicode line se
 raw, it splits one error into several lines, forges a log line, or recolours an operator's
 terminal. `quoted` shows every such character escaped and bounds the length, so the result is
 always one printable line. Secrets and personal values are not quoted at all: callers leave them out.
+
+This module imports nothing from the project, so every package may use it.
 """
 
 from __future__ import annotations
 
-DEFAULT_LIMIT = 80
+__all__ = ["quoted"]
+
+
+def quoted(value: object, *, limit: int = 80) -> str:
+    """`value` as one printable line in double quotes: a backslash, a quote and every character
+    that does not print (C0, C1, DEL, U+2028/U+2029, other separators) shown as an escape, the
+    way Python writes them in a string literal, so an ANSI escape reads as the text `\\x1b[31m`.
+
+    A value that is not text is quoted as its `str`. Cut to `limit` characters of the original
+    before escaping (escaping can make a hostile input several times longer), with
+    `... (N characters)` saying how long it was."""
+    text = value if isinstance(value, str) else str(value)
+    shown = _escaped(text[:limit])
+    if len(text) > limit:
+        shown += f"... ({len(text)} characters)"
+    return f'"{shown}"'
+
+
+# The escapes a reader knows from Python's string literals; any other character that does not
+# print is written by its code point.
+_SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _escaped(text: str) -> str:
+    if text.isprintable() and "\\" not in text and '"' not in text:
+        return text
     out: list[str] = []
     for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch.isprintable():  # False for C0, C1, DEL, U+2028/U+2029 and other separators
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif ch.isprintable():
             out.append(ch)
         else:
             code = ord(ch)
             out.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
     return "".join(out)
-
-
-def escaped(value: object, *, limit: int = DEFAULT_LIMIT) -> str:
-    """`value` as text with every non-printable character escaped, cut to `limit` characters of
-    the original (with a note of its full length), without quotes."""
-    text = value if isinstance(value, str) else str(value)
-    if len(text) > limit:
-        return f"{_escaped(text[:limit])}... ({len(text)} characters)"
-    return _escaped(text)
-
-
-def quoted(value: object, *, limit: int = DEFAULT_LIMIT) -> str:
-    """`value` in double quotes, escaped and bounded: one printable line whatever it holds."""
-    return f'"{escaped(value, limit=limit)}"'
-
-
-def one_line(text: object, *, limit: int = 500) -> str:
-    """A message that may embed input (an exception's text), as one printable line: runs of
-    white space, line breaks included, fold to one space; any other non-printable character
-    (a terminal escape) is shown escaped."""
-    folded = " ".join(str(text).split())
-    if len(folded) > limit:
-        folded = folded[:limit] + "..."
-    return "".join(ch if ch.isprintable() else _escaped(ch) for ch in folded)
-
-
-def printable(text: str, *, limit: int = 2000) -> str:
-    """`text` with every non-printable character (line breaks included) shown escaped, nothing
-    else changed: for a log value on a console, where a raw one would forge or split lines."""
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return text if text.isprintable() else "".join(ch if ch.isprintable() else _escaped(ch) for ch in text)

@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from contracts.quoting import quoted
 from data_protection.keys import (
     DecryptionError,
     KeyConfigurationError,
@@ -102,7 +103,7 @@ class EncryptionCodec(PayloadCodec):
             inner.ParseFromString(plaintext)
         except DecodeError:
             raise PayloadDecryptionError(
-                f"payload decrypted with key {key_id!r} is not a serialized Payload"
+                f"payload decrypted with key {quoted(key_id)} is not a serialized Payload"
             ) from None
         return inner
 

@@ -18,7 +18,7 @@ Pointing Temporal at it:
   --codec-auth 'Bearer TOKEN'` (or `TEMPORAL_CODEC_ENDPOINT` / `TEMPORAL_CODEC_AUTH`).
 
 Configuration (`CodecServerSettings`, read once at start; anything unusable is one line on
-stderr and exit code 2): the encryption keys (see `data_protection.keys`); `ONBOARDING_CODEC_TOKEN`
+stderr, `configuration: <VARIABLE>: <what is wrong>`, and exit code 7): the encryption keys (see `data_protection.keys`); `ONBOARDING_CODEC_TOKEN`
 (comma-separated bearer tokens, several at once for rotation, each at least
 `MIN_TOKEN_LENGTH` (32) characters: `python -c "import secrets; print(secrets.token_urlsafe(32))"`);
 `ONBOARDING_CODEC_CORS_ORIGINS` (comma-separated, default the local UI at http://127.0.0.1:8233
@@ -258,24 +258,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from runtime.logging import configure_logging, get_logger
-    from runtime.process import EXIT_CONFIGURATION, exit_now, load_or_exit
+    from data_protection.keys import ENV_KEY_FILE, ENV_KEYS
+    from runtime.process import exit_on_configuration, load_or_exit
 
     program = "codec_server"
     configure_logging()
     log = get_logger("codec_server")
-    settings = load_or_exit(CodecServerSettings.load, program=program)
-    codec = load_or_exit(settings.codec, program=program)
+    settings = load_or_exit(CodecServerSettings.load)
+    codec = load_or_exit(settings.codec)
     if codec is None:
-        exit_now(
-            EXIT_CONFIGURATION,
-            f"{program}: no encryption keys configured; set ONBOARDING_ENCRYPTION_KEYS or ONBOARDING_ENCRYPTION_KEY_FILE",
+        exit_on_configuration(
+            ENV_KEY_FILE, f"not set, nor {ENV_KEYS}: the codec server decrypts with the keys the worker encrypts with"
         )
     tokens = list(settings.tokens)
     unauthenticated = not tokens
     if unauthenticated and not (_is_loopback(args.host) or args.allow_unauthenticated):
-        exit_now(
-            EXIT_CONFIGURATION,
-            f"{program}: set {ENV_TOKENS} to serve on {args.host}: without a token anyone who reaches it can decrypt payloads",
+        exit_on_configuration(
+            ENV_TOKENS, f"not set, and {quoted(args.host)} is not loopback: without a token anyone who reaches it can decrypt payloads"
         )
     origins = list(settings.cors_origins)
     namespaces = list(settings.namespaces)

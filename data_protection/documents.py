@@ -127,7 +127,7 @@ def _document_id(ref: Any, scheme: str) -> str:
     if match and match.group(1) == scheme:
         return match.group(2)
     shown = ref if len(ref) <= 80 else ref[:80] + "..."
-    message = f"{quoted(shown)} is not a document reference of this store ({scheme}:<uuid>)"
+    message = f"{quoted(ref)} is not a document reference of this store ({scheme}:<uuid>)"
     if match and match.group(1) in _STORE_KINDS:
         message += (
             f": it was stored in {_STORE_KINDS[match.group(1)]}, and this process uses {_STORE_KINDS[scheme]};"

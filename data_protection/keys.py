@@ -38,6 +38,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from contracts.quoting import quoted
+
 ENV_KEYS = "ONBOARDING_ENCRYPTION_KEYS"
 ENV_CURRENT_KEY_ID = "ONBOARDING_ENCRYPTION_CURRENT_KEY_ID"
 ENV_KEY_FILE = "ONBOARDING_ENCRYPTION_KEY_FILE"
@@ -68,7 +70,7 @@ class KeyNotFoundError(DataProtectionError, LookupError):
         self.known = known
         known_text = ", ".join(known) if known else "none"
         super().__init__(
-            f"encryption key {key_id!r} is not in the configured key ring (known key ids: {known_text}); "
+            f"encryption key {quoted(key_id)} is not in the configured key ring (known key ids: {known_text}); "
             f"add it to {ENV_KEYS} or the {ENV_KEY_FILE} file to read data written with it"
         )
 
@@ -80,7 +82,7 @@ class DecryptionError(DataProtectionError):
 def validate_key_id(key_id: str) -> str:
     if not isinstance(key_id, str) or not _KEY_ID_RE.fullmatch(key_id):
         raise KeyConfigurationError(
-            f"invalid key id {key_id!r}: use 1-64 characters from A-Z a-z 0-9 . _ - (starting with a letter or digit)"
+            f"invalid key id {quoted(key_id)}: use 1-64 characters from A-Z a-z 0-9 . _ - (starting with a letter or digit)"
         )
     return key_id
 
@@ -96,9 +98,9 @@ def decode_key(key_id: str, encoded: str) -> bytes:
         except (binascii.Error, ValueError):
             continue
     if raw is None:
-        raise KeyConfigurationError(f"key {key_id!r} is not valid base64")
+        raise KeyConfigurationError(f"key {quoted(key_id)} is not valid base64")
     if len(raw) != KEY_BYTES:
-        raise KeyConfigurationError(f"key {key_id!r} must decode to {KEY_BYTES} bytes (AES-256), got {len(raw)}")
+        raise KeyConfigurationError(f"key {quoted(key_id)} must decode to {KEY_BYTES} bytes (AES-256), got {len(raw)}")
     return raw
 
 
@@ -134,12 +136,12 @@ class KeyRing:
         for key_id, raw in keys.items():
             validate_key_id(key_id)
             if not isinstance(raw, (bytes, bytearray)) or len(raw) != KEY_BYTES:
-                raise KeyConfigurationError(f"key {key_id!r} must be {KEY_BYTES} raw bytes (AES-256)")
+                raise KeyConfigurationError(f"key {quoted(key_id)} must be {KEY_BYTES} raw bytes (AES-256)")
             cleaned[key_id] = bytes(raw)
         current = current or next(iter(cleaned))
         if current not in cleaned:
             raise KeyConfigurationError(
-                f"current key id {current!r} is not among the configured keys ({', '.join(cleaned)})"
+                f"current key id {quoted(current)} is not among the configured keys ({', '.join(cleaned)})"
             )
         self._keys = cleaned
         self._aead = {key_id: AESGCM(raw) for key_id, raw in cleaned.items()}
@@ -157,15 +159,13 @@ class KeyRing:
             key_id, sep, encoded = entry.partition(":")
             key_id = key_id.strip()
             if not sep or not key_id:
-                raise KeyConfigurationError(
-                    f"{ENV_KEYS} entry #{position + 1} must look like 'keyid:base64key'"
-                )
+                raise KeyConfigurationError(f"entry #{position + 1} must look like 'keyid:base64key'")
             validate_key_id(key_id)
             if key_id in keys:
-                raise KeyConfigurationError(f"key id {key_id!r} appears twice in {ENV_KEYS}")
+                raise KeyConfigurationError(f"key id {quoted(key_id)} appears twice")
             keys[key_id] = decode_key(key_id, encoded)
         if not keys:
-            raise KeyConfigurationError(f"{ENV_KEYS} is set but holds no keys")
+            raise KeyConfigurationError("set, but holds no keys")
         return cls(keys, current=(current or "").strip() or None)
 
     @classmethod
@@ -178,20 +178,23 @@ class KeyRing:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KeyRing | None:
-        """The key ring the environment configures, or None when no keys are configured."""
+        """The key ring the environment configures, or None when no keys are configured. A
+        KeyConfigurationError's message starts with the variable at fault (`ONBOARDING_...: `)."""
         env = os.environ if env is None else env
         spec = (env.get(ENV_KEYS) or "").strip()
         key_file = (env.get(ENV_KEY_FILE) or "").strip()
         current = (env.get(ENV_CURRENT_KEY_ID) or "").strip() or None
         if spec and key_file:
-            raise KeyConfigurationError(f"set either {ENV_KEYS} or {ENV_KEY_FILE}, not both")
+            raise KeyConfigurationError(f"{ENV_KEYS}: set either it or {ENV_KEY_FILE}, not both")
         if spec:
-            return cls.from_spec(spec, current=current)
-        if key_file:
-            return cls.from_file(key_file, current=current)
-        if current:
-            raise KeyConfigurationError(f"{ENV_CURRENT_KEY_ID} is set but no keys are configured")
-        return None
+            ring = _configured_by(ENV_KEYS, lambda: cls.from_spec(spec))
+        elif key_file:
+            ring = _configured_by(ENV_KEY_FILE, lambda: cls.from_file(key_file))
+        elif current:
+            raise KeyConfigurationError(f"{ENV_CURRENT_KEY_ID}: set, but no keys are configured")
+        else:
+            return None
+        return _configured_by(ENV_CURRENT_KEY_ID, lambda: ring.with_current(current)) if current else ring
 
     # -- use ------------------------------------------------------------------------------------
 
@@ -238,15 +241,24 @@ class KeyRing:
             raise KeyNotFoundError(key_id, self.key_ids)
         if len(blob) < NONCE_BYTES + TAG_BYTES:
             raise DecryptionError(
-                f"ciphertext for key {key_id!r} is {len(blob)} bytes, shorter than nonce and tag: it was truncated"
+                f"ciphertext for key {quoted(key_id)} is {len(blob)} bytes, shorter than nonce and tag: it was truncated"
             )
         try:
             return aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], self.associated_data(key_id, context))
         except InvalidTag:
             raise DecryptionError(
-                f"ciphertext labelled with key {key_id!r} failed authentication: "
+                f"ciphertext labelled with key {quoted(key_id)} failed authentication: "
                 "it was altered or truncated, or was not encrypted with that key"
             ) from None
+
+
+def _configured_by(variable: str, build):
+    """`build()`, a KeyConfigurationError it raises naming `variable` first: the setting an
+    operator fixes, whatever part of it was wrong."""
+    try:
+        return build()
+    except KeyConfigurationError as exc:
+        raise KeyConfigurationError(f"{variable}: {exc}") from None
 
 
 # -- key files ------------------------------------------------------------------------------------
@@ -274,7 +286,7 @@ def _read_key_file(path: Path) -> dict:
     for key_id, encoded in data["keys"].items():
         validate_key_id(key_id)
         if not isinstance(encoded, str):
-            raise KeyConfigurationError(f"key file {path}: key {key_id!r} must be a base64 string")
+            raise KeyConfigurationError(f"key file {path}: key {quoted(key_id)} must be a base64 string")
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except OSError:
@@ -334,7 +346,7 @@ def generate_key_file(
         keys, current = {}, None
     new_id = validate_key_id(key_id) if key_id else _next_key_id(keys)
     if new_id in keys:
-        raise KeyConfigurationError(f"key id {new_id!r} already exists in {path}")
+        raise KeyConfigurationError(f"key id {quoted(new_id)} already exists in {path}")
     keys[new_id] = encode_key(secrets.token_bytes(KEY_BYTES))
     if current is None or make_current:
         current = new_id

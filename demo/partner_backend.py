@@ -573,16 +573,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sign-prefix", action="append", default=[], metavar="PREFIX",
                         help="sign only for external ids starting with PREFIX (repeatable; default: every customer)")
     args = parser.parse_args(argv)
+    from runtime.process import EXIT_CONFIGURATION, configuration_errors, configuration_message
+
     try:
+        if not args.no_sign:
+            # Signing reads and writes encrypted payloads: bad keys stop the start, not the first signing.
+            from runtime.settings import ProcessSettings
+
+            ProcessSettings.load().keyring()
         backend = PartnerBackend(
             split_secrets(os.environ.get("ONBOARDING_EVENTS_SECRET")),
             signer=None if args.no_sign else temporal_signer(),
             out=lambda line: print(line, flush=True),
             sign_prefixes=tuple(args.sign_prefix),
         )
-    except (EventsSettingsError, ValueError) as exc:
-        print(f"partner_backend: {exc}", file=sys.stderr)
-        return 2
+    except configuration_errors() as exc:
+        print(configuration_message(exc), file=sys.stderr)
+        return EXIT_CONFIGURATION
     server = PartnerBackendServer(backend, host=args.host, port=args.port)
     print(f"partner backend listening on {server.events_url}", flush=True)
 

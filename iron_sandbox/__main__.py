@@ -1,7 +1,9 @@
 """`python -m iron_sandbox [--host H] [--port P] [--api-key K] [--webhook-url U ...]
 [--webhook-secret S] [--autopilot]`; each flag falls back to its environment variable
 (IRON_SANDBOX_HOST, IRON_SANDBOX_PORT, IRON_API_KEY, IRON_SANDBOX_WEBHOOK_URLS,
-IRON_WEBHOOK_SECRET or the first of IRON_WEBHOOK_SECRETS, IRON_SANDBOX_AUTOPILOT=1)."""
+IRON_WEBHOOK_SECRET or the first of IRON_WEBHOOK_SECRETS, IRON_SANDBOX_AUTOPILOT=1). A variable
+it cannot use stops it like every process of the project: one line,
+`configuration: <VARIABLE>: <what is wrong>`, and the configuration exit code (7)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import structlog
 import uvicorn
 
 from iron_sandbox.app import create_app
-from iron_sandbox.config import SandboxConfig
+from iron_sandbox.config import SandboxConfig, SandboxConfigurationError
 
 
 def parse_args(argv: list[str] | None = None) -> SandboxConfig:
@@ -60,7 +62,12 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse_args(argv)
+    try:
+        config = parse_args(argv)
+    except SandboxConfigurationError as exc:
+        from runtime.process import exit_on_configuration_error
+
+        exit_on_configuration_error(exc)
     configure_logging(getattr(config, "_log_level", "info"))
     log = structlog.get_logger("iron_sandbox")
     # Never the API key or the webhook secret: only where the sandbox listens and what it sends.

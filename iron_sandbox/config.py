@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from contracts.quoting import quoted
 from iron_client.webhooks import parse_secrets
 
 from iron_sandbox.clock import Clock
@@ -49,14 +51,53 @@ class SandboxConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "SandboxConfig":
+        """The settings the environment gives; SandboxConfigurationError, naming the variable,
+        for a value the sandbox cannot use."""
         env = os.environ if environ is None else environ
         secret = env.get("IRON_WEBHOOK_SECRET") or next(iter(parse_secrets(env.get("IRON_WEBHOOK_SECRETS"))), None)
+        public_url = (env.get("IRON_SANDBOX_PUBLIC_URL") or "").strip()
         return cls(
             host=env.get("IRON_SANDBOX_HOST") or DEFAULT_HOST,
-            port=int(env.get("IRON_SANDBOX_PORT") or DEFAULT_PORT),
+            port=_port(env, "IRON_SANDBOX_PORT"),
             api_key=env.get("IRON_API_KEY") or DEFAULT_API_KEY,
-            webhook_urls=[u.strip() for u in (env.get("IRON_SANDBOX_WEBHOOK_URLS") or "").split(",") if u.strip()],
+            webhook_urls=[
+                _http_url(u.strip(), "IRON_SANDBOX_WEBHOOK_URLS")
+                for u in (env.get("IRON_SANDBOX_WEBHOOK_URLS") or "").split(",") if u.strip()
+            ],
             webhook_secret=secret or DEFAULT_WEBHOOK_SECRET,
-            autopilot=(env.get("IRON_SANDBOX_AUTOPILOT") or "").strip().lower() in ("1", "true", "yes", "on"),
-            public_url=env.get("IRON_SANDBOX_PUBLIC_URL") or None,
+            autopilot=_flag(env, "IRON_SANDBOX_AUTOPILOT"),
+            public_url=_http_url(public_url, "IRON_SANDBOX_PUBLIC_URL") if public_url else None,
         )
+
+
+class SandboxConfigurationError(ValueError):
+    """A variable the sandbox cannot use. The message is one line, `<VARIABLE>: <what is wrong>`."""
+
+
+# The words every process of the project reads as a flag (runtime.settings), empty being unset.
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("", "0", "false", "no", "off")
+
+
+def _port(env: Mapping[str, str], name: str) -> int:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return DEFAULT_PORT
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise SandboxConfigurationError(f"{name}: must be a port number from 0 to 65535, got {quoted(text, limit=40)}")
+    return int(text)
+
+
+def _http_url(value: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SandboxConfigurationError(f"{name}: must be an http or https URL with a host, got {quoted(value, limit=80)}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    given = env.get(name) or ""
+    text = given.strip().lower()
+    if text not in _TRUE_WORDS + _FALSE_WORDS:
+        raise SandboxConfigurationError(f"{name}: must be one of on/off, true/false, 1/0, yes/no, got {quoted(given, limit=40)}")
+    return text in _TRUE_WORDS

@@ -30,6 +30,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 
 from contracts.fleet import FLEET_WORKFLOW_TYPE, FleetReconciliationInput, FleetReconciliationResult, fleet_schedule_id
+from contracts.quoting import quoted
 
 DEFAULT_EVERY_HOURS = 24.0
 
@@ -101,7 +102,7 @@ def _positive_hours(text: str) -> float:
     try:
         hours = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of hours: {text[:40]!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number of hours: {quoted(text, limit=40)}") from None
     if not math.isfinite(hours) or hours < 1 / 60:
         raise argparse.ArgumentTypeError("must be at least one minute (1/60 hour)")
     return hours

@@ -28,6 +28,7 @@ from temporalio.client import Client, WorkflowExecution
 
 from contracts import search_attributes as sa
 from contracts.messages import WORKFLOW_ID_PREFIX, WORKFLOW_TYPE, Phase, scope_of_workflow_id
+from contracts.quoting import quoted
 from runtime.settings import workflow_ui_link
 
 RUNNING = f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running"'
@@ -42,7 +43,7 @@ def parse_duration(text: str) -> timedelta:
     """`90s`, `30m`, `48h`, `7d`, `2w`, or plain seconds; ValueError otherwise."""
     match = _DURATION.match(str(text))
     if not match:
-        raise ValueError(f"{text!r} is not a duration such as 90s, 30m, 48h, 7d or 2w")
+        raise ValueError(f"{quoted(text)} is not a duration such as 90s, 30m, 48h, 7d or 2w")
     return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+import os
+from typing import Any, Mapping
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.quoting import quoted
 from runtime.settings import ConfigurationError
 
 ENV_URL = "ONBOARDING_EVENTS_URL"
@@ -70,7 +72,7 @@ class EventsSettings(BaseSettings):
     def _secrets_usable(self) -> "EventsSettings":
         secrets = split_secrets(self.secret.get_secret_value() if self.secret else None)
         if self.url is not None and not secrets:
-            raise ValueError(f"{ENV_URL} is set but {ENV_SECRET} is empty: give one whsec_ secret or several, comma-separated")
+            raise ValueError(f"{ENV_SECRET}: empty while {ENV_URL} is set: give one whsec_ secret or several, comma-separated")
         for position, secret in enumerate(secrets, start=1):
             try:
                 secret_bytes(secret)
@@ -95,6 +97,21 @@ def load_events_settings() -> EventsSettings:
         return EventsSettings()
     except ValidationError as exc:
         raise EventsSettingsError(_one_line(exc)) from None
+
+
+def events_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """`ONBOARDING_EVENTS_URL` (None when unset), checked as the worker checks it, for a process
+    that only needs to know whether onboardings it starts send events (the starter); the
+    worker, which signs them, checks the secrets too. `EventsSettingsError` naming it when unusable."""
+    value = ((os.environ if environ is None else environ).get(ENV_URL) or "").strip()
+    if not value:
+        return None
+    try:
+        return str(TypeAdapter(AnyHttpUrl).validate_python(value))
+    except ValidationError as exc:
+        problem = exc.errors(include_input=False, include_url=False)[0]["msg"]
+        shown = "" if "@" in value else f" (got {quoted(value)})"  # a URL may carry credentials
+        raise EventsSettingsError(f"{ENV_URL}: {problem}{shown}") from None
 
 
 _FIELD_TO_ENV = {"url": ENV_URL, "secret": ENV_SECRET, "timeout_seconds": ENV_TIMEOUT}

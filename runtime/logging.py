@@ -12,7 +12,7 @@ import sys
 
 import structlog
 
-from contracts.quoting import printable
+from contracts.quoting import quoted
 
 _configured = False
 
@@ -36,12 +36,34 @@ def _stderr_logger_factory(*args):
     return structlog.PrintLogger(sys.stderr)
 
 
+# How much of a value that had to be escaped a console line shows: input can be of any size.
+CONSOLE_VALUE_LIMIT = 2000
+
+
+class _AlreadyQuoted:
+    """Text the console renderer must show as it is: it quotes a string holding a quote or a
+    line break again (repr), and shows a value that is not a string by its repr."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __str__(self) -> str:
+        return self._text
+
+    __repr__ = __str__
+
+
 def escape_for_console(logger, method_name: str, event_dict: dict) -> dict:
-    """Every text value of a log line with its non-printable characters shown escaped (input
-    that reached a log must not split the line, forge another or drive the terminal); the
-    traceback stays as it is, on lines of its own."""
+    """Every text value of a console log line that does not print as one line (input that
+    reached a log: a line break would forge another line, an escape drive the terminal) shown
+    `quoted`, escaped and bounded; other values stay as they are. The traceback and stack keep
+    their own lines: the process wrote them, not the input."""
     return {
-        key: printable(value) if isinstance(value, str) and key != "exception" else value
+        key: _AlreadyQuoted(quoted(value, limit=CONSOLE_VALUE_LIMIT))
+        if isinstance(value, str) and key not in ("exception", "stack") and not value.isprintable()
+        else value
         for key, value in event_dict.items()
     }
 

@@ -2,16 +2,21 @@
 
     from runtime.process import exit_now, load_or_exit
 
-    settings = load_or_exit(WorkerSettings.load, program="worker")   # bad config: one line, exit 2
-    converter = load_or_exit(settings.data_converter, program="worker")
+    settings = load_or_exit(WorkerSettings.load)   # bad config: one line, EXIT_CONFIGURATION
+    converter = load_or_exit(settings.data_converter)
     ...
     exit_now(main())
 
 `exit_now(code, message=None)` leaves without interpreter finalization: the Temporal client's
 native threads can abort a finalizing interpreter, which would turn a clean exit code into a
-crash. `load_or_exit(build, program=...)` calls `build()` and, when it raises a configuration
-error, prints `program: <message>` as one line on stderr (no traceback) and exits with
-`EXIT_CONFIGURATION` (2).
+crash. `load_or_exit(build)` calls `build()` and, when it raises a configuration error, prints
+`configuration: <VARIABLE>: <what is wrong>` as one line on stderr (no traceback) and exits with
+`EXIT_CONFIGURATION`.
+
+`EXIT_CONFIGURATION` (7) is every process's answer to a configuration it cannot use, the
+starter's included. It is not 2: 2 is argparse's usage error in every process, and the starter's
+answer to bad input on its command line, which a person fixes by retyping; configuration is
+fixed where the process is deployed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Callable, NoReturn, TypeVar
 
 from runtime.settings import ConfigurationError
 
-EXIT_CONFIGURATION = 2
+EXIT_CONFIGURATION = 7
 
 T = TypeVar("T")
 
@@ -43,20 +48,26 @@ def configuration_errors() -> tuple[type[BaseException], ...]:
     return (ConfigurationError, DataProtectionError)
 
 
-def configuration_message(exc: BaseException, program: str) -> str:
-    """The one line an operator reads: `program: what is wrong` (never a traceback)."""
-    return f"{program}: configuration error: {' '.join(str(exc).split())}"
+def configuration_message(exc: BaseException) -> str:
+    """The one line an operator reads, `configuration: <VARIABLE>: <what is wrong>` (the
+    error's message names the variable first), never a traceback."""
+    return f"configuration: {' '.join(str(exc).split())}"
 
 
-def exit_on_configuration_error(exc: BaseException, program: str) -> NoReturn:
-    """Exit with `EXIT_CONFIGURATION` and one line naming the problem."""
-    exit_now(EXIT_CONFIGURATION, configuration_message(exc, program))
+def exit_on_configuration_error(exc: BaseException) -> NoReturn:
+    """Exit with `EXIT_CONFIGURATION` and one line naming the variable."""
+    exit_now(EXIT_CONFIGURATION, configuration_message(exc))
 
 
-def load_or_exit(build: Callable[[], T], *, program: str) -> T:
-    """`build()`, or one line on stderr and exit code 2 if it raises a configuration error.
-    Any other exception propagates (a bug should keep its traceback)."""
+def exit_on_configuration(variable: str, problem: str) -> NoReturn:
+    """Exit with `EXIT_CONFIGURATION` and the line for a problem found outside a settings model."""
+    exit_on_configuration_error(ConfigurationError(f"{variable}: {problem}"))
+
+
+def load_or_exit(build: Callable[[], T]) -> T:
+    """`build()`, or one line on stderr and `EXIT_CONFIGURATION` if it raises a configuration
+    error. Any other exception propagates (a bug should keep its traceback)."""
     try:
         return build()
     except configuration_errors() as exc:
-        exit_on_configuration_error(exc, program)
+        exit_on_configuration_error(exc)

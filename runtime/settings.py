@@ -6,8 +6,9 @@ one pydantic-settings model, a subclass of `ProcessSettings`, built once at star
     settings = WorkerSettings.load()          # raises ConfigurationError, one line naming the variable
     converter = settings.data_converter()     # keys read and checked now, not at the first payload
 
-`runtime.process.load_or_exit(WorkerSettings.load, program="worker")` turns a
-`ConfigurationError` into one line on stderr and exit code 2, with no traceback.
+`runtime.process.load_or_exit(WorkerSettings.load)` turns a `ConfigurationError` into one line on
+stderr, `configuration: <VARIABLE>: <what is wrong>`, and `runtime.process.EXIT_CONFIGURATION`,
+with no traceback.
 
 The environment is parsed the same way in every process:
 
@@ -42,7 +43,8 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
 class ConfigurationError(ValueError):
-    """The configuration cannot be used. The message is one line and names the variable."""
+    """The configuration cannot be used. The message is one line, `<VARIABLE>: <what is wrong>`:
+    the variable an operator sets comes first."""
 
 
 def parse_flag(value: Any, name: str = "value") -> bool:
@@ -55,7 +57,15 @@ def parse_flag(value: Any, name: str = "value") -> bool:
         return True
     if text in FALSE_WORDS:
         return False
-    raise ConfigurationError(f"{name} must be one of on/off, true/false, 1/0, yes/no, got {quoted(value, limit=40)}")
+    raise ConfigurationError(f"{name}: must be one of on/off, true/false, 1/0, yes/no, got {quoted(value, limit=40)}")
+
+
+def http_url(value: str) -> str:
+    """`value` when it is an absolute http or https URL with a host; ValueError otherwise."""
+    parts = urllib.parse.urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http or https URL with a host, such as https://api.iron.xyz/api")
+    return value.strip()
 
 
 def split_list(value: Any) -> tuple[str, ...]:
@@ -134,6 +144,12 @@ class ProcessSettings(BaseSettings):
     encryption_keys: SecretStr | None = Field(None, repr=False, validation_alias="ONBOARDING_ENCRYPTION_KEYS")
     encryption_key_file: str | None = Field(None, validation_alias="ONBOARDING_ENCRYPTION_KEY_FILE")
     encryption_current_key_id: str | None = Field(None, validation_alias="ONBOARDING_ENCRYPTION_CURRENT_KEY_ID")
+
+    @field_validator("iron_base_url")
+    @classmethod
+    def _iron_base_url_is_http(cls, value: str) -> str:
+        # Otherwise every Iron call fails, one by one, long after the start.
+        return http_url(value)
 
     @field_validator("iron_sub_partner_id")
     @classmethod

@@ -168,7 +168,7 @@ async def test_unknown_key_id_is_a_clear_error(monkeypatch):
     with pytest.raises(KeyNotFoundError) as caught:
         await data_converter().decode(written, [Applicant])
     assert caught.value.key_id == "k1"
-    assert "'k1'" in str(caught.value) and "k2" in str(caught.value)
+    assert '"k1"' in str(caught.value) and "k2" in str(caught.value)
 
 
 async def test_wrong_key_material_under_the_same_id_fails_authentication(monkeypatch):
@@ -228,10 +228,10 @@ def test_no_keys_means_no_codec():
     ("env", "message"),
     [
         ({ENV_KEYS: "k1"}, "keyid:base64key"),
-        ({ENV_KEYS: "k1:not base64!"}, "'k1' is not valid base64"),
+        ({ENV_KEYS: "k1:not base64!"}, "\"k1\" is not valid base64"),
         ({ENV_KEYS: f"k1:{base64.b64encode(b'short').decode()}"}, "32 bytes"),
         ({ENV_KEYS: "k1:{k},k1:{k}"}, "appears twice"),
-        ({ENV_KEYS: "k1:{k}", ENV_CURRENT_KEY_ID: "k9"}, "'k9'"),
+        ({ENV_KEYS: "k1:{k}", ENV_CURRENT_KEY_ID: "k9"}, '"k9"'),
         ({ENV_KEYS: "k1:{k}", ENV_KEY_FILE: "/nonexistent.json"}, "not both"),
         ({ENV_KEY_FILE: "/nonexistent/keys.json"}, "does not exist"),
         ({ENV_CURRENT_KEY_ID: "k1"}, "no keys are configured"),

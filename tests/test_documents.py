@@ -128,7 +128,7 @@ async def test_encrypted_at_rest_with_a_key_ring(tmp_path):
     assert await store.get(ref) == SECRET_TEXT
 
     # without the keys the document cannot be read, and says which key it needs
-    with pytest.raises(KeyNotFoundError, match="'k1'"):
+    with pytest.raises(KeyNotFoundError, match='"k1"'):
         await FilesystemDocumentStore(tmp_path).get(ref)
     # other key material under the same id fails authentication
     with pytest.raises(DecryptionError):

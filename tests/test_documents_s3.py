@@ -47,7 +47,6 @@ from worker import WorkerSettings
 
 SAMPLE = REPO_ROOT / "samples" / "person_identification.json"
 SECRET_TEXT = b'{"first_name": "Cordelia", "date_of_birth": "1968-02-29"}'
-STARTER_EXIT_CONFIGURATION = 7  # starter.py's code for "something to set in the environment"
 
 
 @pytest.fixture(scope="module")
@@ -233,12 +232,12 @@ def test_worker_and_starter_stop_at_start_on_a_bad_store_url():
                             capture_output=True, text=True, timeout=60)
     assert worker.returncode == EXIT_CONFIGURATION, worker.stderr
     assert worker.stderr.strip() == (
-        f"worker: configuration error: {ENV_DOCUMENT_STORE}: names no bucket: use s3://bucket/prefix (got \"s3://\")"
+        f"configuration: {ENV_DOCUMENT_STORE}: names no bucket: use s3://bucket/prefix (got \"s3://\")"
     )
 
     starter = subprocess.run([sys.executable, str(REPO_ROOT / "starter.py"), "status", "anyone"], cwd=REPO_ROOT,
                              env={**env, ENV_DOCUMENT_STORE: "gs://bucket"}, capture_output=True, text=True, timeout=60)
-    assert starter.returncode == STARTER_EXIT_CONFIGURATION, starter.stderr
+    assert starter.returncode == EXIT_CONFIGURATION, starter.stderr
     assert starter.stderr.startswith(f"configuration: {ENV_DOCUMENT_STORE}: unknown scheme \"gs\""), starter.stderr
     assert len(starter.stderr.strip().splitlines()) == 1 and "Traceback" not in starter.stderr
 

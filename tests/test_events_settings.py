@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from runtime.events_settings import EventsSettingsError, load_events_settings
+from runtime.process import EXIT_CONFIGURATION
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -47,7 +48,7 @@ def test_url_and_rotation_secrets(monkeypatch):
         ("whsec_***not*base64***aaaaaaaaaaaaaaaaaaaaaaaa", "secret 1 of 1 is not whsec_<base64>"),
         ("whsec_" + base64.b64encode(b"short").decode(), "secret 1 of 1 must hold 24 to 64 bytes, holds 5"),
         (f"{GOOD},whsec_%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%", "secret 2 of 2 is not whsec_<base64>"),
-        ("", "ONBOARDING_EVENTS_URL is set but ONBOARDING_EVENTS_SECRET is empty"),
+        ("", "ONBOARDING_EVENTS_SECRET: empty while ONBOARDING_EVENTS_URL is set"),
     ],
 )
 def test_unusable_secrets_are_one_line_naming_the_variable(monkeypatch, secret, expected):
@@ -84,9 +85,9 @@ def test_partner_backend_refuses_to_start_on_a_bad_secret():
         [sys.executable, "-m", "demo.partner_backend", "--port", "0"], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=60,
     )
-    assert done.returncode == 2
+    assert done.returncode == EXIT_CONFIGURATION
     lines = done.stderr.strip().splitlines()
-    assert lines == ["partner_backend: ONBOARDING_EVENTS_SECRET: secret 1 of 1 must hold 24 to 64 bytes, holds 6"]
+    assert lines == ["configuration: ONBOARDING_EVENTS_SECRET: secret 1 of 1 must hold 24 to 64 bytes, holds 6"]
 
 
 async def test_the_worker_s_delivery_reads_the_same_settings(monkeypatch):

@@ -68,5 +68,5 @@ def test_a_metrics_port_in_use_stops_the_process_with_one_line(process):
     assert done.returncode == EXIT_CONFIGURATION, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"{process}: configuration error: ONBOARDING_METRICS_PORT: cannot serve metrics on 127.0.0.1:{port}")
+    assert lines[0].startswith(f"configuration: ONBOARDING_METRICS_PORT: cannot serve metrics on 127.0.0.1:{port}")
     assert "Address already in use" in lines[0]

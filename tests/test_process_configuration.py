@@ -1,5 +1,6 @@
 """One settings model per process: the environment means the same to every process, and a
-process with a configuration it cannot use stops at start with one line and exit code 2."""
+process with a configuration it cannot use stops at start with one line,
+`configuration: <VARIABLE>: <what is wrong>`, and one exit code, the same in every process."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from data_protection.codec_server import CodecServerSettings
+import starter
 from runtime.process import EXIT_CONFIGURATION, configuration_message
 from runtime.settings import ConfigurationError, ProcessSettings, parse_flag
 from webhook_receiver.settings import ReceiverSettings
@@ -59,7 +61,7 @@ def test_a_configuration_error_is_one_line_naming_the_variable_and_never_a_secre
     with pytest.raises(ConfigurationError) as short:
         CodecServerSettings.load({"ONBOARDING_CODEC_TOKEN": "tiny-token"})
     assert "ONBOARDING_CODEC_TOKEN" in str(short.value) and "tiny-token" not in str(short.value)
-    assert configuration_message(short.value, "codec_server").startswith("codec_server: configuration error: ")
+    assert configuration_message(short.value).startswith("configuration: ONBOARDING_CODEC_TOKEN: ")
 
 
 def _malformed_key_file(tmp_path: Path, content: str) -> Path:
@@ -75,33 +77,95 @@ MALFORMED_KEY_FILES = {
     "unknown current": json.dumps({"current": "k9", "keys": {"k1": base64.b64encode(os.urandom(32)).decode()}}),
 }
 
+EVENTS_SECRET = "whsec_" + base64.b64encode(b"e" * 32).decode()
+
+# Each process as an operator starts it; a configuration it cannot use must stop it at start.
 PROCESSES = {
     "webhook_receiver": [sys.executable, "-m", "webhook_receiver", "--port", "0"],
     "worker": [sys.executable, str(REPO_ROOT / "worker.py")],
     "codec_server": [sys.executable, "-m", "data_protection.codec_server", "--port", "0"],
+    "starter": [sys.executable, str(REPO_ROOT / "starter.py"), "status", "cust-42"],
+    "partner_backend": [sys.executable, "-m", "demo.partner_backend", "--port", "0"],
+    "iron_sandbox": [sys.executable, "-m", "iron_sandbox", "--port", "0"],
+    "webhook_check": [sys.executable, "-m", "webhook_receiver", "check", "--public-url", "http://127.0.0.1:9/webhooks/iron"],
 }
+# The processes that read the payload keys (the sandbox stands for Iron, and the check only asks Iron).
+READ_KEYS = sorted(set(PROCESSES) - {"iron_sandbox", "webhook_check"})
 
 
-@pytest.mark.parametrize("process", sorted(PROCESSES))
+def run_with(process: str, **env: str) -> subprocess.CompletedProcess:
+    """`process` started with a clean environment, nothing reachable, and `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ONBOARDING_", "IRON_", "TEMPORAL_"))}
+    clean.update(
+        IRON_API_KEY="k", IRON_WEBHOOK_SECRETS="s", ONBOARDING_EVENTS_SECRET=EVENTS_SECRET,
+        TEMPORAL_ADDRESS="127.0.0.1:1", LOG_LEVEL="WARNING",
+    )
+    clean.update(env)
+    try:
+        return subprocess.run(PROCESSES[process], cwd=REPO_ROOT, env=clean, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{process} kept running with {sorted(env)} unusable")
+
+
+def assert_one_configuration_line(done: subprocess.CompletedProcess, variable: str) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == EXIT_CONFIGURATION, (done.returncode, done.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"configuration: {variable}: "), done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    return lines[0]
+
+
+@pytest.mark.parametrize("process", READ_KEYS)
 @pytest.mark.parametrize("problem", sorted(MALFORMED_KEY_FILES))
 def test_a_malformed_key_file_stops_every_process_with_one_line(process, problem, tmp_path):
     """Before: the receiver started and answered 503 to every delivery; the worker printed a
-    traceback."""
+    traceback; the starter exited 7 and the services 2, and neither line named the variable."""
     key_file = _malformed_key_file(tmp_path, MALFORMED_KEY_FILES[problem])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONBOARDING_", "IRON_", "TEMPORAL_"))}
-    env.update(
-        IRON_API_KEY="k", IRON_WEBHOOK_SECRETS="s", ONBOARDING_ENCRYPTION_KEY_FILE=str(key_file),
-        TEMPORAL_ADDRESS="127.0.0.1:1", LOG_LEVEL="WARNING",
+    line = assert_one_configuration_line(
+        run_with(process, ONBOARDING_ENCRYPTION_KEY_FILE=str(key_file)), "ONBOARDING_ENCRYPTION_KEY_FILE"
     )
-    try:
-        done = subprocess.run(PROCESSES[process], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{process} kept running with a malformed key file")
-    assert done.returncode == EXIT_CONFIGURATION, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert lines == [lines[0]] and lines[0].startswith(f"{process}: configuration error: "), done.stderr
-    assert str(key_file) in lines[0] or "key" in lines[0]
-    assert "Traceback" not in done.stderr + done.stdout
+    assert str(key_file) in line or "key" in line
+
+
+# (process, variable, value): a number, a URL or a secret no process can use.
+UNUSABLE_SETTINGS = [
+    ("worker", "ONBOARDING_ACTIVITIES_PER_SECOND", "fast"),
+    ("worker", "IRON_BASE_URL", "api.iron.xyz/api"),
+    ("webhook_receiver", "ONBOARDING_WEBHOOK_MAX_BYTES", "lots"),
+    ("webhook_receiver", "IRON_BASE_URL", "ftp://api.iron.xyz/api"),
+    ("codec_server", "ONBOARDING_CODEC_BODY_TIMEOUT_SECONDS", "soon"),
+    ("starter", "IRON_TIMEOUT_SECONDS", "soon"),
+    ("starter", "IRON_BASE_URL", "api.iron.xyz/api"),
+    ("starter", "ONBOARDING_EVENTS_URL", "not a url"),
+    ("partner_backend", "ONBOARDING_EVENTS_SECRET", "whsec_tooshort"),
+    ("iron_sandbox", "IRON_SANDBOX_PORT", "eighty"),
+    ("iron_sandbox", "IRON_SANDBOX_PUBLIC_URL", "sandbox.example"),
+    ("webhook_check", "IRON_TIMEOUT_SECONDS", "soon"),
+]
+
+
+@pytest.mark.parametrize("process,variable,value", UNUSABLE_SETTINGS, ids=[f"{p}-{v}" for p, v, _ in UNUSABLE_SETTINGS])
+def test_an_unusable_number_or_url_stops_every_process_with_one_line(process, variable, value):
+    """Before: the starter and the sandbox printed tracebacks or went on (exit 1, or
+    refused requests later), the services exited 2 with `<program>: configuration error: ...`."""
+    line = assert_one_configuration_line(run_with(process, **{variable: value}), variable)
+    if "SECRET" not in variable:
+        assert value in line  # what was read, so the typo is visible
+
+
+def test_configuration_has_one_exit_code_of_its_own():
+    """The starter's bad input (a person's typo) is 2, as is argparse's usage error in every
+    process: configuration, which a deployment fixes, is another code, the same everywhere."""
+    assert starter.EXIT_CONFIGURATION == EXIT_CONFIGURATION
+    others = {starter.EXIT_OK, starter.EXIT_UNEXPECTED, starter.EXIT_BAD_INPUT, starter.EXIT_NOT_FOUND,
+              starter.EXIT_REJECTED, starter.EXIT_UNREACHABLE, starter.EXIT_START_DATA_DIFFERS,
+              starter.EXIT_WAIT_TIMED_OUT}
+    assert EXIT_CONFIGURATION not in others
+    readme = (REPO_ROOT / "README.md").read_text()
+    configuration = readme[readme.index("### Configuration"):]
+    configuration = configuration[: configuration.index("\n#", 1)]
+    assert f"exit code {EXIT_CONFIGURATION}" in configuration
+    assert "configuration: ONBOARDING_ENCRYPTION_KEY_FILE: " in configuration
 
 
 def test_the_receiver_refuses_to_start_without_a_secret():
@@ -111,4 +175,4 @@ def test_the_receiver_refuses_to_start_without_a_secret():
         text=True, timeout=30,
     )
     assert done.returncode == EXIT_CONFIGURATION
-    assert done.stderr.strip() == "webhook_receiver: configuration error: IRON_WEBHOOK_SECRETS: no webhook secret: set it (comma-separated to accept several)"
+    assert done.stderr.strip() == "configuration: IRON_WEBHOOK_SECRETS: no webhook secret: set it (comma-separated to accept several)"

@@ -4,30 +4,31 @@ receiver's door is in tests/test_webhook_receiver.py, beside its other answers).
 
 from __future__ import annotations
 
+import base64
 import io
-import json
 import logging
 import os
+import subprocess
+import sys
 
 import httpx
 import pytest
 import structlog
 
-import starter
-from contracts.quoting import escaped, one_line, printable, quoted
+from contracts.quoting import quoted
 from data_protection.codec import EncryptionCodec
 from data_protection.codec_server import create_app
 from data_protection.keys import KeyRing
-from runtime.logging import escape_for_console
-from runtime.settings import ConfigurationError, parse_flag
+from runtime.settings import ConfigurationError, ProcessSettings, parse_flag
+from tests.conftest import REPO_ROOT
 
 HOSTILE = "a\x1b[31mred\nsecond\x85third\u2028"
-HOSTILE_SHOWN = "a\\x1b[31mred\\x0asecond\\x85third\\u2028"
+HOSTILE_SHOWN = "a\\x1b[31mred\\nsecond\\x85third\\u2028"
 RAW = ("\x1b", "\n", "\x85", "\u2028")
 
 
 def assert_one_printable_line(text: str) -> None:
-    assert text.isprintable(), repr(text)
+    assert text.isprintable(), repr(text)  # False for any C0, C1, DEL or line separator
     assert not any(ch in text for ch in RAW), repr(text)
 
 
@@ -38,100 +39,138 @@ def assert_one_printable_line(text: str) -> None:
     ("value", "shown"),
     [
         (HOSTILE, f'"{HOSTILE_SHOWN}"'),
-        ("tab\there\rcr\x00nul\x7fdel", '"tab\\x09here\\x0dcr\\x00nul\\x7fdel"'),
-        ("c1\x80\x9f and \u2029 paragraph", '"c1\\x80\\x9f and \\u2029 paragraph"'),
+        ("tab\there\rcr\x00nul\x7fdel\x1fus", '"tab\\there\\rcr\\x00nul\\x7fdel\\x1fus"'),
+        ("c1\x80\x9b and \u2029 paragraph", '"c1\\x80\\x9b and \\u2029 paragraph"'),
         ('back\\slash and "quotes"', '"back\\\\slash and \\"quotes\\""'),
         ("plain words, accents é and 漢字", '"plain words, accents é and 漢字"'),
-        (42, '"42"'),
-        (None, '"None"'),
+        ("\U0001f600 prints, a tag \U000e0001 does not", '"\U0001f600 prints, a tag \\U000e0001 does not"'),
+        ("", '""'),
     ],
 )
-def test_quoted_shows_every_non_printable_character_escaped(value, shown):
+def test_quoted_shows_every_character_that_does_not_print_escaped(value, shown):
     assert quoted(value) == shown
     assert_one_printable_line(quoted(value))
 
 
+@pytest.mark.parametrize(("value", "shown"), [(42, '"42"'), (None, '"None"'), (b"a\n", '"b\'a\\\\n\'"'), (["x\ny"], '"[\'x\\\\ny\']"')])
+def test_quoted_renders_a_value_that_is_not_text_as_its_str(value, shown):
+    assert quoted(value) == shown
+
+
 def test_quoted_is_bounded_and_says_how_long_the_input_was():
-    text = quoted("x" * 5000, limit=10)
-    assert text == '"xxxxxxxxxx... (5000 characters)"'
-    assert len(quoted("\x1b" * 5000)) < 1000  # bounded before escaping grows it
-    assert escaped("\U0001f600\U000e0001") == "\U0001f600\\U000e0001"  # an emoji prints; a tag does not
-
-
-def test_one_line_folds_line_breaks_and_escapes_the_rest():
-    assert one_line("first\nsecond\u2028third\x85fourth  \x1b[0m") == "first second third fourth \\x1b[0m"
-    assert one_line("y" * 600).endswith("...") and len(one_line("y" * 600)) == 503
-
-
-def test_printable_changes_nothing_but_non_printable_characters():
-    assert printable('a "quoted" \\ value') == 'a "quoted" \\ value'
-    assert printable(HOSTILE) == HOSTILE_SHOWN
+    assert quoted("x" * 5000, limit=10) == '"xxxxxxxxxx... (5000 characters)"'
+    assert quoted("x" * 80) == f'"{"x" * 80}"'  # up to the limit, nothing is cut
+    assert len(quoted("\x1b" * 5000)) < 500  # cut before escaping, which makes it longer
+    assert_one_printable_line(quoted(HOSTILE * 1000))
 
 
 # --- the doors -----------------------------------------------------------------------------------
 
 
-def test_the_starter_quotes_a_hostile_field_name_of_an_identification_file(tmp_path, monkeypatch):
+def test_the_starter_quotes_a_hostile_field_name_of_an_identification_file(tmp_path):
+    path = tmp_path / "F.json"
+    path.write_text('{"a\\u001b[31mred\\nsecond\\u0085third\\u2028": 1}')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARDING_ENCRYPTION_")}
+    env["TEMPORAL_ADDRESS"] = "127.0.0.1:9"  # nothing listens there: the file must be refused before
+    result = subprocess.run(
+        [sys.executable, "starter.py", "start", "c-1", "--email", "a@example.com",
+         "--identification", "business", "--identification-file", str(path)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2, result.stderr  # EXIT_BAD_INPUT
+    assert result.stderr.endswith("\n") and result.stderr.count("\n") == 1, repr(result.stderr)
+    line = result.stderr[:-1]
+    assert f'"{HOSTILE_SHOWN}": Extra inputs are not permitted' in line, line
+    assert "\\x1b" in line
+    assert_one_printable_line(line)
+
+
+def test_the_starter_quotes_a_message_that_embeds_a_hostile_path(tmp_path, monkeypatch):
+    import starter
+
     async def refuse(*args, **kwargs):
-        raise AssertionError("a bad file is refused before anything connects")
+        raise AssertionError("a file that cannot be read is refused before anything connects")
 
     monkeypatch.setattr(starter, "connect", refuse)
-    monkeypatch.delenv("ONBOARDING_ENCRYPTION_KEY_FILE", raising=False)
-    monkeypatch.delenv("ONBOARDING_ENCRYPTION_KEYS", raising=False)
-    path = tmp_path / "F.json"
-    path.write_text(json.dumps({HOSTILE: 1}))
+    missing = tmp_path / f"{HOSTILE}.json"
     out, err = io.StringIO(), io.StringIO()
-    code = starter.main(
-        ["start", "c-1", "--email", "a@example.com", "--identification", "business", "--identification-file", str(path)],
-        out=out, err=err,
-    )
-    assert code == starter.EXIT_BAD_INPUT
-    lines = err.getvalue().splitlines()
-    assert len(lines) == 1, err.getvalue()
-    assert f'"{HOSTILE_SHOWN}": Extra inputs are not permitted' in lines[0]
-    assert_one_printable_line(lines[0])
+    argv = ["start", "c-1", "--email", "a@example.com", "--identification", "business", f"--identification-file={missing}"]
+    assert starter.main(argv, out=out, err=err) == starter.EXIT_BAD_INPUT
+    line = err.getvalue().removesuffix("\n")
+    assert line.startswith('error: --identification-file: "') and f"{HOSTILE_SHOWN}.json does not exist\"" in line, line
+    assert_one_printable_line(line)
+
+
+CODEC_TOKEN = "codec-token-" + "a1" * 16
+
+
+async def codec_server_answer(path: str, body: dict, **headers: str) -> httpx.Response:
+    app = create_app(EncryptionCodec(KeyRing({"k1": os.urandom(32)})), [CODEC_TOKEN], namespaces=["default"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://codec.test") as client:
+        return await client.post(path, json=body, headers={"Authorization": f"Bearer {CODEC_TOKEN}", **headers})
 
 
 async def test_the_codec_server_quotes_a_hostile_namespace():
-    app = create_app(EncryptionCodec(KeyRing({"k1": os.urandom(32)})), ["codec-token-" + "a1" * 16], namespaces=["default"])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://codec.test") as client:
-        # A header cannot carry control characters; the path form of the namespace can.
-        response = await client.post(
-            "/a%1B%5B31mred%0Asecond%C2%85third%E2%80%A8/decode", json={"payloads": []},
-            headers={"Authorization": "Bearer codec-token-" + "a1" * 16},
-        )
+    # A header cannot carry control characters; the path form of the namespace can.
+    response = await codec_server_answer("/a%1B%5B31mred%0Asecond%C2%85third%E2%80%A8/decode", {"payloads": []})
     assert response.status_code == 403, response.text
     error = response.json()["error"]
     assert f'namespace "{HOSTILE_SHOWN}" is not served' in error
     assert_one_printable_line(error)
 
+    response = await codec_server_answer(f"/{'n' * 5000}/decode", {"payloads": []})
+    assert response.status_code == 403 and "... (5000 characters)" in response.json()["error"]
+    assert len(response.json()["error"]) < 200
+
+
+async def test_the_codec_server_quotes_a_hostile_key_id_of_a_payload():
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    payload = {"metadata": {"encoding": b64(b"binary/encrypted"), "encryption-key-id": b64(HOSTILE.encode())}, "data": b64(b"x" * 40)}
+    response = await codec_server_answer("/decode", {"payloads": [payload]}, **{"X-Namespace": "default"})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error.startswith(f'encryption key "{HOSTILE_SHOWN}" is not in the configured key ring'), error
+    assert_one_printable_line(error)
+
 
 def test_a_settings_error_quotes_the_value_it_refuses():
     with pytest.raises(ConfigurationError) as refused:
-        parse_flag(HOSTILE, "ONBOARDING_FLEET_SCHEDULE")
+        ProcessSettings.load({"IRON_TIMEOUT_SECONDS": HOSTILE})
     message = str(refused.value)
-    assert message.startswith("ONBOARDING_FLEET_SCHEDULE must be one of") and HOSTILE_SHOWN in message
+    assert message.startswith("IRON_TIMEOUT_SECONDS: ") and message.endswith(f'(got "{HOSTILE_SHOWN}")'), message
     assert_one_printable_line(message)
 
-
-def test_the_console_log_renderer_shows_a_hostile_value_escaped():
-    renderer = structlog.dev.ConsoleRenderer(colors=False)
-    event = escape_for_console(None, "info", {"event": "webhook_refused", "event_type": HOSTILE, "count": 3})
-    line = renderer(None, "info", event)
-    assert HOSTILE_SHOWN in line and "count=3" in line
-    assert_one_printable_line(line)
+    with pytest.raises(ConfigurationError) as refused:
+        parse_flag(HOSTILE, "ONBOARDING_FLEET_SCHEDULE")
+    assert str(refused.value).endswith(f'got "{HOSTILE_SHOWN}"'), str(refused.value)
 
 
-def test_the_console_log_configuration_escapes_before_it_renders(monkeypatch):
+@pytest.fixture
+def console_logging(monkeypatch):
+    """`configure_logging(json=False)` for one test, the configuration before it restored after."""
     import runtime.logging as logging_setup
 
-    monkeypatch.setattr(logging_setup, "_configured", False)  # undone after the test
+    monkeypatch.setattr(logging_setup, "_configured", False)
     saved, root = structlog.get_config(), logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        logging_setup.configure_logging(json=False)
-        processors = structlog.get_config()["processors"]
-        assert processors.index(escape_for_console) == len(processors) - 2  # just before the renderer
+        logging_setup.configure_logging(level="INFO", json=False)
+        yield
     finally:
         structlog.configure(**saved)
         root.handlers, root.level = handlers, level
+
+
+def test_the_console_log_renderer_shows_a_hostile_value_escaped(console_logging, capsys):
+    structlog.get_logger("door").warning("webhook", event_type=HOSTILE, count=3, plain="as-it-was")
+    logging.getLogger("stdlib.door").warning("refused %s", HOSTILE)  # the Temporal SDK's, uvicorn's records
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    ours, theirs = lines
+    assert f'event_type="{HOSTILE_SHOWN}"' in ours and "count=3" in ours, ours
+    assert "plain=as-it-was" in ours, ours  # a value that prints is left to the renderer
+    assert f'"refused {HOSTILE_SHOWN}"' in theirs, theirs
+    for line in lines:
+        assert_one_printable_line(line)

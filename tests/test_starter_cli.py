@@ -4,6 +4,7 @@ the webhook receiver and a worker, each its own process, as an operator would ru
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from demo.stack import Stack, StackConfig
+from runtime.process import EXIT_CONFIGURATION
 from tests.conftest import REPO_ROOT
 
 
@@ -173,6 +175,23 @@ def test_bad_input_is_refused_before_anything_starts(stack, tmp_path, argv, flag
     assert starter(stack, "status", external_id).returncode == 3, "nothing was started"
 
 
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_dot_segments_are_refused_as_external_ids_before_anything_connects(dots):
+    """Before: `start ..` went on to Temporal (here unreachable: exit 5), and with a stack
+    started an onboarding whose look-up asked Iron `GET /api/external`."""
+    from demo.stack import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONBOARDING_", "IRON_", "TEMPORAL_"))}
+    env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{free_port()}"
+    for argv in (["start", dots, "--email", "a@example.com"], ["status", dots], ["wait", dots, "--phase", "Active"],
+                 ["sign", dots, "--all"], ["restart", dots], ["refresh", dots]):
+        run = subprocess.run([sys.executable, "starter.py", *argv], cwd=REPO_ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)
+        lines = run.stderr.strip().splitlines()
+        assert run.returncode == 2 and len(lines) == 1, (argv, run.returncode, run.stderr)
+        assert lines[0].startswith("error: EXTERNAL_ID:") and "`.` or `..`" in lines[0], lines[0]
+
+
 def test_adopting_an_unknown_iron_customer_is_not_found(stack):
     run = starter(stack, "adopt", str(uuid.uuid4()))
     assert run.returncode == 3 and run.stderr.startswith("error: Iron has no customer"), run.stderr
@@ -265,14 +284,24 @@ def test_clients_without_the_right_configuration_get_one_line(stack, tmp_path):
     unreadable = [run("status", external_id, ONBOARDING_ENCRYPTION_KEY_FILE=str(p)) for p in (not_utf8, deep)]
     unreachable = run("status", external_id, TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
     namespace = run("status", external_id, TEMPORAL_NAMESPACE="no-such-namespace")
+    bad_number = run("status", external_id, IRON_TIMEOUT_SECONDS="soon")
+    bad_url = run("status", external_id, IRON_BASE_URL="api.iron.xyz/api")
+    # A configuration error is the line every process prints, naming the variable first, and
+    # the code every process exits with (before: exit 7 here, 2 in the services, and a bad key
+    # file's line did not name the variable).
+    configuration = EXIT_CONFIGURATION
     expected = [
-        (no_keys, 7, "ONBOARDING_ENCRYPTION_KEY_FILE"),
-        (bad_file, 7, "not valid base64"),
-        (wrong_key, 7, "cannot decrypt"),
-        (unreadable[0], 7, "not UTF-8"),
-        (unreadable[1], 7, "nests too deep"),
+        (no_keys, configuration, "configuration: ONBOARDING_ENCRYPTION_KEY_FILE: not set"),
+        (bad_file, configuration, "configuration: ONBOARDING_ENCRYPTION_KEY_FILE: key "),
+        (bad_file, configuration, "not valid base64"),
+        (wrong_key, configuration, "configuration: ONBOARDING_ENCRYPTION_KEY_FILE: cannot decrypt"),
+        (unreadable[0], configuration, "configuration: ONBOARDING_ENCRYPTION_KEY_FILE: key file"),
+        (unreadable[0], configuration, "not UTF-8"),
+        (unreadable[1], configuration, "nests too deep"),
+        (bad_number, configuration, 'configuration: IRON_TIMEOUT_SECONDS: '),
+        (bad_url, configuration, 'configuration: IRON_BASE_URL: must be an http or https URL'),
         (unreachable, 5, "TEMPORAL_ADDRESS"),
-        (namespace, 7, "TEMPORAL_NAMESPACE"),
+        (namespace, configuration, "configuration: TEMPORAL_NAMESPACE: "),
     ]
     for result, code, words in expected:
         lines = result.stderr.strip().splitlines()

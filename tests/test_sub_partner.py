@@ -33,6 +33,7 @@ from contracts.messages import (
 from contracts.start_metadata import differing_fields, start_digest, start_metadata
 from iron_client.errors import IronNotFound
 from iron_sandbox.testing import SandboxServer
+from runtime.process import EXIT_CONFIGURATION
 from runtime.settings import ConfigurationError, ProcessSettings
 from starter import BadInput, OnboardingNotFound, build_onboarding_input, check_sub_partner_id, main, start_onboarding
 from tests.conftest import REPO_ROOT
@@ -149,7 +150,7 @@ def test_the_cli_refuses_a_bad_sub_partner_in_a_bare_shell():
 
 def test_a_missing_onboarding_names_its_scope():
     assert f"onboarding-sp-{A}-x" in str(OnboardingNotFound("x", A))
-    assert str(OnboardingNotFound("x")) == "no onboarding for external id 'x' (onboarding-x)"
+    assert str(OnboardingNotFound("x")) == 'no onboarding for external id "x" (onboarding-x)'
 
 
 @pytest.mark.parametrize("variable", ["IRON_SUB_PARTNER_ID", "IRON_SUB_PARTNER_IDS"])
@@ -165,7 +166,8 @@ def test_processes_refuse_a_sub_partner_setting_that_is_not_a_uuid(variable):
         env={**env, "IRON_WEBHOOK_SECRETS": "s", variable: "acme", "TEMPORAL_ADDRESS": "127.0.0.1:1"},
         capture_output=True, text=True, timeout=30,
     )
-    assert done.returncode == 2 and variable in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == EXIT_CONFIGURATION and done.stderr.startswith(f"configuration: {variable}: ")
+    assert "Traceback" not in done.stderr
 
 
 def test_the_receiver_looks_up_each_sub_partner_once_and_not_the_default_again():

@@ -28,6 +28,7 @@ from activities.iron_activities import IronActivities
 from data_protection.documents import FilesystemDocumentStore
 from iron_client.webhooks import sign
 from iron_sandbox.testing import SandboxServer
+from runtime.process import EXIT_CONFIGURATION
 from runtime.temporal import data_converter
 from starter import start_onboarding
 from tests.test_webhook_receiver import (
@@ -407,5 +408,5 @@ async def test_receiver_refuses_to_start_without_a_secret():
         [sys.executable, "-m", "webhook_receiver", "--port", str(free_port())],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
     )
-    assert result.returncode == 2
-    assert "IRON_WEBHOOK_SECRETS" in result.stderr
+    assert result.returncode == EXIT_CONFIGURATION
+    assert result.stderr.startswith("configuration: IRON_WEBHOOK_SECRETS: ")

@@ -4,8 +4,9 @@
 Secrets from `IRON_WEBHOOK_SECRETS`, Iron from `IRON_*`, Temporal from Temporal's environment
 configuration. Starts even while Temporal is down (deliveries get 503 until it is back), but
 not with a configuration it cannot use (a missing secret, a malformed key file): that is one
-line on stderr and exit code 2. SIGTERM or SIGINT: no new connections, the deliveries in flight
-are answered (for up to `ONBOARDING_WEBHOOK_SHUTDOWN_GRACE_SECONDS`), exit code 0.
+line on stderr, `configuration: <VARIABLE>: <what is wrong>`, and exit code 7. SIGTERM or
+SIGINT: no new connections, the deliveries in flight are answered (for up to
+`ONBOARDING_WEBHOOK_SHUTDOWN_GRACE_SECONDS`), exit code 0.
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     log = get_logger("webhook_receiver")
     # Keys, secrets and the converter are built now, so a bad one stops the start, not each delivery.
-    settings = load_or_exit(ReceiverSettings.load, program=PROGRAM)
-    converter = load_or_exit(settings.data_converter, program=PROGRAM)
+    settings = load_or_exit(ReceiverSettings.load)
+    converter = load_or_exit(settings.data_converter)
     # The client reports to the runtime serving the metrics, so its requests are counted too.
-    metrics_runtime = load_or_exit(lambda: runtime_for(settings, args.metrics_port), program=PROGRAM)
+    metrics_runtime = load_or_exit(lambda: runtime_for(settings, args.metrics_port))
     runtime_option = {"runtime": metrics_runtime} if metrics_runtime is not None else {}
     app = create_app(
         settings,

@@ -15,7 +15,8 @@ Iron, through its webhooks API, and then proves the path end to end:
    replica's internal address: a ping lands on one replica, and only that one remembers it).
 
 Prints one line and exits 0 when all hold, 1 with the reason when one does not, 2 for bad
-usage, 5 when Iron or the receiver cannot be asked. Iron's settings come from `IRON_*`.
+usage, 5 when Iron or the receiver cannot be asked. Iron's settings come from `IRON_*`, read as
+every process reads them: an unusable one is `configuration: <VARIABLE>: ...` and exit code 7.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from iron_client import IronClient, IronSettings
+from iron_client import IronClient
 from iron_client.errors import IronError
 from iron_client.models import ONBOARDING_TOPICS, Webhook, wire
 
@@ -165,8 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         print("webhook check: --public-url must be an http(s) URL and --timeout positive", file=sys.stderr)
         return USAGE
 
+    from runtime.process import EXIT_CONFIGURATION, configuration_errors, configuration_message
+    from runtime.settings import ProcessSettings
+
+    try:
+        iron_settings = ProcessSettings.load().iron_settings()
+    except configuration_errors() as exc:
+        print(configuration_message(exc), file=sys.stderr)
+        return EXIT_CONFIGURATION
+
     async def run() -> CheckResult:
-        async with IronClient(IronSettings.from_env()) as iron:
+        async with IronClient(iron_settings) as iron:
             return await check_webhook(
                 iron, args.public_url, receiver_url=args.receiver_url, timeout_seconds=args.timeout
             )
