@@ -25,14 +25,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from contracts.phase import Phase
-
-if TYPE_CHECKING:  # the state holds the outbox of these events: no import at run time
-    from contracts.messages import OnboardingState
+from contracts.workflow_ids import workflow_id_for
 
 ACTIVITY_DELIVER_EVENT = "deliver_event"
 
@@ -254,8 +252,24 @@ def timestamp_of(at: datetime) -> str:
     return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+class StateShown(Protocol):
+    """What an event shows of a customer's state: the fields `OnboardingState` has (it holds
+    the outbox of these events, so it is named by its shape rather than imported)."""
+
+    external_id: str
+    iron_customer_id: str | None
+    phase: Phase
+    cycle: int
+    customer_status: str | None
+    identification_status: str | None
+    identification_url: str | None
+    required_signings: Sequence[Any]
+    needs_attention: Any
+    outcome: Any
+
+
 def event_data(
-    state: OnboardingState,
+    state: StateShown,
     *,
     previous_phase: Phase | None = None,
     requirements: Any = None,
@@ -263,9 +277,7 @@ def event_data(
     sla: SlaBreach | None = None,
 ) -> EventData:
     """The customer as the state shows it now. Reads only the state's public fields, so any
-    state with those names (the query's `OnboardingState` and its successors) will do."""
-    from contracts.messages import workflow_id_for
-
+    state with those names (`StateShown`) will do."""
     attention = state.needs_attention
     return EventData(
         external_id=state.external_id,
@@ -297,7 +309,7 @@ def event_data(
 
 
 def phase_changed(
-    state: OnboardingState, *, previous_phase: Phase | None, at: datetime, requirements: Any = None
+    state: StateShown, *, previous_phase: Phase | None, at: datetime, requirements: Any = None
 ) -> OnboardingEvent:
     """A draft (sequence 0) for the outbox: the state has just moved from `previous_phase`."""
     return OnboardingEvent(
@@ -308,7 +320,7 @@ def phase_changed(
 
 
 def reminder_due(
-    state: OnboardingState,
+    state: StateShown,
     *,
     reminder: ReminderDue,
     at: datetime,
@@ -323,7 +335,7 @@ def reminder_due(
 
 
 def sla_breached(
-    state: OnboardingState,
+    state: StateShown,
     *,
     breach: SlaBreach,
     at: datetime,

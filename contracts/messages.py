@@ -5,14 +5,16 @@ webhook receiver and tests alike.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from contracts.outbox import Outbox
 from contracts.phase import Phase
 from contracts.requirements import RequirementsView
+# Importers name a workflow from here too, beside the messages that carry its customer.
+from contracts.workflow_ids import canonical_sub_partner_id, workflow_id_for
 from iron_client.models import CustomerType, IdentificationKind, IntendedUse
 
 WORKFLOW_TYPE = "CustomerOnboarding"
@@ -22,7 +24,6 @@ DEFAULT_TASK_QUEUE = "iron-onboarding"
 # backend) stays on the onboarding's queue, where activities start eagerly: Temporal cannot rate
 # limit an eager activity, so a rate-limited queue dispatches none eagerly.
 IRON_CALLS_QUEUE_SUFFIX = "-iron-calls"
-WORKFLOW_ID_PREFIX = "onboarding-"
 
 SIGNAL_IRON_EVENT = "iron_event"
 UPDATE_ACCEPT_SIGNING = "accept_signing"
@@ -56,55 +57,6 @@ def iron_calls_queue(task_queue: str) -> str:
     """The task queue of Iron's calls for onboardings that run on `task_queue` (runs of an
     engine before SINCE_IRON_CALLS_QUEUE call Iron on the onboarding's own queue)."""
     return task_queue + IRON_CALLS_QUEUE_SUFFIX
-
-
-# A customer onboarded for a sub-partner: `onboarding-sp-{sub_partner_id}-{external_id}`. The
-# sub-partner comes first so one sub-partner's onboardings share a prefix (`WorkflowId
-# STARTS_WITH "onboarding-sp-<id>-"`); the default scope keeps `onboarding-{external_id}`.
-SUB_PARTNER_WORKFLOW_ID_PREFIX = f"{WORKFLOW_ID_PREFIX}sp-"
-_UUID_TEXT_LENGTH = 36
-
-
-def workflow_id_for(external_id: str, sub_partner_id: str | None = None) -> str:
-    """The workflow ID of the onboarding of `external_id` in a sub-partner's scope (None: the
-    deployment's default scope, `IRON_SUB_PARTNER_ID` or none, named as it always was)."""
-    if sub_partner_id is None:
-        return f"{WORKFLOW_ID_PREFIX}{external_id}"
-    return f"{SUB_PARTNER_WORKFLOW_ID_PREFIX}{canonical_sub_partner_id(sub_partner_id)}-{external_id}"
-
-
-def scope_of_workflow_id(workflow_id: str) -> tuple[str | None, str] | None:
-    """(sub_partner_id or None, external_id) named by an onboarding workflow ID, or None for an
-    ID that is not an onboarding's. An external id of the default scope that itself begins with
-    `sp-<uuid>-` reads as a sub-partner's: such ids are reserved for that form."""
-    if not workflow_id.startswith(WORKFLOW_ID_PREFIX):
-        return None
-    rest = workflow_id[len(WORKFLOW_ID_PREFIX):]
-    if workflow_id.startswith(SUB_PARTNER_WORKFLOW_ID_PREFIX):
-        tail = workflow_id[len(SUB_PARTNER_WORKFLOW_ID_PREFIX):]
-        candidate, dash, external_id = tail[:_UUID_TEXT_LENGTH], tail[_UUID_TEXT_LENGTH:_UUID_TEXT_LENGTH + 1], tail[_UUID_TEXT_LENGTH + 1:]
-        if dash == "-" and external_id and _is_canonical_uuid(candidate):
-            return candidate, external_id
-    return (None, rest) if rest else None
-
-
-def canonical_sub_partner_id(value: str) -> str:
-    """A sub-partner id as Iron's `X-SUB-PARTNER-ID` takes it: a UUID, in its canonical
-    lower-case hyphenated form (so one sub-partner always names one workflow ID). Raises
-    ValueError for anything that is not a UUID."""
-    if not isinstance(value, str) or not 0 < len(value.strip()) <= 64:
-        raise ValueError("a sub-partner id must be a UUID (such as 0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f)")
-    try:
-        return str(uuid.UUID(value.strip()))
-    except ValueError:
-        raise ValueError("a sub-partner id must be a UUID (such as 0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f)") from None
-
-
-def _is_canonical_uuid(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
 
 
 def omit_default_scope(data: Any) -> Any:
@@ -450,7 +402,7 @@ class OnboardingState(Message):
     progress: PassProgress = Field(default_factory=PassProgress)
     # Events for the partner's backend not yet delivered, with their sequence (`contracts/outbox.py`).
     deliver_events: bool = False
-    outbox: "Outbox" = Field(default_factory=lambda: Outbox())
+    outbox: Outbox = Field(default_factory=Outbox)
     # The wait the customer must act on (what, for which identification and cycle), since when,
     # and how many reminders it has had.
     reminder_key: str | None = None
@@ -507,9 +459,6 @@ class OnboardingState(Message):
             "outcome": self.outcome,
         }
 
-
-# The outbox holds events that describe this state: imported once the state exists.
-from contracts.outbox import Outbox  # noqa: E402
 
 OnboardingState.model_rebuild()
 OnboardingInput.model_rebuild()

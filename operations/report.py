@@ -27,8 +27,9 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecution
 
 from contracts import search_attributes as sa
-from contracts.messages import WORKFLOW_ID_PREFIX, WORKFLOW_TYPE, Phase, scope_of_workflow_id
+from contracts.messages import WORKFLOW_TYPE, Phase
 from contracts.quoting import quoted
+from contracts.workflow_ids import WORKFLOW_ID_PREFIX, scope_of_workflow_id
 from runtime.settings import workflow_ui_link
 
 RUNNING = f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running"'

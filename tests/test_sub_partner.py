@@ -26,10 +26,8 @@ from contracts.messages import (
     OnboardingState,
     Phase,
     _valid_external_id,
-    canonical_sub_partner_id,
-    scope_of_workflow_id,
-    workflow_id_for,
 )
+from contracts.workflow_ids import scope_of_workflow_id, workflow_id_for
 from contracts.start_metadata import differing_fields, start_digest, start_metadata
 from iron_client.errors import IronNotFound
 from iron_sandbox.testing import SandboxServer
