@@ -1,4 +1,5 @@
-"""Start, inspect and drive customer onboardings: a CLI for people, an API for backends.
+"""Start, inspect and drive customer onboardings from a shell: the command line of the API in
+`operations/onboardings.py`, which it re-exports under the names backends import.
 
     python starter.py start EXTERNAL_ID --email E [--customer-type Person|Business] [--name N]
                             [--identification link|token|person|business]
@@ -17,10 +18,9 @@
 Every command takes `--sub-partner ID` for a customer onboarded for an Iron sub-partner: an
 onboarding is found by (sub-partner, external id).
 
-Backends import the functions below (`start_onboarding`, `get_state`, `wait_for`,
-`accept_signing`, `amend_onboarding`, ...) with a client from `runtime.temporal.connect()`.
-`get_state` reads the state view in the workflow's memo (no workflow query); `wait_for` and
-`start_onboarding(..., wait=True)` wait inside the workflow (update `wait_for`), no polling.
+Backends import `start_onboarding`, `get_state`, `wait_for`, `accept_signing`,
+`amend_onboarding`, ... from here or from `operations.onboardings`, with a client from
+`runtime.temporal.connect()`.
 
 Exit codes: 0 done, 1 unexpected error (a defect: report it), 2 bad input (nothing started),
 3 no such onboarding or Iron customer, 4 rejected by the workflow or Iron, 5 Temporal or Iron
@@ -35,647 +35,73 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import os
 import sys
-import unicodedata
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import email_validator
-from pydantic import TypeAdapter, ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from iron_client import IronClient, IronError
-from iron_client.errors import IronNotFound, IronUnauthorized
-from iron_client.models import CustomerType, IdentificationKind, IdentificationParams, IntendedUse
+from iron_client.errors import IronUnauthorized
+from iron_client.models import IdentificationKind, IntendedUse
 import operations.report
 from runtime import settings
-from runtime.process import EXIT_CONFIGURATION, exit_now
-from runtime.temporal import connect
-from contracts import search_attributes
-from contracts.quoting import quoted
-import operations.fleet_schedule as fleet_reconcile
-from contracts.messages import (
-    ENGINE_VERSION,
-    EXTERNAL_ID_MAX_LENGTH,
-    UPDATE_ACCEPT_SIGNING,
-    UPDATE_AMEND,
-    UPDATE_REFRESH,
-    UPDATE_RESTART_IDENTIFICATION,
-    WORKFLOW_TYPE,
-    AcceptSigningRequest,
-    AcceptSigningResult,
-    AmendRequest,
-    AmendResult,
-    IdentificationRequest,
-    OnboardingInput,
-    OnboardingState,
-    OnboardingTimings,
-    Phase,
-    RefreshRequest,
-    RestartIdentificationRequest,
-    RestartIdentificationResult,
-    _valid_external_id,
-    canonical_sub_partner_id,
-    external_id_for_customer,
-    workflow_id_for,
+from runtime.process import (  # noqa: F401 - the exit codes, under the names scripts import
+    EXIT_BAD_INPUT,
+    EXIT_CONFIGURATION,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_START_DATA_DIFFERS,
+    EXIT_UNEXPECTED,
+    EXIT_UNREACHABLE,
+    EXIT_WAIT_TIMED_OUT,
+    exit_now,
 )
-from contracts.start_metadata import START_DIGEST_MEMO, differing_fields, start_metadata
-from contracts.state_view import STATE_MEMO, WAIT_MAX_SECONDS, OnboardingStateView
+from runtime.temporal import connect
+from contracts.quoting import message_line, quoted
+import operations.fleet_schedule as fleet_reconcile
+from contracts.messages import IdentificationRequest, OnboardingState, Phase
+from contracts.start_metadata import START_DIGEST_MEMO, start_metadata
+from contracts.state_view import OnboardingStateView
 import operations.state_access as state_access
 from operations.state_access import NoStateView, OnboardingClosed, WaitTimedOut  # noqa: F401 - part of the API
-
-EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4, 5
-# EXIT_CONFIGURATION (7) is every process's code for a configuration it cannot use (runtime.process).
-EXIT_START_DATA_DIFFERS, EXIT_WAIT_TIMED_OUT = 6, 8
-
-NAME_MAX_LENGTH = 200
-TEXT_MAX_LENGTH = 500
-TOKEN_MAX_LENGTH = 2048
-# An identification file holds a few base64 documents of up to 10 MB each (Iron's limit, checked
-# per document): 64 MiB is above any valid file and keeps a wrong file from filling memory.
-IDENTIFICATION_FILE_MAX_BYTES = 64 * 1024 * 1024
-# Iron's Person and Business params nest a handful of levels; beneficiaries may nest businesses.
-IDENTIFICATION_FILE_MAX_DEPTH = 32
-KINDS_WITH_FILE = (IdentificationKind.PERSON, IdentificationKind.BUSINESS)
-
-
-# --- errors a caller can act on ------------------------------------------------------------------
-
-
-class BadInput(ValueError):
-    """Input refused before anything is stored or started: which flag, which rule."""
-
-    def __init__(self, flag: str, rule: str) -> None:
-        super().__init__(f"{flag}: {rule}")
-        self.flag = flag
-        self.rule = rule
-
-
-class OnboardingNotFound(LookupError):
-    def __init__(self, external_id: str, sub_partner_id: str | None = None) -> None:
-        scope = f" of sub-partner {sub_partner_id}" if sub_partner_id else ""
-        super().__init__(
-            f"no onboarding for external id {quoted(external_id)}{scope} ({workflow_id_for(external_id, sub_partner_id)})"
-        )
-        self.external_id = external_id
-        self.sub_partner_id = sub_partner_id
-
-
-class UnknownIronCustomer(LookupError):
-    def __init__(self, iron_customer_id: str) -> None:
-        super().__init__(f"Iron has no customer {iron_customer_id}")
-        self.iron_customer_id = iron_customer_id
-
-
-class StartDataDiffers(Exception):
-    """A start for an external id whose running onboarding was started with other data."""
-
-    def __init__(self, workflow_id: str, fields: list[str]) -> None:
-        self.workflow_id = workflow_id
-        self.fields = fields
-        super().__init__(f"{workflow_id} is already running with a different {', '.join(fields)}")
-
-
-# Something to set or fix in the environment before this can work; the message names the
-# variable first (`TEMPORAL_NAMESPACE: ...`). The one class every process raises.
-ConfigurationError = settings.ConfigurationError
-
-
-@dataclass(frozen=True)
-class StartResult:
-    workflow_id: str
-    run_id: str | None
-    started: bool  # False: an onboarding was already running and was attached to
-    # Attached to a running onboarding that carries no start digest (started by the webhook
-    # receiver's adoption, say): its start data could not be compared.
-    compared: bool = True
-    # With wait=True: the state view when the call returned, and whether the identification url
-    # (or a phase where none will come) was reached before the timeout.
-    state: OnboardingStateView | None = None
-    reached: bool | None = None
-
-    @property
-    def ui_link(self) -> str:
-        return settings.workflow_ui_link(self.workflow_id)
-
-
-# --- validation: one rule per field, the same for the CLI and the API -----------------------------
-
-
-def check_external_id(value: str, flag: str = "EXTERNAL_ID") -> str:
-    if not isinstance(value, str) or not _valid_external_id(value):
-        raise BadInput(
-            flag,
-            f"must be 1 to {EXTERNAL_ID_MAX_LENGTH} printable characters, without spaces or control characters, "
-            "and not `.` or `..` (a URL would resolve them to another path)",
-        )
-    return value
-
-
-def normalise_email(value: str, flag: str = "--email") -> str:
-    """The address as Iron should get it, checked by `email-validator` (syntax only: this
-    machine may be offline, and deliverability is Iron's business)."""
-    if not isinstance(value, str) or not value.strip():
-        raise BadInput(flag, "must be an email address")
-    try:
-        checked = email_validator.validate_email(value.strip(), check_deliverability=False)
-    except email_validator.EmailNotValidError as exc:
-        raise BadInput(flag, f"is not a valid email address: {_one_line(str(exc))}") from None
-    return checked.normalized
-
-
-def check_printable(value: str, flag: str, *, max_length: int, what: str = "text") -> str:
-    """Trimmed, NFC-normalised, 1 to `max_length` characters, none of them a control or
-    line-breaking character (a name ends up in Iron and in logs' neighbours)."""
-    if not isinstance(value, str):
-        raise BadInput(flag, f"must be {what}")
-    text = unicodedata.normalize("NFC", value.strip())
-    if not text:
-        raise BadInput(flag, "must not be empty")
-    if len(text) > max_length:
-        raise BadInput(flag, f"must be at most {max_length} characters (got {len(text)})")
-    if not text.isprintable():
-        raise BadInput(flag, "must hold printable characters only (no control characters or line breaks)")
-    return text
-
-
-def check_token(value: str, flag: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > TOKEN_MAX_LENGTH:
-        raise BadInput(flag, f"must be 1 to {TOKEN_MAX_LENGTH} characters")
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise BadInput(flag, "must not contain spaces or control characters")
-    return value
-
-
-def check_iron_customer_id(value: str, flag: str = "IRON_CUSTOMER_ID") -> str:
-    """Iron's customer ids are UUIDs: anything else cannot name a customer."""
-    rule = "must be an Iron customer id (a UUID such as 0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f)"
-    if not isinstance(value, str) or len(value) > 64:
-        raise BadInput(flag, rule)
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise BadInput(flag, rule) from None
-
-
-def check_sub_partner_id(value: str | None, flag: str = "--sub-partner") -> str | None:
-    """The sub-partner scope an onboarding belongs to: a UUID in canonical form, or None for the
-    default scope. Naming the deployment's default sub-partner (`IRON_SUB_PARTNER_ID`) is the
-    default scope itself: its customers keep `onboarding-{external_id}`, whoever names them."""
-    if value is None:
-        return None
-    try:
-        sub_partner_id = canonical_sub_partner_id(value)
-    except ValueError:
-        raise BadInput(flag, "must be an Iron sub-partner id (a UUID such as 0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f)") from None
-    return None if sub_partner_id == _default_sub_partner_id() else sub_partner_id
-
-
-def _default_sub_partner_id() -> str | None:
-    try:
-        return canonical_sub_partner_id(os.environ["IRON_SUB_PARTNER_ID"])
-    except (KeyError, ValueError):
-        return None
-
-
-def load_identification_file(path: str | os.PathLike[str], kind: IdentificationKind,
-                             flag: str = "--identification-file") -> tuple[bytes, Any]:
-    """Read and check a Person or Business identification data file: (raw bytes, parsed).
-    Missing, unreadable, too big, not UTF-8, not JSON, nested too deep, a document above
-    Iron's 10 MB, or not the shape Iron expects: each is refused, naming the flag and the rule."""
-    from data_protection.documents import IdentificationFileError, check_identification_params
-
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise BadInput(flag, f"{path} is not a file")
-        if size > IDENTIFICATION_FILE_MAX_BYTES:
-            raise BadInput(flag, f"{path} is {size} bytes, above the limit of {IDENTIFICATION_FILE_MAX_BYTES} bytes")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(flag, f"{path} does not exist") from None
-    except OSError as exc:
-        raise BadInput(flag, f"{path} cannot be read: {exc.strerror or type(exc).__name__}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInput(flag, f"{path} is not UTF-8 text (invalid byte at offset {exc.start})") from None
-    depth = _nesting_depth(text)
-    if depth > IDENTIFICATION_FILE_MAX_DEPTH:
-        raise BadInput(flag, f"{path} nests deeper than {IDENTIFICATION_FILE_MAX_DEPTH} levels")
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(flag, f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    except (ValueError, RecursionError):
-        raise BadInput(flag, f"{path} is not valid JSON") from None
-    try:
-        check_identification_params(params, source=str(path))
-    except IdentificationFileError as exc:
-        raise BadInput(flag, _one_line(str(exc))) from None
-    if params.get("type", kind.value) != kind.value:
-        raise BadInput(flag, f"{path} holds a {params.get('type')} identification, not {kind.value}")
-    try:  # the shape Iron expects, checked before anything starts
-        TypeAdapter(IdentificationParams).validate_python({**params, "type": kind.value})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{quoted('.'.join(str(p) for p in e['loc'][1:])) if e['loc'][1:] else 'file'}: {_one_line(e['msg'])}"
-            for e in exc.errors(include_input=False, include_url=False)[:5]
-        )
-        raise BadInput(flag, f"{path} is not {kind.value} identification data Iron accepts ({problems})") from None
-    return raw, params
-
-
-def _nesting_depth(text: str) -> int:
-    """How deep JSON brackets nest, strings skipped: measured before parsing, so a hostile file
-    cannot exhaust the parser's recursion."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > IDENTIFICATION_FILE_MAX_DEPTH:
-                    return deepest
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
-def build_onboarding_input(
-    external_id: str,
-    *,
-    email: str | None = None,
-    customer_type: CustomerType | str = CustomerType.PERSON,
-    name: str | None = None,
-    identification: IdentificationRequest | None = None,
-    iron_customer_id: str | None = None,
-    timings: OnboardingTimings | None = None,
-    sub_partner_id: str | None = None,
-) -> OnboardingInput:
-    """The workflow input, every field checked and normalised; BadInput names what is wrong."""
-    check_external_id(external_id, "external_id")
-    sub_partner_id = check_sub_partner_id(sub_partner_id, "sub_partner_id")
-    if email is not None:
-        email = normalise_email(email, "email")
-    if name is not None:
-        name = check_printable(name, "name", max_length=NAME_MAX_LENGTH, what="a name")
-    try:
-        customer_type = CustomerType(customer_type)
-    except ValueError:
-        raise BadInput("customer_type", f"must be one of {', '.join(t.value for t in CustomerType)}") from None
-    if iron_customer_id is not None:
-        iron_customer_id = check_iron_customer_id(iron_customer_id, "iron_customer_id")
-    if not iron_customer_id and not email:
-        raise BadInput("email", "is required to create a customer (or give iron_customer_id to adopt one)")
-    return OnboardingInput(
-        engine_version=ENGINE_VERSION,
-        external_id=external_id,
-        email=email,
-        customer_type=customer_type,
-        name=name,
-        identification=identification or IdentificationRequest(),
-        iron_customer_id=iron_customer_id,
-        timings=timings or OnboardingTimings(),
-        **({"sub_partner_id": sub_partner_id} if sub_partner_id else {}),
-    )
-
-
-# --- API for backends --------------------------------------------------------------------------
-
-
-async def start_onboarding(
-    client: Client,
-    external_id: str,
-    *,
-    email: str | None = None,
-    customer_type: CustomerType | str = CustomerType.PERSON,
-    name: str | None = None,
-    identification: IdentificationRequest | None = None,
-    iron_customer_id: str | None = None,
-    timings: OnboardingTimings | None = None,
-    task_queue: str | None = None,
-    started_by: str = "starter",
-    identification_content: Any = None,
-    compare_start_data: bool = True,
-    deliver_events: bool | None = None,
-    wait: bool = False,
-    wait_timeout: float = state_access.DEFAULT_START_WAIT_SECONDS,
-    sub_partner_id: str | None = None,
-) -> StartResult:
-    """Start one customer's onboarding, or attach to the one already running for that
-    external id (in that sub-partner's scope): never a second workflow, never a second Iron
-    customer. `sub_partner_id` onboards the customer for that Iron sub-partner (None: the
-    default scope, `IRON_SUB_PARTNER_ID`); a non-UUID raises BadInput.
-
-    Raises BadInput for input no onboarding could use, and StartDataDiffers when the running
-    onboarding was started with other data (`amend_onboarding` corrects it while the Iron
-    customer does not exist yet). `identification_content`, the parsed identification data,
-    is what a second start compares instead of the document reference. Events go to the
-    partner's backend when `deliver_events` says so (default: `ONBOARDING_EVENTS_URL` is set);
-    after an earlier onboarding of this customer that was closed (terminated, say), their
-    sequence goes on from its last one.
-
-    With `wait=True` the start (or attach) and a wait are one round trip (update-with-start):
-    it returns once the identification url exists or the customer is in a phase where none will
-    come (`AwaitingSignings`, `Active`, `Declined`, `NeedsAttention`, `Suspended`, `Archived`),
-    or `wait_timeout` seconds passed (`reached` False); `state` is the state view."""
-    workflow_input = build_onboarding_input(
-        external_id,
-        email=email,
-        customer_type=customer_type,
-        name=name,
-        identification=identification,
-        iron_customer_id=iron_customer_id,
-        timings=timings,
-        sub_partner_id=sub_partner_id,
-    )
-    if deliver_events is None:
-        deliver_events = bool(os.environ.get("ONBOARDING_EVENTS_URL"))
-    # A customer whose earlier onboarding was closed (terminated, say) goes on with its sequence.
-    events_after = await state_access.last_event_sequence(client, workflow_input.workflow_id)
-    workflow_input = workflow_input.model_copy(update={"deliver_events": deliver_events, "events_after": events_after})
-    metadata = start_metadata(workflow_input, started_by=started_by, identification_content=identification_content)
-    metadata["memo"][STATE_MEMO] = OnboardingStateView.of(OnboardingState.first(workflow_input)).to_memo()
-    if wait:
-        return await _start_and_wait(client, workflow_input, metadata, task_queue, compare_start_data, wait_timeout)
-    try:
-        handle = await client.start_workflow(
-            WORKFLOW_TYPE,
-            workflow_input,
-            id=workflow_input.workflow_id,
-            task_queue=task_queue or settings.task_queue(),
-            # FAIL, then attach below: the public way to know whether this call started it.
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)),
-            **metadata,
-        )
-    except WorkflowAlreadyStartedError:
-        return await _attach(
-            client, external_id, metadata["memo"][START_DIGEST_MEMO] if compare_start_data else None,
-            workflow_input.sub_partner_id,
-        )
-    return StartResult(workflow_id=handle.id, run_id=handle.result_run_id, started=True)
-
-
-async def _start_and_wait(client: Client, workflow_input: OnboardingInput, metadata: dict[str, Any],
-                          task_queue: str | None, compare: bool, timeout: float) -> StartResult:
-    external_id = workflow_input.external_id
-    digest = metadata["memo"][START_DIGEST_MEMO]
-    try:
-        outcome = await state_access.start_and_wait(
-            client, workflow_input, workflow_id=workflow_input.workflow_id, task_queue=task_queue or settings.task_queue(),
-            search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)), metadata=metadata,
-            start_digest=digest if compare else None, timeout=timeout,
-        )
-    except WorkflowUpdateFailedError:  # attached to a run that cannot wait: differing data says so first
-        await _attach(client, external_id, digest if compare else None, workflow_input.sub_partner_id)
-        raise
-    r = outcome.result
-    if r.start_data_differs:
-        raise StartDataDiffers(workflow_input.workflow_id, r.start_data_differs)
-    return StartResult(workflow_id=workflow_input.workflow_id, run_id=outcome.run_id, started=r.started,
-                       compared=r.started or r.start_data_differs is not None, state=r.state, reached=r.reached)
-
-
-async def _attach(
-    client: Client, external_id: str, wanted_digest: dict[str, str] | None, sub_partner_id: str | None = None
-) -> StartResult:
-    """The running onboarding for `external_id`, once its start data is known to match."""
-    handle = _handle(client, external_id, sub_partner_id)
-    description = await _not_found_as_lookup(external_id, handle.describe(), sub_partner_id)
-    compared = wanted_digest is not None
-    if wanted_digest is not None:
-        memo = await description.memo()
-        differs = differing_fields(memo.get(START_DIGEST_MEMO), wanted_digest)
-        if differs is None:
-            compared = False
-        elif differs:
-            raise StartDataDiffers(handle.id, differs)
-    return StartResult(workflow_id=handle.id, run_id=description.run_id, started=False, compared=compared)
-
-
-async def adopt_customer(
-    client: Client,
-    iron: IronClient,
-    iron_customer_id: str,
-    *,
-    identification: IdentificationRequest | None = None,
-    timings: OnboardingTimings | None = None,
-    task_queue: str | None = None,
-    sub_partner_id: str | None = None,
-) -> StartResult:
-    """Take over an Iron customer created elsewhere, starting from its real current state.
-    `sub_partner_id`: the sub-partner scope the customer lives in at Iron (read and onboarded
-    there). Raises BadInput for an id that is not Iron's, UnknownIronCustomer when Iron has none
-    in that scope."""
-    iron_customer_id = check_iron_customer_id(iron_customer_id)
-    sub_partner_id = check_sub_partner_id(sub_partner_id, "sub_partner_id")
-    try:
-        customer = await iron.scoped(sub_partner_id).get_customer(iron_customer_id)
-    except IronNotFound:
-        raise UnknownIronCustomer(iron_customer_id) from None
-    return await start_onboarding(
-        client,
-        external_id_for_customer(customer.id, customer.external_id),
-        customer_type=customer.customer_type,
-        identification=identification,
-        iron_customer_id=customer.id,
-        timings=timings,
-        task_queue=task_queue,
-        started_by="adopt",
-        # Attaching to a running onboarding is what adoption wants, however it began.
-        compare_start_data=False,
-        sub_partner_id=sub_partner_id,
-    )
-
-
-def _handle(client: Client, external_id: str, sub_partner_id: str | None = None) -> WorkflowHandle:
-    """The onboarding of (sub-partner, external id): `workflow_id_for` names it."""
-    return client.get_workflow_handle(workflow_id_for(external_id, check_sub_partner_id(sub_partner_id, "sub_partner_id")))
-
-
-async def _not_found_as_lookup(external_id: str, call, sub_partner_id: str | None = None):
-    try:
-        return await call
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            if "namespace" in (err.message or "").lower():
-                raise ConfigurationError(f"TEMPORAL_NAMESPACE: {_one_line(err.message).rstrip('.')}") from None
-            raise OnboardingNotFound(external_id, check_sub_partner_id(sub_partner_id, "sub_partner_id")) from None
-        raise
-
-
-async def get_state(
-    client: Client, external_id: str, *, fallback_to_query: bool = True, sub_partner_id: str | None = None
-) -> OnboardingStateView:
-    """Where the onboarding stands, from the state view in its memo (one describe, no workflow
-    query). A run that keeps no view yet (started by an earlier engine, until its next run)
-    answers through the `state` query, or raises NoStateView with `fallback_to_query=False`."""
-    handle = _handle(client, external_id, sub_partner_id)
-    view = await _not_found_as_lookup(external_id, state_access.view_from_memo(handle), sub_partner_id)
-    if view is None:
-        if not fallback_to_query:
-            raise NoStateView(f"{handle.id} keeps no state view in its memo yet (a run of an earlier engine)")
-        view = OnboardingStateView.of(await get_live_state(client, external_id, sub_partner_id=sub_partner_id))
-    return view
-
-
-async def get_live_state(client: Client, external_id: str, *, sub_partner_id: str | None = None) -> OnboardingState:
-    """The whole state through the `state` query (a workflow task): for people, not dashboards."""
-    return await _not_found_as_lookup(
-        external_id, state_access.live_state(_handle(client, external_id, sub_partner_id)), sub_partner_id
-    )
-
-
-async def wait_for(
-    client: Client,
-    external_id: str,
-    *,
-    phases: list[Phase | str] | tuple = (),
-    identification_url: bool = False,
-    timeout: float = 300.0,
-    rpc_timeout: float = state_access.DEFAULT_RPC_TIMEOUT_SECONDS,
-    sub_partner_id: str | None = None,
-) -> OnboardingStateView:
-    """Return the state view once the onboarding is in one of `phases` (or, with
-    `identification_url`, has its url), without polling: the workflow answers the update
-    `wait_for` when it gets there. Raises WaitTimedOut after `timeout` seconds, OnboardingClosed
-    when the onboarding ended without getting there, BadInput for a request no wait can use."""
-    check_external_id(external_id, "external_id")
-    wanted = check_wait(phases, timeout, identification_url)
-    result = await _not_found_as_lookup(external_id, state_access.wait(
-        _handle(client, external_id, sub_partner_id), phases=wanted, identification_url=identification_url,
-        timeout=timeout, rpc_timeout=rpc_timeout, external_id=external_id,
-    ), sub_partner_id)
-    if not result.reached:
-        raise WaitTimedOut(external_id, state_access.wanted_text(wanted, identification_url), timeout, result.state)
-    return result.state
-
-
-def check_wait(phases, timeout: float, identification_url: bool = False, flag: str = "phases") -> list[Phase]:
-    try:
-        wanted = [Phase(p) for p in phases]
-    except ValueError:
-        raise BadInput(flag, f"must be phases among {', '.join(p.value for p in Phase)}") from None
-    if not wanted and not identification_url:
-        raise BadInput(flag, "give at least one phase to wait for")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= WAIT_MAX_SECONDS:
-        raise BadInput("timeout" if flag == "phases" else "--timeout", f"must be more than 0 and at most {WAIT_MAX_SECONDS:g} seconds")
-    return wanted
-
-
-async def accept_signing(
-    client: Client,
-    external_id: str,
-    content_id: str,
-    *,
-    request_id: str | None = None,
-    sub_partner_id: str | None = None,
-) -> AcceptSigningResult:
-    """Signs one required document. A caller that retries a signing whose answer it lost (a
-    timeout, a worker or Temporal away) passes the same `request_id` on every try: Temporal
-    takes a second update under the same id as the first one, so the retry waits for that
-    signing's own answer, where a fresh update is refused while it is in flight ("being signed
-    right now") and after it is done ("already signed")."""
-    handle = _handle(client, external_id, sub_partner_id)
-    return await _not_found_as_lookup(
-        external_id,
-        handle.execute_update(
-            UPDATE_ACCEPT_SIGNING,
-            AcceptSigningRequest(content_id=content_id),
-            id=request_id,
-            result_type=AcceptSigningResult,
-        ),
-        sub_partner_id,
-    )
-
-
-async def sign_all(client: Client, external_id: str, *, sub_partner_id: str | None = None) -> list[AcceptSigningResult]:
-    state = await get_state(client, external_id, sub_partner_id=sub_partner_id)
-    return [
-        await accept_signing(client, external_id, s.id, sub_partner_id=sub_partner_id)
-        for s in state.required_signings
-        if not s.signed
-    ]
-
-
-async def restart_identification(
-    client: Client,
-    external_id: str,
-    *,
-    reason: str = "operator restart",
-    identification: IdentificationRequest | None = None,
-    sub_partner_id: str | None = None,
-) -> RestartIdentificationResult:
-    handle = _handle(client, external_id, sub_partner_id)
-    return await _not_found_as_lookup(
-        external_id,
-        handle.execute_update(
-            UPDATE_RESTART_IDENTIFICATION,
-            RestartIdentificationRequest(reason=reason, identification=identification),
-            result_type=RestartIdentificationResult,
-        ),
-        sub_partner_id,
-    )
-
-
-async def amend_onboarding(
-    client: Client,
-    external_id: str,
-    *,
-    email: str | None = None,
-    name: str | None = None,
-    customer_type: CustomerType | str | None = None,
-    sub_partner_id: str | None = None,
-) -> AmendResult:
-    """Correct the start data of an onboarding that has not created its Iron customer yet
-    (update `amend`). Only the fields given change; the workflow rejects the update once the
-    customer exists (WorkflowUpdateFailedError)."""
-    check_external_id(external_id, "external_id")
-    if email is not None:
-        email = normalise_email(email, "email")
-    if name is not None:
-        name = check_printable(name, "name", max_length=NAME_MAX_LENGTH, what="a name")
-    if customer_type is not None:
-        try:
-            customer_type = CustomerType(customer_type)
-        except ValueError:
-            raise BadInput("customer_type", f"must be one of {', '.join(t.value for t in CustomerType)}") from None
-    if email is None and name is None and customer_type is None:
-        raise BadInput("amend", "nothing to amend: give email, name or customer_type")
-    request = AmendRequest(email=email, name=name, customer_type=customer_type)
-    handle = _handle(client, external_id, sub_partner_id)
-    return await _not_found_as_lookup(
-        external_id, handle.execute_update(UPDATE_AMEND, request, result_type=AmendResult), sub_partner_id
-    )
-
-
-async def refresh(client: Client, external_id: str, *, sub_partner_id: str | None = None) -> OnboardingState:
-    handle = _handle(client, external_id, sub_partner_id)
-    return await _not_found_as_lookup(
-        external_id,
-        handle.execute_update(UPDATE_REFRESH, RefreshRequest(), result_type=OnboardingState),
-        sub_partner_id,
-    )
+from operations.onboardings import (  # noqa: F401 - the API, under the names backends import
+    BadInput,
+    ConfigurationError,
+    KINDS_WITH_FILE,
+    NAME_MAX_LENGTH,
+    OnboardingNotFound,
+    StartDataDiffers,
+    StartResult,
+    TEXT_MAX_LENGTH,
+    UnknownIronCustomer,
+    accept_signing,
+    adopt_customer,
+    amend_onboarding,
+    attach_to_running,
+    build_onboarding_input,
+    check_external_id,
+    check_iron_customer_id,
+    check_printable,
+    check_sub_partner_id,
+    check_token,
+    check_wait,
+    get_live_state,
+    get_state,
+    load_identification_file,
+    normalise_email,
+    not_found_as_lookup,
+    onboarding_handle,
+    refresh,
+    restart_identification,
+    sign_all,
+    start_onboarding,
+    wait_for,
+)
 
 
 # --- CLI ---------------------------------------------------------------------------------------
@@ -949,7 +375,7 @@ async def _start_from_cli(client: Client, checked: Checked) -> StartResult:
     if choice.file_bytes is not None:
         # Already running: compare without storing the data file a second time.
         try:
-            running = await _handle(client, args.external_id, checked.fields["sub_partner_id"]).describe()
+            running = await onboarding_handle(client, args.external_id, checked.fields["sub_partner_id"]).describe()
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -959,11 +385,11 @@ async def _start_from_cli(client: Client, checked: Checked) -> StartResult:
             workflow_input = build_onboarding_input(args.external_id, identification=placeholder, **{
                 k: v for k, v in kwargs.items() if k != "identification_content"})
             digest = start_metadata(workflow_input, identification_content=choice.content)["memo"][START_DIGEST_MEMO]
-            attached = await _attach(client, args.external_id, digest, checked.fields["sub_partner_id"])
+            attached = await attach_to_running(client, args.external_id, digest, checked.fields["sub_partner_id"])
             if not wait:
                 return attached
-            waited = await _not_found_as_lookup(args.external_id, state_access.wait(
-                _handle(client, args.external_id, checked.fields["sub_partner_id"]), phases=state_access.NO_URL_PHASES, identification_url=True,
+            waited = await not_found_as_lookup(args.external_id, state_access.wait(
+                onboarding_handle(client, args.external_id, checked.fields["sub_partner_id"]), phases=state_access.NO_URL_PHASES, identification_url=True,
                 timeout=wait["wait_timeout"], external_id=args.external_id), checked.fields["sub_partner_id"])
             return dataclasses.replace(attached, state=waited.state, reached=waited.reached)
     identification = await _with_document(choice)
@@ -1135,7 +561,7 @@ def explain(exc: BaseException) -> tuple[int, str]:
 
     keys_hint = "set ONBOARDING_ENCRYPTION_KEY_FILE (or ONBOARDING_ENCRYPTION_KEYS) to the keys the worker uses"
     if isinstance(exc, BadInput):
-        return EXIT_BAD_INPUT, f"error: {exc.flag}: {_one_line(exc.rule)}"  # a rule may name a path given
+        return EXIT_BAD_INPUT, f"error: {exc.flag}: {message_line(exc.rule)}"  # a rule may name a path given
     if isinstance(exc, WaitTimedOut):  # a TimeoutError, so an OSError: before those
         return EXIT_WAIT_TIMED_OUT, f"timed out: {exc}"
     if isinstance(exc, OnboardingClosed):
@@ -1152,18 +578,18 @@ def explain(exc: BaseException) -> tuple[int, str]:
             f"or `restart` for the identification)"
         )
     if isinstance(exc, WorkflowUpdateFailedError):
-        reason = _one_line(getattr(exc.cause, "message", None) or str(exc.cause or exc))
+        reason = message_line(getattr(exc.cause, "message", None) or str(exc.cause or exc))
         if reason == "Encoded failure":  # the failure converter's placeholder: no codec to read it
             reason = f"the workflow's reason is encrypted and no encryption keys are configured to read it; {keys_hint}"
         return EXIT_REJECTED, f"rejected: {reason}"
     # Configuration: `configuration: <VARIABLE>: <what is wrong>`, as every process says it.
     if isinstance(exc, (KeyConfigurationError, ConfigurationError)):  # their messages name the variable first
-        return EXIT_CONFIGURATION, f"configuration: {_one_line(str(exc))}"
+        return EXIT_CONFIGURATION, f"configuration: {message_line(str(exc))}"
     if isinstance(exc, KeyNotFoundError):
-        return EXIT_CONFIGURATION, f"configuration: {_keys_variable()}: {_one_line(str(exc))}"
+        return EXIT_CONFIGURATION, f"configuration: {_keys_variable()}: {message_line(str(exc))}"
     if isinstance(exc, DataProtectionError):
         return EXIT_CONFIGURATION, (
-            f"configuration: {_keys_variable()}: cannot decrypt this onboarding's data ({_one_line(str(exc))}); "
+            f"configuration: {_keys_variable()}: cannot decrypt this onboarding's data ({message_line(str(exc))}); "
             "set it to the keys the worker uses"
         )
     if _is_undecodable_payload(exc):
@@ -1172,27 +598,27 @@ def explain(exc: BaseException) -> tuple[int, str]:
             "(or ONBOARDING_ENCRYPTION_KEYS) to the keys the worker uses (the demo's: source .demo/env.sh)"
         )
     if isinstance(exc, DocumentStoreUnavailable):
-        return EXIT_UNREACHABLE, _one_line(redact_text(str(exc)))
+        return EXIT_UNREACHABLE, message_line(redact_text(str(exc)))
     if isinstance(exc, IronUnauthorized):
         return EXIT_CONFIGURATION, "configuration: IRON_API_KEY: Iron refused it (check IRON_BASE_URL too)"
     if isinstance(exc, IronError):
         code = EXIT_UNREACHABLE if exc.retryable else EXIT_REJECTED
         where = " (check IRON_BASE_URL)" if exc.retryable else ""
-        return code, f"Iron: {_one_line(redact_text(str(exc)))}{where}"
+        return code, f"Iron: {message_line(redact_text(str(exc)))}{where}"
     if isinstance(exc, RPCError):
         return _explain_rpc(exc)
     if _is_temporal_env_config_error(exc):
         variable = "TEMPORAL_PROFILE" if "profile" in str(exc).lower() else "TEMPORAL_CONFIG_FILE"
-        return EXIT_CONFIGURATION, f"configuration: {variable}: Temporal's env config: {_one_line(redact_text(str(exc)))}"
+        return EXIT_CONFIGURATION, f"configuration: {variable}: Temporal's env config: {message_line(redact_text(str(exc)))}"
     if isinstance(exc, RuntimeError) and "connect" in str(exc).lower():
         return EXIT_UNREACHABLE, (
             f"cannot reach Temporal at {_temporal_address()}: {_short_connect_error(str(exc))}; "
             "is the server running? set TEMPORAL_ADDRESS (and TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS) to reach it"
         )
     if isinstance(exc, OSError):
-        return EXIT_UNREACHABLE, f"cannot reach Temporal at {_temporal_address()}: {_one_line(redact_text(str(exc)))}"
+        return EXIT_UNREACHABLE, f"cannot reach Temporal at {_temporal_address()}: {message_line(redact_text(str(exc)))}"
     return EXIT_UNEXPECTED, (
-        f"unexpected error ({type(exc).__name__}): {_one_line(redact_text(str(exc)))}; "
+        f"unexpected error ({type(exc).__name__}): {message_line(redact_text(str(exc)))}; "
         "LOG_LEVEL=DEBUG shows the traceback"
     )
 
@@ -1200,7 +626,7 @@ def explain(exc: BaseException) -> tuple[int, str]:
 def _explain_rpc(exc: RPCError) -> tuple[int, str]:
     from data_protection.redaction import redact_text
 
-    message = _one_line(redact_text(exc.message))
+    message = message_line(redact_text(exc.message))
     if exc.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION):
         return EXIT_REJECTED, f"rejected: {message}"
     if exc.status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
@@ -1251,22 +677,7 @@ def _short_connect_error(text: str) -> str:
     for hint in ("Connection refused", "dns error", "timed out", "certificate", "tls", "Unauthenticated"):
         if hint.lower() in text.lower():
             return hint.lower()
-    return _one_line(text)[:160]
-
-
-# How much of a message that had to be escaped the one error line shows.
-_MESSAGE_LIMIT = 500
-
-
-def _one_line(text: str) -> str:
-    """A message (an exception's text, which may embed input) as one line. Line breaks and tabs
-    that lay a message out fold to one space; a message holding any other character that does
-    not print (a terminal escape, a C1 control, a Unicode line separator) is shown `quoted`,
-    every such character escaped, nothing folded: it shows what was given."""
-    text = str(text)
-    if all(ch.isprintable() or ch in "\t\n\r" for ch in text):
-        return " ".join(text.split())
-    return quoted(text.strip(), limit=_MESSAGE_LIMIT)
+    return message_line(text)[:160]
 
 
 def _describe_validation(exc: ValidationError) -> str:
@@ -1274,7 +685,7 @@ def _describe_validation(exc: ValidationError) -> str:
     for e in exc.errors(include_input=False, include_url=False):
         where = quoted(".".join(str(p) for p in e["loc"])) if e["loc"] else "input"
         flag = _FLAG_FOR_FIELD.get(str(e["loc"][0]), where) if e["loc"] else where
-        parts.append(f"{flag}: {_one_line(e['msg'])}")
+        parts.append(f"{flag}: {message_line(e['msg'])}")
     return "; ".join(parts)
 
 

@@ -11,7 +11,7 @@ This module imports nothing from the project, so every package may use it.
 
 from __future__ import annotations
 
-__all__ = ["quoted"]
+__all__ = ["quoted", "message_line"]
 
 
 def quoted(value: object, *, limit: int = 80) -> str:
@@ -27,6 +27,21 @@ def quoted(value: object, *, limit: int = 80) -> str:
     if len(text) > limit:
         shown += f"... ({len(text)} characters)"
     return f'"{shown}"'
+
+
+# How much of a message that had to be escaped its one line shows.
+MESSAGE_LIMIT = 500
+
+
+def message_line(text: object) -> str:
+    """A message (an exception's text, which may embed input) as one line. Line breaks and tabs
+    that lay a message out fold to one space; a message holding any other character that does
+    not print (a terminal escape, a C1 control, a Unicode line separator) is shown `quoted`,
+    every such character escaped, nothing folded: it shows what was given."""
+    text = str(text)
+    if all(ch.isprintable() or ch in "\t\n\r" for ch in text):
+        return " ".join(text.split())
+    return quoted(text.strip(), limit=MESSAGE_LIMIT)
 
 
 # The escapes a reader knows from Python's string literals; any other character that does not

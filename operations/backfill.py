@@ -35,12 +35,13 @@ from aiolimiter import AsyncLimiter
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-import starter
+import operations.onboardings as onboardings
 from contracts import search_attributes
 from contracts.messages import WORKFLOW_TYPE, OnboardingTimings, external_id_for_customer, workflow_id_for
 from iron_client import IronClient, IronSettings
 from iron_client.errors import IronError, IronRateLimited
 from iron_client.models import Customer, CustomerStatus
+from runtime.process import EXIT_OK, EXIT_REJECTED
 
 PAGE_SIZE = 100  # Iron's largest page
 DEFAULT_RATE = 20.0  # adoptions per second
@@ -304,7 +305,7 @@ class Backfill:
         attempt = 0
         while True:
             try:
-                result = await starter.start_onboarding(
+                result = await onboardings.start_onboarding(
                     self.client,
                     external_id_for_customer(customer.id, customer.external_id),
                     customer_type=customer.customer_type,
@@ -322,9 +323,9 @@ class Backfill:
                 owner = description.typed_search_attributes.get(search_attributes.IRON_CUSTOMER_ID)
                 self._settle_running(customer, workflow_id, owner)
                 return
-            except starter.BadInput as exc:
+            except onboardings.BadInput as exc:
                 return self._fail(customer, workflow_id, f"{exc.flag}: {exc.rule}")
-            except starter.OnboardingNotFound:
+            except onboardings.OnboardingNotFound:
                 pass  # it closed between the refused start and the look: start again
             except RPCError as err:
                 # Temporal down, credentials or namespace wrong, search attributes missing: the
@@ -363,9 +364,9 @@ async def backfill(
     `Backfill`'s (rate, iron_rate, concurrency, page_size, task_queue, timings, summary, on_progress,
     on_page, max_attempts)."""
     if any(_status_value(s) == ARCHIVED for s in statuses):
-        raise starter.BadInput("--status", "archived customers are never adopted")
+        raise onboardings.BadInput("--status", "archived customers are never adopted")
     # Adopted into the scope they are listed in (None, or the deployment's own: the default scope).
-    sub_partner_id = starter.check_sub_partner_id(sub_partner_id, "--sub-partner")
+    sub_partner_id = onboardings.check_sub_partner_id(sub_partner_id, "--sub-partner")
     return await Backfill(
         client, iron.scoped(sub_partner_id), statuses=statuses, sub_partner_id=sub_partner_id, **options
     ).run()
@@ -486,8 +487,8 @@ async def run_cli(
         summary.finished_at = summary.finished_at or time.monotonic()
         print(json.dumps(summary.to_json(), indent=2) if args.json else format_summary(summary), file=out, flush=True)
     if not summary.failed:
-        return starter.EXIT_OK
-    return starter.EXIT_REJECTED
+        return EXIT_OK
+    return EXIT_REJECTED
 
 
 __all__ = ["Backfill", "BackfillSummary", "FailedCustomer", "backfill", "run_cli", "add_arguments", "usage_problem"]

@@ -27,7 +27,16 @@ from typing import Callable, NoReturn, TypeVar
 
 from runtime.settings import ConfigurationError
 
-EXIT_CONFIGURATION = 7
+# Every command's exit codes, one table (the services use 0, 2 and 7 of it).
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1  # a defect: report it
+EXIT_BAD_INPUT = 2  # argparse's usage error, and input refused before anything started
+EXIT_NOT_FOUND = 3  # no such onboarding or Iron customer
+EXIT_REJECTED = 4  # rejected by the workflow or Iron
+EXIT_UNREACHABLE = 5  # Temporal or Iron unreachable
+EXIT_START_DATA_DIFFERS = 6  # already running with other start data, nothing changed
+EXIT_CONFIGURATION = 7  # a setting the process cannot use
+EXIT_WAIT_TIMED_OUT = 8  # a wait timed out
 
 T = TypeVar("T")
 
