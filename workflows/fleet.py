@@ -17,12 +17,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.fleet import FleetActivities
     from contracts.messages import iron_calls_queue
     from contracts.fleet import (
-        ACTIVITY_RECONCILE_PAGE,
         FLEET_WORKFLOW_TYPE,
         FleetPageInput,
-        FleetPageResult,
         FleetReconciliationInput,
         FleetReconciliationResult,
     )
@@ -42,8 +41,8 @@ class FleetReconciliation:
         # Runs from before pages went under Iron's rate limit page on the pass's own queue.
         queue = iron_calls_queue(workflow.info().task_queue) if workflow.patched(PAGES_UNDER_IRON_RATE_LIMIT) else None
         for _ in range(input.pages_per_run):
-            page = await workflow.execute_activity(
-                ACTIVITY_RECONCILE_PAGE,
+            page = await workflow.execute_activity_method(
+                FleetActivities.reconcile_fleet_page,
                 FleetPageInput(
                     cursor=progress.cursor,
                     statuses=progress.statuses,
@@ -51,7 +50,6 @@ class FleetReconciliation:
                     grace_seconds=progress.grace_seconds,
                 ),
                 task_queue=queue,
-                result_type=FleetPageResult,
                 summary=f"reconcile page {progress.counts.pages + 1}",
                 start_to_close_timeout=timedelta(minutes=2),
                 # An Iron or Temporal outage delays the pass, never ends it.

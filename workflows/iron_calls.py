@@ -7,10 +7,11 @@ Idempotency keys come from the workflow ID and counters in the state, never atte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from temporalio.exceptions import ApplicationError
 
+from activities.iron_activities import IronActivities
 from contracts import activity_models as am
 from contracts.messages import OnboardingInput, OnboardingState
 import workflows.decide as d
@@ -24,9 +25,9 @@ REQUIREMENTS_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class IronCall:
-    activity: str
+    # The activity, by method reference: Temporal names it and checks the argument against it.
+    activity: Callable[[IronActivities, Any], Awaitable[Any]]
     arg: Any
-    result_type: type
     summary: str  # what the Temporal UI shows for the activity
     observed: Callable[[Any], d.Observation]
     # An informative read: a few attempts (0: retry until it succeeds), and any failure becomes
@@ -49,18 +50,17 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
             name=start.name,
             idempotency_key=customer_key(workflow_id, action.attempt),
         )
-        return IronCall(am.FIND_OR_CREATE_CUSTOMER, request, am.CustomerSnapshot, "find or create the customer", d.CustomerFound)
+        return IronCall(IronActivities.find_or_create_customer, request, "find or create the customer", d.CustomerFound)
     if isinstance(action, d.ReadCustomer):
-        return IronCall(am.GET_CUSTOMER, customer, am.CustomerSnapshot, f"read customer: {action.cause}", d.CustomerRead)
+        return IronCall(IronActivities.get_customer, customer, f"read customer: {action.cause}", d.CustomerRead)
     if isinstance(action, d.ReadIdentification):
         ref = am.IdentificationRef(identification_id=action.identification_id, sub_partner_id=scope)
         summary = f"read identification: {action.cause}"
-        return IronCall(am.GET_IDENTIFICATION, ref, am.IdentificationSnapshot, summary, d.IdentificationRead)
+        return IronCall(IronActivities.get_identification, ref, summary, d.IdentificationRead)
     if isinstance(action, d.ReadLatestIdentification):
         return IronCall(
-            am.LATEST_IDENTIFICATION,
+            IronActivities.latest_identification,
             customer,
-            am.LatestIdentificationResult,
             "read Iron's newest identification",
             lambda result: d.LatestIdentificationRead(result.identification),
         )
@@ -73,17 +73,15 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
             idempotency_key=identification_key(workflow_id, action.cycle, action.attempt),
         )
         return IronCall(
-            am.CREATE_IDENTIFICATION,
+            IronActivities.create_identification,
             request,
-            am.CreateIdentificationResult,
             f"create {kind} identification: {action.cause}",
             lambda result: d.IdentificationCreated(result.identification, adopted=result.adopted, kind=kind),
         )
     if isinstance(action, d.ReadSignings):
         return IronCall(
-            am.GET_REQUIRED_SIGNINGS,
+            IronActivities.get_required_signings,
             customer,
-            am.RequiredSigningsResult,
             "read required signings",
             lambda result: d.SigningsRead(tuple(result.signings)),
         )
@@ -95,23 +93,26 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
             idempotency_key=signing_key(workflow_id, action.cycle, action.content_id),
         )
         return IronCall(
-            am.CREATE_SIGNING,
+            IronActivities.create_signing,
             request,
-            am.SigningSnapshot,
             f"sign {action.content_id}",
             lambda signing: d.Signed(action.content_id, signing),
         )
     if isinstance(action, d.ReadRequirements):
         return IronCall(
-            am.GET_REQUIREMENTS,
+            IronActivities.get_requirements,
             customer,
-            am.RequirementsResult,
             f"read requirements: {action.cause}",
             lambda result: d.RequirementsRead(result.requirements),
             maximum_attempts=REQUIREMENTS_ATTEMPTS,
             unavailable=d.RequirementsUnavailable,
         )
     raise TypeError(f"{type(action).__name__} is not an Iron call")
+
+
+def step_of(call: IronCall) -> str:
+    """The step a refusal names: the activity's name, which is its method's."""
+    return call.activity.__name__
 
 
 def refusal(call: IronCall, cause: BaseException | None) -> d.Observation | None:
@@ -123,4 +124,4 @@ def refusal(call: IronCall, cause: BaseException | None) -> d.Observation | None
     if not (isinstance(cause, ApplicationError) and cause.non_retryable):
         return None
     details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-    return d.IronRefused(call.activity, cause.message, details.get("iron_error") or cause.type, details.get("status_code"))
+    return d.IronRefused(step_of(call), cause.message, details.get("iron_error") or cause.type, details.get("status_code"))

@@ -47,7 +47,8 @@ with workflow.unsafe.imports_passed_through():
         RestartIdentificationResult,
     )
     import workflows.decide as d
-    from contracts.events import ACTIVITY_DELIVER_EVENT, DeliverEventInput, DeliverEventResult
+    from activities.events import EventDelivery
+    from contracts.events import DeliverEventInput
     from contracts.start_metadata import START_DIGEST_MEMO, amended_start_digest
     from workflows.inbox import Inbox
     from workflows.iron_calls import IronCall, iron_call, refusal
@@ -105,10 +106,9 @@ class CustomerOnboarding:
             await workflow.wait_condition(lambda: self._state.outbox.head is not None)
             head = self._state.outbox.head
             assert head is not None
-            await workflow.execute_activity(
-                ACTIVITY_DELIVER_EVENT,
+            await workflow.execute_activity_method(
+                EventDelivery.deliver_event,
                 DeliverEventInput.of(head),
-                result_type=DeliverEventResult,
                 summary=f"deliver event {head.sequence}: {head.type.value}",
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=self._timings.event_retry_max_seconds)),
@@ -152,12 +152,11 @@ class CustomerOnboarding:
         self._state.iron_calls += 1
         t, engine = self._timings, self._input.engine_version
         try:
-            return await workflow.execute_activity(
+            return await workflow.execute_activity_method(
                 call.activity,
                 call.arg,
                 # Runs of an engine before the Iron-calls queue call Iron on their own (None).
                 task_queue=iron_calls_queue(workflow.info().task_queue) if engine >= SINCE_IRON_CALLS_QUEUE else None,
-                result_type=call.result_type,
                 summary=call.summary[:200],
                 start_to_close_timeout=timedelta(seconds=t.activity_timeout_seconds),
                 retry_policy=RetryPolicy(
