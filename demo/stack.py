@@ -358,7 +358,7 @@ class Stack:
     def start_codec_server(self, *, env: dict[str, str] | None = None) -> Process:
         """On loopback and without a token: the local Web UI has no single sign-on, so it cannot
         send one. Anywhere else the codec server requires `ONBOARDING_CODEC_TOKEN`."""
-        argv = [sys.executable, "-m", "data_protection.codec_server", "--host", "127.0.0.1", "--port", str(self.config.codec_port)]
+        argv = [sys.executable, "-m", "codec_server", "--host", "127.0.0.1", "--port", str(self.config.codec_port)]
         process = self._process("codec-server", argv, port=self.config.codec_port, **(env or {}))
         process.env[ENV_CODEC_TOKEN] = ""
         return process.start()

@@ -22,7 +22,7 @@ case "$command" in
         ;;
     codec-server)
         # Off loopback the codec server refuses to start without ONBOARDING_CODEC_TOKEN.
-        exec python -m data_protection.codec_server --host 0.0.0.0 --port 8888 "$@"
+        exec python -m codec_server --host 0.0.0.0 --port 8888 "$@"
         ;;
     api)
         echo "entrypoint.sh: the HTTP API is not in this release; commands: worker, receiver, codec-server" >&2

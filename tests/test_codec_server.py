@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from data_protection.codec import ENCODING, EncryptionCodec
-from data_protection.codec_server import create_app
+from codec_server.app import create_app
 from data_protection.keys import ENV_CURRENT_KEY_ID, ENV_KEY_FILE, ENV_KEYS, KeyRing
 from runtime.process import EXIT_CONFIGURATION
 
@@ -259,7 +259,7 @@ def test_server_refuses_to_start_without_keys_or_open_to_the_network():
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "data_protection.codec_server", *args],
+            [sys.executable, "-m", "codec_server", *args],
             cwd=repo, env={**env, **extra}, capture_output=True, text=True, timeout=60,
         )
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tests.hypothesis_profiles import examples
 
 from data_protection.codec import EncryptionCodec
-from data_protection.codec_server import MIN_TOKEN_LENGTH, create_app
+from codec_server.app import MIN_TOKEN_LENGTH, create_app
 from data_protection.keys import KeyRing
 from data_protection.redaction import redact_processor
 from tests.test_codec_server import TOKEN, client_for, plain_body
@@ -63,7 +63,7 @@ def test_a_token_in_a_query_string_is_never_logged(tmp_path):
     """Before: uvicorn's access log wrote the request line, query string and all."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "data_protection.codec_server", "--port", str(port)],
+        [sys.executable, "-m", "codec_server", "--port", str(port)],
         cwd=REPO_ROOT, env=_token_line_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

@@ -142,7 +142,7 @@ async def test_a_codec_server_started_from_the_env_file_answers_like_the_demo_s(
     body = json_format.MessageToDict(Payloads(payloads=encrypted))
     port = free_port()
     server = subprocess.Popen(
-        ["bash", "-c", f"source {env_file} && exec python -m data_protection.codec_server --port {port}"],
+        ["bash", "-c", f"source {env_file} && exec python -m codec_server --port {port}"],
         cwd=REPO_ROOT, env=BARE_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:

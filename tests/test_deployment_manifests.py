@@ -339,7 +339,7 @@ def receiver_routes() -> set[str]:
 
 def codec_server_routes() -> set[str]:
     from data_protection.codec import EncryptionCodec
-    from data_protection.codec_server import create_app
+    from codec_server.app import create_app
     from data_protection.keys import KeyRing
 
     codec = EncryptionCodec(KeyRing.from_spec("k1:" + base64.b64encode(os.urandom(32)).decode()))
@@ -376,7 +376,7 @@ def served_endpoints(process: str, arguments: list[str], env: dict[str, str], me
     if module == "webhook_receiver":
         port = int(last_flag(arguments, "--port") or 8081)
         endpoints |= {(port, path) for path in receiver_routes() if "{" not in path}
-    if module == "data_protection.codec_server":
+    if module == "codec_server":
         port = int(last_flag(arguments, "--port") or 8888)
         endpoints |= {(port, path) for path in codec_server_routes() if "{" not in path}
     if module in ("worker", "webhook_receiver"):  # the processes that export metrics

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from data_protection.codec_server import CodecServerSettings
+from codec_server.app import CodecServerSettings
 import starter
 from runtime.process import EXIT_CONFIGURATION, configuration_message
 from runtime.settings import ConfigurationError, ProcessSettings, parse_flag
@@ -83,7 +83,7 @@ EVENTS_SECRET = "whsec_" + base64.b64encode(b"e" * 32).decode()
 PROCESSES = {
     "webhook_receiver": [sys.executable, "-m", "webhook_receiver", "--port", "0"],
     "worker": [sys.executable, str(REPO_ROOT / "worker.py")],
-    "codec_server": [sys.executable, "-m", "data_protection.codec_server", "--port", "0"],
+    "codec_server": [sys.executable, "-m", "codec_server", "--port", "0"],
     "starter": [sys.executable, str(REPO_ROOT / "starter.py"), "status", "cust-42"],
     "partner_backend": [sys.executable, "-m", "demo.partner_backend", "--port", "0"],
     "iron_sandbox": [sys.executable, "-m", "iron_sandbox", "--port", "0"],

@@ -17,7 +17,7 @@ import structlog
 
 from contracts.quoting import quoted
 from data_protection.codec import EncryptionCodec
-from data_protection.codec_server import create_app
+from codec_server.app import create_app
 from data_protection.keys import KeyRing
 from runtime.settings import ConfigurationError, ProcessSettings, parse_flag
 from tests.conftest import REPO_ROOT

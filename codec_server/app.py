@@ -6,7 +6,7 @@ Temporal's remote codec protocol: `POST /decode` and `POST /encode` take and ret
 (`/{namespace}/decode`), for endpoints templated as `http://host:8888/{namespace}`.
 
     ONBOARDING_ENCRYPTION_KEY_FILE=keys.json ONBOARDING_CODEC_TOKEN=... \\
-        python -m data_protection.codec_server --port 8888
+        python -m codec_server --port 8888
 
 Pointing Temporal at it:
 
@@ -46,7 +46,6 @@ import argparse
 import asyncio
 import hmac
 import ipaddress
-import sys
 from collections.abc import Iterable, Sequence
 
 from google.protobuf import json_format
@@ -245,7 +244,7 @@ def _is_loopback(host: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m data_protection.codec_server",
+        prog="python -m codec_server",
         description="Temporal remote codec server for the onboarding's encrypted payloads.",
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -304,9 +303,3 @@ def main(argv: list[str] | None = None) -> int:
         body_timeout_seconds=settings.body_timeout_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
     )
-
-
-if __name__ == "__main__":
-    from runtime.process import exit_now
-
-    exit_now(main())
