@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from data_protection.keys import DecryptionError, KeyNotFoundError, KeyRing
-from runtime.settings import ConfigurationError
+from contracts.configuration import ConfigurationError
 
 ENV_DOCUMENT_DIR = "ONBOARDING_DOCUMENT_DIR"
 ENV_DOCUMENT_STORE = "ONBOARDING_DOCUMENT_STORE"

@@ -36,15 +36,11 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_v
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
+from contracts.configuration import ConfigurationError  # noqa: F401 - what every settings error is
 from contracts.messages import DEFAULT_TASK_QUEUE, canonical_sub_partner_id
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
-
-
-class ConfigurationError(ValueError):
-    """The configuration cannot be used. The message is one line, `<VARIABLE>: <what is wrong>`:
-    the variable an operator sets comes first."""
 
 
 def parse_flag(value: Any, name: str = "value") -> bool:

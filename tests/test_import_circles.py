@@ -76,6 +76,19 @@ def test_no_two_product_modules_import_each_other():
     assert not found, "import circles: " + "; ".join(" -> ".join(c) for c in found)
 
 
+def test_no_two_folders_import_each_other():
+    """Floors: a folder (package) either stands on another or holds it up, never both; the codec
+    server, a process, is a folder beside the receiver rather than inside `data_protection`."""
+    graph = import_graph(product_modules(REPO_ROOT))
+    folders: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        folders.setdefault(module.split(".")[0], set()).update(t.split(".")[0] for t in targets)
+    for folder in folders:
+        folders[folder].discard(folder)
+    found = circles(folders)
+    assert not found, "folders importing each other: " + "; ".join(" -> ".join(c) for c in found)
+
+
 def test_the_check_finds_a_circle_through_a_function_level_import(tmp_path):
     """The check itself: a circle closed by an import inside a function, as `contracts.events`
     once closed one with `contracts.messages`, is found; a one-way import is not."""
