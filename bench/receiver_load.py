@@ -40,16 +40,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.common import DEFAULT_STATE_ROOT, connect, fresh_dir, percentile
-from contracts import search_attributes
 from contracts.messages import (
     SIGNAL_IRON_EVENT,
     WORKFLOW_TYPE,
     IronEventSignal,
     OnboardingInput,
-    OnboardingState,
     workflow_id_for,
 )
+from contracts.start_metadata import start_options
 from demo.stack import Stack, StackConfig
+from operations.onboardings import build_onboarding_input
 from iron_client import IronClient, IronSettings
 from iron_client.webhooks import build_container, sign
 
@@ -213,12 +213,12 @@ async def _new_customers(iron: IronClient, count: int, prefix: str) -> list[tupl
 
 
 async def _start_workflow(client: Client, customer_id: str, external_id: str) -> None:
-    workflow_input = OnboardingInput(external_id=external_id, email="load@example.com", iron_customer_id=customer_id)
+    workflow_input = build_onboarding_input(external_id, email="load@example.com", iron_customer_id=customer_id)
     await client.start_workflow(
-        WORKFLOW_TYPE, workflow_input, id=workflow_id_for(external_id), task_queue=TASK_QUEUE,
+        WORKFLOW_TYPE, workflow_input, task_queue=TASK_QUEUE,
         # The sandbox's own customer_created webhook may have had it adopted already.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)),
+        **start_options(workflow_input, started_by="receiver load"),
     )
 
 

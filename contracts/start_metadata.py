@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import contracts.search_attributes as search_attributes
 from contracts.messages import (
     QUERY_STATE,
     UPDATE_ACCEPT_SIGNING,
@@ -26,8 +27,10 @@ from contracts.messages import (
     AmendRequest,
     IdentificationRequest,
     OnboardingInput,
+    OnboardingState,
     workflow_id_for,
 )
+from contracts.state_view import STATE_MEMO, OnboardingStateView
 
 START_DIGEST_MEMO = "start_digest"
 # Who started the onboarding (`starter`, `webhook receiver (...)`, `adopt`): the memo goes on
@@ -190,6 +193,19 @@ def start_metadata(
             STARTED_BY_MEMO: started_by,
         },
     }
+
+
+def start_options(
+    workflow_input: OnboardingInput, *, started_by: str = "starter", identification_content: Any = None
+) -> dict[str, Any]:
+    """Every keyword argument of a start beside the input and the task queue: the workflow id,
+    the search attributes and state view of the first state, the summary, details and memo.
+    The starter, `adopt`, the backfill and the receiver's adoption all start with these, so an
+    onboarding looks the same to operators and to itself however it began."""
+    first = OnboardingState.first(workflow_input)
+    options = start_metadata(workflow_input, started_by=started_by, identification_content=identification_content)
+    options["memo"][STATE_MEMO] = OnboardingStateView.of(first).to_memo()
+    return {"id": workflow_input.workflow_id, "search_attributes": search_attributes.at_start(first), **options}
 
 
 def first_run_story(continued: OnboardingInput, *, started_by: Any, digest: Any) -> str:

@@ -32,7 +32,6 @@ from iron_client import IronClient
 from iron_client.errors import IronNotFound
 from iron_client.models import CustomerType, IdentificationKind, IdentificationParams
 from runtime import settings
-from contracts import search_attributes
 from contracts.quoting import message_line, quoted
 from contracts.messages import (
     ENGINE_VERSION,
@@ -59,8 +58,8 @@ from contracts.messages import (
     external_id_for_customer,
     workflow_id_for,
 )
-from contracts.start_metadata import START_DIGEST_MEMO, differing_fields, start_metadata
-from contracts.state_view import STATE_MEMO, WAIT_MAX_SECONDS, OnboardingStateView
+from contracts.start_metadata import START_DIGEST_MEMO, differing_fields, start_options
+from contracts.state_view import WAIT_MAX_SECONDS, OnboardingStateView
 import operations.state_access as state_access
 from operations.state_access import NoStateView, OnboardingClosed, WaitTimedOut  # noqa: F401 - part of the API
 
@@ -382,37 +381,33 @@ async def start_onboarding(
     # A customer whose earlier onboarding was closed (terminated, say) goes on with its sequence.
     events_after = await state_access.last_event_sequence(client, workflow_input.workflow_id)
     workflow_input = workflow_input.model_copy(update={"deliver_events": deliver_events, "events_after": events_after})
-    metadata = start_metadata(workflow_input, started_by=started_by, identification_content=identification_content)
-    metadata["memo"][STATE_MEMO] = OnboardingStateView.of(OnboardingState.first(workflow_input)).to_memo()
+    options = start_options(workflow_input, started_by=started_by, identification_content=identification_content)
     if wait:
-        return await _start_and_wait(client, workflow_input, metadata, task_queue, compare_start_data, wait_timeout)
+        return await _start_and_wait(client, workflow_input, options, task_queue, compare_start_data, wait_timeout)
     try:
         handle = await client.start_workflow(
             WORKFLOW_TYPE,
             workflow_input,
-            id=workflow_input.workflow_id,
             task_queue=task_queue or settings.task_queue(),
             # FAIL, then attach below: the public way to know whether this call started it.
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)),
-            **metadata,
+            **options,
         )
     except WorkflowAlreadyStartedError:
         return await attach_to_running(
-            client, external_id, metadata["memo"][START_DIGEST_MEMO] if compare_start_data else None,
+            client, external_id, options["memo"][START_DIGEST_MEMO] if compare_start_data else None,
             workflow_input.sub_partner_id,
         )
     return StartResult(workflow_id=handle.id, run_id=handle.result_run_id, started=True)
 
 
-async def _start_and_wait(client: Client, workflow_input: OnboardingInput, metadata: dict[str, Any],
+async def _start_and_wait(client: Client, workflow_input: OnboardingInput, options: dict[str, Any],
                           task_queue: str | None, compare: bool, timeout: float) -> StartResult:
     external_id = workflow_input.external_id
-    digest = metadata["memo"][START_DIGEST_MEMO]
+    digest = options["memo"][START_DIGEST_MEMO]
     try:
         outcome = await state_access.start_and_wait(
-            client, workflow_input, workflow_id=workflow_input.workflow_id, task_queue=task_queue or settings.task_queue(),
-            search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)), metadata=metadata,
+            client, workflow_input, task_queue=task_queue or settings.task_queue(), options=options,
             start_digest=digest if compare else None, timeout=timeout,
         )
     except WorkflowUpdateFailedError:  # attached to a run that cannot wait: differing data says so first

@@ -148,10 +148,8 @@ async def start_and_wait(
     client: Client,
     workflow_input: OnboardingInput,
     *,
-    workflow_id: str,
     task_queue: str,
-    search_attributes: Any,
-    metadata: dict[str, Any],
+    options: dict[str, Any],
     start_digest: dict[str, str] | None,
     timeout: float = DEFAULT_START_WAIT_SECONDS,
     rpc_timeout: float = DEFAULT_RPC_TIMEOUT_SECONDS,
@@ -159,25 +157,21 @@ async def start_and_wait(
     """Start the onboarding, or attach to the running one (conflict policy USE_EXISTING), and
     wait in the same round trip until its identification url exists or it reached a phase
     where none will come (`NO_URL_PHASES`). The result says whether this call started it and
-    in which start fields a running one differs."""
+    in which start fields a running one differs. `options`: `contracts.start_metadata.start_options`."""
     start_request = str(uuid.uuid4())
-    memo = {**metadata.get("memo", {}), START_REQUEST_MEMO: start_request}
-    extra = {k: v for k, v in metadata.items() if k != "memo"}
+    memo = {**options.get("memo", {}), START_REQUEST_MEMO: start_request}
 
     def operation() -> WithStartWorkflowOperation:
         return WithStartWorkflowOperation(
             WORKFLOW_TYPE,
             workflow_input,
-            id=workflow_id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=search_attributes,
-            memo=memo,
-            **extra,
+            **{**options, "memo": memo},
         )
 
     first = _FirstRound(client, operation, start_digest, start_request)
-    handle = client.get_workflow_handle(workflow_id)
+    handle = client.get_workflow_handle(options["id"])
     return await _wait_rounds(
         handle, first, NO_URL_PHASES, True, timeout, rpc_timeout, workflow_input.external_id
     )

@@ -66,8 +66,8 @@ from webhook_receiver.metrics import ReceiverMetrics
 from webhook_receiver.routing import CustomerRouter, IronLookupFailed, Route, UnknownCustomer, is_iron_id
 from webhook_receiver.settings import IRON_POOL_SIZE, ReceiverSettings
 from contracts import search_attributes
-from contracts.start_metadata import start_metadata
-from contracts.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal, OnboardingState
+from contracts.start_metadata import start_options
+from contracts.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal
 from operations.state_access import last_event_sequence, workflow_not_found
 
 WEBHOOK_PATH = "/webhooks/iron"
@@ -428,18 +428,16 @@ class WebhookReceiver:
         workflow_input = route.adoption_input().model_copy(
             update={"deliver_events": bool(self.settings.events_url), "events_after": events_after}
         )
-        metadata = start_metadata(workflow_input, started_by=f"webhook receiver ({signal.type})")
+        options = start_options(workflow_input, started_by=f"webhook receiver ({signal.type})")
         handle = await self._temporal(
             lambda budget: client.start_workflow(
                 WORKFLOW_TYPE,
                 workflow_input,
-                id=route.workflow_id,
                 task_queue=self.settings.task_queue,
                 start_signal=SIGNAL_IRON_EVENT,
                 start_signal_args=[signal],
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                **metadata,
-                search_attributes=search_attributes.at_start(OnboardingState.first(workflow_input)),
+                **options,
                 rpc_timeout=budget,
             )
         )
