@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-up test test-fast explore flake-hunt image-test ui-test chaos receiver-load bench histories clean
+.PHONY: demo demo-up docs test test-fast explore flake-hunt image-test ui-test chaos receiver-load bench histories clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ explore: $(STAMP)
 	HYPOTHESIS_PROFILE=explore $(PY) -m pytest -q -p no:cacheprovider $(shell grep -l "from hypothesis" tests/test_*.py) $(PYTEST_ARGS)
 
 # The image built and each of its commands started (tests/test_image.py): needs podman or docker.
+# The documentation site, built into site/ (mkdocs.yml; `make test` builds it strictly too).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 image-test: $(STAMP)
 	ONBOARDING_IMAGE_TEST=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_image.py $(PYTEST_ARGS)
 

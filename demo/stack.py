@@ -88,7 +88,7 @@ class StackConfig:
     # for every process, and `start_all` starts the backend before the worker.
     events: bool = True
     # The backend signs documents only for these external-id prefixes (the demo's samples), so
-    # onboardings a person starts beside them wait for `starter.py sign` as the README says.
+    # onboardings a person starts beside them wait for `starter.py sign` as docs/operating.md says.
     sign_prefixes: tuple[str, ...] = ("demo-",)
     ui: bool = True
     autopilot: bool = True
@@ -275,7 +275,7 @@ class Stack:
         return env
 
     def shell_env(self) -> dict[str, str]:
-        """What a person's shell needs to drive this stack the way the README says: Temporal's
+        """What a person's shell needs to drive this stack the way docs/operating.md says: Temporal's
         and Iron's settings, the keys, and where the Temporal CLI finds the codec server."""
         env = {k: v for k, v in self.env().items() if k.startswith(("TEMPORAL_", "IRON_", "ONBOARDING_"))}
         env["TEMPORAL_CODEC_ENDPOINT"] = self.codec_url  # `temporal workflow show` decodes payloads
@@ -321,7 +321,7 @@ class Stack:
             "--log-level", "warn",
             # The dev server has one history shard, whose transfer queue is read at most 20
             # times a second by default: an Iron call scheduled within 50 ms of the previous
-            # read waits for the next (about 40 ms each, measured). See the README's dynamic config.
+            # read waits for the next (about 40 ms each, measured). See docs/proof.md, the benchmark's dynamic config.
             "--dynamic-config-value", f"history.transferProcessorMaxPollRPS={TRANSFER_QUEUE_READS_PER_SECOND}",
         ]
         if self.config.persistent:

@@ -1,4 +1,5 @@
-"""The README's commands, as data: tests run them, so the doc cannot drift from the code."""
+"""The documentation's commands, as data (the README and the pages under `docs/`): tests run
+them, so the docs cannot drift from the code."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ from pathlib import Path
 from tests.conftest import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs"
+
+
+def pages() -> list[Path]:
+    """The README and every documentation page."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def documentation() -> str:
+    """Every page's text, one after another."""
+    return "\n".join(page.read_text() for page in pages())
 
 
 @dataclass(frozen=True)
@@ -19,13 +31,21 @@ class Command:
 
 
 def section(title: str, level: int = 2) -> str:
-    """The text of the README section with this heading, its subsections included, up to the
-    next heading of its level or above."""
-    text = README.read_text()
+    """The text of the section with this heading (in the README or a page of `docs/`; a title
+    names one section in all of them), its subsections included, up to the next heading of its
+    level or above."""
     marker = "#" * level + " " + title + "\n"
+    found = [page.read_text() for page in pages() if marker in page.read_text()]
+    assert len(found) == 1, f"{marker.strip()!r} is in {len(found)} pages, not one"
+    text = found[0]
     start = text.index(marker) + len(marker)
-    nxt = re.search(rf"^#{{1,{level}}} ", text[start:], re.M)
-    return text[start : start + nxt.start()] if nxt else text[start:]
+    lines, fenced = [], False
+    for line in text[start:].splitlines(keepends=True):
+        fenced ^= line.startswith("```")
+        if not fenced and re.match(rf"#{{1,{level}}} ", line):  # a `# comment` in a code block is no heading
+            break
+        lines.append(line)
+    return "".join(lines)
 
 
 def sh_blocks(text: str) -> list[str]:

@@ -11,7 +11,6 @@ import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import structlog
@@ -256,9 +255,10 @@ async def test_temporal_retries_until_delivered_under_one_id(endpoint, temporal_
 
 
 def readme_snippet() -> str:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme[readme.index("### Verifying an event"):]
-    return section[section.index("```python\n") + len("```python\n"):section.index("\n```", section.index("```python"))]
+    from tests.readme import section
+
+    text = section("Verifying an event", level=3)
+    return text[text.index("```python\n") + len("```python\n"):text.index("\n```", text.index("```python"))]
 
 
 async def test_the_readme_snippet_verifies_what_is_sent(endpoint, monkeypatch):

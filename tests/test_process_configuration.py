@@ -161,9 +161,9 @@ def test_configuration_has_one_exit_code_of_its_own():
               starter.EXIT_REJECTED, starter.EXIT_UNREACHABLE, starter.EXIT_START_DATA_DIFFERS,
               starter.EXIT_WAIT_TIMED_OUT}
     assert EXIT_CONFIGURATION not in others
-    readme = (REPO_ROOT / "README.md").read_text()
-    configuration = readme[readme.index("### Configuration"):]
-    configuration = configuration[: configuration.index("\n#", 1)]
+    from tests.readme import section
+
+    configuration = section("Configuration", level=3)
     assert f"exit code {EXIT_CONFIGURATION}" in configuration
     assert "configuration: ONBOARDING_ENCRYPTION_KEY_FILE: " in configuration
 

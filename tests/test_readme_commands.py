@@ -17,7 +17,7 @@ import pytest
 
 from demo.stack import Stack, StackConfig, port_open
 from tests.conftest import REPO_ROOT
-from tests.readme import BARE_ENV, Command, commands, documented_shell, placeholders, section, sh_blocks
+from tests.readme import BARE_ENV, Command, commands, documentation, documented_shell, placeholders, section, sh_blocks
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
@@ -43,7 +43,7 @@ def test_the_readme_tells_how_to_get_the_environment():
 
 
 def test_operator_queries_only_list_running_onboardings():
-    text = (REPO_ROOT / "README.md").read_text()
+    text = documentation()
     queries = re.findall(r"`([^`]*OnboardingPhase\s*=[^`]*)`", text) + re.findall(r"'([^']*OnboardingPhase\s*=[^']*)'", text)
     assert queries, "the README gives operators their queries"
     for query in queries:
