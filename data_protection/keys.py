@@ -38,6 +38,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from contracts.configuration import ConfigurationError
 from contracts.quoting import quoted
 
 ENV_KEYS = "ONBOARDING_ENCRYPTION_KEYS"
@@ -58,8 +59,9 @@ class DataProtectionError(Exception):
     """Base class for every error this package raises on purpose."""
 
 
-class KeyConfigurationError(DataProtectionError):
-    """The configured keys are missing, malformed or contradictory."""
+class KeyConfigurationError(DataProtectionError, ConfigurationError):
+    """The configured keys are missing, malformed or contradictory: a configuration error like
+    any other, which every process answers with one line and exit code 7."""
 
 
 class KeyNotFoundError(DataProtectionError, LookupError):

@@ -7,6 +7,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from contracts.configuration import ConfigurationError
 from contracts.quoting import quoted
 from iron_client.webhooks import parse_secrets
 
@@ -70,7 +71,7 @@ class SandboxConfig:
         )
 
 
-class SandboxConfigurationError(ValueError):
+class SandboxConfigurationError(ConfigurationError):
     """A variable the sandbox cannot use. The message is one line, `<VARIABLE>: <what is wrong>`."""
 
 
