@@ -614,6 +614,30 @@ async def scraped(port: int, name: str, **labels: str) -> float:
     )
 
 
+async def test_a_signal_with_start_tells_whether_it_started_the_workflow(temporal):
+    """`started_by_signal_with_start` reads the start response the SDK keeps on the handle, a
+    private attribute (`_start_workflow_response`): if the SDK moves it, this fails here rather
+    than every adoption silently counting as a start."""
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from webhook_receiver.app import started_by_signal_with_start
+
+    workflow_id = f"onboarding-sws-{uuid.uuid4().hex[:10]}"
+    signal = IronEventSignal(type="customer_status", customer_id="c1", status="Active")
+
+    async def signal_with_start() -> WorkflowHandle:
+        return await temporal.client.start_workflow(
+            WORKFLOW_TYPE, OnboardingInput(external_id=workflow_id.removeprefix("onboarding-"), email="p@example.com"),
+            id=workflow_id, task_queue=TASK_QUEUE, start_signal=SIGNAL_IRON_EVENT, start_signal_args=[signal],
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+
+    first, second = await signal_with_start(), await signal_with_start()
+    assert hasattr(first, "_start_workflow_response"), "the SDK no longer keeps the start response on the handle"
+    assert (started_by_signal_with_start(first), started_by_signal_with_start(second)) == (True, False)
+    await second.signal("finish")
+
+
 async def test_adoptions_are_counted_once_per_customer_however_many_deliveries_race_or_retry(settings, temporal, iron):
     """Deliveries for fresh customers arrive at once (several events each, exact duplicates among
     them) and Iron retries some later: each customer's workflow is started by one of them, the

@@ -164,7 +164,7 @@ def started_by_signal_with_start(handle: WorkflowHandle) -> bool:
     signalled one already running. Temporal answers it (the response's `started`); the SDK
     keeps the response on the handle but offers no accessor for it. Should it ever stop keeping
     it, every adoption counts as a start, and
-    `test_adoptions_are_counted_once_per_customer_however_many_deliveries_race_or_retry` fails."""
+    `test_a_signal_with_start_tells_whether_it_started_the_workflow` fails."""
     response = getattr(handle, "_start_workflow_response", None)
     return bool(getattr(response, "started", True))
 
