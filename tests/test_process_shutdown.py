@@ -235,20 +235,31 @@ async def start_customer(env, queue: str, external_id: str, activity_timeout: fl
     return env.client.get_workflow_handle(workflow_id_for(external_id))
 
 
-async def test_a_worker_stopped_during_an_iron_call_finishes_it_within_the_grace_and_exits_0(stack, env, sandbox):
-    queue, external_id = f"drain-{uuid.uuid4().hex[:8]}", f"drain-{uuid.uuid4().hex[:12]}"
+async def worker_stopped_while_creating_the_customer(
+    stack, env, sandbox, name: str, queue: str, external_id: str, *, grace: float, activity_timeout: float, latency: float
+) -> tuple[Process, WorkflowHandle]:
+    """A worker given `grace` seconds to stop, sent SIGTERM while Iron holds its creation of the
+    customer for `latency` seconds; it has exited 0 within the grace (Iron's latency cleared)."""
     await sandbox.control.clear_requests()
-    await sandbox.control.set_faults(latency_ms=3000, paths=["/customers"], methods=["POST"])
+    await sandbox.control.set_faults(latency_ms=latency * 1000, paths=["/customers"], methods=["POST"])
     try:
-        worker = stack.start_worker("worker-finishing", "--task-queue", queue, env={**PROCESS_ENV, WORKER_GRACE: "20"})
-        handle = await start_customer(env, queue, external_id, activity_timeout=20)
+        worker = stack.start_worker(name, "--task-queue", queue, env={**PROCESS_ENV, WORKER_GRACE: str(grace)})
+        handle = await start_customer(env, queue, external_id, activity_timeout=activity_timeout)
         attempt = await started_attempt(handle, FIND_OR_CREATE_CUSTOMER)
         assert attempt.last_worker_identity.startswith(identity_of(worker))
         await creating_the_customer(worker)
         worker.popen.send_signal(signal.SIGTERM)
-        assert await exit_code(worker, within=20 + MARGIN) == 0, log_tail(worker)
+        assert await exit_code(worker, within=grace + MARGIN) == 0, log_tail(worker)
     finally:
         await sandbox.control.clear_faults()
+    return worker, handle
+
+
+async def test_a_worker_stopped_during_an_iron_call_finishes_it_within_the_grace_and_exits_0(stack, env, sandbox):
+    queue, external_id = f"drain-{uuid.uuid4().hex[:8]}", f"drain-{uuid.uuid4().hex[:12]}"
+    worker, handle = await worker_stopped_while_creating_the_customer(
+        stack, env, sandbox, "worker-finishing", queue, external_id, grace=20, activity_timeout=20, latency=3
+    )
     # The call finished on the stopping worker, and its result is in the history.
     finished = await eventually(
         "the call's completion in the history", lambda: completed_by(handle, FIND_OR_CREATE_CUSTOMER), MARGIN
@@ -264,18 +275,9 @@ async def test_a_worker_stopped_during_an_iron_call_finishes_it_within_the_grace
 async def test_a_call_past_the_grace_is_handed_back_and_done_once_by_another_worker(stack, env, sandbox):
     queue, external_id = f"handback-{uuid.uuid4().hex[:8]}", f"handback-{uuid.uuid4().hex[:12]}"
     activity_timeout, latency = 6.0, 4.0
-    await sandbox.control.clear_requests()
-    await sandbox.control.set_faults(latency_ms=latency * 1000, paths=["/customers"], methods=["POST"])
-    try:
-        first = stack.start_worker("worker-leaving", "--task-queue", queue, env={**PROCESS_ENV, WORKER_GRACE: "0.5"})
-        handle = await start_customer(env, queue, external_id, activity_timeout=activity_timeout)
-        attempt = await started_attempt(handle, FIND_OR_CREATE_CUSTOMER)
-        assert attempt.last_worker_identity.startswith(identity_of(first))
-        await creating_the_customer(first)
-        first.popen.send_signal(signal.SIGTERM)
-        assert await exit_code(first, within=0.5 + MARGIN) == 0, log_tail(first)
-    finally:
-        await sandbox.control.clear_faults()
+    _, handle = await worker_stopped_while_creating_the_customer(
+        stack, env, sandbox, "worker-leaving", queue, external_id, grace=0.5, activity_timeout=activity_timeout, latency=latency
+    )
     assert await completed_by(handle, FIND_OR_CREATE_CUSTOMER) == []  # cut off, not finished
     second = stack.start_worker("worker-taking-over", "--task-queue", queue, env=PROCESS_ENV)
     finished = await eventually(
