@@ -32,6 +32,7 @@ from iron_client import IronClient
 from iron_client.errors import IronNotFound
 from iron_client.models import CustomerType, IdentificationKind, IdentificationParams
 from runtime import settings
+from runtime.events_settings import events_url_from_env
 from contracts.quoting import message_line, quoted
 from contracts.messages import (
     ENGINE_VERSION,
@@ -377,7 +378,7 @@ async def start_onboarding(
         sub_partner_id=sub_partner_id,
     )
     if deliver_events is None:
-        deliver_events = bool(os.environ.get("ONBOARDING_EVENTS_URL"))
+        deliver_events = events_url_from_env() is not None  # read as the worker and the starter read it
     # A customer whose earlier onboarding was closed (terminated, say) goes on with its sequence.
     events_after = await state_access.last_event_sequence(client, workflow_input.workflow_id)
     workflow_input = workflow_input.model_copy(update={"deliver_events": deliver_events, "events_after": events_after})

@@ -25,6 +25,7 @@ import os
 import sys
 from typing import Callable, NoReturn, TypeVar
 
+from contracts.quoting import message_line
 from runtime.settings import ConfigurationError
 
 # Every command's exit codes, one table (the services use 0, 2 and 7 of it).
@@ -44,7 +45,7 @@ T = TypeVar("T")
 def exit_now(code: int, message: str | None = None) -> NoReturn:
     """Print `message` (if any) as one line on stderr, flush, and end the process with `code`."""
     if message:
-        print(" ".join(str(message).split()), file=sys.stderr)
+        print(message_line(message), file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -60,7 +61,7 @@ def configuration_errors() -> tuple[type[BaseException], ...]:
 def configuration_message(exc: BaseException) -> str:
     """The one line an operator reads, `configuration: <VARIABLE>: <what is wrong>` (the
     error's message names the variable first), never a traceback."""
-    return f"configuration: {' '.join(str(exc).split())}"
+    return f"configuration: {message_line(exc)}"
 
 
 def exit_on_configuration_error(exc: BaseException) -> NoReturn:

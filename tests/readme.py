@@ -35,7 +35,7 @@ def section(title: str, level: int = 2) -> str:
     names one section in all of them), its subsections included, up to the next heading of its
     level or above."""
     marker = "#" * level + " " + title + "\n"
-    found = [page.read_text() for page in pages() if marker in page.read_text()]
+    found = [text for text in map(Path.read_text, pages()) if marker in text]
     assert len(found) == 1, f"{marker.strip()!r} is in {len(found)} pages, not one"
     text = found[0]
     start = text.index(marker) + len(marker)
