@@ -1,8 +1,11 @@
-"""Pydantic v2 models for Iron's onboarding API, following `openapi-onboarding.yml`.
+"""Pydantic v2 models for Iron's onboarding API: the spec's models, read the way this client needs.
 
-Response models accept fields Iron adds later (``extra="allow"``) so a new field never breaks a
-running worker; request models forbid unknown fields so a typo fails here, not at Iron.
-Enums are ``str`` enums: they compare equal to the wire strings and serialise as them.
+The shapes come from `iron_client/generated.py`, generated from `spec/openapi-onboarding.yml` by
+`make models`; the classes here add what a client of a live API needs on top, and restate a field
+only to change how it is read. Response models accept fields Iron adds later (``extra="allow"``)
+so a new field never breaks a running worker; request models forbid unknown fields so a typo
+fails here, not at Iron. Enums are the spec's ``str`` enums: they compare equal to the wire
+strings and serialise as them.
 
 Iron adds enum values too (a customer status, an identification status, a step, a requirement
 code, a webhook topic). A response field typed ``Tolerant[SomeEnum]`` holds the enum member for a
@@ -13,11 +16,26 @@ a value this code does not know yet; ``unknown_values()`` on a response names th
 
 from __future__ import annotations
 
-from datetime import datetime
+import types
 from enum import Enum
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
+from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from iron_client import generated as spec
+from iron_client.generated import (
+    CustomerStatus,
+    CustomerType,
+    DocumentType,
+    EmploymentStatus,
+    IdentificationStatus,
+    IdentityDocumentType,
+    IntendedUse,
+    RequirementCategory,
+    RequirementCode,
+    SortOrder,
+    WebhookEventType,
+)
 
 E = TypeVar("E", bound=Enum)
 # The enum member when Iron's value is one the spec lists, else the string as Iron sent it.
@@ -37,20 +55,43 @@ def is_unknown(value: Enum | str | None) -> bool:
     return value is not None and not isinstance(value, Enum)
 
 
+def holds_tolerant_enum(annotation: Any) -> bool:
+    """True for a type that holds `Tolerant[SomeEnum]`: alone, optional or in a list."""
+    args = get_args(annotation)
+    if get_origin(annotation) in (Union, types.UnionType) and str in args:
+        if any(isinstance(arg, type) and issubclass(arg, Enum) for arg in args):
+            return True
+    return any(holds_tolerant_enum(arg) for arg in args)
+
+
 class IronResponse(BaseModel):
     """Base of everything Iron returns: tolerant of fields added later, and of enum values added
-    later in the fields listed in `TOLERANT_FIELDS` (typed `Tolerant[...]`)."""
+    later in the fields typed `Tolerant[...]` (named by `TOLERANT_FIELDS`)."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     TOLERANT_FIELDS: ClassVar[frozenset[str]] = frozenset()
+    # Fields in the order this module declares them, then the spec's: `unknown_values()` reports
+    # in this order (the spec's own order is alphabetical).
+    FIELD_ORDER: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        fields = cls.model_fields
+        cls.TOLERANT_FIELDS = frozenset(name for name, info in fields.items() if holds_tolerant_enum(info.annotation))
+        order: dict[str, None] = {}
+        for klass in cls.__mro__:
+            order.update((name, None) for name in vars(klass).get("__annotations__", {}) if name in fields)
+        cls.FIELD_ORDER = tuple(order)
 
     def unknown_values(self, prefix: str = "") -> list[tuple[str, str]]:
         """(field path, value) for every enum value Iron sent that no enum here lists, in this
         model and the models it holds: `[("status", "Frozen")]`."""
         found: list[tuple[str, str]] = []
-        for name in type(self).model_fields:
+        for name in self.FIELD_ORDER:
             path = f"{prefix}{name}"
-            value = getattr(self, name)
+            # Read the stored value: attribute access warns for a field the spec deprecates.
+            value = self.__dict__.get(name)
             if name in self.TOLERANT_FIELDS:
                 items = value if isinstance(value, list) else [value]
                 found += [(path, item) for item in items if is_unknown(item)]
@@ -70,36 +111,20 @@ class IronRequest(BaseModel):
 
 
 # --- enums -------------------------------------------------------------------------------------
+# The spec's enums (imported above from the generated module); what this client adds to them:
 
 
-class CustomerType(str, Enum):
+class IdentificationKind(str, Enum):
+    """The four kinds of `POST /customers/{id}/identifications/v2` (the `type` discriminator;
+    the spec names them only as the discriminator's values, checked against it by a test)."""
+
+    LINK = "Link"
+    TOKEN = "Token"
     PERSON = "Person"
     BUSINESS = "Business"
 
 
-class CustomerStatus(str, Enum):
-    USER_REQUIRED = "UserRequired"
-    SIGNINGS_REQUIRED = "SigningsRequired"
-    IDENTIFICATION_REQUIRED = "IdentificationRequired"
-    ACTIVE = "Active"
-    SUSPENDED = "Suspended"
-    ARCHIVED = "Archived"
-
-
-class IdentificationStatus(str, Enum):
-    PENDING = "Pending"
-    PROCESSED = "Processed"
-    PENDING_REVIEW = "PendingReview"
-    APPROVED = "Approved"
-    DECLINED = "Declined"
-    EXPIRED = "Expired"
-    ARCHIVED = "Archived"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_IDENTIFICATION_STATUSES
-
-
+# The statuses after which an identification no longer changes by itself.
 TERMINAL_IDENTIFICATION_STATUSES = frozenset(
     {
         IdentificationStatus.APPROVED,
@@ -110,139 +135,42 @@ TERMINAL_IDENTIFICATION_STATUSES = frozenset(
 )
 
 
-class IdentificationKind(str, Enum):
-    """The four kinds of `POST /customers/{id}/identifications/v2` (the `type` discriminator)."""
-
-    LINK = "Link"
-    TOKEN = "Token"
-    PERSON = "Person"
-    BUSINESS = "Business"
-
-
-class IdentityDocumentType(str, Enum):
-    PASSPORT = "Passport"
-    NATIONAL_ID = "NationalId"
-    DRIVER_LICENSE = "DriverLicense"
-    RESIDENCE_PERMIT = "ResidencePermit"
-
-
-class DocumentType(str, Enum):
-    BUSINESS_REGISTRATION_DOCUMENT = "BusinessRegistrationDocument"
-    MEMORANDUM_OF_ASSOCIATION = "MemorandumOfAssociation"
-    SHAREHOLDERS_REGISTRY = "ShareholdersRegistry"
-    OTHER = "Other"
-    PROOF_OF_ADDRESS = "ProofOfAddress"
-
-
-class IntendedUse(str, Enum):
-    INVESTING = "Investing"
-    PAYMENT_TO_FRIENDS_FAMILY_OR_OTHERS = "PaymentToFriendsFamilyorOthers"
-    PURCHASE_DIGITAL_ASSETS = "PurchaseDigitalAssets"
-    ONLINE_PURCHASES_OF_GOODS_OR_SERVICES = "OnlinePurchasesOfGoodsOrServices"
-    TRADING = "Trading"
-
-
-class EmploymentStatus(str, Enum):
-    EMPLOYED = "Employed"
-    SELF_EMPLOYED = "SelfEmployed"
-    UNEMPLOYED = "Unemployed"
-    RETIRED = "Retired"
-    STUDENT = "Student"
-
-
-class SortOrder(str, Enum):
-    ASC = "asc"
-    DESC = "desc"
-
-
-class RequirementCode(str, Enum):
-    KYC_SELFIE = "kyc_selfie"
-    KYC_IDENTITY = "kyc_identity"
-    KYC_PROOF_OF_RESIDENCE = "kyc_proof_of_residence"
-    KYC_QUESTIONNAIRE = "kyc_questionnaire"
-    KYB_COMPANY_DATA = "kyb_company_data"
-    KYB_COMPANY_BENEFICIARIES = "kyb_company_beneficiaries"
-    KYB_COMPANY_DOCUMENTS = "kyb_company_documents"
-    KYB_QUESTIONNAIRE = "kyb_questionnaire"
-    IDENTIFICATION_KYC = "identification_kyc"
-    IDENTIFICATION_KYB = "identification_kyb"
-    KYC_DATA_MISSING = "kyc_data_missing"
-    KYC_DATA_INVALID = "kyc_data_invalid"
-    KYB_DATA_MISSING = "kyb_data_missing"
-    KYB_DATA_INVALID = "kyb_data_invalid"
-
-
-class RequirementCategory(str, Enum):
-    KYC = "kyc"
-    KYB = "kyb"
-
-
 # --- customers ---------------------------------------------------------------------------------
 
 
-class CreateCustomerParams(IronRequest):
-    customer_type: CustomerType
+class CreateCustomerParams(spec.CreateCustomerParams, IronRequest):
     email: str = Field(min_length=1)
-    name: str | None = None
-    external_id: str | None = None
 
 
-class UpdateCustomerParams(IronRequest):
+class UpdateCustomerParams(spec.UpdateCustomerParams, IronRequest):
     email: str = Field(min_length=1)
-    external_id: str | None = None
 
 
-class Customer(IronResponse):
-    TOLERANT_FIELDS = frozenset({"customer_type", "status", "identification_status"})
-
-    id: str
+class Customer(spec.Customer, IronResponse):
     customer_type: Tolerant[CustomerType]
     status: Tolerant[CustomerStatus]
-    name: str
-    email: str
-    partner_id: str
-    identification_ids: list[str]
-    signing_ids: list[str]
-    created_at: datetime
-    updated_at: datetime
-    external_id: str | None = None
     identification_status: Tolerant[IdentificationStatus] | None = None
-    active_email: str | None = None
-    spending_limit_euro: str | None = None
 
 
-class PagedCustomers(IronResponse):
+class PagedCustomers(spec.PagedListCustomer, IronResponse):
     items: list[Customer]
-    cursor: str | None = None
-    prev_cursor: str | None = None
 
 
-class RejectReason(IronResponse):
-    code: str
-    description: str
+class RejectReason(spec.RejectReason, IronResponse):
+    pass
 
 
-class MissingQuestion(IronResponse):
-    id: str
-    title: str
-    section_id: str | None = None
+class MissingQuestion(spec.MissingQuestion, IronResponse):
+    pass
 
 
-class RequirementItem(IronResponse):
-    TOLERANT_FIELDS = frozenset({"code"})
-
+class RequirementItem(spec.RequirementItem, IronResponse):
     code: Tolerant[RequirementCode]
-    reject_labels: list[str]
     reject_reasons: list[RejectReason]
     missing_questions: list[MissingQuestion]
-    description: str | None = None
-    identification_id: str | None = None
-    retryable: bool | None = None
 
 
-class CustomerRequirements(IronResponse):
-    TOLERANT_FIELDS = frozenset({"requirements_due"})
-
+class CustomerRequirements(spec.CustomerRequirements, IronResponse):
     requirements_due: list[Tolerant[RequirementCategory]]
     complete: list[RequirementItem]
     pending: list[RequirementItem]
@@ -253,15 +181,13 @@ class CustomerRequirements(IronResponse):
 # --- identifications ---------------------------------------------------------------------------
 
 
-class VerificationStepDetail(IronResponse):
-    TOLERANT_FIELDS = frozenset({"result"})
-
+class VerificationStepDetail(spec.VerificationStepDetail, IronResponse):
     result: Tolerant[IdentificationStatus]
-    retry: bool
-    comment: str | None = None
 
 
-class IdentificationStepStatus(IronResponse):
+class IdentificationStepStatus(
+    spec.PersonIdentificationStepStatus, spec.BusinessIdentificationStepStatus, IronResponse
+):
     """Person steps or business steps: the spec's anyOf of two all-optional objects, so one model
     with every step optional reads either form without guessing. A step the spec does not name
     yet is kept too (`unknown_steps()`), read as a `VerificationStepDetail` when it has that shape."""
@@ -286,7 +212,7 @@ class IdentificationStepStatus(IronResponse):
 
     def steps(self) -> dict[str, "VerificationStepDetail | Any"]:
         """Every step Iron sent, known and unknown, by name."""
-        known = {name: step for name in type(self).model_fields if (step := getattr(self, name)) is not None}
+        known = {name: step for name in self.FIELD_ORDER if (step := getattr(self, name)) is not None}
         return {**known, **self.unknown_steps()}
 
     def retryable_steps(self) -> list[str]:
@@ -304,111 +230,59 @@ class IdentificationStepStatus(IronResponse):
         return found
 
 
-class Identification(IronResponse):
-    TOLERANT_FIELDS = frozenset({"status"})
-
-    id: str
+class Identification(spec.Identification, IronResponse):
     status: Tolerant[IdentificationStatus]
-    created_at: datetime
-    updated_at: datetime
-    customer_id: str | None = None
-    partner_id: str | None = None
-    url: str | None = None
     step_status: IdentificationStepStatus | None = None
-    review_comment: str | None = None
-    residence_country: str | None = None
-    with_edd: bool | None = None
 
 
-class PagedIdentifications(IronResponse):
+class PagedIdentifications(spec.PagedListIdentification, IronResponse):
     items: list[Identification]
-    cursor: str | None = None
-    prev_cursor: str | None = None
 
 
-class Address(IronRequest):
-    street_1: str
-    city: str
-    zip_code: str
-    country: str
-    street_2: str | None = None
-    state: str | None = None
+class Address(spec.Address, IronRequest):
+    pass
 
 
-class PersonIdentity(IronRequest):
-    identity_country_code: str
-    identity_document_type: IdentityDocumentType
-    identity_document_front: str
-    selfie: str
-    selfie_collected_at: str
-    ip_address: str
-    nationality: str
-    identity_document_back: str | None = None
-    identity_number: str | None = None
+class PersonIdentity(spec.PersonIdentity, IronRequest):
+    pass
 
 
-class IdentityDocument(IronRequest):
-    name: str
-    file: str
-    type: DocumentType
+class IdentityDocument(spec.IdentityDocument, IronRequest):
+    pass
 
 
-class KycQuestionnaire(IronRequest):
-    employment_status: EmploymentStatus
-    yearly_gross_income: str
-    source_of_wealth: str
-    expected_monthly_transaction_count: str
-    expected_monthly_transaction_volume: str
+class KycQuestionnaire(spec.KycQuestionnaire, IronRequest):
+    pass
 
 
-class EddQuestionnaire(IronRequest):
-    occupation: str
-    approximate_net_worth: str
-    source_of_funds_proof: str
+class EddQuestionnaire(spec.EddQuestionnaire, IronRequest):
+    pass
 
 
-class LinkIdentificationParams(IronRequest):
-    type: Literal["Link"] = "Link"
-    with_edd: bool | None = None
+class LinkIdentificationParams(spec.IdentificationCreateParamsV2IdentificationLinkparams, IronRequest):
+    pass
 
 
-class TokenIdentificationParams(IronRequest):
-    type: Literal["Token"] = "Token"
+class TokenIdentificationParams(spec.IdentificationCreateParamsV2IdentificationTokenParams, IronRequest):
     token: str = Field(min_length=1)
-    intended_use: IntendedUse
-    ip_address: str | None = None
     kyc_questionnaire: KycQuestionnaire | None = None
     edd_questionnaire: EddQuestionnaire | None = None
 
 
-class PersonIdentificationParams(IronRequest):
-    type: Literal["Person"] = "Person"
-    sharing_consent: bool
-    consent_collected_at: str
-    first_name: str
-    last_name: str
-    full_name: str
-    date_of_birth: str
-    phone_number: str
-    email_address: str
+class PersonIdentificationParams(spec.IdentificationCreateParamsV2IdentificationPersonParams, IronRequest):
     address: Address
     identity: PersonIdentity
-    intended_use: IntendedUse
     kyc_questionnaire: KycQuestionnaire
     documents: list[IdentityDocument] | None = None
     edd_questionnaire: EddQuestionnaire | None = None
-    tax_identification_number: str | None = None
 
 
-class BusinessIdentificationParams(IronRequest):
+class BusinessIdentificationParams(spec.IdentificationCreateParamsV2IdentificationBusinessParams, IronRequest):
     """Outsourced KYB. The company data and questionnaire are deep trees (beneficiaries nest
     businesses); they are kept as JSON objects here and validated by Iron, so the client does
     not reject a shape Iron accepts."""
 
-    type: Literal["Business"] = "Business"
     company_data: dict[str, Any]
-    phone: str
-    ip_address: str
     questionnaire: dict[str, Any]
 
 
@@ -423,64 +297,34 @@ IdentificationParams = Annotated[
 ]
 
 
-class UpdatePendingIdentificationParams(IronRequest):
-    approved: bool
+class UpdatePendingIdentificationParams(spec.UpdatePendingIdentificationParams, IronRequest):
+    pass
 
 
 # --- signings ----------------------------------------------------------------------------------
 
 
-class RequiredSigning(IronResponse):
+class RequiredSigning(spec.TermsAndConditionsLink, IronResponse):
     """`TermsAndConditionsLink` in the spec: one document the customer must accept."""
 
-    id: str
-    url: str
-    display_name: str
+
+class SigningCreateParams(spec.SigningCreateParams, IronRequest):
+    pass
 
 
-class SigningCreateParams(IronRequest):
-    signed: bool
-    content_id: str | None = None
+class Signing(spec.Signing, IronResponse):
+    pass
 
 
-class Signing(IronResponse):
-    id: str
-    customer_id: str
-    created_at: datetime
-    updated_at: datetime
-    content_id: str | None = None
-    document_id: str | None = None
-
-
-class PagedSignings(IronResponse):
+class PagedSignings(spec.PagedListSigning, IronResponse):
     items: list[Signing]
-    cursor: str | None = None
-    prev_cursor: str | None = None
 
 
-class ApiError(IronResponse):
-    message: str
-    trace_id: str
+class ApiError(spec.ApiError, IronResponse):
+    pass
 
 
 # --- webhooks ----------------------------------------------------------------------------------
-
-
-class WebhookEventType(str, Enum):
-    """The topics a webhook subscribes to (`WebhookEventType` in the spec)."""
-
-    TRANSACTION = "Transaction"
-    NEW_BANK_ACCOUNT = "NewBankAccount"
-    NEW_AUTORAMP = "NewAutoramp"
-    DEPOSIT_ADDRESS_CREATED = "DepositAddressCreated"
-    REGISTER_FIAT_ADDRESS_STATUS = "RegisterFiatAddressStatus"
-    REGISTER_AUTORAMP_STATUS = "RegisterAutorampStatus"
-    TRANSACTION_STATUS = "TransactionStatus"
-    CUSTOMER_CREATED = "CustomerCreated"
-    CUSTOMER_STATUS = "CustomerStatus"
-    IDENTIFICATION_STATUS = "IdentificationStatus"
-    PING = "Ping"
-
 
 # What onboarding needs a webhook to carry: status changes drive the workflows, and a customer
 # created in Iron's dashboard is adopted from its CustomerCreated event.
@@ -491,35 +335,73 @@ ONBOARDING_TOPICS = (
 )
 
 
-class Webhook(IronResponse):
-    TOLERANT_FIELDS = frozenset({"topics"})
-
-    id: str
-    label: str
-    url: str
-    partner_id: str
+class Webhook(spec.Webhook, IronResponse):
     topics: list[Tolerant[WebhookEventType]]
-    created_at: datetime
-    updated_at: datetime
-    enabled: bool
-    last_failure: datetime | None = None
-    last_failure_reason: str | None = None
 
 
-class PagedWebhooks(IronResponse):
+class PagedWebhooks(spec.PagedListWebhook, IronResponse):
     items: list[Webhook]
-    cursor: str | None = None
-    prev_cursor: str | None = None
 
 
-class UpdateWebhookParams(IronRequest):
+class UpdateWebhookParams(spec.UpdateWebhookRequest, IronRequest):
     """Every field optional: only those given change."""
 
-    url: str | None = None
-    enabled: bool | None = None
-    topics: list[WebhookEventType] | None = None
-    label: str | None = None
+
+class PingWebhookParams(spec.PingWebhookParams, IronRequest):
+    pass
 
 
-class PingWebhookParams(IronRequest):
-    customer_id: str
+__all__ = [
+    "Address",
+    "ApiError",
+    "BusinessIdentificationParams",
+    "CreateCustomerParams",
+    "Customer",
+    "CustomerRequirements",
+    "CustomerStatus",
+    "CustomerType",
+    "DocumentType",
+    "EddQuestionnaire",
+    "EmploymentStatus",
+    "holds_tolerant_enum",
+    "Identification",
+    "IdentificationKind",
+    "IdentificationParams",
+    "IdentificationStatus",
+    "IdentificationStepStatus",
+    "IdentityDocument",
+    "IdentityDocumentType",
+    "IntendedUse",
+    "IronRequest",
+    "IronResponse",
+    "is_unknown",
+    "KycQuestionnaire",
+    "LinkIdentificationParams",
+    "MissingQuestion",
+    "ONBOARDING_TOPICS",
+    "PagedCustomers",
+    "PagedIdentifications",
+    "PagedSignings",
+    "PagedWebhooks",
+    "PersonIdentificationParams",
+    "PersonIdentity",
+    "PingWebhookParams",
+    "RejectReason",
+    "RequiredSigning",
+    "RequirementCategory",
+    "RequirementCode",
+    "RequirementItem",
+    "Signing",
+    "SigningCreateParams",
+    "SortOrder",
+    "TERMINAL_IDENTIFICATION_STATUSES",
+    "TokenIdentificationParams",
+    "Tolerant",
+    "UpdateCustomerParams",
+    "UpdatePendingIdentificationParams",
+    "UpdateWebhookParams",
+    "VerificationStepDetail",
+    "Webhook",
+    "WebhookEventType",
+    "wire",
+]

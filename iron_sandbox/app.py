@@ -37,7 +37,14 @@ from iron_sandbox.config import SUPPORTED_API_VERSIONS, SandboxConfig
 from iron_sandbox.faults import FaultMiddleware, Faults, RequestLog
 from iron_sandbox.idempotency import IdempotencyStore, Outcome, fingerprint
 from iron_sandbox.sim import sim_routes
-from iron_sandbox.state import CUSTOMER_STATUSES, CUSTOMER_TYPES, IDENTIFICATION_STATUSES, ApiError, SandboxState
+from iron_sandbox.state import (
+    CUSTOMER_STATUSES,
+    CUSTOMER_TYPES,
+    IDENTIFICATION_STATUSES,
+    NON_TERMINAL,
+    ApiError,
+    SandboxState,
+)
 from iron_sandbox.webhooks import WebhookDispatcher, WebhookSettings
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -538,7 +545,7 @@ def hosted_routes(sb: Sandbox) -> list[Route]:
         if identification is None:
             return HTMLResponse(_PAGE.format(title="Unknown identification", content=""), status_code=404)
         content = f"<p>Status: <b>{_html_escape(identification.status)}</b></p>"
-        if identification.status in ("Pending", "Processed", "PendingReview"):
+        if identification.status in NON_TERMINAL:
             content += (
                 f'<form method="post" action="/hosted/kyc/{identification.id}/complete">'
                 '<button name="decision" value="approve">Complete and approve</button> '

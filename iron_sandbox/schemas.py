@@ -1,28 +1,36 @@
-"""Request bodies the sandbox accepts, written from the spec's component schemas.
+"""Request bodies the sandbox accepts: the spec's models (`iron_client/generated.py`, generated
+from the spec by `make models`) with the rules Iron applies beyond them.
 
-Validation is strict the way a typed server is: JSON types must match exactly (`"true"` is not a
-boolean), enum values must be one of the listed ones, and required fields must be present.
-Unknown properties are ignored, as the spec does not forbid them. A few formats the spec states
-in prose are enforced too (dates, E.164 phone numbers, country codes, base64 files of at most
-10 MB), so a client that sends what Iron would refuse learns it here, not in production.
+Validation (`validate`) is strict the way a typed server is: JSON types must match exactly
+(`"true"` is not a boolean), enum values must be one of the listed ones, and required fields must
+be present. Unknown properties are ignored, as the spec does not forbid them. A few formats the
+spec states in prose are enforced too (dates, E.164 phone numbers, country codes, base64 files of
+at most 10 MB), so a client that sends what Iron would refuse learns it here, not in production:
+each class below restates only the fields it holds to such a rule, or that hold such a class.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from iron_client import generated as spec
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+    """A request body, with enum values kept as the plain strings the client sent. `validate` is
+    the strict way in; a body built in Python (as tests seed the state) is checked laxly."""
+
+    model_config = ConfigDict(extra="ignore", use_enum_values=True)
 
 
 # --- formats -------------------------------------------------------------------------------------
@@ -100,147 +108,61 @@ Timestamp = Annotated[str, AfterValidator(_timestamp)]
 File = Annotated[str, AfterValidator(_base64_file)]
 UuidStr = Annotated[str, AfterValidator(_uuid)]
 
-# --- enums (spec component names) ---------------------------------------------------------------
-
-CustomerType = Literal["Business", "Person"]
-IntendedUse = Literal[
-    "Investing", "PaymentToFriendsFamilyorOthers", "PurchaseDigitalAssets", "OnlinePurchasesOfGoodsOrServices", "Trading"
-]
-EmploymentStatus = Literal["Employed", "SelfEmployed", "Unemployed", "Retired", "Student"]
-YearlyGrossIncome = Literal[
-    "LessThan20000", "From20001To30000", "From30001To40000", "From40001To50000", "From50001To60000",
-    "From60001To70000", "From70001To80000", "From80001To90000", "From90001To100000", "From100001To110000",
-    "From110001To120000", "From120001To130000", "From130001To140000", "From140001To150000", "MoreThan150000",
-    "From150001To200000", "From200001To500000", "MoreThan500000",
-]
-SourceOfWealth = Literal["Salary", "Savings", "Investments", "CryptoTrading", "Other"]
-MonthlyTransactionCount = Literal["LessThan5", "Between5And10", "MoreThan10"]
-MonthlyTransactionVolume = Literal["LessThan500", "MoreThan500LessThan2000", "MoreThan2000"]
-Occupation = Literal[
-    "Agriculture", "ArtsAndEntertainment", "Construction", "Education", "FinancialServices",
-    "InformationAndTechnology", "Retail", "RealEstate", "Other", "BusinessOwner", "Healthcare", "Industrial",
-    "LegalServices", "PublicSector", "SeniorManagement",
-]
-ApproximateNetWorth = Literal[
-    "UpTo25000", "Between25001And50000", "Between50001And100000", "Between100001And300000",
-    "Between300001And500000", "Between500001And1000000", "Over1000001",
-]
-IdentityDocumentType = Literal["Passport", "NationalId", "DriverLicense", "ResidencePermit"]
-DocumentType = Literal["BusinessRegistrationDocument", "MemorandumOfAssociation", "ShareholdersRegistry", "Other", "ProofOfAddress"]
-CompanyDocType = Literal[
-    "PowerOfAttorney", "TransparencyRegistryExtract", "DirectorsRegistry", "GoodStandingCert",
-    "IncorporationArticles", "IncorporationCert", "IncumbencyCert", "InformationStatement",
-    "PartnershipAgreement", "ProofOfAddress", "ProofOfNatureOfBusiness", "RegulatoryLicense",
-    "SelfDeclarationForm", "ShareholderRegistry", "StateRegistry", "TradeLicense", "TrustAgreement", "Other",
-]
-CompanyType = Literal[
-    "LimitedLiabilityCompany", "PubliclyListedCompany", "SoleProprietorship", "Partnership", "Corporation",
-    "Trust", "PrivateFoundation", "Charity", "NonprofitCorporation", "NonprofitOrganization",
-    "PublicAgenciesOrAuthorities", "StockCorporationOutOfStock", "GeneralCorporation",
-]
-BeneficiaryRole = Literal["UltimateBeneficialOwner", "Representative", "Director", "Shareholder"]
-IndustryType = Literal[
-    "Agriculture", "Automotive", "BankingAndFinancialServices", "ConstructionAndRealEstate",
-    "CryptocurrencyAndBlockchain", "CryptocurrencyMining", "DecentralisedFinance", "NftPlatforms",
-    "CryptoPaymentProcessors", "CryptoWalletProviders", "CryptoExchanges", "CryptoCustodyServices",
-    "EcommerceAndOnlineMarketplaces", "EducationAndTraining", "EnergyAndUtilities", "EntertainmentAndMedia",
-    "GamingAndEsports", "HealthcareAndPharmaceuticals", "HospitalityAndTourism", "InformationTechnologyAndSoftware",
-    "Insurance", "LegalAndProfessionalServices", "LogisticsAndTransportation", "ManufacturingAndIndustrial",
-    "MetaversePlatforms", "MiningAndNaturalResources", "NonProfitAndCharitable", "RetailAndWholesaleTrade",
-    "Telecommunications", "VentureCapitalAndPrivateEquity", "CasinosAndGambling", "MoneyServiceBusinesses",
-    "SocialMediaAndNetworking", "CrowdfundingPlatforms", "RegTech", "Other",
-]
-AnnualRevenue = Literal["Under100K", "From100KTo1M", "From1MTo10M", "From10MTo50M", "From50MTo250M", "Over250M"]
-BusinessMonthlyTransactions = Literal["LessThanTen", "TenToTwentyFive", "TwentyFiveToFifty", "FiftyToOneHundred", "MoreThanOneHundred"]
-BusinessMonthlyVolume = Literal[
-    "TenToTwentyFiveThousand", "TwentyFiveToFiftyThousand", "FiftyToOneHundredThousand",
-    "OneHundredToTwoHundredFiftyThousand", "TwoHundredFiftyToFiveHundredThousand", "MoreThanFiveHundredThousand",
-]
-BusinessPurpose = Literal[
-    "ReceivingBusinessIncome", "BusinessPurchasesAndExpenses", "EmployeeAndContractorPayouts", "EcommerceSales",
-    "TreasuryManagement", "PaymentIntermediary", "Investments", "TaxPlanning", "AssetProtection", "Other",
-]
-RevenueSource = Literal[
-    "BusinessRevenue", "ShareholderFunds", "VcPrivateEquity", "AssetSale", "IcoProceeds",
-    "CryptoActivityProceeds", "LoanProceeds", "Other",
-]
-
 # --- customers -----------------------------------------------------------------------------------
 
+ExternalId = Annotated[str, Field(min_length=1, max_length=256)]
 
-class CreateCustomerParams(Body):
-    customer_type: CustomerType
+
+class CreateCustomerParams(spec.CreateCustomerParams, Body):
     email: Email
-    external_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    external_id: ExternalId | None = None
     name: Annotated[str, Field(max_length=256)] | None = None
 
 
-class UpdateCustomerParams(Body):
+class UpdateCustomerParams(spec.UpdateCustomerParams, Body):
     email: Email
-    external_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    external_id: ExternalId | None = None
 
 
 # --- identifications -----------------------------------------------------------------------------
 
 
-class Address(Body):
+class Address(spec.Address, Body):
     street_1: NonEmpty
     city: NonEmpty
     zip_code: NonEmpty
     country: Country
-    street_2: str | None = None
-    state: str | None = None
 
 
-class PersonIdentity(Body):
+class PersonIdentity(spec.PersonIdentity, Body):
     identity_country_code: Country
-    identity_document_type: IdentityDocumentType
     identity_document_front: File
     selfie: File
     selfie_collected_at: Timestamp
     ip_address: NonEmpty
     nationality: Country
     identity_document_back: File | None = None
-    identity_number: str | None = None
 
 
-class IdentityDocument(Body):
+class IdentityDocument(spec.IdentityDocument, Body):
     name: NonEmpty
     file: File
-    type: DocumentType
 
 
-class KycQuestionnaire(Body):
-    employment_status: EmploymentStatus
-    yearly_gross_income: YearlyGrossIncome
-    source_of_wealth: SourceOfWealth
-    expected_monthly_transaction_count: MonthlyTransactionCount
-    expected_monthly_transaction_volume: MonthlyTransactionVolume
-
-
-class EddQuestionnaire(Body):
-    occupation: Occupation
-    approximate_net_worth: ApproximateNetWorth
+class EddQuestionnaire(spec.EddQuestionnaire, Body):
     source_of_funds_proof: File
 
 
-class LinkParams(Body):
-    type: Literal["Link"]
-    with_edd: bool | None = None
+class LinkParams(spec.IdentificationCreateParamsV2IdentificationLinkparams, Body):
+    pass
 
 
-class TokenParams(Body):
-    type: Literal["Token"]
+class TokenParams(spec.IdentificationCreateParamsV2IdentificationTokenParams, Body):
     token: NonEmpty
-    intended_use: IntendedUse
-    ip_address: str | None = None
-    kyc_questionnaire: KycQuestionnaire | None = None
     edd_questionnaire: EddQuestionnaire | None = None
 
 
-class PersonParams(Body):
-    type: Literal["Person"]
-    sharing_consent: bool
+class PersonParams(spec.IdentificationCreateParamsV2IdentificationPersonParams, Body):
     consent_collected_at: Timestamp
     first_name: NonEmpty
     last_name: NonEmpty
@@ -250,11 +172,8 @@ class PersonParams(Body):
     email_address: Email
     address: Address
     identity: PersonIdentity
-    intended_use: IntendedUse
-    kyc_questionnaire: KycQuestionnaire
     documents: list[IdentityDocument] | None = None
     edd_questionnaire: EddQuestionnaire | None = None
-    tax_identification_number: str | None = None
 
     @model_validator(mode="after")
     def _consent(self) -> "PersonParams":
@@ -263,24 +182,21 @@ class PersonParams(Body):
         return self
 
 
-class BirthPlace(Body):
+class BirthPlace(spec.BirthPlace, Body):
     place: NonEmpty
-    state: str
     country: Country
 
 
-class BeneficiaryIdentity(Body):
+class BeneficiaryIdentity(spec.BeneficiaryIdentity, Body):
     identity_country_code: Country
-    identity_document_type: IdentityDocumentType
     identity_document_front: File
     nationality: Country
     identity_document_back: File | None = None
-    identity_number: str | None = None
     selfie: File | None = None
     selfie_collected_at: Timestamp | None = None
 
 
-class PersonBeneficiaryInfo(Body):
+class PersonBeneficiaryInfo(spec.PersonBeneficiaryInfo, Body):
     first_name: NonEmpty
     last_name: NonEmpty
     date_of_birth: DateStr
@@ -290,12 +206,10 @@ class PersonBeneficiaryInfo(Body):
     tax_jurisdiction_country_code: Country
     birth_place: BirthPlace
     identity: BeneficiaryIdentity
-    middle_name: str | None = None
     proof_of_address: File | None = None
-    tax_identification_number: str | None = None
 
 
-class CompanyInfo(Body):
+class CompanyInfo(spec.CompanyInfo, Body):
     company_name: NonEmpty
     registration_number: NonEmpty
     country: Country
@@ -306,25 +220,20 @@ class CompanyInfo(Body):
     email: Email
     tax_identification_number: NonEmpty
     website: NonEmpty
-    company_type: CompanyType
-    alternative_names: list[str] | None = None
 
 
-class CompanyDocParams(Body):
-    type: CompanyDocType
+class CompanyDocParams(spec.CompanyDocParams, Body):
     country: Country
     file: File
 
 
-class BusinessBeneficiaryInfo(Body):
+class BusinessBeneficiaryInfo(spec.BusinessBeneficiaryInfo, Body):
     company_data: "CompanyData"
 
 
-class CompanyBeneficiary(Body):
-    roles: Annotated[list[BeneficiaryRole], Field(min_length=1)]
+class CompanyBeneficiary(spec.CompanyBeneficiary, Body):
+    roles: Annotated[list[spec.CompanyPrimaryBeneficiaryRole], Field(min_length=1)]
     beneficiary_info: Union[PersonBeneficiaryInfo, BusinessBeneficiaryInfo]
-    share_percentage: str | None = None
-    attesting_party: bool | None = None
     attested_at: Timestamp | None = None
 
     @model_validator(mode="after")
@@ -341,7 +250,7 @@ class CompanyBeneficiary(Body):
         return self
 
 
-class CompanyData(Body):
+class CompanyData(spec.CompanyData, Body):
     company_info: CompanyInfo
     beneficiaries: Annotated[list[CompanyBeneficiary], Field(min_length=1)]
     documents: Annotated[list[CompanyDocParams], Field(max_length=4)]
@@ -356,64 +265,37 @@ class CompanyData(Body):
 BusinessBeneficiaryInfo.model_rebuild()
 
 
-class GenericBusinessDetails(Body):
-    industry_type: IndustryType
+class GenericBusinessDetails(spec.BusinessQuestionnaireBusinessDetails, Body):
     business_model_description: NonEmpty
     main_business_countries: list[Country]
-    has_licenses_or_registrations: bool
-    requires_aml_program: bool
-    estimated_annual_revenue: AnnualRevenue
 
 
-class GenericPlannedActivities(Body):
-    purpose_and_intended_use: BusinessPurpose
-    estimated_monthly_volume: BusinessMonthlyVolume
-    estimated_monthly_transactions: BusinessMonthlyTransactions
-    sends_funds_on_customer_behalf: bool
-    sends_funds_on_customer_behalf_description: str | None = None
+class GenericPlannedActivities(spec.BusinessQuestionnairePlannedActivities, Body):
     flow_of_funds_diagram: File | None = None
     source_of_funds_document: File | None = None
 
 
-class GenericSourceOfFunds(Body):
-    source_of_funds: RevenueSource
+class GenericSourceOfFunds(spec.BusinessQuestionnaireSourceOfFunds, Body):
     source_of_funds_description: NonEmpty
     customer_funds_handling_details: NonEmpty
 
 
-class GenericBusinessQuestionnaire(Body):
-    type: Literal["Generic"]
+class GenericBusinessQuestionnaire(spec.BusinessQuestionnaireGenericBusinessQuestionnaire, Body):
     business_details: GenericBusinessDetails
     planned_activities: GenericPlannedActivities
     source_of_funds: GenericSourceOfFunds
 
 
-class SolePropBusinessDetails(Body):
-    industry_type: IndustryType
+class SolePropBusinessDetails(spec.SolePropBusinessDetails, Body):
     business_model_description: NonEmpty
     main_business_countries: list[Country]
-    estimated_annual_revenue: AnnualRevenue
 
 
-class SolePropPlannedActivities(Body):
-    purpose_and_intended_use: BusinessPurpose
-    estimated_monthly_volume: BusinessMonthlyVolume
-    estimated_monthly_transactions: BusinessMonthlyTransactions
-
-
-class SolePropSourceOfFunds(Body):
-    source_of_funds: RevenueSource
-
-
-class SolePropBusinessQuestionnaire(Body):
-    type: Literal["SoleProp"]
+class SolePropBusinessQuestionnaire(spec.BusinessQuestionnaireSolePropBusinessQuestionnaire, Body):
     business_details: SolePropBusinessDetails
-    planned_activities: SolePropPlannedActivities
-    source_of_funds: SolePropSourceOfFunds
 
 
-class BusinessParams(Body):
-    type: Literal["Business"]
+class BusinessParams(spec.IdentificationCreateParamsV2IdentificationBusinessParams, Body):
     company_data: CompanyData
     phone: Phone
     ip_address: NonEmpty
@@ -436,19 +318,12 @@ class IdentificationBody(Body):
 # --- signings and sandbox ------------------------------------------------------------------------
 
 
-class SigningCreateParams(Body):
-    signed: bool
+class SigningCreateParams(spec.SigningCreateParams, Body):
     content_id: UuidStr | None = None
 
 
-class UpdatePendingIdentificationParams(Body):
-    approved: bool
-
-
-WebhookEventType = Literal[
-    "Transaction", "NewBankAccount", "NewAutoramp", "DepositAddressCreated", "RegisterFiatAddressStatus",
-    "RegisterAutorampStatus", "TransactionStatus", "CustomerCreated", "CustomerStatus", "IdentificationStatus", "Ping",
-]
+class UpdatePendingIdentificationParams(spec.UpdatePendingIdentificationParams, Body):
+    pass
 
 
 def _webhook_url(value: str) -> str:
@@ -457,14 +332,11 @@ def _webhook_url(value: str) -> str:
     return value
 
 
-class UpdateWebhookRequest(Body):
+class UpdateWebhookRequest(spec.UpdateWebhookRequest, Body):
     url: Annotated[str, AfterValidator(_webhook_url)] | None = None
-    enabled: bool | None = None
-    topics: list[WebhookEventType] | None = None
-    label: str | None = None
 
 
-class PingWebhookParams(Body):
+class PingWebhookParams(spec.PingWebhookParams, Body):
     customer_id: UuidStr
 
 
@@ -491,4 +363,6 @@ def describe(exc: ValidationError, *, strip_prefix: str | None = None, limit: in
 
 
 def validate(model: type[Body], payload: Any) -> Body:
-    return model.model_validate(payload, strict=True)
+    """`payload` (parsed JSON) as `model`, strictly. Validated as JSON: in strict mode an enum
+    takes its wire string there, where a Python value would have to be the enum member."""
+    return model.model_validate_json(json.dumps(payload), strict=True)

@@ -21,15 +21,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from iron_client import generated as spec
 from iron_sandbox import schemas
 from iron_sandbox.clock import Clock, iso
 
-CUSTOMER_STATUSES = ("UserRequired", "SigningsRequired", "IdentificationRequired", "Active", "Suspended", "Archived")
-IDENTIFICATION_STATUSES = ("Pending", "Processed", "PendingReview", "Approved", "Declined", "Expired", "Archived")
-NON_TERMINAL = frozenset({"Pending", "Processed", "PendingReview"})
-CUSTOMER_TYPES = ("Business", "Person")
-PERSON_STEPS = ("identity", "proof_of_residence", "questionnaire", "selfie")
-BUSINESS_STEPS = ("company_beneficiaries", "company_data", "company_documents", "questionnaire")
+# Iron's values as the spec lists them (the state keeps the plain strings).
+CUSTOMER_STATUSES = tuple(status.value for status in spec.CustomerStatus)
+IDENTIFICATION_STATUSES = tuple(status.value for status in spec.IdentificationStatus)
+NON_TERMINAL = frozenset(
+    status.value
+    for status in (spec.IdentificationStatus.PENDING, spec.IdentificationStatus.PROCESSED,
+                   spec.IdentificationStatus.PENDING_REVIEW)
+)
+CUSTOMER_TYPES = tuple(customer_type.value for customer_type in spec.CustomerType)
+PERSON_STEPS = tuple(spec.PersonIdentificationStepStatus.model_fields)
+BUSINESS_STEPS = tuple(spec.BusinessIdentificationStepStatus.model_fields)
 STEP_CODES = {
     "identity": "kyc_identity",
     "proof_of_residence": "kyc_proof_of_residence",
@@ -38,11 +44,7 @@ STEP_CODES = {
     "company_data": "kyb_company_data",
     "company_documents": "kyb_company_documents",
 }
-REQUIREMENT_CODES = (
-    "kyc_selfie", "kyc_identity", "kyc_proof_of_residence", "kyc_questionnaire", "kyb_company_data",
-    "kyb_company_beneficiaries", "kyb_company_documents", "kyb_questionnaire", "identification_kyc",
-    "identification_kyb", "kyc_data_missing", "kyc_data_invalid", "kyb_data_missing", "kyb_data_invalid",
-)
+REQUIREMENT_CODES = tuple(code.value for code in spec.RequirementCode)
 REQUIREMENT_BUCKETS = ("complete", "pending", "missing", "issues")
 DOCUMENT_NAMES = ("Terms and Conditions", "Privacy Policy")
 INCOMPLETE_TOKEN = "incomplete-token"
