@@ -4,9 +4,10 @@
                      [--metrics-port P]
 
 Temporal comes from Temporal's env config (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
-`TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `TEMPORAL_PROFILE`); Iron from `IRON_BASE_URL`,
-`IRON_API_KEY`, `IRON_SUB_PARTNER_ID`; the rest from `WorkerSettings`. Configuration is read
-and checked (keys included) before anything connects: a bad value is one line on stderr,
+`TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `TEMPORAL_PROFILE`); everything else from `WorkerSettings`
+(Iron's `IRON_*` included) and, for the events to the partner's backend, `EventsSettings`, each
+loaded once by `main()` and passed down. Configuration is read and checked (keys included)
+before anything connects: a bad value is one line on stderr,
 `configuration: <VARIABLE>: <what is wrong>`, and exit code 7 (`runtime.process`). SIGINT or SIGTERM stops polling, gives running activities
 `ONBOARDING_WORKER_SHUTDOWN_GRACE_SECONDS` (30) to finish, cancels what is left (Temporal retries
 it at once on another worker), logs `worker_stopping` then `worker_stopped`, and exits 0. With
@@ -22,32 +23,28 @@ import contextlib
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Mapping
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 
 from activities.events import EventDelivery
 from activities.fleet import FleetActivities
-from runtime.events_settings import load_events_settings
+from runtime.events_settings import EventsSettings
 from activities.iron_activities import IronActivities
-from contracts.messages import iron_calls_queue
-from data_protection.documents import (
-    DEFAULT_DOCUMENT_DIR,
-    ENV_DOCUMENT_STORE,
-    DocumentStore,
-    document_store_for,
-    parse_document_store_url,
-)
+from contracts.messages import DEFAULT_TASK_QUEUE, iron_calls_queue
+from data_protection.documents import DocumentStore
 from iron_client import IronClient
-from runtime import settings
 from runtime.bytecode import uncompiled_sources
-from runtime.logging import configure_logging, get_logger
+from runtime.logging import get_logger
 from runtime.metrics import MetricsSettings, runtime_for
 from runtime.process import exit_now, exit_on_configuration, load_or_exit
-from runtime.settings import Flag
+from runtime.settings import DocumentStoreSettings, Flag
 from runtime.query_task_guard import QueryTaskGuard
 from runtime.temporal import connect
 from workflows.fleet import FleetReconciliation
@@ -69,13 +66,10 @@ DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
 WORKFLOWS = [CustomerOnboarding, FleetReconciliation]  # what every worker registers
 
 
-class WorkerSettings(MetricsSettings):
-    """The worker's configuration besides Temporal's own (task queue, Iron, keys and metrics shared)."""
+class WorkerSettings(MetricsSettings, DocumentStoreSettings):
+    """The worker's configuration besides Temporal's own (task queue, Iron, keys, events URL,
+    logs, metrics and the document store shared)."""
 
-    document_dir: str = Field(DEFAULT_DOCUMENT_DIR, min_length=1, validation_alias="ONBOARDING_DOCUMENT_DIR")
-    # Unset: the local directory above. `s3://bucket/prefix`: S3-compatible object storage, which
-    # starters and workers on other machines can share (data_protection/documents.py).
-    document_store: str | None = Field(None, validation_alias=ENV_DOCUMENT_STORE)
     document_retention_days: float = Field(30.0, gt=0, allow_inf_nan=False, validation_alias="ONBOARDING_DOCUMENT_RETENTION_DAYS")
     delete_documents_after_submission: Flag = Field(False, validation_alias="ONBOARDING_DELETE_DOCUMENTS_AFTER_SUBMISSION")
     max_cached_workflows: int = Field(DEFAULT_MAX_CACHED_WORKFLOWS, ge=0, validation_alias="ONBOARDING_MAX_CACHED_WORKFLOWS")
@@ -94,12 +88,6 @@ class WorkerSettings(MetricsSettings):
     shutdown_grace_seconds: float = Field(
         DEFAULT_SHUTDOWN_GRACE_SECONDS, ge=0, allow_inf_nan=False, validation_alias="ONBOARDING_WORKER_SHUTDOWN_GRACE_SECONDS"
     )
-
-    @field_validator("document_store")
-    @classmethod
-    def _document_store_url(cls, value: str | None) -> str | None:
-        parse_document_store_url(value)  # a ValueError names what is wrong
-        return value
 
 
 class OnboardingWorker:
@@ -151,7 +139,7 @@ def build_worker(
     *,
     events: EventDelivery | None = None,
     fleet: FleetActivities | None = None,
-    task_queue: str | None = None,
+    task_queue: str = DEFAULT_TASK_QUEUE,
     max_concurrent_activities: int = 100,
     max_concurrent_workflow_tasks: int = 100,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
@@ -164,7 +152,7 @@ def build_worker(
     `shutdown_grace_seconds`, how long running activities may finish once it is stopping."""
     # Evicts a workflow whose query task did workflow work (runtime/query_task_guard.py).
     guard = QueryTaskGuard(kwargs.pop("workflow_runner", None))
-    queue = task_queue or settings.task_queue()
+    queue = task_queue or DEFAULT_TASK_QUEUE
     common = dict(graceful_shutdown_timeout=timedelta(seconds=shutdown_grace_seconds), **kwargs)
     main = Worker(
         client,
@@ -222,7 +210,8 @@ async def ensure_fleet_schedule(client: Client, task_queue: str, every_hours: fl
 
 
 def parse_args(argv: list[str], config: WorkerSettings | None = None) -> argparse.Namespace:
-    config = config or WorkerSettings()
+    """The command line, its defaults from `config` (the settings `main()` loaded)."""
+    config = config or WorkerSettings.load()
     parser = argparse.ArgumentParser(description="Run the Iron onboarding worker.")
     parser.add_argument("--task-queue", default=config.task_queue, help="default: $ONBOARDING_TASK_QUEUE or iron-onboarding")
     parser.add_argument("--max-concurrent-activities", type=int, default=100)
@@ -249,33 +238,43 @@ def parse_args(argv: list[str], config: WorkerSettings | None = None) -> argpars
     return parser.parse_args(argv)
 
 
-def load_configuration() -> tuple[WorkerSettings, object, DocumentStore]:
-    """Settings, data converter and document store, or one line on stderr and the
-    configuration exit code."""
-    configure_logging()
-    config = load_or_exit(WorkerSettings.load)
+@dataclass(frozen=True)
+class WorkerConfiguration:
+    """What the worker reads at start, loaded and built once: its settings, the events
+    settings, the data converter and the document store."""
+
+    settings: WorkerSettings
+    events: EventsSettings
+    converter: DataConverter
+    documents: DocumentStore
+
+
+def load_configuration(environ: Mapping[str, str] | None = None) -> WorkerConfiguration:
+    """Every setting, once, and what they build, or one line on stderr and the configuration
+    exit code."""
+    config = load_or_exit(lambda: WorkerSettings.load(environ))
+    config.configure_logging()
     if not config.iron_api_key.get_secret_value():
         exit_on_configuration("IRON_API_KEY", "not set: the worker calls Iron with it")
     converter = load_or_exit(config.data_converter)
     keyring = load_or_exit(config.keyring)
-    # Events to the partner's backend: an unusable URL or secret stops the worker here too.
-    load_or_exit(load_events_settings)
-    documents = load_or_exit(
-        lambda: document_store_for(config.document_store, document_dir=config.document_dir, keyring=keyring),
-    )
-    return config, converter, documents
+    # Events to the partner's backend: an unusable secret stops the worker here too. The URL is
+    # the one the worker's settings read.
+    events = load_or_exit(lambda: EventsSettings.load(environ, url=config.events_url))
+    documents = load_or_exit(lambda: config.documents(keyring))
+    return WorkerConfiguration(config, events, converter, documents)
 
 
-async def run(argv: list[str], configuration: tuple[WorkerSettings, object, DocumentStore] | None = None) -> int:
-    config, converter, documents = configuration or load_configuration()
+async def run(argv: list[str], configuration: WorkerConfiguration | None = None) -> int:
+    configuration = configuration or load_configuration()
+    config, documents = configuration.settings, configuration.documents
     args = parse_args(argv, config)
-    configure_logging()
     log = get_logger("worker")
     iron_settings = config.iron_settings()
     # The runtime exists before the client: the client and its worker report to it.
     metrics_runtime = load_or_exit(lambda: runtime_for(config, args.metrics_port))
     runtime_option = {"runtime": metrics_runtime} if metrics_runtime is not None else {}
-    client = await connect(args.profile, data_converter=converter, **runtime_option)
+    client = await connect(args.profile, data_converter=configuration.converter, **runtime_option)
     if metrics_runtime is not None:
         log.info("metrics_served", host=config.metrics_host, port=args.metrics_port or config.metrics_port)
     stop = asyncio.Event()
@@ -289,7 +288,7 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, Docu
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, request_stop, sig)
     purge = asyncio.create_task(purge_documents_periodically(documents, config.document_retention_days * 86400))
-    events = EventDelivery.from_env()
+    events = EventDelivery(configuration.events)
     async with IronClient(iron_settings) as iron:
         worker = build_worker(
             client,
@@ -328,7 +327,12 @@ async def run(argv: list[str], configuration: tuple[WorkerSettings, object, Docu
     return 0
 
 
-if __name__ == "__main__":
-    # Configuration first, before the event loop and the Temporal client's threads exist.
+def main(argv: list[str] | None = None) -> int:
+    """`python worker.py ...`: the configuration first, before the event loop and the Temporal
+    client's threads exist, then the worker until SIGINT or SIGTERM."""
     configuration = load_configuration()
-    exit_now(asyncio.run(run(sys.argv[1:], configuration)))
+    return asyncio.run(run(sys.argv[1:] if argv is None else argv, configuration))
+
+
+if __name__ == "__main__":
+    exit_now(main())

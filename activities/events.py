@@ -32,7 +32,7 @@ from temporalio.exceptions import ApplicationError
 from activities.metrics import record_event_delivery
 from contracts import metrics as metric_names
 from contracts.events import ACTIVITY_DELIVER_EVENT, DeliverEventInput, DeliverEventResult
-from runtime.events_settings import EventsSettings, load_events_settings, secret_bytes
+from runtime.events_settings import EventsSettings, secret_bytes
 
 log = structlog.get_logger("activities.events")
 
@@ -63,18 +63,14 @@ def _retry_after(response: httpx.Response) -> timedelta | None:
 
 
 class EventDelivery:
-    """Constructed once per worker with the events settings and an HTTP client (the worker's
-    own, so connections are pooled across customers)."""
+    """Constructed once per worker with the events settings the worker loaded at start
+    (`runtime.events_settings`) and an HTTP client (the worker's own, so connections are pooled
+    across customers)."""
 
     def __init__(self, settings: EventsSettings, http: httpx.AsyncClient | None = None) -> None:
         self.settings = settings
         self.secrets = settings.secrets
         self.http = http or httpx.AsyncClient(timeout=settings.timeout_seconds, follow_redirects=False)
-
-    @classmethod
-    def from_env(cls) -> "EventDelivery":
-        """From `ONBOARDING_EVENTS_*`; `EventsSettingsError` (one line, no secret) when unusable."""
-        return cls(load_events_settings())
 
     async def aclose(self) -> None:
         await self.http.aclose()

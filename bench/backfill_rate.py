@@ -22,6 +22,7 @@ import uuid
 from bench.common import DEFAULT_STATE_ROOT, fresh_dir
 from demo.stack import REPO_ROOT, Stack, StackConfig
 from iron_client import IronClient, IronSettings
+from runtime.settings import ProcessSettings
 from iron_sandbox.testing import SandboxControl
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.worker:
             stack.start_worker()
         env = stack.env()
-        settings = IronSettings.from_env(env)
+        settings = ProcessSettings.load(env).iron_settings()
         began = time.monotonic()
         asyncio.run(create_customers(settings, args.customers))
         print(f"{args.customers} customers created at Iron in {time.monotonic() - began:.1f} s")

@@ -170,9 +170,10 @@ async def run_worker(task_queue: str) -> None:
     from runtime.temporal import connect
 
     from activities.events import EventDelivery
+    from runtime.events_settings import load_events_settings
 
     client = await connect()
-    delivery = EventDelivery.from_env()  # the product's delivery activity, same settings
+    delivery = EventDelivery(load_events_settings())  # the product's delivery activity, same settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

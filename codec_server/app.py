@@ -256,14 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from runtime.logging import configure_logging, get_logger
+    from runtime.logging import get_logger
     from data_protection.keys import ENV_KEY_FILE, ENV_KEYS
     from runtime.process import exit_on_configuration, load_or_exit
 
     program = "codec_server"
-    configure_logging()
-    log = get_logger("codec_server")
+    # The codec server's one settings object, read once, before anything is served.
     settings = load_or_exit(CodecServerSettings.load)
+    settings.configure_logging()
+    log = get_logger("codec_server")
     codec = load_or_exit(settings.codec)
     if codec is None:
         exit_on_configuration(

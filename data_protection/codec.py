@@ -48,7 +48,6 @@ __all__ = [
     "KeyNotFoundError",
     "KeyRing",
     "PayloadDecryptionError",
-    "codec_from_env",
 ]
 
 
@@ -107,14 +106,3 @@ class EncryptionCodec(PayloadCodec):
             ) from None
         return inner
 
-
-def codec_from_env() -> EncryptionCodec | None:
-    """The codec for the keys the environment configures, or None when none are configured.
-
-    Raises KeyConfigurationError when keys are configured but unusable: a process must not
-    quietly fall back to writing personal data in clear text.
-    """
-    keyring = KeyRing.from_env()
-    if keyring is None:
-        return None
-    return EncryptionCodec(keyring)

@@ -13,11 +13,12 @@ Two stores keep the same contract (`DocumentStore`) and the same stored format:
   (or sharing the directory) see its documents.
 * `S3DocumentStore`, chosen by `ONBOARDING_DOCUMENT_STORE=s3://bucket/prefix`: one object per
   document in S3-compatible object storage, which starters and workers on different machines
-  share. Credentials, region and endpoint come from the standard AWS variables.
+  share. Credentials, region and endpoint are the standard AWS variables, which the process's
+  settings read and pass in (`runtime.settings.DocumentStoreSettings`).
 
-Both encrypt documents with the payload `KeyRing` before they are written (`document_store_from_env`
-does so whenever encryption keys are configured; the S3 store requires them, so documents never
-leave the machine in clear).
+Both encrypt documents with the payload `KeyRing` before they are written (`document_store_for`
+does so whenever it is given a key ring; the S3 store requires one, so documents never leave
+the machine in clear).
 """
 
 from __future__ import annotations
@@ -360,27 +361,14 @@ def parse_document_store_url(value: str | None) -> S3Location | None:
     return S3Location(bucket, prefix)
 
 
-def _s3_client_settings(environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
-    """The S3 client's configuration from the standard AWS variables of `environ`. Unset ones
-    are left to the client, which then finds credentials the usual AWS ways (web identity,
-    container or instance credentials)."""
-    config: dict[str, str] = {}
-    for key, names in (
-        ("access_key_id", ("AWS_ACCESS_KEY_ID",)),
-        ("secret_access_key", ("AWS_SECRET_ACCESS_KEY",)),
-        ("session_token", ("AWS_SESSION_TOKEN",)),
-        ("region", ("AWS_REGION", "AWS_DEFAULT_REGION")),
-        ("endpoint", ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")),
-    ):
-        value = next((environ[name].strip() for name in names if (environ.get(name) or "").strip()), None)
-        if value:
-            config[key] = value
-    # An endpoint given as http:// is a deliberate choice (MinIO on a private network, a local
-    # test server); without one only HTTPS is used.
+def _s3_client_options(config: Mapping[str, str]) -> dict[str, Any]:
+    """The S3 client's options for `config`: its timeouts, and plain HTTP for an endpoint given
+    as http:// (a deliberate choice: MinIO on a private network, a local test server); without
+    one only HTTPS is used."""
     client_options: dict[str, Any] = dict(_S3_TIMEOUTS)
     if config.get("endpoint", "").lower().startswith("http://"):
         client_options["allow_http"] = True
-    return config, client_options
+    return client_options
 
 
 def _s3_reason(exc: BaseException) -> str:
@@ -398,19 +386,22 @@ class S3DocumentStore:
     reads the standard AWS variables and credential chains for AWS S3, MinIO, R2 and others.
     """
 
-    def __init__(self, location: S3Location, *, keyring: KeyRing, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, location: S3Location, *, keyring: KeyRing, config: Mapping[str, str] | None = None) -> None:
+        """`config`: the S3 client's settings by its own names (`access_key_id`,
+        `secret_access_key`, `session_token`, `region`, `endpoint`); what it leaves out the
+        client finds the usual AWS ways (web identity, container or instance credentials)."""
         from obstore.store import S3Store
 
         if keyring is None:
             raise ValueError("an S3 document store needs a key ring: documents never leave the machine in clear")
         self._location = location
         self._keyring = keyring
-        config, client_options = _s3_client_settings(os.environ if environ is None else environ)
+        config = {key: value for key, value in (config or {}).items() if value}
         self._s3 = S3Store(
             location.bucket,
             prefix=location.prefix or None,
             config=config,
-            client_options=client_options,
+            client_options=_s3_client_options(config),
             retry_config=_S3_RETRIES,
         )
 
@@ -525,12 +516,13 @@ def document_store_for(
     *,
     document_dir: str | os.PathLike[str] = DEFAULT_DOCUMENT_DIR,
     keyring: KeyRing | None,
-    environ: Mapping[str, str] | None = None,
+    s3_config: Mapping[str, str] | None = None,
 ) -> DocumentStore:
     """The store an `ONBOARDING_DOCUMENT_STORE` value names: unset or blank, the local
     directory `document_dir`; `s3://bucket/prefix`, S3-compatible object storage configured by
-    the AWS variables of `environ` (default `os.environ`). A value that cannot be used raises
-    DocumentStoreConfigurationError naming the variable."""
+    `s3_config` (see `S3DocumentStore`). Encrypted at rest with `keyring` when there is one (an
+    S3 store requires it). A value that cannot be used raises DocumentStoreConfigurationError
+    naming the variable."""
     try:
         s3 = parse_document_store_url(location)
     except ValueError as exc:
@@ -545,20 +537,7 @@ def document_store_for(
             "this machine in clear: set ONBOARDING_ENCRYPTION_KEY_FILE (or ONBOARDING_ENCRYPTION_KEYS), "
             "the same on every starter and worker"
         )
-    return S3DocumentStore(s3, keyring=keyring, environ=environ)
-
-
-def document_store_from_env(environ: Mapping[str, str] | None = None) -> DocumentStore:
-    """The store `ONBOARDING_DOCUMENT_STORE` names (default: the directory in
-    `ONBOARDING_DOCUMENT_DIR`, `.data/documents`), encrypted at rest whenever payload
-    encryption keys are configured."""
-    env = os.environ if environ is None else environ
-    return document_store_for(
-        env.get(ENV_DOCUMENT_STORE),
-        document_dir=env.get(ENV_DOCUMENT_DIR) or DEFAULT_DOCUMENT_DIR,
-        keyring=KeyRing.from_env(env),
-        environ=env,
-    )
+    return S3DocumentStore(s3, keyring=keyring, config=s3_config)
 
 
 # -- identification params files --------------------------------------------------------------

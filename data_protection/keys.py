@@ -16,6 +16,9 @@ breaks old data: add a new key everywhere first (`rotate --no-activate`), then m
     python -m data_protection.keys activate --file keys.json --key-id k2
     python -m data_protection.keys list --file keys.json
 
+Exit codes are every process's (docs/configuration.md): 0 done, 2 a file or key id on the command
+line that cannot be used, 3 no such key id.
+
 Nothing here logs, prints or puts key material into an error message.
 """
 
@@ -38,7 +41,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from contracts.configuration import ConfigurationError
+from contracts.configuration import EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_OK, ConfigurationError
 from contracts.quoting import quoted
 
 ENV_KEYS = "ONBOARDING_ENCRYPTION_KEYS"
@@ -179,13 +182,16 @@ class KeyRing:
         return cls(keys, current=current or data.get("current"))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> KeyRing | None:
-        """The key ring the environment configures, or None when no keys are configured. A
+    def from_configuration(
+        cls, *, keys: str | None = None, key_file: str | None = None, current_key_id: str | None = None
+    ) -> KeyRing | None:
+        """The key ring the configuration gives (`keys`: the `ONBOARDING_ENCRYPTION_KEYS` value,
+        `key_file`: `ONBOARDING_ENCRYPTION_KEY_FILE`'s, `current_key_id`:
+        `ONBOARDING_ENCRYPTION_CURRENT_KEY_ID`'s), or None when no keys are configured. A
         KeyConfigurationError's message starts with the variable at fault (`ONBOARDING_...: `)."""
-        env = os.environ if env is None else env
-        spec = (env.get(ENV_KEYS) or "").strip()
-        key_file = (env.get(ENV_KEY_FILE) or "").strip()
-        current = (env.get(ENV_CURRENT_KEY_ID) or "").strip() or None
+        spec = (keys or "").strip()
+        key_file = (key_file or "").strip()
+        current = (current_key_id or "").strip() or None
         if spec and key_file:
             raise KeyConfigurationError(f"{ENV_KEYS}: set either it or {ENV_KEY_FILE}, not both")
         if spec:
@@ -393,18 +399,20 @@ def main(argv: list[str] | None = None) -> int:
     lst.add_argument("--file", required=True, type=Path)
     args = parser.parse_args(argv)
 
+    # The exit codes of every process (docs/configuration.md, "Exit codes"): what is named on the
+    # command line and cannot be used is bad input; an unknown key id is not found.
     try:
         if args.command == "generate":
             if args.file.exists():
-                print(f"error: {args.file} already exists; use `rotate` to add a key to it", file=sys.stderr)
-                return 1
+                print(f"error: --file: {args.file} already exists; use `rotate` to add a key to it", file=sys.stderr)
+                return EXIT_BAD_INPUT
             new_id = generate_key_file(args.file, args.key_id)
             print(f"created {args.file} with key {new_id} (current)")
             print(f"use it with: export {ENV_KEY_FILE}={args.file.resolve()}")
         elif args.command == "rotate":
             if not args.file.exists():
-                print(f"error: {args.file} does not exist; use `generate` first", file=sys.stderr)
-                return 1
+                print(f"error: --file: {args.file} does not exist; use `generate` first", file=sys.stderr)
+                return EXIT_BAD_INPUT
             new_id = generate_key_file(args.file, args.key_id, make_current=not args.no_activate)
             state = "added (not current yet)" if args.no_activate else "added and made current"
             print(f"key {new_id} {state} in {args.file}; keep the older keys to read existing data")
@@ -416,11 +424,13 @@ def main(argv: list[str] | None = None) -> int:
             for key_id in ring.key_ids:
                 marker = " (current)" if key_id == ring.current_key_id else ""
                 print(f"{key_id}{marker}")
+    except KeyNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     except DataProtectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
+        return EXIT_BAD_INPUT
+    return EXIT_OK
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,9 +7,9 @@ from Iron that echoes the request, say). Both remove:
   they sit: top-level fields, nested dicts and lists, and `key: value` / `key=value` /
   `"key": "value"` fragments inside strings such as exception texts;
 * literal secret values registered at start-up with `register_secret` and
-  `register_sensitive_values`, plus those the environment configures (`IRON_API_KEY`,
-  `IRON_WEBHOOK_SECRETS`, `ONBOARDING_CODEC_TOKEN`, the encryption keys), read lazily and
-  re-read whenever those variables change;
+  `register_sensitive_values`, plus those of the settings a process loaded (`IRON_API_KEY`,
+  `IRON_WEBHOOK_SECRETS`, `ONBOARDING_CODEC_TOKEN`, the encryption keys...), which the settings
+  hand over with `use_configured_secrets` when they are loaded, and again when reloaded;
 * patterns: email addresses, bearer tokens, and base64 blobs longer than 200 characters
   (document images).
 
@@ -25,7 +25,6 @@ import datetime as _dt
 import decimal
 import enum
 import logging
-import os
 import re
 import threading
 import uuid
@@ -115,14 +114,6 @@ SENSITIVE_KEYS: frozenset[str] = frozenset(
 _SENSITIVE_MARKERS = ("secret", "password", "passwd", "api_key", "apikey", "private_key", "authorization")
 _SENSITIVE_SUFFIXES = ("_token", "_email", "_email_address", "_phone_number")
 
-_ENV_SECRET_SOURCES = (
-    "IRON_API_KEY",
-    "IRON_WEBHOOK_SECRETS",
-    "IRON_WEBHOOK_SECRET",
-    "ONBOARDING_CODEC_TOKEN",
-    "ONBOARDING_ENCRYPTION_KEYS",
-)
-
 # Shorter literals would redact ordinary words; such values are not secrets worth the name.
 MIN_SECRET_LENGTH = 4
 _MAX_DEPTH = 32
@@ -195,52 +186,40 @@ class _SecretRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._explicit: set[str] = set()
-        self._from_env: frozenset[str] = frozenset()
-        self._env_snapshot: tuple[str | None, ...] | None = None
+        # Per settings model: loading it again replaces its values (a rotated key).
+        self._configured: dict[str, frozenset[str]] = {}
         self._pattern: re.Pattern[str] | None = None
 
     def add(self, values: Iterable[str]) -> None:
         with self._lock:
             before = len(self._explicit)
-            self._explicit.update(v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH)
+            self._explicit.update(_worth_redacting(values))
             if len(self._explicit) != before:
                 self._pattern = self._compile()
+
+    def configure(self, owner: str, values: Iterable[str]) -> None:
+        with self._lock:
+            self._configured[owner] = frozenset(_worth_redacting(values))
+            self._pattern = self._compile()
 
     def clear(self) -> None:
         with self._lock:
             self._explicit.clear()
+            self._configured.clear()
             self._pattern = self._compile()
 
     def pattern(self) -> re.Pattern[str] | None:
-        snapshot = tuple(os.environ.get(name) for name in _ENV_SECRET_SOURCES)
-        if snapshot != self._env_snapshot:
-            with self._lock:
-                if snapshot != self._env_snapshot:
-                    self._from_env = frozenset(_secrets_from_env(snapshot))
-                    self._pattern = self._compile()
-                    self._env_snapshot = snapshot
         return self._pattern
 
     def _compile(self) -> re.Pattern[str] | None:
-        values = sorted(self._explicit | self._from_env, key=len, reverse=True)
+        values = sorted(self._explicit.union(*self._configured.values()), key=len, reverse=True)
         if not values:
             return None
         return re.compile("|".join(re.escape(v) for v in values))
 
 
-def _secrets_from_env(snapshot: tuple[str | None, ...]) -> set[str]:
-    found: set[str] = set()
-    for name, raw in zip(_ENV_SECRET_SOURCES, snapshot):
-        if not raw:
-            continue
-        if name == "IRON_API_KEY":
-            parts = [raw.strip()]
-        elif name == "ONBOARDING_ENCRYPTION_KEYS":
-            parts = [entry.partition(":")[2].strip() for entry in raw.split(",")]
-        else:
-            parts = [p.strip() for p in raw.split(",")]
-        found.update(p for p in parts if len(p) >= MIN_SECRET_LENGTH)
-    return found
+def _worth_redacting(values: Iterable[str | None]) -> set[str]:
+    return {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH}
 
 
 _registry = _SecretRegistry()
@@ -265,8 +244,15 @@ def register_sensitive_values(*values: str | Iterable[str] | None) -> None:
     _registry.add(flat)
 
 
+def use_configured_secrets(owner: str, values: Iterable[str | None]) -> None:
+    """Redact the secrets a settings model holds (`owner`, its name): called when the settings
+    are loaded. A later call for the same owner replaces its values, so after a reload with a
+    rotated key the new one is redacted and the old one no longer is."""
+    _registry.configure(owner, values)
+
+
 def clear_registered_secrets() -> None:
-    """Forget the explicitly registered values (the environment's are re-read on use)."""
+    """Forget every registered and configured value (tests)."""
     _registry.clear()
 
 

@@ -12,7 +12,6 @@ import dataclasses
 import datetime
 import email.utils
 import math
-import os
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -84,7 +83,8 @@ ResponseObserver = Callable[[str, "int | None", bool], None]
 
 @dataclass(frozen=True)
 class IronSettings:
-    """Where Iron is and how to authenticate. `from_env` reads the `IRON_*` variables.
+    """Where Iron is and how to authenticate: values, which a process takes from the settings
+    it loaded (`runtime.settings.ProcessSettings.iron_settings()`, the one reader of `IRON_*`).
 
     `api_version` is sent as `X-API-Version` on every request: the version this client was
     written for (`iron_client.spec.PINNED_API_VERSION`) unless `IRON_API_VERSION` names another,
@@ -96,17 +96,6 @@ class IronSettings:
     sub_partner_id: str | None = None
     api_version: str = PINNED_API_VERSION
     timeout_seconds: float = 20.0
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "IronSettings":
-        env = os.environ if environ is None else environ
-        return cls(
-            base_url=env.get("IRON_BASE_URL", DEFAULT_BASE_URL),
-            api_key=SecretStr(env.get("IRON_API_KEY", "")),
-            sub_partner_id=env.get("IRON_SUB_PARTNER_ID") or None,
-            api_version=(env.get("IRON_API_VERSION") or "").strip() or PINNED_API_VERSION,
-            timeout_seconds=float(env.get("IRON_TIMEOUT_SECONDS", "20")),
-        )
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -139,12 +128,12 @@ class IronClient:
 
     def __init__(
         self,
-        settings: IronSettings | None = None,
+        settings: IronSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.settings = settings or IronSettings.from_env()
+        self.settings = settings
         self._scoped: dict[str, IronClient] = {}
         self._owns_http = http_client is None
         self._observers: list[ResponseObserver] = []

@@ -466,7 +466,7 @@ class _Progress:
 
 
 async def run_cli(
-    client: Client, args: argparse.Namespace, out, err, *, iron_settings: IronSettings | None = None
+    client: Client, args: argparse.Namespace, out, err, *, iron_settings: IronSettings
 ) -> int:
     """`starter.py adopt --all ...`: exit 0 when every customer listed is adopted, running or
     archived; 4 when some cannot be adopted (the summary says why). Iron or Temporal failing
@@ -480,7 +480,7 @@ async def run_cli(
         "sub_partner_id": getattr(args, "sub_partner", None),
     }
     try:
-        async with IronClient(iron_settings or IronSettings.from_env()) as iron:
+        async with IronClient(iron_settings) as iron:
             with _Progress(err) as progress:
                 await backfill(client, iron, summary=summary, on_progress=progress.update, on_page=progress.page, **options)
     finally:

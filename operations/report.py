@@ -30,7 +30,7 @@ from contracts import search_attributes as sa
 from contracts.messages import WORKFLOW_TYPE, Phase
 from contracts.quoting import quoted
 from contracts.workflow_ids import WORKFLOW_ID_PREFIX, scope_of_workflow_id
-from runtime.settings import workflow_ui_link
+from runtime.settings import DEFAULT_TEMPORAL_UI_URL, workflow_ui_link
 
 RUNNING = f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running"'
 ARCHIVED = f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Completed" AND OnboardingPhase = "Archived"'
@@ -205,7 +205,7 @@ class Report:
         }
 
 
-def _stuck_customer(rule: StuckRule, execution: WorkflowExecution, namespace: str) -> StuckCustomer:
+def _stuck_customer(rule: StuckRule, execution: WorkflowExecution, namespace: str, ui_url: str) -> StuckCustomer:
     attrs = execution.typed_search_attributes
     since = attrs.get(sa.ONBOARDING_PHASE_SINCE)
     workflow_id = execution.id
@@ -222,15 +222,17 @@ def _stuck_customer(rule: StuckRule, execution: WorkflowExecution, namespace: st
         customer_status=attrs.get(sa.IRON_CUSTOMER_STATUS),
         identification_status=attrs.get(sa.IRON_IDENTIFICATION_STATUS),
         cycle=attrs.get(sa.ONBOARDING_CYCLE),
-        ui_link=workflow_ui_link(workflow_id, namespace),
+        ui_link=workflow_ui_link(workflow_id, namespace, ui_url),
     )
 
 
-async def _rule_result(client: Client, rule: StuckRule, now: datetime, limit: int, sub_partner: str | None) -> RuleResult:
+async def _rule_result(
+    client: Client, rule: StuckRule, now: datetime, limit: int, sub_partner: str | None, ui_url: str
+) -> RuleResult:
     query = stuck_query(rule, now, sub_partner)
     total = (await client.count_workflows(query)).count
     customers = [] if total == 0 or limit <= 0 else [
-        _stuck_customer(rule, execution, client.namespace)
+        _stuck_customer(rule, execution, client.namespace, ui_url)
         async for execution in client.list_workflows(query, limit=limit)
     ]
     return RuleResult(rule, total, customers)
@@ -243,9 +245,11 @@ async def build_report(
     now: datetime | None = None,
     limit: int = DEFAULT_LIMIT,
     sub_partner: str | None = None,
+    ui_url: str = DEFAULT_TEMPORAL_UI_URL,
 ) -> Report:
     """Counts per phase and the stuck customers, from visibility: 11 + 1 + 2 per rule requests.
-    `sub_partner`: one sub-partner's customers (its id, or `DEFAULT_SCOPE`); None: everyone."""
+    `sub_partner`: one sub-partner's customers (its id, or `DEFAULT_SCOPE`); None: everyone.
+    `ui_url`: the Temporal UI the customers' links point at (the settings' `TEMPORAL_UI_URL`)."""
     scope = scope_clause(sub_partner)
     now = now or datetime.now(timezone.utc)
     rules = default_rules() if rules is None else rules
@@ -258,7 +262,7 @@ async def build_report(
         *(count(f'{RUNNING}{scope} AND {sa.ONBOARDING_PHASE.name} = "{p.value}"') for p in running_phases),
         count(ARCHIVED + scope),
     )
-    results = await asyncio.gather(*(_rule_result(client, rule, now, limit, sub_partner) for rule in rules))
+    results = await asyncio.gather(*(_rule_result(client, rule, now, limit, sub_partner, ui_url) for rule in rules))
     return Report(
         at=now,
         namespace=client.namespace,
@@ -325,8 +329,9 @@ def add_arguments(parser) -> None:
                         help=f"list at most N customers per threshold ({DEFAULT_LIMIT}); the counts stay exact")
 
 
-async def run(client: Client, args, out, sub_partner: str | None = None) -> None:
-    """`sub_partner`: the checked `--sub-partner` (its id, `DEFAULT_SCOPE`, or None for all)."""
+async def run(client: Client, args, out, sub_partner: str | None = None, *, ui_url: str = DEFAULT_TEMPORAL_UI_URL) -> None:
+    """`sub_partner`: the checked `--sub-partner` (its id, `DEFAULT_SCOPE`, or None for all);
+    `ui_url`: the settings' `TEMPORAL_UI_URL`."""
     import json
 
     rules = default_rules(
@@ -335,5 +340,5 @@ async def run(client: Client, args, out, sub_partner: str | None = None) -> None
         needs_attention=args.needs_attention,
         declined=args.declined,
     )
-    report = await build_report(client, rules, limit=max(args.limit, 0), sub_partner=sub_partner)
+    report = await build_report(client, rules, limit=max(args.limit, 0), sub_partner=sub_partner, ui_url=ui_url)
     print(json.dumps(report.as_json(), indent=2) if args.json else format_report(report), file=out)

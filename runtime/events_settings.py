@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
-from typing import Any, Mapping
+from typing import ClassVar, Mapping
 
-from pydantic import AnyHttpUrl, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from contracts.quoting import quoted
-from runtime.settings import ConfigurationError
+from contracts.configuration import ConfigurationError
+from runtime.settings import EnvironmentSettings, optional_http_url
 
 ENV_URL = "ONBOARDING_EVENTS_URL"
 ENV_SECRET = "ONBOARDING_EVENTS_SECRET"
@@ -54,19 +52,23 @@ def split_secrets(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-class EventsSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ONBOARDING_EVENTS_", extra="ignore", frozen=True)
+class EventsSettings(EnvironmentSettings):
+    """What the worker's event delivery reads. Every other process reads only the URL, with
+    the same check, as `ProcessSettings.events_url`; the worker passes the URL it read there
+    (`load(url=...)`), so the variable is parsed once per process."""
 
-    url: AnyHttpUrl | None = None
+    configuration_error: ClassVar[type[ConfigurationError]] = EventsSettingsError
+
+    url: str | None = Field(None, validation_alias=ENV_URL)
     # All secrets, comma-separated; kept secret so they never show in a repr or a log.
-    secret: SecretStr | None = None
+    secret: SecretStr | None = Field(None, repr=False, validation_alias=ENV_SECRET)
     # An attempt must end inside the delivery activity's 30 s start-to-close, or every one times out.
-    timeout_seconds: float = Field(default=10.0, gt=0, le=25)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=25, validation_alias=ENV_TIMEOUT)
 
-    @field_validator("url", mode="before")
+    @field_validator("url")
     @classmethod
-    def _blank_url_is_none(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+    def _http_url(cls, value: str | None) -> str | None:
+        return optional_http_url(value)
 
     @model_validator(mode="after")
     def _secrets_usable(self) -> "EventsSettings":
@@ -90,36 +92,7 @@ class EventsSettings(BaseSettings):
         return split_secrets(self.secret.get_secret_value() if self.secret else None)
 
 
-def load_events_settings() -> EventsSettings:
-    """`EventsSettings` from the environment; `EventsSettingsError` with one line, and no
-    secret in it, when a value is unusable."""
-    try:
-        return EventsSettings()
-    except ValidationError as exc:
-        raise EventsSettingsError(_one_line(exc)) from None
-
-
-def events_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
-    """`ONBOARDING_EVENTS_URL` (None when unset), checked as the worker checks it, for a process
-    that only needs to know whether onboardings it starts send events (the starter); the
-    worker, which signs them, checks the secrets too. `EventsSettingsError` naming it when unusable."""
-    value = ((os.environ if environ is None else environ).get(ENV_URL) or "").strip()
-    if not value:
-        return None
-    try:
-        return str(TypeAdapter(AnyHttpUrl).validate_python(value))
-    except ValidationError as exc:
-        problem = exc.errors(include_input=False, include_url=False)[0]["msg"]
-        shown = "" if "@" in value else f" (got {quoted(value)})"  # a URL may carry credentials
-        raise EventsSettingsError(f"{ENV_URL}: {problem}{shown}") from None
-
-
-_FIELD_TO_ENV = {"url": ENV_URL, "secret": ENV_SECRET, "timeout_seconds": ENV_TIMEOUT}
-
-
-def _one_line(exc: ValidationError) -> str:
-    # pydantic's own text quotes the input; for a secret that would print it.
-    error = exc.errors(include_input=False, include_url=False)[0]
-    where = _FIELD_TO_ENV.get(str(error["loc"][0]), "") if error["loc"] else ""
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}" if where and not message.startswith(where) else message
+def load_events_settings(environ: Mapping[str, str] | None = None) -> EventsSettings:
+    """`EventsSettings.load(environ)`: `EventsSettingsError` with one line, and no secret in
+    it, when a value is unusable."""
+    return EventsSettings.load(environ)

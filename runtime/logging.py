@@ -1,13 +1,13 @@
 """Structured JSON logs (structlog) for every process, with secrets and personal data redacted.
 
 structlog's own events and stdlib records (the Temporal SDK's, uvicorn's) go through the same
-processors, so every line is one JSON object and every line is redacted.
+processors, so every line is one JSON object and every line is redacted. The level and the format
+are values: a process passes those of the settings it loaded (`LOG_LEVEL`, `LOG_FORMAT`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import structlog
@@ -68,15 +68,15 @@ def escape_for_console(logger, method_name: str, event_dict: dict) -> dict:
     }
 
 
-def configure_logging(level: str | None = None, *, json: bool | None = None) -> None:
+def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
+    """Every log line at `level` or above, as one JSON object (`json=False`: a console line)."""
     global _configured
     if _configured:
         return
     from data_protection.redaction import install_logging_filter, redact_processor
 
-    level_name = (level or os.environ.get("LOG_LEVEL", "INFO")).upper()
-    numeric_level = getattr(logging, level_name, logging.INFO)
-    as_json = json if json is not None else os.environ.get("LOG_FORMAT", "json") == "json"
+    numeric_level = getattr(logging, level.upper(), logging.INFO)
+    as_json = json
     renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
     # JSON escapes control characters itself; a console line shows them escaped here.
     escaping = [] if as_json else [escape_for_console]

@@ -1,4 +1,4 @@
-"""Prometheus metrics for the worker and the webhook receiver, through Temporal's runtime.
+"""Prometheus metrics for the worker, the webhook receiver and the HTTP API, through Temporal's runtime.
 
     ONBOARDING_METRICS_PORT=9464 python worker.py          # or --metrics-port 9464
     curl http://127.0.0.1:9464/metrics
@@ -39,7 +39,7 @@ ENV_METRICS_HOST = "ONBOARDING_METRICS_HOST"
 
 
 class MetricsSettings(ProcessSettings):
-    """The settings of a process that can export metrics (worker, webhook receiver)."""
+    """The settings of a process that can export metrics (worker, webhook receiver, HTTP API)."""
 
     metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias=ENV_METRICS_PORT)
     metrics_host: str = Field(DEFAULT_METRICS_HOST, min_length=1, validation_alias=ENV_METRICS_HOST)
@@ -75,6 +75,7 @@ def prometheus_runtime(host: str, port: int) -> "Runtime":
                 histogram_bucket_overrides={
                     names.TIME_IN_PHASE: list(names.TIME_IN_PHASE_BUCKETS),
                     names.WEBHOOK_DURATION: list(names.WEBHOOK_DURATION_BUCKETS),
+                    names.API_REQUEST_DURATION: list(names.API_REQUEST_DURATION_BUCKETS),
                 },
             )
         )

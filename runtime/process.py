@@ -16,7 +16,8 @@ crash. `load_or_exit(build)` calls `build()` and, when it raises a configuration
 `EXIT_CONFIGURATION` (7) is every process's answer to a configuration it cannot use, the
 starter's included. It is not 2: 2 is argparse's usage error in every process, and the starter's
 answer to bad input on its command line, which a person fixes by retyping; configuration is
-fixed where the process is deployed.
+fixed where the process is deployed. The table itself is `contracts.configuration`'s, re-exported
+here; docs/configuration.md ("Exit codes") documents it.
 """
 
 from __future__ import annotations
@@ -25,19 +26,20 @@ import os
 import sys
 from typing import Callable, NoReturn, TypeVar
 
+from contracts.configuration import (  # noqa: F401 - the one table, under the names every process imports
+    EXIT_BAD_INPUT,
+    EXIT_CHECK_FAILED,
+    EXIT_CONFIGURATION,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_START_DATA_DIFFERS,
+    EXIT_UNEXPECTED,
+    EXIT_UNREACHABLE,
+    EXIT_WAIT_TIMED_OUT,
+    ConfigurationError,
+)
 from contracts.quoting import message_line
-from runtime.settings import ConfigurationError
-
-# Every command's exit codes, one table (the services use 0, 2 and 7 of it).
-EXIT_OK = 0
-EXIT_UNEXPECTED = 1  # a defect: report it
-EXIT_BAD_INPUT = 2  # argparse's usage error, and input refused before anything started
-EXIT_NOT_FOUND = 3  # no such onboarding or Iron customer
-EXIT_REJECTED = 4  # rejected by the workflow or Iron
-EXIT_UNREACHABLE = 5  # Temporal or Iron unreachable
-EXIT_START_DATA_DIFFERS = 6  # already running with other start data, nothing changed
-EXIT_CONFIGURATION = 7  # a setting the process cannot use
-EXIT_WAIT_TIMED_OUT = 8  # a wait timed out
 
 T = TypeVar("T")
 

@@ -61,7 +61,7 @@ def temporal_test_server_path() -> str:
 
 @pytest.fixture(scope="session")
 def openapi_spec_path() -> Path:
-    path = spec_path()
+    path = spec_path(os.environ.get(ENV_SPEC))
     if not path.exists():
         pytest.fail(f"Iron's OpenAPI spec not found at {path} (IRON_OPENAPI_SPEC={os.environ.get(ENV_SPEC)!r})")
     return path

@@ -25,7 +25,6 @@ from data_protection.codec import (
     METADATA_KEY_ID,
     EncryptionCodec,
     PayloadDecryptionError,
-    codec_from_env,
 )
 from data_protection.keys import (
     ENV_CURRENT_KEY_ID,
@@ -36,6 +35,7 @@ from data_protection.keys import (
     KeyRing,
     generate_key_file,
 )
+from runtime.settings import ProcessSettings
 from runtime.temporal import data_converter
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,7 +148,7 @@ def test_key_cli_generates_and_rotates_without_printing_keys(tmp_path):
 
     created = run("generate")
     assert created.returncode == 0, created.stderr
-    assert run("generate").returncode == 1  # never overwrites an existing key file
+    assert run("generate").returncode == 2  # never overwrites an existing key file
     rotated = run("rotate", "--key-id", "2025-q3")
     assert rotated.returncode == 0, rotated.stderr
     listed = run("list")
@@ -220,7 +220,7 @@ async def test_payloads_written_before_encryption_still_read(monkeypatch):
 
 
 def test_no_keys_means_no_codec():
-    assert codec_from_env() is None
+    assert ProcessSettings.load().codec() is None
     assert data_converter() is pydantic_data_converter
 
 
@@ -316,6 +316,6 @@ def test_the_keys_cli_answers_an_unreadable_key_file_with_one_line(tmp_path, cap
 
     path = tmp_path / "keys.json"
     path.write_bytes(content)
-    assert keys_main(["list", "--file", str(path)]) == 1
+    assert keys_main(["list", "--file", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and len(err.splitlines()) == 1, err

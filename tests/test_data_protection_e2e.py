@@ -16,7 +16,6 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from data_protection.documents import FilesystemDocumentStore
-from data_protection.keys import KeyRing
 from iron_client.models import IdentificationKind
 from iron_sandbox.config import SandboxConfig
 from iron_sandbox.testing import SandboxServer
@@ -26,6 +25,7 @@ from contracts.messages import IdentificationRequest, OnboardingTimings, Phase, 
 from activities.iron_activities import IronActivities
 from iron_client import IronClient
 from tests.workflow_harness import dev_server_env, iron_settings_for, wait_for_state
+from webhook_receiver.settings import ReceiverSettings
 from worker import build_worker
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "person_identification.json"
@@ -92,7 +92,8 @@ def encryption(monkeypatch):
     monkeypatch.setenv("ONBOARDING_ENCRYPTION_KEYS", f"e2e-key:{key}")
     monkeypatch.setenv("IRON_API_KEY", API_KEY)
     monkeypatch.setenv("IRON_WEBHOOK_SECRETS", WEBHOOK_SECRET)
-    return KeyRing.from_env()
+    # Loaded as the processes load their settings at start: from then on no log shows its secrets.
+    return ReceiverSettings.load().keyring()
 
 
 @pytest.fixture

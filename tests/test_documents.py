@@ -22,10 +22,9 @@ from data_protection.documents import (
     FilesystemDocumentStore,
     IdentificationFileError,
     InvalidDocumentReference,
-    document_store_from_env,
     store_identification_file,
 )
-from data_protection.keys import ENV_CURRENT_KEY_ID, ENV_KEY_FILE, ENV_KEYS, DecryptionError, KeyNotFoundError, KeyRing
+from data_protection.keys import ENV_KEYS, DecryptionError, KeyNotFoundError, KeyRing
 
 SECRET_TEXT = b'{"first_name": "Cordelia", "date_of_birth": "1968-02-29"}'
 
@@ -161,16 +160,18 @@ async def test_rotation_and_documents_written_before_encryption(tmp_path):
     assert b'"key_id": "k2"' in new_path.read_bytes().split(b"\n")[1]
 
 
-def test_store_from_env(tmp_path, monkeypatch):
-    for name in (ENV_KEYS, ENV_KEY_FILE, ENV_CURRENT_KEY_ID):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ONBOARDING_DOCUMENT_DIR", str(tmp_path / "store"))
-    store = document_store_from_env()
+def test_the_store_the_settings_name(tmp_path):
+    from runtime.settings import DocumentStoreSettings
+
+    def store_from(environ: dict[str, str]):
+        settings = DocumentStoreSettings.load(environ)  # as the worker and the starter load it
+        return settings.documents(settings.keyring())
+
+    directory = {"ONBOARDING_DOCUMENT_DIR": str(tmp_path / "store")}
+    store = store_from(directory)
     assert store.root == tmp_path / "store" and not store.encrypted
-    monkeypatch.setenv(ENV_KEYS, f"k1:{base64.b64encode(os.urandom(32)).decode()}")
-    assert document_store_from_env().encrypted
-    monkeypatch.delenv("ONBOARDING_DOCUMENT_DIR")
-    assert document_store_from_env().root == Path(".data/documents")
+    assert store_from({**directory, ENV_KEYS: f"k1:{base64.b64encode(os.urandom(32)).decode()}"}).encrypted
+    assert store_from({}).root == Path(".data/documents")
 
 
 # -- identification files -----------------------------------------------------------------------

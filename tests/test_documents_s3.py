@@ -36,12 +36,12 @@ from data_protection.documents import (
     FilesystemDocumentStore,
     InvalidDocumentReference,
     S3DocumentStore,
-    document_store_from_env,
+    document_store_for,
 )
 from data_protection.keys import DecryptionError, KeyRing
 from demo.stack import Process, Stack, StackConfig
 from runtime.process import EXIT_CONFIGURATION
-from runtime.settings import ConfigurationError
+from runtime.settings import ConfigurationError, DocumentStoreSettings
 from tests.conftest import REPO_ROOT
 from worker import WorkerSettings
 
@@ -80,6 +80,13 @@ def aws_environ(endpoint: str) -> dict[str, str]:
     }
 
 
+def store_configured_by(environ: dict[str, str]) -> DocumentStore:
+    """The store `environ` configures, built as the worker and the starter build theirs: the
+    settings loaded once, the key ring and the store from them."""
+    settings = DocumentStoreSettings.load(environ)
+    return settings.documents(settings.keyring())
+
+
 def key_spec() -> str:
     return f"s3-test-key:{base64.b64encode(os.urandom(32)).decode()}"
 
@@ -103,7 +110,7 @@ def raw_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
 
 
 async def test_put_get_forget_round_trip_is_encrypted_at_rest(s3_endpoint, bucket):
-    store = document_store_from_env(store_environ(s3_endpoint, f"s3://{bucket}/onboarding/documents"))
+    store = store_configured_by(store_environ(s3_endpoint, f"s3://{bucket}/onboarding/documents"))
     assert isinstance(store, S3DocumentStore) and isinstance(store, DocumentStore) and store.encrypted
 
     ref = await store.put(SECRET_TEXT)
@@ -126,13 +133,13 @@ async def test_put_get_forget_round_trip_is_encrypted_at_rest(s3_endpoint, bucke
 
 async def test_only_the_key_ring_that_wrote_a_document_reads_it(s3_endpoint, bucket):
     url = f"s3://{bucket}/docs"
-    ref = await document_store_from_env(store_environ(s3_endpoint, url)).put(SECRET_TEXT)
+    ref = await store_configured_by(store_environ(s3_endpoint, url)).put(SECRET_TEXT)
     with pytest.raises(DecryptionError):
-        await document_store_from_env(store_environ(s3_endpoint, url, keys=key_spec())).get(ref)
+        await store_configured_by(store_environ(s3_endpoint, url, keys=key_spec())).get(ref)
 
 
 async def test_a_missing_object_and_a_reference_of_the_wrong_kind_get_the_clear_errors(s3_endpoint, bucket, tmp_path):
-    store = document_store_from_env(store_environ(s3_endpoint, f"s3://{bucket}"))
+    store = store_configured_by(store_environ(s3_endpoint, f"s3://{bucket}"))
     missing = f"s3:{uuid.uuid4()}"
     with pytest.raises(DocumentNotFound, match=f"document {missing} not found: it was never stored here"):
         await store.get(missing)
@@ -153,7 +160,7 @@ async def test_a_missing_object_and_a_reference_of_the_wrong_kind_get_the_clear_
 
 
 async def test_a_missing_bucket_is_the_store_unavailable_not_a_missing_document(s3_endpoint):
-    store = document_store_from_env(store_environ(s3_endpoint, f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}"))
+    store = store_configured_by(store_environ(s3_endpoint, f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}"))
     with pytest.raises(DocumentStoreUnavailable, match=f"check {ENV_DOCUMENT_STORE}") as caught:
         await store.get(f"s3:{uuid.uuid4()}")
     assert not isinstance(caught.value, DocumentNotFound), "retried by the activity, never NeedsAttention"
@@ -163,7 +170,7 @@ async def test_a_missing_bucket_is_the_store_unavailable_not_a_missing_document(
 
 async def test_purge_deletes_old_documents_and_leaves_other_objects(s3_endpoint, bucket):
     environ = store_environ(s3_endpoint, f"s3://{bucket}/docs")
-    store = document_store_from_env(environ)
+    store = store_configured_by(environ)
     ref = await store.put(SECRET_TEXT)
     s3 = S3Store(bucket, prefix="docs", config={"endpoint": s3_endpoint, "access_key_id": "x", "secret_access_key": "x"},
                  client_options={"allow_http": True})
@@ -192,7 +199,7 @@ BAD_STORES = {
 @pytest.mark.parametrize("value", sorted(BAD_STORES))
 def test_a_bad_store_url_is_a_configuration_error_naming_the_variable(value):
     with pytest.raises(DocumentStoreConfigurationError) as caught:
-        document_store_from_env({ENV_DOCUMENT_STORE: value, "ONBOARDING_ENCRYPTION_KEYS": key_spec()})
+        document_store_for(value, keyring=KeyRing.from_spec(key_spec()))
     assert isinstance(caught.value, ConfigurationError)
     message = str(caught.value)
     assert message.startswith(f"{ENV_DOCUMENT_STORE}: ") and BAD_STORES[value] in message, message
@@ -206,7 +213,7 @@ def test_a_bad_store_url_is_a_configuration_error_naming_the_variable(value):
 
 def test_an_s3_store_without_encryption_keys_is_a_configuration_error(s3_endpoint):
     with pytest.raises(DocumentStoreConfigurationError, match=f"{ENV_DOCUMENT_STORE}: .*needs encryption keys"):
-        document_store_from_env({**aws_environ(s3_endpoint), ENV_DOCUMENT_STORE: "s3://documents/onboarding"})
+        store_configured_by({**aws_environ(s3_endpoint), ENV_DOCUMENT_STORE: "s3://documents/onboarding"})
 
 
 def test_unset_or_blank_is_the_local_directory(tmp_path):
@@ -214,7 +221,7 @@ def test_unset_or_blank_is_the_local_directory(tmp_path):
         environ = {"ONBOARDING_DOCUMENT_DIR": str(tmp_path)}
         if value is not None:
             environ[ENV_DOCUMENT_STORE] = value
-        store = document_store_from_env(environ)
+        store = store_configured_by(environ)
         assert isinstance(store, FilesystemDocumentStore) and store.root == tmp_path
 
 

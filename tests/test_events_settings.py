@@ -95,11 +95,11 @@ async def test_the_worker_s_delivery_reads_the_same_settings(monkeypatch):
 
     monkeypatch.setenv("ONBOARDING_EVENTS_URL", "http://127.0.0.1:9/events")
     monkeypatch.setenv("ONBOARDING_EVENTS_SECRET", f"{GOOD},{OTHER}")
-    delivery = EventDelivery.from_env()
+    delivery = EventDelivery(load_events_settings())
     try:
         assert delivery.settings.enabled and delivery.secrets == [GOOD, OTHER]
     finally:
         await delivery.aclose()
     monkeypatch.setenv("ONBOARDING_EVENTS_SECRET", "whsec_")
     with pytest.raises(EventsSettingsError, match="^ONBOARDING_EVENTS_SECRET: secret 1 of 1"):
-        EventDelivery.from_env()
+        EventDelivery(load_events_settings())

@@ -533,13 +533,20 @@ def test_the_pinned_api_version_is_the_newest_the_spec_copy_documents(openapi_sp
     supported = re.search(r"Supported versions: ([0-9, -]+)", description).group(1)
     versions = sorted(v.strip() for v in supported.split(",") if v.strip())
     assert versions and PINNED_API_VERSION == versions[-1], (PINNED_API_VERSION, versions)
-    assert IronSettings.from_env({}).api_version == PINNED_API_VERSION
-    assert IronSettings.from_env({"IRON_API_VERSION": "2025-03-13"}).api_version == "2025-03-13"
-    assert IronSettings.from_env({"IRON_API_VERSION": "  "}).api_version == PINNED_API_VERSION
+    from runtime.settings import ProcessSettings
+
+    def iron_settings(environ: dict[str, str]) -> IronSettings:
+        return ProcessSettings.load(environ).iron_settings()  # the one reader of IRON_*
+
+    assert iron_settings({}).api_version == PINNED_API_VERSION
+    assert iron_settings({"IRON_API_VERSION": "2025-03-13"}).api_version == "2025-03-13"
+    assert iron_settings({"IRON_API_VERSION": "  "}).api_version == PINNED_API_VERSION
 
 
 async def test_the_client_sends_the_pinned_version_to_iron(sandbox: SandboxServer) -> None:
-    async with IronClient(IronSettings.from_env(sandbox.env())) as iron_:
+    from runtime.settings import ProcessSettings
+
+    async with IronClient(ProcessSettings.load(sandbox.env()).iron_settings()) as iron_:
         await iron_.list_customers()
     (listing,) = [e for e in await sandbox.control.requests() if e["path"] == "/api/customers"]
     assert listing["api_version"] == PINNED_API_VERSION

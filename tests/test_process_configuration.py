@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import tempfile
 import os
 import subprocess
 import sys
@@ -86,11 +87,16 @@ PROCESSES = {
     "codec_server": [sys.executable, "-m", "codec_server", "--port", "0"],
     "starter": [sys.executable, str(REPO_ROOT / "starter.py"), "status", "cust-42"],
     "partner_backend": [sys.executable, "-m", "demo.partner_backend", "--port", "0"],
+    "onboarding_api": [sys.executable, "-m", "onboarding_api", "--port", "0"],
     "iron_sandbox": [sys.executable, "-m", "iron_sandbox", "--port", "0"],
     "webhook_check": [sys.executable, "-m", "webhook_receiver", "check", "--public-url", "http://127.0.0.1:9/webhooks/iron"],
 }
-# The processes that read the payload keys (the sandbox stands for Iron, and the check only asks Iron).
-READ_KEYS = sorted(set(PROCESSES) - {"iron_sandbox", "webhook_check"})
+# The processes that read the payload keys (the sandbox stands for Iron, the check only asks Iron,
+# and the partner's backend signs through the HTTP API).
+READ_KEYS = sorted(set(PROCESSES) - {"iron_sandbox", "webhook_check", "partner_backend"})
+# A keys file the API can use, so its other settings are what a test gets wrong.
+API_KEYS_FILE = Path(tempfile.mkdtemp()) / "api-keys.json"
+API_KEYS_FILE.write_text(json.dumps({"keys": [{"name": "t", "sha256": "a" * 64, "sub_partner_id": None}]}))
 
 
 def run_with(process: str, **env: str) -> subprocess.CompletedProcess:
@@ -98,7 +104,8 @@ def run_with(process: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ONBOARDING_", "IRON_", "TEMPORAL_"))}
     clean.update(
         IRON_API_KEY="k", IRON_WEBHOOK_SECRETS="s", ONBOARDING_EVENTS_SECRET=EVENTS_SECRET,
-        TEMPORAL_ADDRESS="127.0.0.1:1", LOG_LEVEL="WARNING",
+        TEMPORAL_ADDRESS="127.0.0.1:1", LOG_LEVEL="WARNING", ONBOARDING_API_KEYS_FILE=str(API_KEYS_FILE),
+        ONBOARDING_API_URL="http://127.0.0.1:9", ONBOARDING_API_KEY="oak_test",
     )
     clean.update(env)
     try:
@@ -138,6 +145,10 @@ UNUSABLE_SETTINGS = [
     ("starter", "IRON_BASE_URL", "api.iron.xyz/api"),
     ("starter", "ONBOARDING_EVENTS_URL", "not a url"),
     ("partner_backend", "ONBOARDING_EVENTS_SECRET", "whsec_tooshort"),
+    ("onboarding_api", "ONBOARDING_API_MAX_BODY_BYTES", "lots"),
+    ("onboarding_api", "ONBOARDING_API_WAIT_MAX_SECONDS", "forever"),
+    ("onboarding_api", "IRON_BASE_URL", "api.iron.xyz/api"),
+    ("onboarding_api", "ONBOARDING_API_KEYS_FILE", "/nonexistent/api-keys.json"),
     ("iron_sandbox", "IRON_SANDBOX_PORT", "eighty"),
     ("iron_sandbox", "IRON_SANDBOX_PUBLIC_URL", "sandbox.example"),
     ("webhook_check", "IRON_TIMEOUT_SECONDS", "soon"),

@@ -53,7 +53,8 @@ def test_operator_queries_only_list_running_onboardings():
 
 
 def test_every_operations_command_runs_as_written(stack):
-    from iron_client import IronClient, IronSettings
+    from iron_client import IronClient
+    from runtime.settings import ProcessSettings
 
     documented = operations_commands()
     assert len(documented) >= 10, documented
@@ -62,7 +63,7 @@ def test_every_operations_command_runs_as_written(stack):
         assert placeholders(command.line) <= known, f"a placeholder this test cannot fill: {command.line}"
 
     async def customer_made_elsewhere() -> str:
-        async with IronClient(IronSettings.from_env(stack.env())) as iron:
+        async with IronClient(ProcessSettings.load(stack.env()).iron_settings()) as iron:
             made = await iron.create_customer(
                 customer_type="Person", email="elsewhere@example.com", idempotency_key=str(uuid.uuid4()),
                 external_id=f"elsewhere-{uuid.uuid4().hex[:8]}",

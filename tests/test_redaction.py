@@ -22,6 +22,7 @@ from data_protection.redaction import (
     redact_text,
     register_secret,
     register_sensitive_values,
+    use_configured_secrets,
 )
 
 API_KEY = "iron_sk_live_7f3a9c1e5b2d4f6a8c0e"
@@ -37,11 +38,12 @@ SECRETS = (API_KEY, WEBHOOK_SECRET, OLD_WEBHOOK_SECRET, CODEC_TOKEN, EMAIL, FIRS
 
 
 @pytest.fixture(autouse=True)
-def configured_secrets(monkeypatch):
-    monkeypatch.setenv("IRON_API_KEY", API_KEY)
-    monkeypatch.setenv("IRON_WEBHOOK_SECRETS", f"{WEBHOOK_SECRET}, {OLD_WEBHOOK_SECRET}")
-    monkeypatch.setenv("ONBOARDING_CODEC_TOKEN", CODEC_TOKEN)
+def configured_secrets():
+    """The secrets of a process's settings, handed over when it loads them at start."""
     clear_registered_secrets()
+    use_configured_secrets("ProcessSettings", [API_KEY])
+    use_configured_secrets("ReceiverSettings", [WEBHOOK_SECRET, OLD_WEBHOOK_SECRET])
+    use_configured_secrets("CodecServerSettings", [CODEC_TOKEN])
     yield
     clear_registered_secrets()
 
@@ -163,14 +165,16 @@ def test_exception_objects_and_models_in_fields(log_output):
     assert event["error"].startswith("ValueError: bad email")
 
 
-def test_registered_values_and_environment_changes(monkeypatch):
+def test_registered_values_and_reloaded_settings():
     register_secret("sandbox-partner-password-1")
     register_sensitive_values(["tenant-secret-aaaa", None, "bbbb-tenant-secret"], "short", "ab")
     text = redact_text("pw sandbox-partner-password-1, t tenant-secret-aaaa/bbbb-tenant-secret, short ab")
     assert "sandbox-partner-password-1" not in text and "tenant-secret" not in text
     assert text.endswith("ab")  # values under four characters are not treated as secrets
-    # a rotated key in the environment is picked up without a restart
-    monkeypatch.setenv("IRON_API_KEY", "iron_sk_rotated_0000111122")
+    # settings loaded again with a rotated key: the new key is redacted, the old one no longer
+    from runtime.settings import ProcessSettings
+
+    ProcessSettings.load({"IRON_API_KEY": "iron_sk_rotated_0000111122"})
     assert redact_text("using iron_sk_rotated_0000111122 now") == f"using {REDACTED} now"
     assert redact_text(f"old key {API_KEY}") == f"old key {API_KEY}"  # no longer configured
 

@@ -16,7 +16,7 @@ import logging
 import sys
 
 from runtime.http_server import serve
-from runtime.logging import configure_logging, get_logger
+from runtime.logging import get_logger
 from runtime.process import exit_now, load_or_exit
 from runtime.metrics import runtime_for
 from webhook_receiver.app import create_app
@@ -44,13 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    configure_logging()
+    # The receiver's one settings object, read once; keys, secrets and the converter are built
+    # now, so a bad one stops the start, not each delivery.
+    settings = load_or_exit(ReceiverSettings.load)
+    settings.configure_logging()
     # One line per delivery comes from the receiver itself; the HTTP client's per-request lines
     # (every customer lookup) would only double it.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     log = get_logger("webhook_receiver")
-    # Keys, secrets and the converter are built now, so a bad one stops the start, not each delivery.
-    settings = load_or_exit(ReceiverSettings.load)
     converter = load_or_exit(settings.data_converter)
     # The client reports to the runtime serving the metrics, so its requests are counted too.
     metrics_runtime = load_or_exit(lambda: runtime_for(settings, args.metrics_port))

@@ -468,7 +468,7 @@ class WebhookReceiver:
 
 
 def create_app(
-    settings: ReceiverSettings | None = None,
+    settings: ReceiverSettings,
     temporal_client_provider: Client | ClientProvider | None = None,
     iron_client: IronClient | IronSettings | None = None,
     *,
@@ -477,7 +477,7 @@ def create_app(
 ) -> Starlette:
     """The receiver as an ASGI app.
 
-    `settings` default to the environment (`ReceiverSettings.from_env`). The Temporal client
+    `settings`: those the receiver loaded at start (`ReceiverSettings.load()`). The Temporal client
     comes from `temporal_client_provider`: a `Client`, or an async callable returning one
     (default: a lazy connection from Temporal's environment configuration, with the
     settings' data converter). Customers are read with `iron_client`: `IronSettings` (default:
@@ -488,7 +488,6 @@ def create_app(
     and customer lookup (`webhook_receiver/metrics.py`).
     """
     metrics = ReceiverMetrics(metric_meter)
-    settings = settings or ReceiverSettings.from_env()
     if temporal_client_provider is None:
         temporal_client_provider = TemporalClientProvider(data_converter=settings.data_converter())
     provider = as_provider(temporal_client_provider)

@@ -15,15 +15,16 @@ Iron, through its webhooks API, and then proves the path end to end:
    replica's internal address: a ping lands on one replica, and only that one remembers it).
 
 Prints one line and exits 0 when all hold, 1 with the reason when one does not, 2 for bad
-usage, 5 when Iron or the receiver cannot be asked. Iron's settings come from `IRON_*`, read as
-every process reads them: an unusable one is `configuration: <VARIABLE>: ...` and exit code 7.
+usage, 5 when Iron or the receiver cannot be asked (the exit codes of every process,
+docs/configuration.md). Its settings (`WebhookCheckSettings`: Iron's `IRON_*` and
+`ONBOARDING_WEBHOOK_PUBLIC_URL`) are read once at start as every process reads them: an unusable
+one is `configuration: <VARIABLE>: ...` and exit code 7.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 import urllib.parse
@@ -31,15 +32,29 @@ import uuid
 from dataclasses import dataclass
 
 import httpx
+from pydantic import Field, field_validator
 
+from contracts.configuration import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from iron_client import IronClient
 from iron_client.errors import IronError
 from iron_client.models import ONBOARDING_TOPICS, Webhook, wire
+from runtime.settings import ProcessSettings, http_url, optional_http_url
 
 ENV_PUBLIC_URL = "ONBOARDING_WEBHOOK_PUBLIC_URL"
 DEFAULT_TIMEOUT_SECONDS = 15.0
 
-OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 5
+OK, FAILED, USAGE, UNREACHABLE = EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE
+
+
+class WebhookCheckSettings(ProcessSettings):
+    """The check's settings: Iron's, and the URL Iron posts to when `--public-url` is not given."""
+
+    public_url: str | None = Field(None, validation_alias=ENV_PUBLIC_URL)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_http(cls, value: str | None) -> str | None:
+        return optional_http_url(value)
 
 
 @dataclass(frozen=True)
@@ -146,39 +161,48 @@ async def check_webhook(
     )
 
 
+def _is_http_url(value: str) -> bool:
+    try:
+        http_url(value)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m webhook_receiver check",
         description="Check at Iron that a webhook for this receiver exists, is enabled, has the onboarding "
                     "topics, and that its ping reaches the receiver.",
     )
-    parser.add_argument("--public-url", default=os.environ.get(ENV_PUBLIC_URL),
-                        help=f"the URL Iron posts to, e.g. https://host/webhooks/iron (env {ENV_PUBLIC_URL})")
+    parser.add_argument("--public-url", default=None,
+                        help=f"the URL Iron posts to, e.g. https://host/webhooks/iron (default: {ENV_PUBLIC_URL})")
     parser.add_argument("--receiver-url", default=None,
                         help="where the receiver's webhook path is reachable from here (default: the public URL)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS,
                         help=f"seconds to wait for the receiver to confirm the ping (default {DEFAULT_TIMEOUT_SECONDS:g})")
     args = parser.parse_args(argv)
-    if not args.public_url:
-        print(f"webhook check: give --public-url or set {ENV_PUBLIC_URL}", file=sys.stderr)
-        return USAGE
-    if not normalise_url(args.public_url).startswith(("http://", "https://")) or args.timeout <= 0:
-        print("webhook check: --public-url must be an http(s) URL and --timeout positive", file=sys.stderr)
-        return USAGE
 
     from runtime.process import EXIT_CONFIGURATION, configuration_errors, configuration_message
-    from runtime.settings import ProcessSettings
 
     try:
-        iron_settings = ProcessSettings.load().iron_settings()
+        settings = WebhookCheckSettings.load()
     except configuration_errors() as exc:
         print(configuration_message(exc), file=sys.stderr)
         return EXIT_CONFIGURATION
+    public_url = args.public_url or settings.public_url
+    if not public_url:
+        print(f"webhook check: give --public-url or set {ENV_PUBLIC_URL}", file=sys.stderr)
+        return USAGE
+    if not _is_http_url(public_url) or args.timeout <= 0:
+        print("webhook check: --public-url must be an http(s) URL and --timeout positive", file=sys.stderr)
+        return USAGE
+    iron_settings = settings.iron_settings()
 
     async def run() -> CheckResult:
         async with IronClient(iron_settings) as iron:
             return await check_webhook(
-                iron, args.public_url, receiver_url=args.receiver_url, timeout_seconds=args.timeout
+                iron, public_url, receiver_url=args.receiver_url, timeout_seconds=args.timeout
             )
 
     result = asyncio.run(run())
@@ -189,4 +213,4 @@ def main(argv: list[str] | None = None) -> int:
     return result.exit_code
 
 
-__all__ = ["CheckResult", "check_webhook", "main", "normalise_url", "ENV_PUBLIC_URL"]
+__all__ = ["CheckResult", "WebhookCheckSettings", "check_webhook", "main", "normalise_url", "ENV_PUBLIC_URL"]

@@ -3,6 +3,8 @@
 A value that cannot be used stops the process at start with one line naming the variable,
 rather than surfacing later as a stream of refused deliveries. The encryption keys are part of
 it: `ReceiverSettings.load().data_converter()` reads and checks them before the first request.
+`ONBOARDING_EVENTS_URL` comes with `ProcessSettings` (`events_url`): set, the onboardings the
+receiver adopts send events too.
 """
 
 from __future__ import annotations
@@ -78,8 +80,6 @@ class ReceiverSettings(MetricsSettings):
     shutdown_grace_seconds: float = Field(
         DEFAULT_SHUTDOWN_GRACE_SECONDS, ge=0, le=600, allow_inf_nan=False, validation_alias=ENV_SHUTDOWN_GRACE
     )
-    # Where the partner's backend takes events: set, the onboardings adopted here send them too.
-    events_url: str | None = Field(None, validation_alias="ONBOARDING_EVENTS_URL")
     # The sub-partners whose customers this receiver routes: a webhook names only the Iron
     # customer, and Iron shows a sub-partner's customer only in that sub-partner's scope, so a
     # customer the default scope does not know is looked up in each of these, in order.
