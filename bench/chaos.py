@@ -57,7 +57,6 @@ CHAOS_TIMINGS = OnboardingTimings(
     poll_initial_seconds=1,
     poll_max_seconds=3,
     poll_backoff=1.5,
-    active_reconcile_seconds=30,
     active_backstop_seconds=30,  # no fleet pass runs in a scenario: a lost reversion webhook costs 30 s
     parked_reconcile_seconds=10,
     activity_timeout_seconds=5,

@@ -72,7 +72,7 @@ def _wake_window(events: list[Any]) -> tuple[Counter, int, int]:
 
 async def active_day(b, lifecycle, customers: int) -> dict[str, Any]:
     """Customers of each design taken to Active, then watched for one scaled day."""
-    scaled = OnboardingTimings(active_reconcile_seconds=WAKE_SECONDS, active_backstop_seconds=WAKE_SECONDS)
+    scaled = OnboardingTimings(active_backstop_seconds=WAKE_SECONDS)
     today_ids = [f"bench-cost-today-{b.run_id}-{n}" for n in range(customers)]
     fleet_ids = [f"bench-cost-fleet-{b.run_id}-{n}" for n in range(customers)]
     await asyncio.gather(*(lifecycle(b, x, timings=scaled) for x in today_ids))

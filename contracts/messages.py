@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from contracts.engine import ENGINE_VERSION
 from contracts.outbox import Outbox
 from contracts.phase import Phase
 from contracts.requirements import RequirementsView
@@ -35,27 +36,9 @@ QUERY_STATE = "state"
 
 EXTERNAL_ID_MAX_LENGTH = 200
 
-# Which code runs a customer. Inputs written before the field existed read as 1 and run the
-# frozen first loop (`workflows/onboarding_v1.py`) until it carries the customer over to the
-# current loop at its next wait. From 2 on the current loop runs; a run whose input is older than
-# ENGINE_VERSION keeps what that version did (its history replays), and every continue-as-new
-# writes ENGINE_VERSION, so running customers take up new behaviour at their next run. A version
-# gate costs no history event, where a `workflow.patched` marker costs one in every run.
-ENGINE_VERSION = 6
-CURRENT_LOOP_FROM = 2
-# The engine version each behaviour arrived with.
-SINCE_REQUIREMENTS_AND_SLAS = 3
-SINCE_PHASE_SINCE = 3
-SINCE_FLEET_RECONCILIATION = 3
-SINCE_STATE_MEMO = 4  # the state view in the memo (contracts/state_view.py)
-SINCE_IRON_CALLS_QUEUE = 5  # Iron's calls on `iron_calls_queue(...)`
-SINCE_HINTS_CHECKED_AGAINST_READS = 5  # `OnboardingState.hints_checked_against_reads`
-SINCE_EVENTS_DELIVERED_BEFORE_CYCLE_ENDS = 6  # the end-of-cycle continue-as-new waits for the outbox
-
-
 def iron_calls_queue(task_queue: str) -> str:
-    """The task queue of Iron's calls for onboardings that run on `task_queue` (runs of an
-    engine before SINCE_IRON_CALLS_QUEUE call Iron on the onboarding's own queue)."""
+    """The task queue of Iron's calls for onboardings that run on `task_queue`: the one queue
+    Temporal rate limits for Iron's budget (`ONBOARDING_ACTIVITIES_PER_SECOND`)."""
     return task_queue + IRON_CALLS_QUEUE_SUFFIX
 
 
@@ -131,10 +114,8 @@ class OnboardingTimings(Message):
     poll_initial_seconds: float = Field(default=60.0, gt=0)
     poll_max_seconds: float = Field(default=3600.0, gt=0)
     poll_backoff: float = Field(default=2.0, ge=1.0)
-    active_reconcile_seconds: float = Field(default=6 * 3600.0, gt=0)
     # With the fleet-wide reconciliation (`FleetReconciliation`, daily) catching lost webhooks,
-    # an Active customer's own read of Iron is a backstop only: every 90 days. Runs started
-    # before it existed keep `active_reconcile_seconds` (see `OnboardingState.fleet_reconciled`).
+    # an Active customer's own read of Iron is a backstop only: every 90 days.
     active_backstop_seconds: float = Field(default=90 * 86400.0, gt=0)
     parked_reconcile_seconds: float = Field(default=3600.0, gt=0)
     max_expired_renewals: int = Field(default=3, ge=0)
@@ -173,7 +154,9 @@ class OnboardingInput(Message):
     iron_customer_id: str | None = None
     timings: OnboardingTimings = Field(default_factory=OnboardingTimings)
     carried: "OnboardingState | None" = None
-    engine_version: int = 1
+    # The code that runs this customer (`contracts/engine.py`): the current engine unless a
+    # continue-as-new of an older run says otherwise.
+    engine_version: int = ENGINE_VERSION
     # Send the partner's backend a signed event per change (`ONBOARDING_EVENTS_URL` where the
     # onboarding was started); off, the outbox stays empty and no delivery costs history.
     deliver_events: bool = False
@@ -408,9 +391,6 @@ class OnboardingState(Message):
     reminder_key: str | None = None
     awaiting_since: datetime | None = None
     reminders_sent: int = 0
-    # On for runs of engine version SINCE_REQUIREMENTS_AND_SLAS or later: Iron's requirements
-    # are read where they can have changed, and SLAs are watched. Set at every run start.
-    requirements_and_slas: bool = False
     # What the customer must still provide (codes only), and which reading of Iron it answers.
     requirements: RequirementsView | None = None
     requirements_key: str | None = None
@@ -422,14 +402,6 @@ class OnboardingState(Message):
     # When the current phase began (search attribute `OnboardingPhaseSince`, the time-in-phase
     # metric): carried across continue-as-new, so a long wait is measured from its start.
     phase_since: datetime | None = None
-    # Set by runs of engine version SINCE_FLEET_RECONCILIATION or later, which know of the
-    # fleet-wide reconciliation: while Active they read Iron every `active_backstop_seconds`
-    # instead of every `active_reconcile_seconds`.
-    fleet_reconciled: bool = False
-    # Set by runs of engine version SINCE_HINTS_CHECKED_AGAINST_READS or later: a webhook that
-    # says what the reads already showed (the status Iron's last read gave, the creation of the
-    # customer already found) is no news and costs no read (`decide.already_known`).
-    hints_checked_against_reads: bool = False
     # The customer's Iron scope, from the start input (None: the default scope).
     sub_partner_id: str | None = None
 

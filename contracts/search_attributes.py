@@ -30,6 +30,11 @@ ALL = [
 # The Iron sub-partner a customer is onboarded for; absent in the default scope.
 IRON_SUB_PARTNER_ID = SearchAttributeKey.for_keyword("IronSubPartnerId")
 ALL.append(IRON_SUB_PARTNER_ID)
+# The engine version the current run executes (`contracts/engine.py`): given at each run's start
+# (the first, and every continue-as-new), never upserted, so it costs nothing. `starter.py
+# engines` counts open onboardings by it, which says when an engine's gates can be retired.
+ONBOARDING_ENGINE_VERSION = SearchAttributeKey.for_int("OnboardingEngineVersion")
+ALL.append(ONBOARDING_ENGINE_VERSION)
 
 
 def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
@@ -41,17 +46,16 @@ def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
         ONBOARDING_PHASE: state.phase.value,
         ONBOARDING_CYCLE: state.cycle,
         ONBOARDING_PHASE_SINCE: state.phase_since,
-        # Only runs that watch SLAs set it: an upsert in a run from before would not replay.
-        ONBOARDING_SLA_BREACHED: (state.sla_breached is not None) if state.requirements_and_slas else None,
+        ONBOARDING_SLA_BREACHED: state.sla_breached is not None,
         # Set at start and never changing: a default-scope customer has none, so its runs
         # upsert exactly what they did before.
         IRON_SUB_PARTNER_ID: state.sub_partner_id,
     }
 
 
-def at_start(state: OnboardingState) -> TypedSearchAttributes:
-    """What a workflow starting in `state` shows: given at start, so the workflow's first
-    task has nothing to upsert (each upsert is a history event)."""
-    return TypedSearchAttributes(
-        [SearchAttributePair(key, value) for key, value in for_state(state).items() if value is not None]
-    )
+def at_start(state: OnboardingState, *, engine_version: int | None = None) -> TypedSearchAttributes:
+    """What a run starting in `state` on `engine_version` shows: given at its start (the first
+    or a continue-as-new), so its first task has nothing to upsert (each upsert is a history
+    event)."""
+    values = {**for_state(state), ONBOARDING_ENGINE_VERSION: engine_version}
+    return TypedSearchAttributes([SearchAttributePair(key, value) for key, value in values.items() if value is not None])

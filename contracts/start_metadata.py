@@ -205,7 +205,8 @@ def start_options(
     first = OnboardingState.first(workflow_input)
     options = start_metadata(workflow_input, started_by=started_by, identification_content=identification_content)
     options["memo"][STATE_MEMO] = OnboardingStateView.of(first).to_memo()
-    return {"id": workflow_input.workflow_id, "search_attributes": search_attributes.at_start(first), **options}
+    attributes = search_attributes.at_start(first, engine_version=workflow_input.engine_version)
+    return {"id": workflow_input.workflow_id, "search_attributes": attributes, **options}
 
 
 def first_run_story(continued: OnboardingInput, *, started_by: Any, digest: Any) -> str:

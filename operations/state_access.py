@@ -74,7 +74,9 @@ class OnboardingClosed(Exception):
 
 
 class NoStateView(LookupError):
-    """The running onboarding keeps no state view in its memo (a run of an earlier engine)."""
+    """The running onboarding keeps no state view in its memo: it was started by a client that
+    bypassed this engine's start path (`contracts.start_metadata.start_options`), such as
+    `temporal workflow start`, and its first run has not written one yet."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ hand-made events for the rules a lifecycle history does not exercise."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from temporalio.api.common.v1 import Payload, SearchAttributes
 from temporalio.api.enums.v1 import EventType
@@ -17,36 +16,31 @@ from temporalio.client import WorkflowHistory
 
 from bench.actions import activity_types, billable_actions, total
 
-HISTORIES = Path(__file__).resolve().parent / "histories"
+from tests.test_replay import LATEST_RELEASE
 
 
 def events(name: str) -> list[HistoryEvent]:
-    return list(WorkflowHistory.from_json(name, (HISTORIES / name).read_text()).events)
+    return list(WorkflowHistory.from_json(name, (LATEST_RELEASE / name).read_text()).events)
 
 
 def test_a_committed_lifecycle_counts_starts_timers_upserts_messages_and_activities_but_no_workflow_task():
-    run1, run2 = events("engine-2/link_happy_path.run1.json"), events("engine-2/link_happy_path.run2.json")
+    run1, run2 = events("lifecycle/link_happy_path.run1.json"), events("lifecycle/link_happy_path.run2.json")
     counts = billable_actions(run1 + run2)
-    # run 1: its start, 8 Iron activities (each on its first attempt), 3 upserts, 1 poll timer,
-    # 1 webhook signal, 2 signing updates; run 2 (after continue-as-new): its start and the
-    # Active reconcile timer. The 15 workflow tasks of the 82 events cost nothing.
+    # run 1: its start, 8 Iron activities (each on its first attempt), 3 search-attribute and 4
+    # memo upserts (the state view), 1 poll timer, 1 webhook signal, 2 signing updates; run 2
+    # (after continue-as-new): its start and the Active backstop timer. The workflow tasks of
+    # the 86 events cost nothing.
     assert counts == {
         "workflow_started": 2,
         "activities": 8,
         "search_attribute_upserts": 3,
+        "memo_upserts": 4,
         "timers": 2,
         "signals": 1,
         "updates": 2,
     }
-    assert total(counts) == 18
+    assert total(counts) == 22
     assert sum(activity_types(run1).values()) == 8 and activity_types(run1)["get_customer"] >= 1
-
-
-def test_a_first_loop_history_does_not_bill_its_patch_markers():
-    history = events("before-v2/link_happy_path.run1.json")
-    markers = [e for e in history if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
-    assert markers, "the first loop wrote patch markers"
-    assert "markers" not in billable_actions(history)
 
 
 def _event(kind: EventType.ValueType, **attributes) -> HistoryEvent:

@@ -17,8 +17,6 @@ from contracts.activity_models import (
     SigningSnapshot,
 )
 from contracts.messages import (
-    ENGINE_VERSION,
-    SINCE_EVENTS_DELIVERED_BEFORE_CYCLE_ENDS,
     IronEventSignal,
     OnboardingInput,
     OnboardingState,
@@ -63,14 +61,10 @@ class Run:
         timings: OnboardingTimings = T,
         *,
         deliver_events: bool = False,
-        requirements_and_slas: bool = False,
-        fleet_reconciled: bool = False,
     ) -> None:
         self.state = state or OnboardingState(external_id="ext-1")
         self.timings = timings
         self.deliver_events = deliver_events
-        self.requirements_and_slas = requirements_and_slas
-        self.fleet_reconciled = fleet_reconciled
         self.now = T0
 
     def __call__(self, observation: d.Observation, *, after: float = 1.0) -> d.Action:
@@ -78,15 +72,7 @@ class Run:
         return d.decide(self.state, observation, self.now, self.timings)
 
     def start(self, *, carried: bool = False, email: bool = True) -> d.Action:
-        return self(
-            d.RunStarted(
-                carried=carried,
-                email_known=email,
-                deliver_events=self.deliver_events,
-                requirements_and_slas=self.requirements_and_slas,
-                fleet_reconciled=self.fleet_reconciled,
-            )
-        )
+        return self(d.RunStarted(carried=carried, email_known=email, deliver_events=self.deliver_events))
 
     def woken(self, *wakes: d.Wake, due: tuple[str, ...] = (), after: float = 1.0) -> d.Action:
         return self(d.Woken(wakes=wakes, due=due), after=after)
@@ -130,7 +116,7 @@ def test_without_an_email_the_customer_cannot_be_created_and_needs_attention():
     assert run.start(email=False) == d.Wait()
     assert run.state.phase == Phase.NEEDS_ATTENTION
     assert run.state.needs_attention.error_type == "MissingEmail"
-    assert run.state.deadlines == {}, "a person fixes this: no timer"
+    assert set(run.state.deadlines) == {"sla"}, "a person fixes this: no poll, only the operator SLA's deadline"
 
 
 def test_amended_start_data_retries_the_customer_with_a_new_idempotency_attempt():
@@ -167,7 +153,8 @@ def test_the_first_identification_is_created_then_awaited_with_its_url_and_a_pol
     s = run.state
     assert s.phase == Phase.AWAITING_IDENTIFICATION
     assert s.identification_url == "https://kyc.example/idv-1"
-    assert s.deadlines == {"poll": run.now + timedelta(seconds=T.poll_initial_seconds)}
+    assert s.deadlines["poll"] == run.now + timedelta(seconds=T.poll_initial_seconds)
+    assert set(s.deadlines) == {"poll", "sla"}, "a poll, and the customer SLA's deadline"
     assert s.waiting_for == "the customer to complete identification"
 
 
@@ -255,9 +242,10 @@ def test_declined_parks_and_never_retries_on_its_own():
     run = Run()
     to_awaiting_identification(run)
     run.woken(d.IronHint("identification_status", about_customer=False))
-    assert run(d.IdentificationRead(identification("idv-1", "Declined"))) == d.Wait()
+    assert run(d.IdentificationRead(identification("idv-1", "Declined"))) == d.ReadRequirements(cause="identification declined")
+    assert run(d.RequirementsRead(requirements("missing", "kyc_identity"))) == d.Wait()
     assert run.state.phase == Phase.DECLINED and run.state.outcome == "Declined"
-    for _ in range(3):  # hourly reconciliation: reads, never creates
+    for _ in range(3):  # hourly reconciliation: reads, never creates (requirements once per reading of Iron)
         assert isinstance(run.woken(due=("reconcile",), after=3600), d.ReadCustomer)
         assert isinstance(run(d.CustomerRead(customer("IdentificationRequired", "idv-1"))), d.ReadIdentification)
         assert run(d.IdentificationRead(identification("idv-1", "Declined"))) == d.Wait()
@@ -332,49 +320,42 @@ def test_a_refused_signing_reads_the_customer_and_signings_again():
 # --- Active and after --------------------------------------------------------------------------
 
 
-# A run from before the fleet-wide reconciliation reads Iron every 6 hours while Active; one
-# that knows of it (the shell's patch answer) only on the 90-day backstop.
-ACTIVE_WATCH = [(False, T.active_reconcile_seconds), (True, T.active_backstop_seconds)]
-
-
-@pytest.mark.parametrize("fleet_reconciled, reconcile_after", ACTIVE_WATCH, ids=["before-fleet", "fleet"])
-def test_reaching_active_ends_the_cycle_with_continue_as_new_into_the_watch(fleet_reconciled, reconcile_after):
-    run = Run(fleet_reconciled=fleet_reconciled)
+def test_reaching_active_ends_the_cycle_with_continue_as_new_into_the_watch():
+    reconcile_after = T.active_backstop_seconds  # the fleet-wide reconciliation watches the rest
+    run = Run()
     assert to_active(run) == d.ContinueAsNew(reason="end of cycle")
     s = run.state
     assert s.phase == Phase.ACTIVE and s.outcome == "Active" and s.cycle_completed
     assert s.deadlines == {"reconcile": run.now + timedelta(seconds=reconcile_after)}
-    assert s.fleet_reconciled is fleet_reconciled
-    next_run = Run(OnboardingState.model_validate_json(s.model_dump_json()), fleet_reconciled=fleet_reconciled)
+    next_run = Run(OnboardingState.model_validate_json(s.model_dump_json()))
     assert next_run.start(carried=True) == d.Wait(), "the next run watches first: Iron was just read"
 
 
 @pytest.mark.parametrize(
-    "deliver_events, engine, long_history, pending, waits",
+    "deliver_events, long_history, pending, waits",
     [
-        (True, ENGINE_VERSION, False, 1, True),
-        (True, ENGINE_VERSION, False, 0, True),
-        (True, ENGINE_VERSION, False, 2, False),
-        (True, ENGINE_VERSION, True, 1, False),
-        (False, ENGINE_VERSION, False, 0, False),
-        (True, SINCE_EVENTS_DELIVERED_BEFORE_CYCLE_ENDS - 1, False, 1, False),
+        (True, False, 1, True),
+        (True, False, 0, True),
+        (True, False, 2, False),
+        (True, True, 1, False),
+        (False, False, 0, False),
     ],
-    ids=["its-last-event", "all-delivered", "backend-lagging", "long-history", "no-events", "engine-5"],
+    ids=["its-last-event", "all-delivered", "backend-lagging", "long-history", "no-events"],
 )
-def test_the_end_of_a_cycle_waits_for_its_last_event_before_continuing_as_new(deliver_events, engine, long_history, pending, waits):
+def test_the_end_of_a_cycle_waits_for_its_last_event_before_continuing_as_new(deliver_events, long_history, pending, waits):
     run = Run(deliver_events=deliver_events)
     to_active(run)
     assert len(run.state.outbox.pending) == (4 if deliver_events else 0), "one event per phase"
     while len(run.state.outbox.pending) > pending:  # the backend took these already, head first
         run.state.outbox = run.state.outbox.acknowledge(run.state.outbox.head.sequence)
     assert len(run.state.outbox.pending) == pending
-    start = OnboardingInput(external_id="ext-1", email="e@example.com", deliver_events=deliver_events, engine_version=engine)
+    start = OnboardingInput(external_id="ext-1", email="e@example.com", deliver_events=deliver_events)
     assert d.delivers_before_continuing_as_new(start, run.state, long_history=long_history) is waits
 
 
-@pytest.mark.parametrize("fleet_reconciled, reconcile_after", ACTIVE_WATCH, ids=["before-fleet", "fleet"])
-def test_active_is_reconciled_and_stays_active_without_a_new_cycle(fleet_reconciled, reconcile_after):
-    run = Run(fleet_reconciled=fleet_reconciled)
+def test_active_is_reconciled_and_stays_active_without_a_new_cycle():
+    reconcile_after = T.active_backstop_seconds
+    run = Run()
     to_active(run)
     assert run.state.deadlines["reconcile"] == run.now + timedelta(seconds=reconcile_after)
     assert isinstance(run.woken(due=("reconcile",), after=reconcile_after), d.ReadCustomer)
@@ -384,27 +365,19 @@ def test_active_is_reconciled_and_stays_active_without_a_new_cycle(fleet_reconci
 
 
 def test_the_backstop_is_the_only_timer_while_active_and_the_fleet_reconciler_wakes_it():
-    timings = OnboardingTimings(active_reconcile_seconds=60, active_backstop_seconds=30 * 86400)
-    run = Run(timings=timings, fleet_reconciled=True)
+    timings = OnboardingTimings(active_backstop_seconds=30 * 86400)
+    run = Run(timings=timings)
     to_active(run)
     assert run.state.deadlines == {"reconcile": run.now + timedelta(days=30)}
     assert d.due_deadlines(run.state, run.now + timedelta(hours=6)) == (), "no 6-hour read any more"
     # The fleet reconciler saw another status at Iron: its hint reads the customer at once.
     event = IronEventSignal(type="fleet_reconciliation", timestamp="t1", customer_id=CUSTOMER, entity_id=CUSTOMER, status="Suspended")
     hint = d.note_webhook(run.state, set(), event, run.now, timings)
-    assert hint == d.IronHint("fleet_reconciliation", about_customer=True)
+    assert hint == d.IronHint("fleet_reconciliation", about_customer=True, status="Suspended", entity_id=CUSTOMER)
     assert run.woken(hint) == d.ReadCustomer(cause="webhook fleet_reconciliation")
     assert run(d.CustomerRead(customer("Suspended", "idv-1"))) == d.Wait()
     assert run.state.phase == Phase.SUSPENDED
     assert run.state.deadlines == {"reconcile": run.now + timedelta(seconds=timings.parked_reconcile_seconds)}
-
-
-def test_the_fleet_flag_is_kept_in_the_state_a_carried_run_starts_from():
-    run = Run(fleet_reconciled=True)
-    to_active(run)
-    carried = OnboardingState.model_validate_json(run.state.model_dump_json())
-    assert carried.fleet_reconciled, "the shell reads it and asks the patch no second time"
-    assert OnboardingState.model_validate({"external_id": "x"}).fleet_reconciled is False, "older states: before"
 
 
 def test_reversion_to_identification_required_adopts_irons_step_up_in_a_new_cycle():
@@ -413,7 +386,8 @@ def test_reversion_to_identification_required_adopts_irons_step_up_in_a_new_cycl
     run.woken(d.IronHint("customer_status", about_customer=True))
     assert run(d.CustomerRead(customer("IdentificationRequired", "idv-1", "idv-2"))) == d.ReadLatestIdentification()
     assert run.state.cycle == 2 and not run.state.cycle_completed and run.state.required_signings == []
-    assert run(d.LatestIdentificationRead(identification("idv-2", "Pending"))) == d.Wait()
+    assert run(d.LatestIdentificationRead(identification("idv-2", "Pending"))) == d.ReadRequirements(cause="identification Pending")
+    assert run(d.RequirementsRead(requirements("missing", "identification_kyc", ident="idv-2"))) == d.Wait()
     s = run.state
     assert s.identification_id == "idv-2" and s.identification_cycle == 2
     assert s.phase == Phase.AWAITING_IDENTIFICATION
@@ -447,7 +421,8 @@ def test_parked_customer_statuses_wait_visibly_with_hourly_reconciliation(status
     assert run(d.CustomerRead(customer(status, "idv-1"))) == d.Wait()
     s = run.state
     assert s.phase == phase and s.customer_status == status
-    assert s.deadlines == {"reconcile": run.now + timedelta(seconds=T.parked_reconcile_seconds)}
+    assert s.deadlines["reconcile"] == run.now + timedelta(seconds=T.parked_reconcile_seconds)
+    assert set(s.deadlines) <= {"reconcile", "sla"}, "a reconcile, and the wait's SLA if it has one"
     if outcome:
         assert s.outcome == outcome
     run.woken(due=("reconcile",), after=3600)
@@ -474,7 +449,7 @@ def test_a_final_rejection_parks_with_step_code_and_reason_until_iron_or_an_oper
     s = run.state
     assert s.phase == Phase.NEEDS_ATTENTION and s.outcome == "NeedsAttention"
     assert (s.needs_attention.step, s.needs_attention.status_code) == ("get_identification", 404)
-    assert s.deadlines == {}
+    assert set(s.deadlines) == {"sla"}, "no poll: an operator or Iron moves it; only the operator SLA's deadline"
     # A webhook: read the customer; same status, still parked.
     assert isinstance(run.woken(d.IronHint("customer_status", about_customer=True)), d.ReadCustomer)
     assert run(d.CustomerRead(customer("IdentificationRequired", "idv-1"))) == d.Wait()
@@ -501,15 +476,18 @@ def test_webhooks_are_deduplicated_and_other_customers_ignored():
     state = OnboardingState(external_id="ext-1", iron_customer_id=CUSTOMER, identification_id="idv-1")
     seen: set[str] = set()
     event = IronEventSignal(type="identification_status", timestamp="1", customer_id=CUSTOMER, entity_id="idv-1", status="Approved")
-    assert d.note_webhook(state, seen, event, T0, T) == d.IronHint("identification_status", about_customer=False)
+    assert d.note_webhook(state, seen, event, T0, T) == d.IronHint(
+        "identification_status", about_customer=False, status="Approved", entity_id="idv-1"
+    )
     assert d.note_webhook(state, seen, event, T0, T) is None
     assert state.recent_events[-1].duplicate
     other = event.model_copy(update={"customer_id": "someone-else", "timestamp": "2"})
     assert d.note_webhook(state, seen, other, T0, T) is None
     customer_event = event.model_copy(update={"type": "customer_status", "entity_id": CUSTOMER, "timestamp": "3"})
-    assert d.note_webhook(state, seen, customer_event, T0, T) == d.IronHint("customer_status", about_customer=True)
-    # Runs that check hints against reads keep what the webhook said, to compare.
-    state.hints_checked_against_reads = True
+    assert d.note_webhook(state, seen, customer_event, T0, T) == d.IronHint(
+        "customer_status", about_customer=True, status="Approved", entity_id=CUSTOMER
+    )
+    # The hint keeps what the webhook said, to compare with what the reads showed.
     later = customer_event.model_copy(update={"timestamp": "4", "status": "Active"})
     assert d.note_webhook(state, seen, later, T0, T) == d.IronHint(
         "customer_status", about_customer=True, status="Active", entity_id=CUSTOMER
@@ -608,19 +586,8 @@ def events_of(run: Run, kind: str) -> list:
     return [e for e in run.state.outbox.pending if e.type.value == kind]
 
 
-def test_without_the_patch_no_requirement_is_read_and_no_sla_is_watched():
-    """Runs from before patch requirements-and-slas keep their commands: none of this happens."""
-    run = Run(deliver_events=True)
-    to_awaiting_identification(run)
-    run.woken(d.IronHint("identification_status", about_customer=False))
-    assert run(d.IdentificationRead(identification("idv-1", "Declined", "identity"))) == d.Wait()
-    assert run.state.phase == Phase.DECLINED
-    assert run.state.requirements is None and "sla" not in run.state.deadlines
-    assert run.state.sla_key is None and not events_of(run, "onboarding.sla_breached")
-
-
 def test_a_step_to_redo_reads_the_requirements_before_the_wait_and_the_event_carries_them():
-    run = Run(deliver_events=True, requirements_and_slas=True)
+    run = Run(deliver_events=True)
     run.start()
     run(d.CustomerFound(customer("IdentificationRequired", created=True)))
     created = identification("idv-1", "Pending", "questionnaire")  # a reliance token lacked answers
@@ -647,13 +614,13 @@ def test_a_step_to_redo_reads_the_requirements_before_the_wait_and_the_event_car
 
 
 def test_a_plain_pending_link_costs_no_requirements_read():
-    run = Run(requirements_and_slas=True)
+    run = Run()
     assert to_awaiting_identification(run) == d.Wait()
     assert run.state.requirements is None and run.state.requirements_key is None
 
 
 def test_declined_reads_what_to_redo_then_parks():
-    run = Run(deliver_events=True, requirements_and_slas=True)
+    run = Run(deliver_events=True)
     to_awaiting_identification(run)
     run.woken(d.IronHint("identification_status", about_customer=False))
     declined = identification("idv-1", "Declined", "identity")
@@ -667,7 +634,7 @@ def test_declined_reads_what_to_redo_then_parks():
 
 
 def test_a_failed_requirements_read_never_stops_the_onboarding():
-    run = Run(requirements_and_slas=True)
+    run = Run()
     to_awaiting_identification(run)
     run.woken(d.IronHint("identification_status", about_customer=False))
     assert isinstance(run(d.IdentificationRead(identification("idv-1", "Declined"))), d.ReadRequirements)
@@ -684,7 +651,7 @@ def test_a_failed_requirements_read_never_stops_the_onboarding():
 
 
 def test_a_step_up_reads_the_requirements_of_the_new_cycle_and_active_clears_them():
-    run = Run(requirements_and_slas=True)
+    run = Run()
     to_active(run)
     assert isinstance(run.woken(d.IronHint("customer_status", about_customer=True)), d.ReadCustomer)
     assert run(d.CustomerRead(customer("IdentificationRequired", "idv-1", "idv-2"))) == d.ReadLatestIdentification()
@@ -699,7 +666,7 @@ def test_a_step_up_reads_the_requirements_of_the_new_cycle_and_active_clears_the
 
 
 def test_a_reversion_to_signings_reads_the_requirements():
-    run = Run(requirements_and_slas=True)
+    run = Run()
     to_active(run)
     run.woken(d.IronHint("customer_status", about_customer=True))
     assert run(d.CustomerRead(customer("SigningsRequired", "idv-1"))) == d.ReadSignings()
@@ -713,7 +680,7 @@ def test_a_reversion_to_signings_reads_the_requirements():
 
 
 def test_a_customer_past_its_sla_is_flagged_and_announced_once_and_a_phase_change_clears_it():
-    run = Run(deliver_events=True, requirements_and_slas=True)
+    run = Run(deliver_events=True)
     to_awaiting_identification(run)
     since = run.state.sla_since
     assert run.state.deadlines["sla"] == since + timedelta(days=7)
@@ -747,7 +714,7 @@ def test_a_customer_past_its_sla_is_flagged_and_announced_once_and_a_phase_chang
 
 @pytest.mark.parametrize("status, sla", [("Declined", "operator"), ("PendingReview", "review")])
 def test_each_wait_has_its_own_sla(status, sla):
-    run = Run(requirements_and_slas=True)
+    run = Run()
     to_awaiting_identification(run)
     run.woken(d.IronHint("identification_status", about_customer=False))
     action = run(d.IdentificationRead(identification("idv-1", status)))
@@ -758,8 +725,7 @@ def test_each_wait_has_its_own_sla(status, sla):
 
 
 def test_an_sla_of_none_is_off_and_zero_flags_at_once_without_events_when_they_are_off():
-    run = Run(OnboardingState(external_id="ext-1"), T.model_copy(update={"sla_customer_seconds": None, "sla_operator_seconds": 0}),
-              requirements_and_slas=True)
+    run = Run(OnboardingState(external_id="ext-1"), T.model_copy(update={"sla_customer_seconds": None, "sla_operator_seconds": 0}))
     to_awaiting_identification(run)
     assert "sla" not in run.state.deadlines and run.state.sla_key is None
     run(d.IronRefused("get_identification", "gone", "IronNotFound", 404))

@@ -15,7 +15,7 @@ import uuid
 
 from bench.benchmark import history_all_runs
 from contracts.events import event_id
-from contracts.messages import ENGINE_VERSION, IRON_CALLS_QUEUE_SUFFIX, Phase, workflow_id_for
+from contracts.messages import IRON_CALLS_QUEUE_SUFFIX, Phase, workflow_id_for
 from demo.partner_backend import PartnerBackend, PartnerBackendThread, Refusal
 from iron_sandbox.testing import SandboxServer
 from runtime.events_settings import EventsSettings
@@ -131,7 +131,7 @@ async def test_a_cycle_continues_as_new_once_its_last_event_is_delivered(tempora
                 await sign_all(env.client, external_id)
                 await wait_for_state(handle, lambda s: s.phase == Phase.ACTIVE and s.runs == 2, timeout=60, what="the next run, Active")
                 # For tests/test_replay.py (RECORD_HISTORIES=1), before the checks below.
-                await save_histories(env.client, handle.id, first_run_id, f"events/engine-{ENGINE_VERSION}/lifecycle_to_active")
+                await save_histories(env.client, handle.id, first_run_id, "events/lifecycle_to_active")
                 next_run = (await handle.fetch_history()).events
                 first_run = (await env.client.get_workflow_handle(handle.id, run_id=first_run_id).fetch_history()).events
 

@@ -52,15 +52,15 @@ def test_a_refresh_is_answered_by_a_customer_read_begun_after_it():
     assert not inbox
 
 
-# Runs of engine 5 on also drop a webhook that says what the reads already showed.
+# A webhook that says what the reads already showed is dropped too.
 
 CUSTOMER, IDENTIFICATION = "cus-1", "idv-1"
 
 
-def read_state(*, checked: bool = True) -> OnboardingState:
+def read_state() -> OnboardingState:
     return OnboardingState(
         external_id="ext-1", iron_customer_id=CUSTOMER, customer_status="SigningsRequired",
-        identification_id=IDENTIFICATION, identification_status="Approved", hints_checked_against_reads=checked,
+        identification_id=IDENTIFICATION, identification_status="Approved",
     )
 
 
@@ -87,7 +87,7 @@ def test_a_webhook_saying_what_the_read_showed_costs_no_second_read():
     assert after_the_read(same_status, approved, created, state=read_state()) == ()
 
 
-def test_a_webhook_with_news_is_read_and_runs_before_the_check_keep_every_hint():
+def test_a_webhook_with_news_is_read_and_without_a_read_state_every_hint_is_kept():
     moved = hint("customer_status", "Active", CUSTOMER)
     stale = hint("customer_status", "IdentificationRequired", CUSTOMER)  # an older delivery, reordered
     new_identification = hint("identification_status", "Approved", "idv-2")
@@ -96,7 +96,6 @@ def test_a_webhook_with_news_is_read_and_runs_before_the_check_keep_every_hint()
     news = (moved, stale, new_identification, declined, no_status)
     assert after_the_read(*news, state=read_state()) == news
     same = (hint("customer_status", "SigningsRequired", CUSTOMER), hint("customer_created", None, CUSTOMER))
-    assert after_the_read(*same, state=read_state(checked=False)) == same
     assert after_the_read(*same, state=None) == same
 
 

@@ -2,11 +2,9 @@
 
 Six customers are taken to six places through the real sandbox (a KYC the customer has not
 done, one under Iron's review, one declined, one waiting to sign, one Active, one whose
-identification expired past its renewals), and a seventh is a run carried over from before
-`OnboardingPhaseSince` existed: Declined for a day, with no phase start in its state. The report
-must count each phase exactly, list as stuck only those past their threshold, oldest first with
-their UI links, and the carried run must announce its phase start (one upsert, no patch marker)
-and still replay.
+identification expired past its renewals), and a seventh is a run continued as new while
+Declined for a day. The report must count each phase exactly and list as stuck only those past
+their threshold, oldest first with their UI links.
 """
 
 from __future__ import annotations
@@ -14,19 +12,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
 
 import starter
 from contracts import search_attributes as sa
 from contracts.messages import (
-    ENGINE_VERSION,
     WORKFLOW_TYPE,
     AuditEntry,
     OnboardingInput,
@@ -35,10 +28,8 @@ from contracts.messages import (
     workflow_id_for,
 )
 from iron_sandbox.testing import SandboxServer
-from runtime.temporal import data_converter
 from starter import sign_all, start_onboarding
 from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, running_worker, wait_for_phase
-from workflows.onboarding import CustomerOnboarding
 
 TIMINGS = DEV_SERVER_TIMINGS.model_copy(update={"max_expired_renewals": 0, "parked_reconcile_seconds": 3600})
 
@@ -65,10 +56,8 @@ async def eventually(predicate, read, timeout: float = 30.0):
         await asyncio.sleep(0.5)
 
 
-RECORDED_ANNOUNCEMENT = Path(__file__).resolve().parent / "histories" / "phase-since" / "phase_since_announced.run1.json"
-
 async def start_carried_declined(client, task_queue: str, external_id: str, since: datetime) -> None:
-    """A run as continue-as-new wrote it before the phase start existed: parked in Declined."""
+    """A run as continue-as-new writes it: parked in Declined since `since`."""
     state = OnboardingState(
         external_id=external_id,
         phase=Phase.DECLINED,
@@ -84,10 +73,9 @@ async def start_carried_declined(client, task_queue: str, external_id: str, sinc
             AuditEntry(at=(since + timedelta(hours=2)).isoformat(), phase=Phase.DECLINED, cause="continuing as new (run 2)"),
         ],
     )
-    assert state.phase_since is None
+    state.phase_since = since
     workflow_input = OnboardingInput(
         external_id=external_id, iron_customer_id=state.iron_customer_id, timings=TIMINGS, carried=state,
-        engine_version=ENGINE_VERSION,
     )
     await client.start_workflow(
         WORKFLOW_TYPE, workflow_input, id=workflow_id_for(external_id), task_queue=task_queue,
@@ -181,22 +169,6 @@ async def test_report_counts_each_phase_and_lists_the_stuck_oldest_first(tempora
                 assert code == 0, err
                 assert "Declined" in text and names["carried"] in text and "stuck declined > 0s" in text
 
-                # The carried run announced its phase start once, in an upsert of its own, then replays.
-                description = await handles["carried"].describe()
-                assert description.typed_search_attributes.get(sa.ONBOARDING_PHASE_SINCE) == day_ago
-                history = await handles["carried"].fetch_history()
-                assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
-                announced = [
-                    e for e in history.events if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
-                    and sa.ONBOARDING_PHASE_SINCE.name in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
-                ]
-                assert len(announced) == 1
-                if os.environ.get("RECORD_HISTORIES") == "1":
-                    RECORDED_ANNOUNCEMENT.parent.mkdir(exist_ok=True)
-                    RECORDED_ANNOUNCEMENT.write_text(history.to_json())
-                replayer = Replayer(workflows=[CustomerOnboarding], data_converter=data_converter())
-                assert (await replayer.replay_workflow(history, raise_on_replay_failure=False)).replay_failure is None
-
                 # A new onboarding pays no marker: its phase start rides with the phase's upsert.
                 fresh = await handles["signing"].fetch_history()
                 assert not [e for e in fresh.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
@@ -210,17 +182,3 @@ def test_report_refuses_a_duration_it_cannot_read():
     code, out, err = run_report("--pending-review", "two days")
     assert code == 2 and not out
     assert "--pending-review" in err and "invalid duration value" in err
-
-
-async def test_the_recorded_announcement_of_a_carried_run_replays():
-    """`tests/histories/phase-since/` (RECORD_HISTORIES=1 writes it): a run carried from before
-    the phase start existed, recorded by today's code. It sent the phase start in one upsert, with
-    no patch marker, and replays; `test_replay.py` replays it with every other history."""
-    history = WorkflowHistory.from_json("phase-since", RECORDED_ANNOUNCEMENT.read_text())
-    kinds = [e.event_type for e in history.events]
-    assert kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 0
-    upserts = [e.upsert_workflow_search_attributes_event_attributes for e in history.events
-               if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES]
-    assert any(sa.ONBOARDING_PHASE_SINCE.name in u.search_attributes.indexed_fields for u in upserts)
-    replayer = Replayer(workflows=[CustomerOnboarding], data_converter=data_converter())
-    assert (await replayer.replay_workflow(history, raise_on_replay_failure=False)).replay_failure is None

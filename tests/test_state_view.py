@@ -8,20 +8,6 @@ from contracts.messages import AttentionView, OnboardingState, Phase, SigningVie
 from contracts.state_view import VIEW_MAX_BYTES, OnboardingStateView, WaitForRequest
 
 
-def test_a_run_of_the_first_loop_refuses_to_wait_clearly():
-    """Its loop waits for every handler before it carries the customer over: a wait would hold
-    that back, so the update is refused, naming the way out."""
-    from contracts.messages import ENGINE_VERSION, OnboardingInput
-    from contracts.state_view import WaitForRequest
-    from workflows.onboarding import CustomerOnboarding
-
-    first_loop = CustomerOnboarding(OnboardingInput(external_id="v1", email="v1@example.com", engine_version=1))
-    with pytest.raises(ValueError, match="previous engine: `refresh`"):
-        first_loop._validate_wait_for(WaitForRequest(phases=[Phase.ACTIVE], timeout_seconds=5))
-    current = CustomerOnboarding(OnboardingInput(external_id="v2", email="v2@example.com", engine_version=ENGINE_VERSION))
-    current._validate_wait_for(WaitForRequest(phases=[Phase.ACTIVE], timeout_seconds=5))
-
-
 def test_wait_requests_that_no_wait_can_use_are_refused():
     from pydantic import ValidationError
 
@@ -57,18 +43,17 @@ def test_a_note_in_the_audit_alone_writes_no_memo():
 
 
 def test_recorded_runs_with_the_state_memo_write_it_at_no_patch_cost():
-    """`tests/histories/state-memo/` (replayed by tests/test_replay.py with the rest): runs of
-    engine version SINCE_STATE_MEMO write the view without a patch marker; the run a cycle
-    continues into starts with the view and writes none of its own until something changes."""
+    """The release's `state-memo/` histories (replayed by tests/test_replay.py with the rest):
+    runs write the view without a patch marker; the run a cycle continues into starts with the
+    view and writes none of its own until something changes."""
     from collections import Counter
-    from pathlib import Path
 
     from temporalio.api.enums.v1 import EventType
     from temporalio.client import WorkflowHistory
 
-    from contracts.messages import SINCE_STATE_MEMO
+    from tests.test_replay import LATEST_RELEASE
 
-    folder = Path(__file__).resolve().parent / "histories" / "state-memo"
+    folder = LATEST_RELEASE / "state-memo"
 
     def load(name: str) -> WorkflowHistory:
         return WorkflowHistory.from_json(name, (folder / name).read_text())
@@ -81,5 +66,3 @@ def test_recorded_runs_with_the_state_memo_write_it_at_no_patch_cost():
     assert first["WORKFLOW_PROPERTIES_MODIFIED"] >= 3  # the url, the signings, a signature
     assert second["WORKFLOW_PROPERTIES_MODIFIED"] == 0
     assert first["WORKFLOW_EXECUTION_UPDATE_ACCEPTED"] >= 3  # waits and signings
-    started = load("wait_for_active.run1.json").events[0].workflow_execution_started_event_attributes
-    assert f'"engine_version":{SINCE_STATE_MEMO}'.encode() in started.input.payloads[0].data

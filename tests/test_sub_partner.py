@@ -107,13 +107,15 @@ async def test_start_onboarding_refuses_a_bad_sub_partner_before_touching_tempor
         await start_onboarding(None, "x", email="a@example.com", sub_partner_id="nope")  # type: ignore[arg-type]
 
 
-def test_the_deployments_own_default_sub_partner_is_the_default_scope(monkeypatch):
-    monkeypatch.setenv("IRON_SUB_PARTNER_ID", A.upper())
-    assert check_sub_partner_id(A) is None
-    assert check_sub_partner_id(B) == B
-    assert build_onboarding_input("x", email="a@example.com", sub_partner_id=A).workflow_id == "onboarding-x"
-    monkeypatch.delenv("IRON_SUB_PARTNER_ID")
-    assert check_sub_partner_id(A.upper()) == A
+def test_the_deployments_own_default_sub_partner_is_the_default_scope():
+    from operations.onboardings import using_settings
+
+    with using_settings(ProcessSettings.load({"IRON_SUB_PARTNER_ID": A.upper()})):
+        assert check_sub_partner_id(A) is None
+        assert check_sub_partner_id(B) == B
+        assert build_onboarding_input("x", email="a@example.com", sub_partner_id=A).workflow_id == "onboarding-x"
+    with using_settings(ProcessSettings.load({})):
+        assert check_sub_partner_id(A.upper()) == A
 
 
 COMMANDS = [

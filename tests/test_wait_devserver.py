@@ -22,7 +22,7 @@ import starter
 from contracts.messages import Phase, workflow_id_for
 from contracts.state_view import STATE_MEMO
 from starter import WaitTimedOut, get_live_state, get_state, sign_all, start_onboarding, wait_for
-from tests.workflow_harness import DEV_SERVER_TIMINGS, HISTORIES_DIR, running_worker, wait_for_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, RECORDING_DIR, running_worker, wait_for_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -132,8 +132,8 @@ async def record_history(client, external_id: str, name: str) -> None:
     the replay tests, beside the other branches' histories."""
     if os.environ.get("RECORD_HISTORIES") != "1":
         return
-    folder = HISTORIES_DIR / "state-memo"
-    folder.mkdir(exist_ok=True)
+    folder = RECORDING_DIR / "state-memo"
+    folder.mkdir(parents=True, exist_ok=True)
     await asyncio.sleep(2)  # the continue-as-new at Active has its first task
     runs = [e async for e in client.list_workflows(f'WorkflowId = "{workflow_id_for(external_id)}"')]
     for index, execution in enumerate(sorted(runs, key=lambda e: e.start_time), start=1):
@@ -258,39 +258,26 @@ async def test_a_wait_on_an_onboarding_that_ended_or_never_was_says_so(env, cli)
     assert code == starter.EXIT_NOT_FOUND and "no onboarding" in err, err
 
 
-async def test_a_run_of_the_first_loop_is_read_through_the_query_and_says_so(env, sandbox, cli, tmp_path):
-    """The first loop keeps no state view: `get_state` asks its query (or refuses to, when told),
-    and `status` says why it asked."""
-    from temporalio.worker import Worker
-
-    from activities.iron_activities import IronActivities
+async def test_a_run_started_past_the_start_path_is_read_through_the_query(env, sandbox, tmp_path):
+    """An onboarding started by a bare client (no state view in its start memo) keeps no view
+    until its first workflow task writes one: `get_state` refuses to guess with
+    `fallback_to_query=False`, and answers through the query or the view once a worker runs it."""
     from contracts import search_attributes as sa
     from contracts.messages import WORKFLOW_TYPE, OnboardingInput, OnboardingState
-    from data_protection.documents import FilesystemDocumentStore
-    from iron_client import IronClient
-    from tests.workflow_before_carry_over import OnboardingBeforeTheCarryOver
-    from tests.workflow_harness import iron_settings_for
 
-    queue = f"first-loop-{uuid.uuid4()}"
-    external_id = new_id("first-loop")
-    async with IronClient(iron_settings_for(sandbox)) as iron:
-        async with Worker(env.client, task_queue=queue, workflows=[OnboardingBeforeTheCarryOver],
-                          activities=IronActivities(iron, FilesystemDocumentStore(tmp_path)).all()):
-            workflow_input = OnboardingInput(external_id=external_id, email=f"{external_id}@example.com",
-                                             timings=DEV_SERVER_TIMINGS)
-            await env.client.start_workflow(WORKFLOW_TYPE, workflow_input, id=workflow_id_for(external_id),
-                                            task_queue=queue, search_attributes=sa.at_start(OnboardingState.first(workflow_input)))
-            handle = env.client.get_workflow_handle(workflow_id_for(external_id))
-            await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
-            with pytest.raises(starter.NoStateView):
-                await get_state(env.client, external_id, fallback_to_query=False)
-            view = await get_state(env.client, external_id)
-            assert view.phase == Phase.AWAITING_IDENTIFICATION and view.identification_url
-            code, out, err = await cli("status", external_id, "--json")
-            assert code == 0 and json.loads(out)["phase"] == "AwaitingIdentification", err
-            assert "audit" in json.loads(out) and "outbox" not in json.loads(out), "the view's JSON, as for any run"
-            assert err.startswith("note: ") and "asking the workflow's state query" in err
-            await handle.terminate("test over")
+    queue = f"bare-start-{uuid.uuid4()}"
+    external_id = new_id("bare-start")
+    workflow_input = OnboardingInput(external_id=external_id, email=f"{external_id}@example.com", timings=DEV_SERVER_TIMINGS)
+    await env.client.start_workflow(WORKFLOW_TYPE, workflow_input, id=workflow_id_for(external_id), task_queue=queue,
+                                    search_attributes=sa.at_start(OnboardingState.first(workflow_input)))
+    with pytest.raises(starter.NoStateView, match="started past the engine's start path"):
+        await get_state(env.client, external_id, fallback_to_query=False)
+    async with running_worker(env.client, sandbox, tmp_path, task_queue=queue):
+        handle = env.client.get_workflow_handle(workflow_id_for(external_id))
+        await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
+        view = await get_state(env.client, external_id)
+        assert view.phase == Phase.AWAITING_IDENTIFICATION and view.identification_url
+        await handle.terminate("test over")
 
 
 async def test_waiters_hear_of_an_archived_customer(env, worker, sandbox):

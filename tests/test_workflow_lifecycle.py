@@ -81,7 +81,7 @@ async def start(env, worker, external_id: str, **kwargs) -> WorkflowHandle:
 
 async def record_history(handle: WorkflowHandle, name: str) -> None:
     client, first_run_id = FIRST_RUNS[handle.id]
-    await save_histories(client, handle.id, first_run_id, name)
+    await save_histories(client, handle.id, first_run_id, f"lifecycle/{name}")
 
 
 async def decide_identification(sandbox, handle: WorkflowHandle, state: OnboardingState, status: str, *, webhook: bool = True):

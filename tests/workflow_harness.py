@@ -41,7 +41,6 @@ from worker import OnboardingWorker, build_worker
 FAST_TIMINGS = OnboardingTimings(
     poll_initial_seconds=30,
     poll_max_seconds=600,
-    active_reconcile_seconds=6 * 3600,
     parked_reconcile_seconds=3600,
     activity_timeout_seconds=10,
     activity_retry_initial_seconds=0.1,
@@ -52,7 +51,6 @@ FAST_TIMINGS = OnboardingTimings(
 DEV_SERVER_TIMINGS = OnboardingTimings(
     poll_initial_seconds=0.5,
     poll_max_seconds=2,
-    active_reconcile_seconds=1,
     active_backstop_seconds=1,  # no fleet pass runs in these tests: Active customers read Iron
     parked_reconcile_seconds=2,
     activity_timeout_seconds=5,
@@ -227,6 +225,9 @@ def requests_matching(log: list[dict], method: str, path_part: str, *, status_ok
 
 
 HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
+# Where RECORD_HISTORIES=1 writes: `unreleased/` (today's code, `make histories`), or a release's
+# own folder, written once when it is cut (`make histories RELEASE=1.0.0`) and never again.
+RECORDING_DIR = HISTORIES_DIR / (os.environ.get("HISTORIES_RELEASE") or "unreleased")
 
 
 async def save_histories(client: Client, workflow_id: str, first_run_id: str | None, name: str) -> list[Path]:
@@ -234,7 +235,6 @@ async def save_histories(client: Client, workflow_id: str, first_run_id: str | N
     continue-as-new from the first run, as JSON for the replay tests."""
     if os.environ.get("RECORD_HISTORIES") != "1" or not first_run_id:
         return []
-    HISTORIES_DIR.mkdir(exist_ok=True)
     saved: list[Path] = []
     run_id: str | None = first_run_id
     index = 1
@@ -250,7 +250,7 @@ async def save_histories(client: Client, workflow_id: str, first_run_id: str | N
             history = await handle.fetch_history()
         else:
             break
-        path = HISTORIES_DIR / f"{name}.run{index}.json"
+        path = RECORDING_DIR / f"{name}.run{index}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(history.to_json())
         saved.append(path)

@@ -52,7 +52,7 @@ from iron_client import IronClient, IronNotFound, IronSettings
 from iron_client.client import ResponseObserver
 from iron_client.errors import IronBadRequest, IronError
 from iron_client.models import Customer, CustomerStatus
-from contracts.messages import ENGINE_VERSION, OnboardingInput, external_id_for_customer, workflow_id_for
+from contracts.messages import OnboardingInput, external_id_for_customer, workflow_id_for
 
 
 # How long the readiness probe's answer about Iron stands before Iron is asked again.
@@ -102,7 +102,7 @@ class Route:
         extra: dict[str, str] = {"customer_type": self.customer_type} if self.customer_type else {}
         if self.sub_partner_id:
             extra["sub_partner_id"] = self.sub_partner_id
-        return OnboardingInput(engine_version=ENGINE_VERSION, external_id=self.external_id, iron_customer_id=self.customer_id, **extra)
+        return OnboardingInput(external_id=self.external_id, iron_customer_id=self.customer_id, **extra)
 
     @property
     def archived(self) -> bool:

@@ -24,12 +24,8 @@ from contracts.activity_models import (
     SigningSnapshot,
 )
 from contracts.events import Awaiting, ReminderDue, SlaBreach, phase_changed, reminder_due, sla_breached, timestamp_of
+from contracts.engine import ENGINE_VERSION
 from contracts.messages import (
-    ENGINE_VERSION,
-    SINCE_EVENTS_DELIVERED_BEFORE_CYCLE_ENDS,
-    SINCE_FLEET_RECONCILIATION,
-    SINCE_HINTS_CHECKED_AGAINST_READS,
-    SINCE_REQUIREMENTS_AND_SLAS,
     AttentionView,
     AuditEntry,
     EventRecord,
@@ -109,23 +105,11 @@ class RunStarted:
     carried: bool
     email_known: bool
     deliver_events: bool = False
-    requirements_and_slas: bool = False  # the run's engine version has them (SINCE_REQUIREMENTS_AND_SLAS)
-    # The run knows of the fleet-wide reconciliation: Active waits on the long backstop.
-    fleet_reconciled: bool = False
-    hints_checked_against_reads: bool = False  # SINCE_HINTS_CHECKED_AGAINST_READS
 
     @classmethod
     def of(cls, start: OnboardingInput) -> "RunStarted":
-        """The start of a run of `start`, with what its engine version does."""
-        version = start.engine_version
-        return cls(
-            carried=start.carried is not None,
-            email_known=bool(start.email),
-            deliver_events=start.deliver_events,
-            requirements_and_slas=version >= SINCE_REQUIREMENTS_AND_SLAS,
-            fleet_reconciled=version >= SINCE_FLEET_RECONCILIATION,
-            hints_checked_against_reads=version >= SINCE_HINTS_CHECKED_AGAINST_READS,
-        )
+        """The start of a run of `start`."""
+        return cls(carried=start.carried is not None, email_known=bool(start.email), deliver_events=start.deliver_events)
 
 
 @dataclass(frozen=True)
@@ -316,12 +300,9 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
     if isinstance(obs, RunStarted):
         s.start_email_known = obs.email_known
         s.deliver_events = obs.deliver_events
-        s.requirements_and_slas = obs.requirements_and_slas
-        s.fleet_reconciled = obs.fleet_reconciled
-        s.hints_checked_against_reads = obs.hints_checked_against_reads
         s.signing_queue = []
-        if s.phase_since is None:  # a new onboarding, or one carried over from before the field
-            s.phase_since = _phase_began(s, ctx.at)
+        if s.phase_since is None:  # a new onboarding
+            s.phase_since = ctx.at
         # A run that continued as new while parked resumes the wait; any other reads Iron first.
         s.progress = PassProgress(resume_wait=obs.carried and s.waiting)
         s.waiting = s.waiting and obs.carried
@@ -548,18 +529,12 @@ def _active(s: OnboardingState, ctx: _Now) -> Action:
     s.requirements, s.requirements_key = None, None  # onboarded: nothing left to provide
     s.waiting_for = "compliance changes (webhooks and periodic reconciliation)"
     entered = _transition(s, ctx, Phase.ACTIVE, "customer Active at Iron")
-    wait = _wait(s, ctx, reconcile=active_reconcile_seconds(s, ctx.timings))
+    wait = _wait(s, ctx, reconcile=ctx.timings.active_backstop_seconds)
     if entered and not s.cycle_completed:
         s.cycle_completed = True
         return ContinueAsNew(reason="end of cycle")  # the next run starts in this wait
     s.cycle_completed = True
     return wait
-
-
-def active_reconcile_seconds(s: OnboardingState, timings: OnboardingTimings) -> float:
-    """How long an Active customer waits before reading Iron by itself: the long backstop once
-    the fleet-wide reconciliation watches it, every few hours for runs that predate it."""
-    return timings.active_backstop_seconds if s.fleet_reconciled else timings.active_reconcile_seconds
 
 
 def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
@@ -649,7 +624,7 @@ def _requirements_key(s: OnboardingState) -> str:
 def _read_requirements(s: OnboardingState, cause: str, *, asks: bool) -> ReadRequirements | None:
     """Read what the customer must provide when Iron `asks` for something, and again whenever
     Iron's state moved while requirements are shown, until the customer is `Active`."""
-    if not s.requirements_and_slas or not (asks or s.requirements is not None):
+    if not (asks or s.requirements is not None):
         return None
     if s.requirements_key == _requirements_key(s):
         return None
@@ -753,8 +728,6 @@ def _sla(s: OnboardingState, t: OnboardingTimings) -> tuple[str, float | None] |
 
 def _watch_sla(s: OnboardingState, ctx: _Now) -> None:
     """Flag, once, a customer that stayed in one wait past its SLA; a new wait starts over."""
-    if not s.requirements_and_slas:
-        return
     sla = _sla(s, ctx.timings)
     key = f"{sla[0]}|{s.phase.value}|{s.cycle}" if sla is not None and sla[1] is not None else None
     if key != s.sla_key:
@@ -822,21 +795,6 @@ def _transition(s: OnboardingState, ctx: _Now, phase: Phase, cause: str) -> bool
     return True
 
 
-def _phase_began(s: OnboardingState, now: datetime) -> datetime:
-    """When the current phase began, for a state that does not say: the oldest audit entry of
-    the run of entries in this phase that ends the trail (entries record the phase they were
-    written in), else now."""
-    began = now
-    for entry in reversed(s.audit):
-        if entry.phase != s.phase:
-            break
-        try:
-            began = datetime.fromisoformat(entry.at)
-        except ValueError:
-            break
-    return began
-
-
 def record(s: OnboardingState, at: datetime, cause: str, audit_tail: int) -> None:
     """Append to the audit trail, keeping its last `audit_tail` entries."""
     s.audit.append(
@@ -884,12 +842,8 @@ def note_webhook(
     if event.customer_id and s.iron_customer_id and event.customer_id != s.iron_customer_id:
         return None  # about another customer: nothing to read here
     about_identification = event.type == "identification_status" and event.entity_id == s.identification_id
-    checked = s.hints_checked_against_reads  # only those runs compare what the webhook said
     return IronHint(
-        event_type=event.type,
-        about_customer=not about_identification,
-        status=event.status if checked else None,
-        entity_id=event.entity_id if checked else None,
+        event_type=event.type, about_customer=not about_identification, status=event.status, entity_id=event.entity_id
     )
 
 
@@ -898,12 +852,11 @@ def answered(
 ) -> bool:
     """Whether a read has answered this wake already: one that began after it was posted
     (wakes are numbered as they come), so a webhook that arrived while its resource was being
-    read again costs no second read; or, for runs that check hints against reads, what the
-    reads already showed (`already_known`). Operator requests are never answered this way."""
+    read again costs no second read; or what the reads already showed (`already_known`). Operator requests are never answered this way."""
     if isinstance(wake, IronHint):
         if posted <= (customer_read_from if wake.about_customer else identification_read_from):
             return True
-        return state is not None and state.hints_checked_against_reads and already_known(state, wake)
+        return state is not None and already_known(state, wake)
     return isinstance(wake, RefreshRequested) and posted <= customer_read_from
 
 
@@ -977,13 +930,12 @@ def current_details(s: OnboardingState) -> str:
 
 
 def delivers_before_continuing_as_new(start: OnboardingInput, s: OnboardingState, *, long_history: bool) -> bool:
-    """The end of a cycle waits for its last event to go out (engine 6): its delivery would die
+    """The end of a cycle waits for its last event to go out: its delivery would die
     with the run and the next run send it again, a second POST per onboarding. A backend that
     already lags (more than that event waiting), or a history grown long, continues at once:
     the next run sends the head again under the same id, and visibility is not held back."""
     return (
         start.deliver_events
-        and start.engine_version >= SINCE_EVENTS_DELIVERED_BEFORE_CYCLE_ENDS
         and len(s.outbox.pending) <= 1
         and not long_history
     )

@@ -27,9 +27,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
-PAGES_UNDER_IRON_RATE_LIMIT = "fleet-pages-under-iron-rate-limit"
-
-
 @workflow.defn(name=FLEET_WORKFLOW_TYPE)
 class FleetReconciliation:
     def __init__(self) -> None:
@@ -38,8 +35,7 @@ class FleetReconciliation:
     @workflow.run
     async def run(self, input: FleetReconciliationInput) -> FleetReconciliationResult:
         self._input = progress = input
-        # Runs from before pages went under Iron's rate limit page on the pass's own queue.
-        queue = iron_calls_queue(workflow.info().task_queue) if workflow.patched(PAGES_UNDER_IRON_RATE_LIMIT) else None
+        queue = iron_calls_queue(workflow.info().task_queue)
         for _ in range(input.pages_per_run):
             page = await workflow.execute_activity_method(
                 FleetActivities.reconcile_fleet_page,

@@ -3,8 +3,9 @@
 The Temporal shell around `workflows/decide.py`. Handlers only record what happened (a wake)
 in the inbox; one loop takes the wakes, lets `decide` choose the next action from the state and
 what was observed, performs it (an Iron call as an activity, a wait, continue-as-new or
-completion) and feeds the outcome back. One timer serves the earliest named deadline. Runs
-started before this loop existed are replayed by the frozen `workflows/onboarding_v1.py`.
+completion) and feeds the outcome back. One timer serves the earliest named deadline. What
+a run does that an older engine's run did not is asked of `Features.of(input.engine_version)`
+(`contracts/engine.py`), so a running customer replays the code its run started on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, TypedSearchAttributes
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -22,9 +23,8 @@ with workflow.unsafe.imports_passed_through():
 
     import contracts.activity_models as am
     import contracts.search_attributes as sa
+    from contracts.engine import Features
     from contracts.messages import (
-        CURRENT_LOOP_FROM,
-        SINCE_IRON_CALLS_QUEUE,
         QUERY_STATE,
         SIGNAL_IRON_EVENT,
         UPDATE_ACCEPT_SIGNING,
@@ -52,7 +52,6 @@ with workflow.unsafe.imports_passed_through():
     from contracts.start_metadata import START_DIGEST_MEMO, amended_start_digest
     from workflows.inbox import Inbox
     from workflows.iron_calls import IronCall, iron_call, refusal
-    from workflows.onboarding_v1 import CustomerOnboardingV1
     from workflows.publishing import Publisher
     from workflows.waiters import Waiters, WaitForRequest, WaitForResult
 
@@ -61,9 +60,9 @@ with workflow.unsafe.imports_passed_through():
 class CustomerOnboarding:
     @workflow.init
     def __init__(self, input: OnboardingInput) -> None:
-        # A run whose input predates the current loop replays the first loop, which carries the
-        # customer over to this one at its next wait.
-        self._v1 = CustomerOnboardingV1(input) if input.engine_version < CURRENT_LOOP_FROM else None
+        # What this run's engine does (`contracts/engine.py`); a version this worker does not know
+        # fails the task here, before any command, and waits for a worker that knows it.
+        self._features = Features.of(input.engine_version)
         self._input = input
         self._timings = input.timings
         carried = input.carried.model_copy(update={"runs": input.carried.runs + 1}, deep=True) if input.carried else None
@@ -80,8 +79,6 @@ class CustomerOnboarding:
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingState:
-        if self._v1 is not None:
-            return await self._v1.run(input)
         s = self._state
         self._publisher.started(s, input)
         observation: d.Observation = d.RunStarted.of(input)
@@ -150,13 +147,12 @@ class CustomerOnboarding:
         if self._publisher.urgent():
             self._publisher.flush()
         self._state.iron_calls += 1
-        t, engine = self._timings, self._input.engine_version
+        t = self._timings
         try:
             return await workflow.execute_activity_method(
                 call.activity,
                 call.arg,
-                # Runs of an engine before the Iron-calls queue call Iron on their own (None).
-                task_queue=iron_calls_queue(workflow.info().task_queue) if engine >= SINCE_IRON_CALLS_QUEUE else None,
+                task_queue=iron_calls_queue(workflow.info().task_queue),
                 summary=call.summary[:200],
                 start_to_close_timeout=timedelta(seconds=t.activity_timeout_seconds),
                 retry_policy=RetryPolicy(
@@ -234,12 +230,11 @@ class CustomerOnboarding:
         s.seen_event_keys = s.seen_event_keys[-self._timings.dedup_memory :]
         d.record(s, workflow.now(), f"continuing as new (run {s.runs + 1})", self._timings.audit_tail)
         self._publisher.note(s, s.phase)
+        next_run = d.next_run_input(self._input, s)
         workflow.continue_as_new(
-            d.next_run_input(self._input, s),
+            next_run,
             # The new run starts with them: no upsert spent on the last changes.
-            search_attributes=TypedSearchAttributes(
-                [key.value_set(value) for key, value in sa.for_state(s).items() if value is not None]
-            ),
+            search_attributes=sa.at_start(s, engine_version=next_run.engine_version),
             memo=self._publisher.memo_at_continue_as_new(s),
         )
 
@@ -247,8 +242,6 @@ class CustomerOnboarding:
 
     @workflow.signal(name=SIGNAL_IRON_EVENT)
     def iron_event(self, event: IronEventSignal) -> None:
-        if self._v1 is not None:
-            return self._v1.iron_event(event)
         # Total by design: a signal handler that raised would stall the workflow task.
         try:
             hint = d.note_webhook(self._state, self._seen_events, event, workflow.now(), self._timings)
@@ -259,8 +252,6 @@ class CustomerOnboarding:
 
     @workflow.update(name=UPDATE_ACCEPT_SIGNING)
     async def accept_signing(self, request: AcceptSigningRequest) -> AcceptSigningResult:
-        if self._v1 is not None:
-            return await self._v1.accept_signing(request)
         content_id = request.content_id
         self._inbox.post(d.SigningRequested(content_id))
         await workflow.wait_condition(lambda: content_id in self._signing_outcomes)
@@ -276,15 +267,11 @@ class CustomerOnboarding:
 
     @accept_signing.validator
     def _validate_accept_signing(self, request: AcceptSigningRequest) -> None:
-        if self._v1 is not None:
-            return self._v1._validate_accept_signing(request)
         in_flight = self._state.signing_queue + self._inbox.signings()
         d.check_signing(self._state, request.content_id, in_flight)
 
     @workflow.update(name=UPDATE_RESTART_IDENTIFICATION)
     async def restart_identification(self, request: RestartIdentificationRequest) -> RestartIdentificationResult:
-        if self._v1 is not None:
-            return await self._v1.restart_identification(request)
         if request.identification is not None:
             self._input = self._input.model_copy(update={"identification": request.identification})
         posted = self._inbox.post(d.RestartRequested(reason=request.reason))
@@ -293,14 +280,10 @@ class CustomerOnboarding:
 
     @restart_identification.validator
     def _validate_restart(self, request: RestartIdentificationRequest) -> None:
-        if self._v1 is not None:
-            return self._v1._validate_restart(request)
         d.check_restart(self._state, pending=self._inbox.has(d.RestartRequested))
 
     @workflow.update(name=UPDATE_REFRESH)
     async def refresh(self, request: RefreshRequest) -> OnboardingState:
-        if self._v1 is not None:
-            return await self._v1.refresh(request)
         target = self._customer_reads_started + 1
         self._inbox.post(d.RefreshRequested())
         await workflow.wait_condition(
@@ -310,8 +293,6 @@ class CustomerOnboarding:
 
     @refresh.validator
     def _validate_refresh(self, request: RefreshRequest) -> None:
-        if self._v1 is not None:
-            return self._v1._validate_refresh(request)
         d.check_refresh(self._state)
 
     @workflow.update(name=UPDATE_AMEND)
@@ -328,19 +309,12 @@ class CustomerOnboarding:
 
     @amend.validator
     def _validate_amend(self, request: AmendRequest) -> None:
-        if self._v1 is not None:
-            raise ValueError("this onboarding runs on the previous engine: amend it after its next wake")
         d.check_amend(self._state)
 
     @workflow.update(name=UPDATE_WAIT_FOR)
     async def wait_for(self, request: WaitForRequest) -> WaitForResult:
         return await self._waiters.wait(request, lambda: self._state)
 
-    @wait_for.validator
-    def _validate_wait_for(self, request: WaitForRequest) -> None:
-        if self._v1 is not None:  # its loop would hold its carry-over back for the wait
-            raise ValueError("this onboarding runs on the previous engine: `refresh` moves it to the current one, then wait")
-
     @workflow.query(name=QUERY_STATE)
     def state(self) -> OnboardingState:
-        return self._v1.state() if self._v1 is not None else self._state
+        return self._state

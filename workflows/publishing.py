@@ -22,14 +22,7 @@ with workflow.unsafe.imports_passed_through():
     import contracts.metrics as metric_names
     import contracts.search_attributes as sa
     import workflows.decide as d
-    from contracts.messages import (
-        SINCE_PHASE_SINCE,
-        SINCE_STATE_MEMO,
-        OnboardingInput,
-        OnboardingState,
-        Phase,
-        SlaBreachView,
-    )
+    from contracts.messages import OnboardingInput, OnboardingState, Phase, SlaBreachView
     from contracts.start_metadata import START_DIGEST_MEMO, STARTED_BY_MEMO, first_run_story
     from contracts.state_view import STATE_MEMO, OnboardingStateView
 
@@ -48,32 +41,19 @@ class Publisher:
         self._phase: Phase | None = None
         self._phase_since: datetime | None = None
         self._metrics: dict[str, Any] = {}
-        self._announce_phase_since = False
         self._breach: SlaBreachView | None = None
-        self._memo = False
         self._view_published: OnboardingStateView | None = None
         self._view: OnboardingStateView | None = None
         self._first_run_story: str | None = None
 
     def started(self, state: OnboardingState, input: OnboardingInput) -> None:
         """What the run started with (given at start or carried through continue-as-new). A new
-        onboarding's first phase counts as a transition from `Started`: the funnel's top.
-
-        `OnboardingPhaseSince` alone never costs an upsert: it goes out with the phase (or
-        whatever is sent next), so histories written before it existed replay unchanged. A run
-        carried over from then, whose state had no phase start, sends it once at its first wait.
-        Runs of engine version SINCE_STATE_MEMO keep the state view in their memo."""
+        onboarding's first phase counts as a transition from `Started`: the funnel's top."""
         carried = input.carried
-        announce_phase_since = (
-            carried is not None and carried.phase_since is None and input.engine_version >= SINCE_PHASE_SINCE
-        )
-        new_onboarding, memo = carried is None, input.engine_version >= SINCE_STATE_MEMO
         self._published = {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
-        self._announce_phase_since = announce_phase_since
-        self._phase = None if new_onboarding else state.phase
+        self._phase = None if carried is None else state.phase
         self._phase_since = state.phase_since
         self._breach = state.sla_breached  # noticed by the run before
-        self._memo = memo
         if carried is not None:
             # The UI's Summary and Details show only what a run was started with, and
             # continue-as-new carries neither: the current details tell them again. No command.
@@ -82,12 +62,11 @@ class Publisher:
                 started_by=workflow.memo_value(STARTED_BY_MEMO, None),
                 digest=workflow.memo_value(START_DIGEST_MEMO, None),
             )
-        if memo:
-            given = workflow.memo_value(STATE_MEMO, None, type_hint=dict)
-            try:
-                self._view_published = OnboardingStateView.model_validate(given) if given else None
-            except ValueError:  # a view this code cannot read is written anew
-                self._view_published = None
+        given = workflow.memo_value(STATE_MEMO, None, type_hint=dict)
+        try:
+            self._view_published = OnboardingStateView.model_validate(given) if given else None
+        except ValueError:  # a view this code cannot read is written anew
+            self._view_published = None
 
     def note(self, state: OnboardingState, phase_before: Phase) -> None:
         """Note the search attributes that changed and refresh the one-line summary."""
@@ -109,8 +88,7 @@ class Publisher:
         self._breach = s.sla_breached
         details = d.current_details(s)
         workflow.set_current_details(f"{details}\n\n{self._first_run_story}" if self._first_run_story else details)
-        if self._memo:
-            self._view = OnboardingStateView.of(s)
+        self._view = OnboardingStateView.of(s)
 
     def _count_transition(self, s: OnboardingState) -> None:
         """One transition out of the phase last seen, and the time spent in it. Two phase changes
@@ -161,17 +139,14 @@ class Publisher:
     def _flush_search_attributes(self) -> None:
         if not self._unpublished:
             return
-        if set(self._unpublished) == {sa.ONBOARDING_PHASE_SINCE} and not self._announce_phase_since:
-            return
-        self._announce_phase_since = False
+        if set(self._unpublished) == {sa.ONBOARDING_PHASE_SINCE}:
+            return  # it changes with the phase, so it always goes out in the phase's upsert
         workflow.upsert_search_attributes([key.value_set(value) for key, value in self._unpublished.items()])
         self._published.update({key.name: value for key, value in self._unpublished.items()})
         self._unpublished = {}
 
-    def memo_at_continue_as_new(self, state: OnboardingState) -> dict[str, Any] | None:
+    def memo_at_continue_as_new(self, state: OnboardingState) -> dict[str, Any]:
         """The memo the next run starts with: what this run has, the view brought up to date."""
-        if not self._memo:
-            return None
         view = OnboardingStateView.of(state.model_copy(update={"runs": state.runs + 1}))
         return {**workflow.memo(), STATE_MEMO: view.to_memo()}
 

@@ -1,0 +1,38 @@
+"""Which code runs a customer: the engine version, and what each version does.
+
+Every run's input carries the engine version that started it (`OnboardingInput.engine_version`,
+current by default), and every continue-as-new writes `ENGINE_VERSION`: a running customer takes
+up a new behaviour at its next run, while the run already in progress keeps replaying the
+commands its version gave. A behaviour that would change a running customer's commands is a
+field of `Features`, on from the version that brought it; the workflow asks
+`Features.of(input.engine_version)` and nothing else. A version gate costs no history event,
+where a `workflow.patched` marker costs one in every run, and it reads as one line per change.
+
+Release 1.0.0 is engine 1, with no gate: no deployment ran the code before it. The rule for
+adding and retiring a gate is in docs/changing-the-workflow.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ENGINE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a run of engine `version` does differently from the release's baseline (none yet).
+
+    A gated change adds a field here, `some_change: bool`, set in `of` as
+    `version >= <the version that brought it>`, and raises `ENGINE_VERSION` to that version."""
+
+    version: int
+
+    @classmethod
+    def of(cls, version: int) -> "Features":
+        # A run of a newer engine than this worker knows (a rollback in the middle of a deploy)
+        # must not run on this code: the workflow task fails and retries until a worker that
+        # knows it picks it up, and the customer's history stays as it was.
+        if not 1 <= version <= ENGINE_VERSION:
+            raise RuntimeError(f"engine version {version} is unknown to this worker (it knows 1 to {ENGINE_VERSION})")
+        return cls(version=version)
