@@ -1,10 +1,12 @@
 # One image for every process of the onboarding engine; the first argument picks the process:
 #
 #   docker build -t iron-onboarding .
-#   docker run --rm iron-onboarding worker | receiver | codec-server [flags]
+#   docker run --rm iron-onboarding worker | receiver | codec-server | api [flags]
 #
 # `--target temporal-dev-server` builds the Temporal dev server that deploy/compose.yaml runs;
-# the product image does not carry it (the CLI binary is 150 MB).
+# the product image does not carry it (the CLI binary is 150 MB). `--target iron-sandbox` builds
+# the Iron sandbox that compose runs in Iron's place: tooling, which the product image does not
+# carry either (the wheel holds the product only, pyproject.toml).
 # PYTHON_IMAGE: any Debian-based Python 3.11 image (a mirror's copy of python:3.11-slim, say).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -45,6 +47,20 @@ ENTRYPOINT ["tini", "--", "/opt/temporal/bin/temporal"]
 CMD ["server", "start-dev", "--ip", "0.0.0.0"]
 
 
+# The sandbox runs on the product's install (it imports the Iron client, its webhook signing and
+# the runtime's configuration errors), with its own package beside it on PYTHONPATH: no tooling
+# goes into /opt/onboarding.
+FROM base AS iron-sandbox
+COPY --from=build /opt/onboarding /opt/onboarding
+COPY iron_sandbox /opt/iron-sandbox/iron_sandbox
+ENV PATH=/opt/onboarding/bin:$PATH \
+    PYTHONPATH=/opt/iron-sandbox
+USER 10001:10001
+WORKDIR /home/onboarding
+EXPOSE 8090
+ENTRYPOINT ["tini", "--", "python", "-m", "iron_sandbox"]
+
+
 FROM base AS app
 COPY --from=build /opt/onboarding /opt/onboarding
 # Bytecode for everything installed: the worker's sandbox imports the workflow modules afresh
@@ -61,6 +77,6 @@ ENV PATH=/opt/onboarding/bin:$PATH \
     ONBOARDING_DOCUMENT_DIR=/var/lib/onboarding/documents
 USER 10001:10001
 WORKDIR /home/onboarding
-# receiver 8081, codec server 8888, metrics 9464 (when ONBOARDING_METRICS_PORT is set)
-EXPOSE 8081 8888 9464
+# receiver 8081, HTTP API 8082, codec server 8888, metrics 9464 (when ONBOARDING_METRICS_PORT is set)
+EXPOSE 8081 8082 8888 9464
 ENTRYPOINT ["tini", "--", "onboarding-entrypoint"]

@@ -4,11 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-up docs test test-fast explore flake-hunt image-test ui-test chaos receiver-load bench histories clean
+.PHONY: demo demo-up docs api-spec test test-fast explore flake-hunt image-test ui-test chaos receiver-load bench histories models clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	# setuptools as the build backend wants it (pyproject.toml): tests/test_wheel_contents.py
+	# builds the wheel offline with it (70.1 is the first that builds wheels on its own).
+	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=70.1'
 	$(PY) -m pip install --quiet -e '.[test]'
 	# Bytecode for the sandbox, which imports each workflow module afresh (runtime/bytecode.py).
 	$(PY) -m compileall -q workflows
@@ -58,8 +60,20 @@ bench: $(STAMP)
 	$(PY) -m compileall -q workflows
 	$(PY) -m bench.benchmark
 
+# Record the histories the replay tests replay: into tests/histories/unreleased/, or with
+# RELEASE=<version> into that release's folder, once, when the release is cut.
 histories: $(STAMP)
-	$(PY) -m tests.record_histories
+	RELEASE=$(RELEASE) $(PY) -m tests.record_histories
+
+# Iron's models, generated from the spec copy into iron_client/generated.py: run it after taking a
+# new copy of iron_client/spec/openapi-onboarding.yml (a test fails while the two disagree).
+models: $(STAMP)
+	$(PY) -m iron_client.spec.generate
+
+# The HTTP API's OpenAPI document, as the API serves it at /openapi.json, into
+# onboarding_api/openapi.json: run it after changing the API (a test fails while the two differ).
+api-spec: $(STAMP)
+	$(PY) -m onboarding_api openapi --output onboarding_api/openapi.json
 
 clean:
 	rm -rf $(VENV) .data .demo .pytest_cache

@@ -14,6 +14,7 @@
     python starter.py adopt IRON_CUSTOMER_ID
     python starter.py report [--json] [--sub-partner ID] [--waiting-on-customer D] [--pending-review D] [--needs-attention D] [--declined D]
     python starter.py adopt --all [--status S ...] [--rate N] [--iron-rate N] [--concurrency N] [--json]
+    python starter.py engines [--json]
 
 Every command takes `--sub-partner ID` for a customer onboarded for an Iron sub-partner: an
 onboarding is found by (sub-partner, external id).
@@ -22,12 +23,11 @@ Backends import `start_onboarding`, `get_state`, `wait_for`, `accept_signing`,
 `amend_onboarding`, ... from here or from `operations.onboardings`, with a client from
 `runtime.temporal.connect()`.
 
-Exit codes: 0 done, 1 unexpected error (a defect: report it), 2 bad input (nothing started),
-3 no such onboarding or Iron customer, 4 rejected by the workflow or Iron, 5 Temporal or Iron
-unreachable, 6 already running with other start data (nothing changed), 7 configuration
-(`configuration: <VARIABLE>: ...`, the same line and code as every process: encryption keys,
-credentials, namespace, Iron's settings), 8 a wait timed out (`wait`, `start --wait`). Every
-error is one line on stderr, never a traceback.
+`main()` checks the command line, then loads its settings (`StarterSettings`) once, before
+anything connects or is stored, and passes them down: the API's defaults run under them
+(`operations.onboardings.using_settings`). Exit codes are every process's (docs/configuration.md,
+"Exit codes"); a configuration it cannot use is `configuration: <VARIABLE>: ...` and 7, as in
+every process. Every error is one line on stderr, never a traceback (`LOG_LEVEL=DEBUG` adds it).
 """
 
 from __future__ import annotations
@@ -35,20 +35,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from iron_client import IronClient, IronError
 from iron_client.errors import IronUnauthorized
 from iron_client.models import IdentificationKind, IntendedUse
 import operations.report
-from runtime import settings
+from data_protection.documents import DocumentStore
+from runtime.settings import DocumentStoreSettings, workflow_ui_link
 from runtime.process import (  # noqa: F401 - the exit codes, under the names scripts import
     EXIT_BAD_INPUT,
     EXIT_CONFIGURATION,
@@ -63,6 +64,7 @@ from runtime.process import (  # noqa: F401 - the exit codes, under the names sc
 )
 from runtime.temporal import connect
 from contracts.quoting import message_line, quoted
+import operations.engines
 import operations.fleet_schedule as fleet_reconcile
 from contracts.messages import IdentificationRequest, OnboardingState, Phase
 from contracts.start_metadata import START_DIGEST_MEMO, start_metadata
@@ -87,6 +89,7 @@ from operations.onboardings import (  # noqa: F401 - the API, under the names ba
     check_external_id,
     check_iron_customer_id,
     check_printable,
+    check_sub_partner_format,
     check_sub_partner_id,
     check_token,
     check_wait,
@@ -96,18 +99,50 @@ from operations.onboardings import (  # noqa: F401 - the API, under the names ba
     normalise_email,
     not_found_as_lookup,
     onboarding_handle,
+    onboarding_ui_link,
     refresh,
     restart_identification,
     sign_all,
     start_onboarding,
+    using_settings,
     wait_for,
 )
+
+
+class StarterSettings(DocumentStoreSettings):
+    """The starter's configuration: what every process shares (Iron, keys, task queue, events
+    URL, the Temporal UI, logs) and the document store it writes identification files to."""
+
+
+@dataclass(frozen=True)
+class StarterConfiguration:
+    """What the starter reads at start, loaded and built once: its settings, the data
+    converter (the keys) and the document store."""
+
+    settings: StarterSettings
+    converter: DataConverter
+    documents: DocumentStore
+
+
+def load_configuration(environ: Mapping[str, str] | None = None) -> StarterConfiguration:
+    """Every setting this process reads, checked before anything connects or is stored, so an
+    unusable one is one line naming it, as in every other process: Iron's settings, the
+    encryption keys, the document store, and whether onboardings send events."""
+    starter_settings = StarterSettings.load(environ)
+    keyring = starter_settings.keyring()
+    return StarterConfiguration(
+        settings=starter_settings,
+        converter=starter_settings.data_converter(),
+        documents=starter_settings.documents(keyring),
+    )
 
 
 # --- CLI ---------------------------------------------------------------------------------------
 
 
-def format_state(state: OnboardingState) -> str:
+def format_state(state: OnboardingState, ui_link: str | None = None) -> str:
+    """The state as a person reads it; `ui_link`: its Temporal UI link (`onboarding_ui_link`;
+    default: the local development UI's)."""
     lines = [
         f"external id      {state.external_id}",
         *([f"sub-partner      {state.sub_partner_id}"] if state.sub_partner_id else []),
@@ -137,7 +172,7 @@ def format_state(state: OnboardingState) -> str:
         lines.append("recent history:")
         for entry in state.audit[-8:]:
             lines.append(f"  {entry.at}  {entry.phase.value:<24} {entry.cause}")
-    lines.append(f"ui               {settings.workflow_ui_link(state.workflow_id)}")
+    lines.append(f"ui               {ui_link or workflow_ui_link(state.workflow_id)}")
     return "\n".join(lines)
 
 
@@ -191,23 +226,19 @@ def identification_from_args(args: argparse.Namespace) -> IdentificationChoice |
     return IdentificationChoice(request=request, file_bytes=file_bytes, content=content)
 
 
-async def _with_document(choice: IdentificationChoice) -> IdentificationRequest:
+async def _with_document(choice: IdentificationChoice, documents: DocumentStore) -> IdentificationRequest:
     """The identification request, its data file stored in the document store."""
     ref = None
     if choice.file_bytes is not None:
-        from data_protection.documents import document_store_from_env
-
-        ref = await document_store_from_env().put(choice.file_bytes, content_type="application/json")
+        ref = await documents.put(choice.file_bytes, content_type="application/json")
     return IdentificationRequest(
         kind=choice.request.kind, token=choice.request.token, intended_use=choice.request.intended_use, document_ref=ref
     )
 
 
-async def _forget_document(ref: str | None) -> None:
+async def _forget_document(documents: DocumentStore, ref: str | None) -> None:
     if ref:
-        from data_protection.documents import document_store_from_env
-
-        await document_store_from_env().delete(ref)
+        await documents.delete(ref)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -283,6 +314,7 @@ def _parser() -> argparse.ArgumentParser:
     report_cmd = sub.add_parser("report", help="customers per phase, and those stuck past a threshold")
     operations.report.add_arguments(report_cmd)
     fleet_reconcile.add_command(sub)
+    operations.engines.add_command(sub)
     for command in (start, status, wait_cmd, sign, restart, amend, refresh_cmd, adopt):
         command.add_argument(
             "--sub-partner", dest="sub_partner", metavar="ID",
@@ -324,8 +356,9 @@ def check_args(args: argparse.Namespace) -> Checked:
     if hasattr(args, "external_id"):
         check_external_id(args.external_id)
     named = getattr(args, "sub_partner", None)
-    # `report --sub-partner default`: the customers onboarded without a sub-partner.
-    checked.fields["sub_partner_id"] = check_sub_partner_id(None if (args.command, named) == ("report", "default") else named)
+    # `report --sub-partner default`: the customers onboarded without a sub-partner. Whether an
+    # id is the deployment's default scope needs the settings: `_run` decides it.
+    checked.fields["sub_partner_id"] = check_sub_partner_format(None if (args.command, named) == ("report", "default") else named)
     if args.command == "start":
         checked.fields["email"] = normalise_email(args.email)
         if args.name is not None:
@@ -364,7 +397,7 @@ def check_args(args: argparse.Namespace) -> Checked:
     return checked
 
 
-async def _start_from_cli(client: Client, checked: Checked) -> StartResult:
+async def _start_from_cli(client: Client, checked: Checked, documents: DocumentStore) -> StartResult:
     args = checked.args
     choice = checked.identification
     kwargs = dict(
@@ -392,14 +425,14 @@ async def _start_from_cli(client: Client, checked: Checked) -> StartResult:
                 onboarding_handle(client, args.external_id, checked.fields["sub_partner_id"]), phases=state_access.NO_URL_PHASES, identification_url=True,
                 timeout=wait["wait_timeout"], external_id=args.external_id), checked.fields["sub_partner_id"])
             return dataclasses.replace(attached, state=waited.state, reached=waited.reached)
-    identification = await _with_document(choice)
+    identification = await _with_document(choice, documents)
     try:
         result = await start_onboarding(client, args.external_id, identification=identification, **kwargs, **wait)
     except BaseException:
-        await _forget_document(identification.document_ref)
+        await _forget_document(documents, identification.document_ref)
         raise
     if not result.started:
-        await _forget_document(identification.document_ref)
+        await _forget_document(documents, identification.document_ref)
     return result
 
 
@@ -417,11 +450,13 @@ async def _status(
     return await get_live_state(client, external_id, **scope)
 
 
-def _print_waited(state: OnboardingStateView | None, reached: bool | None, args, out, err, intro: str = "") -> int:
+def _print_waited(state: OnboardingStateView | None, reached: bool | None, args, out, err, intro: str = "",
+                  ui_link: str | None = None) -> int:
     """What `wait` and `start --wait` print: the state like `status` (`--json`: its JSON alone),
     and exit 8 with one line on stderr when the wait timed out."""
     if state is not None:
-        print(state.model_dump_json(indent=2) if args.json else (f"{intro}\n" if intro else "") + format_state(state), file=out)
+        text = state.model_dump_json(indent=2) if args.json else (f"{intro}\n" if intro else "") + format_state(state, ui_link)
+        print(text, file=out)
     if reached:
         return EXIT_OK
     timeout = args.timeout or state_access.DEFAULT_START_WAIT_SECONDS
@@ -431,45 +466,40 @@ def _print_waited(state: OnboardingStateView | None, reached: bool | None, args,
     return EXIT_WAIT_TIMED_OUT
 
 
-def check_configuration() -> settings.ProcessSettings:
-    """Every setting this process reads, checked before anything connects or is stored, so an
-    unusable one is one line naming it, as in every other process: Iron's settings, the
-    encryption keys, the document store, and whether onboardings send events."""
-    from data_protection.documents import document_store_from_env
-    from runtime.events_settings import events_url_from_env
-
-    process_settings = settings.ProcessSettings.load()
-    process_settings.keyring()
-    document_store_from_env()
-    events_url_from_env()
-    return process_settings
-
-
-async def _run(checked: Checked, out, err) -> int:
+async def _run(checked: Checked, configuration: StarterConfiguration, out, err) -> int:
+    """The command, under the starter's settings (the API's defaults are theirs)."""
     args = checked.args
+    # The deployment's own default sub-partner is the default scope (the settings say which).
+    checked.fields["sub_partner_id"] = check_sub_partner_id(checked.fields["sub_partner_id"])
     scope = {"sub_partner_id": checked.fields["sub_partner_id"]}  # every command: (sub-partner, external id)
-    process_settings = check_configuration()
-    client = await connect()
+    process_settings = configuration.settings
+    client = await connect(data_converter=configuration.converter)
+
+    def ui_link(workflow_id: str) -> str:
+        return onboarding_ui_link(client, workflow_id)
+
     if args.command == "start":
-        result = await _start_from_cli(client, checked)
+        result = await _start_from_cli(client, checked, configuration.documents)
         verb = "started" if result.started else "already running with the same start data, attached to"
         if not result.started and not result.compared:
             verb = "already running, attached to"
             print(f"note: {result.workflow_id} carries no start digest: its start data was not compared", file=err)
         if args.wait:
-            return _print_waited(result.state, result.reached, args, out, err, intro=f"{verb} {result.workflow_id}")
+            return _print_waited(result.state, result.reached, args, out, err, intro=f"{verb} {result.workflow_id}",
+                                 ui_link=result.ui_link)
         print(f"{verb} {result.workflow_id}\n  {result.ui_link}", file=out)
         return EXIT_OK
     if args.command == "status":
         state = await _status(client, args.external_id, live=args.live, err=err, **scope)
-        print(state.model_dump_json(indent=2) if args.json else format_state(state), file=out)
+        print(state.model_dump_json(indent=2) if args.json else format_state(state, ui_link(state.workflow_id)), file=out)
         return EXIT_OK
     if args.command == "wait":
+        link = ui_link(onboarding_handle(client, args.external_id, **scope).id)
         try:
             view = await wait_for(client, args.external_id, phases=args.phase, timeout=args.timeout, **scope)
         except WaitTimedOut as timed_out:
-            return _print_waited(timed_out.state, False, args, out, err)
-        return _print_waited(view, True, args, out, err)
+            return _print_waited(timed_out.state, False, args, out, err, ui_link=link)
+        return _print_waited(view, True, args, out, err, ui_link=link)
     if args.command == "sign":
         if not args.content_ids and not args.all:
             state = await get_state(client, args.external_id, **scope)
@@ -489,13 +519,13 @@ async def _run(checked: Checked, out, err) -> int:
             print("nothing to sign", file=out)
         return EXIT_OK
     if args.command == "restart":
-        identification = await _with_document(checked.identification) if checked.identification else None
+        identification = await _with_document(checked.identification, configuration.documents) if checked.identification else None
         try:
             result = await restart_identification(
                 client, args.external_id, reason=checked.fields["reason"], identification=identification, **scope
             )
         except BaseException:
-            await _forget_document(identification.document_ref if identification else None)
+            await _forget_document(configuration.documents, identification.document_ref if identification else None)
             raise
         print(f"restarted: phase {result.phase.value}, cycle {result.cycle}", file=out)
         return EXIT_OK
@@ -507,12 +537,13 @@ async def _run(checked: Checked, out, err) -> int:
         print(f"amended {', '.join(amended.amended) or 'nothing'}: phase {amended.phase.value}", file=out)
         return EXIT_OK
     if args.command == "refresh":
-        print(format_state(await refresh(client, args.external_id, **scope)), file=out)
+        state = await refresh(client, args.external_id, **scope)
+        print(format_state(state, ui_link(state.workflow_id)), file=out)
         return EXIT_OK
     if args.command == "report":
         # `--sub-partner` naming the deployment's default scope reads as None once checked.
         only = None if args.sub_partner is None else (checked.fields["sub_partner_id"] or operations.report.DEFAULT_SCOPE)
-        await operations.report.run(client, args, out, sub_partner=only)
+        await operations.report.run(client, args, out, sub_partner=only, ui_url=process_settings.temporal_ui_url)
         return EXIT_OK
     if args.command == "adopt" and args.all:
         from operations.backfill import run_cli
@@ -524,8 +555,11 @@ async def _run(checked: Checked, out, err) -> int:
         verb = "adopted as" if result.started else "already running, attached to"
         print(f"{verb} {result.workflow_id}\n  {result.ui_link}", file=out)
         return EXIT_OK
+    if args.command == "engines":
+        await operations.engines.run_command(client, args, out)
+        return EXIT_OK
     if args.command == "fleet-reconcile":
-        await fleet_reconcile.run_command(client, args, settings.task_queue(), out)
+        await fleet_reconcile.run_command(client, args, process_settings.task_queue, out)
         return EXIT_OK
     raise AssertionError(args.command)
 
@@ -534,27 +568,32 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     _Parser.err = err
+    configuration: StarterConfiguration | None = None
     try:
         args = _parser().parse_args(argv)
         checked = check_args(args)  # bad input is refused before anything connects or is stored
-        return asyncio.run(_run(checked, out, err))
+        configuration = load_configuration()  # every setting, once, before anything connects
+        with using_settings(configuration.settings):
+            return asyncio.run(_run(checked, configuration, out, err))
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, already reported)
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=err)
         return 130
     except Exception as exc:  # every error is one line with an exit code, never a traceback
-        code, message = explain(exc)
+        loaded = configuration.settings if configuration is not None else None
+        code, message = explain(exc, loaded)
         print(message, file=err)
-        if os.environ.get("LOG_LEVEL", "").upper() == "DEBUG":
+        if loaded is not None and loaded.log_level == "DEBUG":
             import traceback
 
             traceback.print_exception(exc, file=err)
         return code
 
 
-def explain(exc: BaseException) -> tuple[int, str]:
-    """The exit code and the one line that tell a person what went wrong and what to do."""
+def explain(exc: BaseException, starter_settings: StarterSettings | None = None) -> tuple[int, str]:
+    """The exit code and the one line that tell a person what went wrong and what to do
+    (`starter_settings`: the settings loaded, if they were, to name the variable at fault)."""
     from data_protection.documents import DocumentStoreUnavailable
     from data_protection.keys import DataProtectionError, KeyConfigurationError, KeyNotFoundError
     from data_protection.redaction import redact_text
@@ -586,15 +625,15 @@ def explain(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, (KeyConfigurationError, ConfigurationError)):  # their messages name the variable first
         return EXIT_CONFIGURATION, f"configuration: {message_line(str(exc))}"
     if isinstance(exc, KeyNotFoundError):
-        return EXIT_CONFIGURATION, f"configuration: {_keys_variable()}: {message_line(str(exc))}"
+        return EXIT_CONFIGURATION, f"configuration: {_keys_variable(starter_settings)}: {message_line(str(exc))}"
     if isinstance(exc, DataProtectionError):
         return EXIT_CONFIGURATION, (
-            f"configuration: {_keys_variable()}: cannot decrypt this onboarding's data ({message_line(str(exc))}); "
+            f"configuration: {_keys_variable(starter_settings)}: cannot decrypt this onboarding's data ({message_line(str(exc))}); "
             "set it to the keys the worker uses"
         )
     if _is_undecodable_payload(exc):
         return EXIT_CONFIGURATION, (
-            f"configuration: {_keys_variable()}: not set, and this onboarding's data is encrypted: set it "
+            f"configuration: {_keys_variable(starter_settings)}: not set, and this onboarding's data is encrypted: set it "
             "(or ONBOARDING_ENCRYPTION_KEYS) to the keys the worker uses (the demo's: source .demo/env.sh)"
         )
     if isinstance(exc, DocumentStoreUnavailable):
@@ -645,11 +684,12 @@ def _is_temporal_env_config_error(exc: BaseException) -> bool:
     )
 
 
-def _keys_variable() -> str:
+def _keys_variable(starter_settings: StarterSettings | None) -> str:
     """The variable that gives this process its encryption keys (the key file's when none does)."""
     from data_protection.keys import ENV_KEY_FILE, ENV_KEYS
 
-    return ENV_KEYS if (os.environ.get(ENV_KEYS) or "").strip() else ENV_KEY_FILE
+    keys = starter_settings.encryption_keys if starter_settings is not None else None
+    return ENV_KEYS if keys is not None and keys.get_secret_value().strip() else ENV_KEY_FILE
 
 
 def _is_undecodable_payload(exc: BaseException) -> bool:
@@ -665,12 +705,13 @@ def _is_undecodable_payload(exc: BaseException) -> bool:
 
 
 def _temporal_address() -> str:
-    try:
-        from runtime.temporal import connect_config
+    """Where Temporal's env config points (the SDK reads `TEMPORAL_ADDRESS` and the profile)."""
+    from runtime.temporal import DEFAULT_ADDRESS, connect_config
 
+    try:
         return str(connect_config().get("target_host"))
     except Exception:
-        return os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
+        return DEFAULT_ADDRESS
 
 
 def _short_connect_error(text: str) -> str:

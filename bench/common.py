@@ -47,8 +47,8 @@ def launch(
     database_file: bool = True,
 ) -> Stack:
     """A fresh stack on free ports: dev server (database file in `state_dir`, or in memory
-    without `database_file`), Iron sandbox, webhook receiver, the partner's backend (signing
-    for `sign_prefixes` only) and the named worker processes, which deliver events to it.
+    without `database_file`), Iron sandbox, webhook receiver, the HTTP API, the partner's backend
+    (signing through the API, for `sign_prefixes` only) and the named worker processes, which deliver events to it.
     Stops whatever started if a part fails."""
     config = StackConfig.ephemeral(
         fresh_dir(state_dir), autopilot=autopilot, autopilot_seconds=autopilot_after, task_queue=task_queue,
@@ -59,6 +59,7 @@ def launch(
         stack.start_temporal()
         stack.start_sandbox("--log-level", "warning")
         stack.start_receiver()
+        stack.start_api()  # the partner's backend signs through it
         stack.start_partner_backend()
         for name in workers:
             stack.start_worker(name, *worker_args)
@@ -73,9 +74,9 @@ async def connect(stack: Stack, queries: Any = None) -> Client:
     from the stack's environment (this process's own environment is left alone); `queries`, a
     `demo.query_counter.QueryCounter`, counts the workflow queries it sends."""
     from data_protection.codec import EncryptionCodec
-    from data_protection.keys import KeyRing
+    from runtime.settings import ProcessSettings
 
-    ring = KeyRing.from_env(stack.env())
+    ring = ProcessSettings.load(stack.env()).keyring()
     converter = pydantic_data_converter
     if ring is not None:
         converter = dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(ring))

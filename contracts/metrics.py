@@ -22,6 +22,8 @@ IRON_REQUESTS = "onboarding_iron_requests"  # labels: operation, status_class
 EVENT_DELIVERIES = "onboarding_event_deliveries"  # labels: event_type, outcome
 WEBHOOKS = "onboarding_webhooks"  # receiver; labels: outcome, http_status
 WEBHOOK_DURATION = "onboarding_webhook_duration_seconds"  # receiver histogram; label: outcome
+API_REQUESTS = "onboarding_api_requests"  # HTTP API; labels: operation, http_status
+API_REQUEST_DURATION = "onboarding_api_request_duration_seconds"  # HTTP API histogram; label: operation
 
 # Customers found past an SLA, labels `phase`, `deadline` (the SLA's name) and `sub_partner`.
 # Recorded by `workflows.publishing.Publisher.sla_breached`; it appears at the first breach, so
@@ -50,6 +52,8 @@ TIME_IN_PHASE_BUCKETS = (
     86400.0, 2 * 86400.0, 3 * 86400.0, 7 * 86400.0, 14 * 86400.0, 30 * 86400.0, 90 * 86400.0,
 )
 WEBHOOK_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# An API request may wait for the workflow (a start's identification url, `/wait`): up to minutes.
+API_REQUEST_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 def status_class(status_code: int) -> str:

@@ -4,11 +4,13 @@
 
 Starts the Temporal dev server (Web UI on http://127.0.0.1:8233, decoding through the local
 codec server), the Iron sandbox in autopilot (a simulated customer completes hosted KYC a few
-seconds after the link exists), the webhook receiver, the partner's backend (`demo/partner_backend.py`,
-which receives the engine's signed events) and a worker; then drives four samples:
+seconds after the link exists), the webhook receiver, the HTTP API (`python -m onboarding_api`),
+the partner's backend (`demo/partner_backend.py`, which receives the engine's signed events and
+signs through the API) and a worker; then drives four samples, each started through the API:
 
   alice   hosted link KYC, signs, Active
   bob     every webhook about him is dropped: the polling fallback still gets him to Active
+          (its first read of Iron a minute after the KYC url, as in production)
   carol   Active, then Iron's compliance reverts her to IdentificationRequired (a step-up
           identification Iron creates), and she comes back to Active in cycle 2
   dave    Iron's compliance declines his identification: he waits, visibly, for an operator
@@ -145,33 +147,37 @@ def _backend() -> PartnerBackendClient:
     return _BACKEND
 
 
-def demo_timings():
-    from contracts.messages import OnboardingTimings
+_API = None
 
-    # Seconds instead of production's minutes and hours, so the story fits in a minute.
-    return OnboardingTimings(
-        poll_initial_seconds=3,
-        poll_max_seconds=10,
-        active_reconcile_seconds=120,
-        active_backstop_seconds=120,
-        parked_reconcile_seconds=120,
-        activity_timeout_seconds=10,
-        activity_retry_initial_seconds=0.5,
-        activity_retry_max_seconds=5,
-    )
+
+def _api():
+    """The HTTP API, as the partner's backend reaches it (`ONBOARDING_API_URL`, `ONBOARDING_API_KEY`)."""
+    global _API
+    if _API is None:
+        import os
+
+        import httpx
+
+        _API = httpx.AsyncClient(base_url=os.environ["ONBOARDING_API_URL"], timeout=90,
+                                 headers={"Authorization": f"Bearer {os.environ['ONBOARDING_API_KEY']}"})
+    return _API
 
 
 async def start(sample: Sample, printer: Printer) -> None:
     from runtime.settings import workflow_ui_link
-    from starter import start_onboarding
 
-    # One round trip (update-with-start): it answers once the KYC url exists.
-    result = await start_onboarding(
-        await _client(), sample.external_id, email=f"{sample.name}@example.com", name=sample.name.title(),
-        timings=demo_timings(), started_by="make demo", deliver_events=True, wait=True,
+    # One request to the HTTP API (update-with-start behind it): it answers once the KYC url
+    # exists. The Idempotency-Key makes a retry of it safe.
+    answer = await _api().post(
+        "/v1/onboardings", params={"wait": "identification_url", "timeout": 60},
+        json={"external_id": sample.external_id, "email": f"{sample.name}@example.com", "name": sample.name.title()},
+        headers={"Idempotency-Key": f"start-{sample.external_id}"},
     )
-    url = result.state.identification_url if result.state else None
-    printer.line(sample.name, f"{sample.story}\n{'':16}UI: {workflow_ui_link(result.workflow_id)}"
+    if answer.status_code not in (200, 201):
+        raise RuntimeError(f"{sample.name}: the API answered {answer.status_code}: {answer.text[:300]}")
+    onboarding = answer.json()["onboarding"]
+    url = onboarding["identification_url"]
+    printer.line(sample.name, f"{sample.story}\n{'':16}UI: {workflow_ui_link(onboarding['workflow_id'])}"
                               f"\n{'':16}start answered with the kyc url: {url or '-'}")
 
 
@@ -203,7 +209,9 @@ async def run_bob(sample: Sample, printer: Printer, control) -> None:
     await control.set_webhooks(drop_rate=1.0)
     try:
         await start(sample, printer)
-        await follow(sample, printer, reached("Active", 1))
+        # Only the workflow's own reads of Iron move him: the first a minute after the KYC url
+        # (the production timings every start through the API gets).
+        await follow(sample, printer, reached("Active", 1), timeout=180)
     finally:
         await control.set_webhooks(drop_rate=0.0)
 
@@ -316,11 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     run_id = secrets.token_hex(3)
     print("starting: Temporal dev server, codec server, Iron sandbox (autopilot), webhook receiver, "
-          "partner backend, worker", flush=True)
+          "HTTP API, partner backend, worker", flush=True)
     try:
         stack.start_all()
         env_file = stack.write_env_file()
         print(f"for starter.py and the temporal CLI in your shell: source {_shown(env_file)}", flush=True)
+        print(f"HTTP API: {stack.api_url} (docs/http-api.md; the shell's $ONBOARDING_API_KEY is its key)", flush=True)
         if config.ui:
             print(f"Temporal UI: {stack.ui_url}  (payloads are encrypted; the UI decodes them through {stack.codec_url})")
         samples = asyncio.run(drive(stack, run_id))

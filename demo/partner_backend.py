@@ -1,10 +1,13 @@
 """A small partner backend: receives the onboarding's events, verifies and prints them, and signs
 documents when an event says signings are required, instead of polling.
 
-    python -m demo.partner_backend [--host 127.0.0.1] [--port 8095] [--no-sign] [--sign-prefix P ...]
+    python -m demo.partner_backend [--host 127.0.0.1] [--port 8095] [--api-url URL] [--no-sign] [--sign-prefix P ...]
 
-Secrets from `ONBOARDING_EVENTS_SECRET` (the engine's, comma-separated during rotation), Temporal
-from Temporal's environment configuration (signing goes through `starter.accept_signing`).
+Secrets from `ONBOARDING_EVENTS_SECRET` (the engine's, comma-separated during rotation). It signs
+through the onboarding HTTP API, as a backend in any language would: `POST
+/v1/onboardings/{external_id}/signings/{content_id}` at `--api-url` (or `ONBOARDING_API_URL`)
+with the key in `ONBOARDING_API_KEY`. (`temporal_signer` signs through the Python library
+instead, for tests that run no API.)
 
     POST /events             an event: 401 unless a secret verifies it (`standardwebhooks`),
                              200 once recorded (a repeated webhook-id is counted, not re-recorded)
@@ -63,6 +66,14 @@ MAX_BODY_BYTES = 1024 * 1024
 AWAITING_SIGNINGS = "AwaitingSignings"
 
 Signer = Callable[[str, str, str], Awaitable[Any]]  # (external_id, content_id, request_id) -> anything
+
+
+class SigningRefused(Exception):
+    """The onboarding refused the signing (already signed, no longer required): nothing to do."""
+
+
+class NoSuchOnboarding(LookupError):
+    """No onboarding of that external id: the next event that asks tries again."""
 
 
 @dataclass
@@ -354,12 +365,13 @@ class PartnerBackend:
             try:
                 await asyncio.wait_for(self.signer(external_id, content_id, request_id), 30)
                 break
-            except WorkflowUpdateFailedError as exc:
+            except (WorkflowUpdateFailedError, SigningRefused) as exc:
                 self.counters["sign_refused"] += 1
                 self.out(f"sign {external_id} {content_id} refused by the workflow: {exc.cause or exc}")
                 return
             except Exception as exc:  # noqa: BLE001 - retried until give_up_at, then reported
-                if time.monotonic() + pause > give_up_at or type(exc).__name__ == "OnboardingNotFound":
+                if time.monotonic() + pause > give_up_at or isinstance(exc, NoSuchOnboarding) \
+                        or type(exc).__name__ == "OnboardingNotFound":
                     self._signing.discard((external_id, content_id))  # the next event that asks tries again
                     self.counters["sign_failures"] += 1
                     self.out(f"sign {external_id} {content_id} failed: {type(exc).__name__}: {exc}")
@@ -395,6 +407,29 @@ def temporal_signer(connect: Callable[[], Awaitable[Any]] | None = None) -> Sign
                 else:
                     client = await connect()
         return await starter.accept_signing(client, external_id, content_id, request_id=request_id)
+
+    return sign
+
+
+def api_signer(api_url: str, api_key: str, *, timeout: float = 30.0) -> Signer:
+    """Signs through the onboarding HTTP API. Each try of one document carries that document's
+    request id as `Idempotency-Key`: a retry after a lost answer gets the first try's answer."""
+    from urllib.parse import quote
+
+    http = httpx.AsyncClient(base_url=api_url.rstrip("/"), timeout=timeout,
+                             headers={"Authorization": f"Bearer {api_key}"})
+
+    async def sign(external_id: str, content_id: str, request_id: str) -> Any:
+        answer = await http.post(f"/v1/onboardings/{quote(external_id, safe='')}/signings/{quote(content_id, safe='')}",
+                                 headers={"Idempotency-Key": request_id})
+        if answer.status_code == 200:
+            return answer.json()
+        detail = answer.json().get("detail", answer.text) if answer.headers.get("content-type", "").endswith("json") else answer.text
+        if answer.status_code in (409, 422):
+            raise SigningRefused(detail)
+        if answer.status_code == 404:
+            raise NoSuchOnboarding(detail)
+        raise RuntimeError(f"the API answered {answer.status_code}: {detail}")  # retried
 
     return sign
 
@@ -570,20 +605,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--no-sign", action="store_true", help="only receive events; never sign documents")
+    parser.add_argument("--api-url", default=None, help="the onboarding HTTP API it signs through (default: $ONBOARDING_API_URL)")
     parser.add_argument("--sign-prefix", action="append", default=[], metavar="PREFIX",
                         help="sign only for external ids starting with PREFIX (repeatable; default: every customer)")
     args = parser.parse_args(argv)
     from runtime.process import EXIT_CONFIGURATION, configuration_errors, configuration_message
 
     try:
+        secrets = split_secrets(os.environ.get("ONBOARDING_EVENTS_SECRET"))
+        PartnerBackend(secrets)  # the secrets are checked first: the variable named is theirs
+        signer = None
         if not args.no_sign:
-            # Signing reads and writes encrypted payloads: bad keys stop the start, not the first signing.
-            from runtime.settings import ProcessSettings
-
-            ProcessSettings.load().keyring()
+            api_url = args.api_url or os.environ.get("ONBOARDING_API_URL")
+            api_key = os.environ.get("ONBOARDING_API_KEY")
+            if not api_url:
+                raise EventsSettingsError("ONBOARDING_API_URL: not set: the onboarding HTTP API to sign through (or --no-sign)")
+            if not api_key:
+                raise EventsSettingsError("ONBOARDING_API_KEY: not set: the HTTP API's key to sign with (or --no-sign)")
+            signer = api_signer(api_url, api_key)
         backend = PartnerBackend(
-            split_secrets(os.environ.get("ONBOARDING_EVENTS_SECRET")),
-            signer=None if args.no_sign else temporal_signer(),
+            secrets,
+            signer=signer,
             out=lambda line: print(line, flush=True),
             sign_prefixes=tuple(args.sign_prefix),
         )

@@ -1,7 +1,7 @@
 """The whole product on one machine, as separate processes: the Temporal dev server (with its
 Web UI and a database file, so a restart keeps the workflows), the Iron sandbox, the webhook
-receiver, the codec server, the partner's backend that receives the engine's events (`demo/partner_backend.py`)
-and workers. Used by `make demo`, the chaos suite and the benchmark.
+receiver, the codec server, the HTTP API (`python -m onboarding_api`), the partner's backend that
+receives the engine's events and signs through the API (`demo/partner_backend.py`) and workers. Used by `make demo`, the chaos suite and the benchmark.
 
 Every process logs to `<state_dir>/logs/<name>.log`; `stop()` ends them all (SIGTERM, then
 SIGKILL 10 s later, a worker's once its shutdown grace is over), and so does leaving the `with`
@@ -37,6 +37,7 @@ SEARCH_ATTRIBUTES = {
     "OnboardingSlaBreached": "Bool",
     "OnboardingPhaseSince": "Datetime",
     "IronSubPartnerId": "Keyword",
+    "OnboardingEngineVersion": "Int",
 }
 
 
@@ -84,6 +85,7 @@ class StackConfig:
     receiver_port: int = 8081
     codec_port: int = 8888
     events_port: int = 8095
+    api_port: int = 8082
     # Events to the partner's backend (`demo/partner_backend.py`): ONBOARDING_EVENTS_* are set
     # for every process, and `start_all` starts the backend before the worker.
     events: bool = True
@@ -108,6 +110,7 @@ class StackConfig:
             receiver_port=free_port(),
             codec_port=free_port(),
             events_port=free_port(),
+            api_port=free_port(),
             ui=False,
             persistent=True,
         )
@@ -193,6 +196,8 @@ class Stack:
             "webhook_secret": lambda: secrets.token_hex(24),
             # Standard Webhooks: whsec_ and the base64 of 32 random bytes.
             "events_secret": lambda: "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            # The HTTP API's key for the partner's backend and a person's shell.
+            "api_key": lambda: "oak_" + secrets.token_urlsafe(32),
         }
         missing = {name: make() for name, make in wanted.items() if name not in values}
         if missing:  # a state directory from before a secret existed gains it, keeping the others
@@ -212,6 +217,22 @@ class Stack:
 
             generate_key_file(self.key_file)
         return self.key_file
+
+    @property
+    def api_keys_file(self) -> Path:
+        return self.config.state_dir / "api-keys.json"
+
+    def ensure_api_keys_file(self) -> Path:
+        """The API's keys file: the hash of the demo's one key (the key is in secrets.json)."""
+        import hashlib
+
+        entry = {"name": "demo", "sha256": hashlib.sha256(self.secrets["api_key"].encode()).hexdigest(), "sub_partner_id": None}
+        self.api_keys_file.write_text(json.dumps({"keys": [entry]}, indent=2) + "\n")
+        return self.api_keys_file
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.api_port}"
 
     @property
     def temporal_address(self) -> str:
@@ -259,6 +280,10 @@ class Stack:
                 "ONBOARDING_ENCRYPTION_KEY_FILE": str(self.ensure_encryption_key()),
                 "ONBOARDING_CODEC_CORS_ORIGINS": f"{self.ui_url},http://localhost:{self.config.ui_port}",
                 "ONBOARDING_DOCUMENT_DIR": str(self.config.state_dir / "documents"),
+                # The HTTP API: its keys file, and where and with which key callers reach it.
+                "ONBOARDING_API_KEYS_FILE": str(self.ensure_api_keys_file()),
+                "ONBOARDING_API_URL": self.api_url,
+                "ONBOARDING_API_KEY": self.secrets["api_key"],
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -363,11 +388,16 @@ class Stack:
         process.env[ENV_CODEC_TOKEN] = ""
         return process.start()
 
+    def start_api(self, *extra_args: str, env: dict[str, str] | None = None) -> Process:
+        """The HTTP API (`python -m onboarding_api`), with the demo's keys file."""
+        argv = [sys.executable, "-m", "onboarding_api", "--host", "127.0.0.1", "--port", str(self.config.api_port), *extra_args]
+        return self._process("onboarding-api", argv, port=self.config.api_port, **(env or {})).start()
+
     def start_partner_backend(self, *extra_args: str) -> Process:
         """The partner's backend: verifies and prints each event, and signs the documents an
-        event says are required (through `starter.accept_signing`)."""
+        event says are required, through the HTTP API (start it first: `start_api`)."""
         argv = [sys.executable, "-m", "demo.partner_backend", "--host", "127.0.0.1",
-                "--port", str(self.config.events_port), *extra_args]
+                "--port", str(self.config.events_port), "--api-url", self.api_url, *extra_args]
         for prefix in self.config.sign_prefixes:
             argv += ["--sign-prefix", prefix]
         return self._process("partner-backend", argv, port=self.config.events_port).start()
@@ -387,6 +417,7 @@ class Stack:
         self.start_codec_server()
         self.start_sandbox()
         self.start_receiver()
+        self.start_api()
         if self.config.events:
             self.start_partner_backend()  # before the worker, so the first event finds it
         for n in range(workers):

@@ -9,17 +9,27 @@ and engine version.
 Errors a caller can act on are classes of their own (`BadInput`, `OnboardingNotFound`,
 `UnknownIronCustomer`, `StartDataDiffers`, `ConfigurationError`, and `state_access`'s
 `WaitTimedOut`, `OnboardingClosed`, `NoStateView`).
+
+The API reads no environment. Its defaults (the task queue, the deployment's default
+sub-partner, whether onboardings send events, the Temporal UI's address) come from one
+`ProcessSettings`: those a process loaded at start and runs the API under (`using_settings`,
+as the starter does), else, for a backend that imports the API and gives none,
+`ProcessSettings.load()`, read from the environment once on first use (`api_settings`): the
+same settings object, with the same checks, as every process's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
+import threading
 import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import email_validator
 from pydantic import TypeAdapter, ValidationError
@@ -31,11 +41,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from iron_client import IronClient
 from iron_client.errors import IronNotFound
 from iron_client.models import CustomerType, IdentificationKind, IdentificationParams
-from runtime import settings
-from runtime.events_settings import events_url_from_env
+from contracts.configuration import ConfigurationError
+from runtime.settings import ProcessSettings, workflow_ui_link
 from contracts.quoting import message_line, quoted
 from contracts.messages import (
-    ENGINE_VERSION,
     EXTERNAL_ID_MAX_LENGTH,
     UPDATE_ACCEPT_SIGNING,
     UPDATE_AMEND,
@@ -112,9 +121,47 @@ class StartDataDiffers(Exception):
         super().__init__(f"{workflow_id} is already running with a different {', '.join(fields)}")
 
 
-# Something to set or fix in the environment before this can work; the message names the
-# variable first (`TEMPORAL_NAMESPACE: ...`). The one class every process raises.
-ConfigurationError = settings.ConfigurationError
+# `ConfigurationError`: something to set or fix in the environment before this can work; the
+# message names the variable first (`TEMPORAL_NAMESPACE: ...`). The one class every process raises.
+
+
+# --- the settings behind the API's defaults -----------------------------------------------------
+
+_settings_in_use: contextvars.ContextVar[ProcessSettings | None] = contextvars.ContextVar("onboarding_api_settings", default=None)
+_settings_from_environment: ProcessSettings | None = None
+_loading = threading.Lock()
+
+
+@contextlib.contextmanager
+def using_settings(process_settings: ProcessSettings) -> Iterator[ProcessSettings]:
+    """Within this block (and the asyncio tasks started in it) the API's defaults come from
+    `process_settings`: the settings the calling process loaded at start."""
+    token = _settings_in_use.set(process_settings)
+    try:
+        yield process_settings
+    finally:
+        _settings_in_use.reset(token)
+
+
+def api_settings() -> ProcessSettings:
+    """The settings behind the API's defaults: those of the enclosing `using_settings`, else
+    `ProcessSettings.load()`, read from the environment once, on first use, for a backend that
+    imports the API and gives none. Raises `ConfigurationError` naming the variable when a
+    value cannot be used."""
+    global _settings_from_environment
+    in_use = _settings_in_use.get()
+    if in_use is not None:
+        return in_use
+    with _loading:
+        if _settings_from_environment is None:
+            _settings_from_environment = ProcessSettings.load()
+        return _settings_from_environment
+
+
+def onboarding_ui_link(client: Client, workflow_id: str) -> str:
+    """The Temporal UI's page for an onboarding: `TEMPORAL_UI_URL` (`api_settings`) and the
+    client's namespace."""
+    return workflow_ui_link(workflow_id, getattr(client, "namespace", None) or "default", api_settings().temporal_ui_url)
 
 
 @dataclass(frozen=True)
@@ -129,10 +176,8 @@ class StartResult:
     # (or a phase where none will come) was reached before the timeout.
     state: OnboardingStateView | None = None
     reached: bool | None = None
-
-    @property
-    def ui_link(self) -> str:
-        return settings.workflow_ui_link(self.workflow_id)
+    # The Temporal UI's page for it (`onboarding_ui_link`).
+    ui_link: str = ""
 
 
 # --- validation: one rule per field, the same for the CLI and the API -----------------------------
@@ -194,24 +239,26 @@ def check_iron_customer_id(value: str, flag: str = "IRON_CUSTOMER_ID") -> str:
         raise BadInput(flag, rule) from None
 
 
-def check_sub_partner_id(value: str | None, flag: str = "--sub-partner") -> str | None:
-    """The sub-partner scope an onboarding belongs to: a UUID in canonical form, or None for the
-    default scope. Naming the deployment's default sub-partner (`IRON_SUB_PARTNER_ID`) is the
-    default scope itself: its customers keep `onboarding-{external_id}`, whoever names them."""
+def check_sub_partner_format(value: str | None, flag: str = "--sub-partner") -> str | None:
+    """A sub-partner id in canonical form (None stays None); BadInput for anything that is not
+    a UUID. Needs no settings, so a command line can be checked before they are loaded."""
     if value is None:
         return None
     try:
-        sub_partner_id = canonical_sub_partner_id(value)
+        return canonical_sub_partner_id(value)
     except ValueError:
         raise BadInput(flag, "must be an Iron sub-partner id (a UUID such as 0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f)") from None
-    return None if sub_partner_id == _default_sub_partner_id() else sub_partner_id
 
 
-def _default_sub_partner_id() -> str | None:
-    try:
-        return canonical_sub_partner_id(os.environ["IRON_SUB_PARTNER_ID"])
-    except (KeyError, ValueError):
+def check_sub_partner_id(value: str | None, flag: str = "--sub-partner") -> str | None:
+    """The sub-partner scope an onboarding belongs to: a UUID in canonical form, or None for the
+    default scope. Naming the deployment's default sub-partner (`IRON_SUB_PARTNER_ID` of
+    `api_settings()`) is the default scope itself: its customers keep `onboarding-{external_id}`,
+    whoever names them."""
+    sub_partner_id = check_sub_partner_format(value, flag)
+    if sub_partner_id is None:
         return None
+    return None if sub_partner_id == api_settings().iron_sub_partner_id else sub_partner_id
 
 
 def load_identification_file(path: str | os.PathLike[str], kind: IdentificationKind,
@@ -219,8 +266,6 @@ def load_identification_file(path: str | os.PathLike[str], kind: IdentificationK
     """Read and check a Person or Business identification data file: (raw bytes, parsed).
     Missing, unreadable, too big, not UTF-8, not JSON, nested too deep, a document above
     Iron's 10 MB, or not the shape Iron expects: each is refused, naming the flag and the rule."""
-    from data_protection.documents import IdentificationFileError, check_identification_params
-
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -246,21 +291,47 @@ def load_identification_file(path: str | os.PathLike[str], kind: IdentificationK
         raise BadInput(flag, f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except (ValueError, RecursionError):
         raise BadInput(flag, f"{path} is not valid JSON") from None
+    _check_identification_data(params, kind, flag, source=str(path))
+    return raw, params
+
+
+def _check_identification_data(params: Any, kind: IdentificationKind, flag: str, *, source: str | None) -> None:
+    """The rules every Person or Business identification data meets before anything starts:
+    the documents, the type, the shape Iron expects. `source`: the file it came from, which
+    messages name (None: given inline, named by `flag` alone)."""
+    from data_protection.documents import IdentificationFileError, check_identification_params
+
+    named = f"{source} " if source else ""
     try:
-        check_identification_params(params, source=str(path))
+        check_identification_params(params, source=source or flag)
     except IdentificationFileError as exc:
-        raise BadInput(flag, message_line(str(exc))) from None
+        raise BadInput(flag, message_line(str(exc)).removeprefix(f"{flag}: ")) from None
     if params.get("type", kind.value) != kind.value:
-        raise BadInput(flag, f"{path} holds a {params.get('type')} identification, not {kind.value}")
-    try:  # the shape Iron expects, checked before anything starts
+        raise BadInput(flag, f"{named}holds a {quoted(str(params.get('type')))} identification, not {kind.value}")
+    try:
         TypeAdapter(IdentificationParams).validate_python({**params, "type": kind.value})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{quoted('.'.join(str(p) for p in e['loc'][1:])) if e['loc'][1:] else 'file'}: {message_line(e['msg'])}"
+            f"{quoted('.'.join(str(p) for p in e['loc'][1:])) if e['loc'][1:] else 'data'}: {message_line(e['msg'])}"
             for e in exc.errors(include_input=False, include_url=False)[:5]
         )
-        raise BadInput(flag, f"{path} is not {kind.value} identification data Iron accepts ({problems})") from None
-    return raw, params
+        raise BadInput(flag, f"{named}is not {kind.value} identification data Iron accepts ({problems})") from None
+
+
+def check_identification_data(params: Any, kind: IdentificationKind, flag: str = "identification.data") -> bytes:
+    """Person or Business identification data given inline (parsed JSON, as the HTTP API takes
+    it) checked by the rules of `load_identification_file`: the documents, the type, the shape
+    Iron expects. Returns the JSON bytes to store in the document store."""
+    try:
+        raw = json.dumps(params, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError, RecursionError):
+        raise BadInput(flag, "must be JSON data") from None
+    if len(raw) > IDENTIFICATION_FILE_MAX_BYTES:
+        raise BadInput(flag, f"is {len(raw)} bytes, above the limit of {IDENTIFICATION_FILE_MAX_BYTES} bytes")
+    if _nesting_depth(raw.decode("utf-8")) > IDENTIFICATION_FILE_MAX_DEPTH:
+        raise BadInput(flag, f"nests deeper than {IDENTIFICATION_FILE_MAX_DEPTH} levels")
+    _check_identification_data(params, kind, flag, source=None)
+    return raw
 
 
 def _nesting_depth(text: str) -> int:
@@ -316,7 +387,6 @@ def build_onboarding_input(
     if not iron_customer_id and not email:
         raise BadInput("email", "is required to create a customer (or give iron_customer_id to adopt one)")
     return OnboardingInput(
-        engine_version=ENGINE_VERSION,
         external_id=external_id,
         email=email,
         customer_type=customer_type,
@@ -349,6 +419,7 @@ async def start_onboarding(
     wait: bool = False,
     wait_timeout: float = state_access.DEFAULT_START_WAIT_SECONDS,
     sub_partner_id: str | None = None,
+    memo: dict[str, Any] | None = None,
 ) -> StartResult:
     """Start one customer's onboarding, or attach to the one already running for that
     external id (in that sub-partner's scope): never a second workflow, never a second Iron
@@ -359,14 +430,18 @@ async def start_onboarding(
     onboarding was started with other data (`amend_onboarding` corrects it while the Iron
     customer does not exist yet). `identification_content`, the parsed identification data,
     is what a second start compares instead of the document reference. Events go to the
-    partner's backend when `deliver_events` says so (default: `ONBOARDING_EVENTS_URL` is set);
+    partner's backend when `deliver_events` says so (default: `ONBOARDING_EVENTS_URL` is set
+    in `api_settings()`); `task_queue` defaults to theirs too;
     after an earlier onboarding of this customer that was closed (terminated, say), their
     sequence goes on from its last one.
 
     With `wait=True` the start (or attach) and a wait are one round trip (update-with-start):
     it returns once the identification url exists or the customer is in a phase where none will
     come (`AwaitingSignings`, `Active`, `Declined`, `NeedsAttention`, `Suspended`, `Archived`),
-    or `wait_timeout` seconds passed (`reached` False); `state` is the state view."""
+    or `wait_timeout` seconds passed (`reached` False); `state` is the state view.
+
+    `memo`: further memo entries a caller keeps with the onboarding it starts (the HTTP API's
+    idempotency record); they go on through continue-as-new, and an attach leaves them alone."""
     workflow_input = build_onboarding_input(
         external_id,
         email=email,
@@ -378,18 +453,20 @@ async def start_onboarding(
         sub_partner_id=sub_partner_id,
     )
     if deliver_events is None:
-        deliver_events = events_url_from_env() is not None  # read as the worker and the starter read it
+        deliver_events = api_settings().events_url is not None
     # A customer whose earlier onboarding was closed (terminated, say) goes on with its sequence.
     events_after = await state_access.last_event_sequence(client, workflow_input.workflow_id)
     workflow_input = workflow_input.model_copy(update={"deliver_events": deliver_events, "events_after": events_after})
     options = start_options(workflow_input, started_by=started_by, identification_content=identification_content)
+    if memo:
+        options["memo"] = {**memo, **options["memo"]}  # the engine's own entries win
     if wait:
         return await _start_and_wait(client, workflow_input, options, task_queue, compare_start_data, wait_timeout)
     try:
         handle = await client.start_workflow(
             WORKFLOW_TYPE,
             workflow_input,
-            task_queue=task_queue or settings.task_queue(),
+            task_queue=task_queue or api_settings().task_queue,
             # FAIL, then attach below: the public way to know whether this call started it.
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             **options,
@@ -399,7 +476,8 @@ async def start_onboarding(
             client, external_id, options["memo"][START_DIGEST_MEMO] if compare_start_data else None,
             workflow_input.sub_partner_id,
         )
-    return StartResult(workflow_id=handle.id, run_id=handle.result_run_id, started=True)
+    return StartResult(workflow_id=handle.id, run_id=handle.result_run_id, started=True,
+                       ui_link=onboarding_ui_link(client, handle.id))
 
 
 async def _start_and_wait(client: Client, workflow_input: OnboardingInput, options: dict[str, Any],
@@ -408,7 +486,7 @@ async def _start_and_wait(client: Client, workflow_input: OnboardingInput, optio
     digest = options["memo"][START_DIGEST_MEMO]
     try:
         outcome = await state_access.start_and_wait(
-            client, workflow_input, task_queue=task_queue or settings.task_queue(), options=options,
+            client, workflow_input, task_queue=task_queue or api_settings().task_queue, options=options,
             start_digest=digest if compare else None, timeout=timeout,
         )
     except WorkflowUpdateFailedError:  # attached to a run that cannot wait: differing data says so first
@@ -418,7 +496,8 @@ async def _start_and_wait(client: Client, workflow_input: OnboardingInput, optio
     if r.start_data_differs:
         raise StartDataDiffers(workflow_input.workflow_id, r.start_data_differs)
     return StartResult(workflow_id=workflow_input.workflow_id, run_id=outcome.run_id, started=r.started,
-                       compared=r.started or r.start_data_differs is not None, state=r.state, reached=r.reached)
+                       compared=r.started or r.start_data_differs is not None, state=r.state, reached=r.reached,
+                       ui_link=onboarding_ui_link(client, workflow_input.workflow_id))
 
 
 async def attach_to_running(
@@ -435,7 +514,8 @@ async def attach_to_running(
             compared = False
         elif differs:
             raise StartDataDiffers(handle.id, differs)
-    return StartResult(workflow_id=handle.id, run_id=description.run_id, started=False, compared=compared)
+    return StartResult(workflow_id=handle.id, run_id=description.run_id, started=False, compared=compared,
+                       ui_link=onboarding_ui_link(client, handle.id))
 
 
 async def adopt_customer(
@@ -493,13 +573,13 @@ async def get_state(
     client: Client, external_id: str, *, fallback_to_query: bool = True, sub_partner_id: str | None = None
 ) -> OnboardingStateView:
     """Where the onboarding stands, from the state view in its memo (one describe, no workflow
-    query). A run that keeps no view yet (started by an earlier engine, until its next run)
-    answers through the `state` query, or raises NoStateView with `fallback_to_query=False`."""
+    query). A run that keeps no view (started past this engine's start path, until its first
+    wait) answers through the `state` query, or raises NoStateView with `fallback_to_query=False`."""
     handle = onboarding_handle(client, external_id, sub_partner_id)
     view = await not_found_as_lookup(external_id, state_access.view_from_memo(handle), sub_partner_id)
     if view is None:
         if not fallback_to_query:
-            raise NoStateView(f"{handle.id} keeps no state view in its memo yet (a run of an earlier engine)")
+            raise NoStateView(f"{handle.id} keeps no state view in its memo yet (started past the engine's start path)")
         view = OnboardingStateView.of(await get_live_state(client, external_id, sub_partner_id=sub_partner_id))
     return view
 

@@ -137,7 +137,7 @@ async def test_a_codec_server_started_from_the_env_file_answers_like_the_demo_s(
 
     stack = Stack(StackConfig.ephemeral(tmp_path / "env"))
     env_file = stack.write_env_file()
-    codec = EncryptionCodec(KeyRing.from_env({"ONBOARDING_ENCRYPTION_KEY_FILE": str(stack.key_file)}))
+    codec = EncryptionCodec(KeyRing.from_configuration(key_file=str(stack.key_file)))
     encrypted = await codec.encode(pydantic_data_converter.payload_converter.to_payloads(["Ottilie"]))
     body = json_format.MessageToDict(Payloads(payloads=encrypted))
     port = free_port()

@@ -5,10 +5,12 @@
   strict (no unknown field): the schemas come with `kubernetes-validate`.
 * The worker's pod waits longer for it than the worker waits for its tasks on SIGTERM.
 * Every probe (and compose health check) names a port and path its process really serves: the
-  routes of the receiver's and the codec server's apps, and the metrics exporter's `/metrics`.
+  routes of the receiver's, the HTTP API's and the codec server's apps, and the metrics exporter's
+  `/metrics`.
 * Every environment variable the manifests, the compose file, the secrets template and the
   Dockerfile set is one the code reads.
-* The image's entrypoint starts modules that exist, and refuses what it does not offer.
+* The image's entrypoint starts modules that exist (the HTTP API's `api` among them), and refuses
+  what it does not offer.
 * The image itself is built and started by tests/test_image.py (`make image-test`), which needs
   a container engine.
 """
@@ -52,7 +54,11 @@ DEPLOYMENT_DOC = REPO_ROOT / "docs" / "deployment.md"
 KUBERNETES_VERSIONS = ("1.31.0", "1.37.0")
 
 # Set in the Dockerfile for the interpreter and pip, which read them; not the project's settings.
-INTERPRETER_VARIABLES = {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK"}
+INTERPRETER_VARIABLES = {"PATH", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR",
+                         "PIP_DISABLE_PIP_VERSION_CHECK"}
+
+# The Dockerfile's stage of the Iron sandbox, which compose runs in Iron's place: tooling, not product.
+SANDBOX_STAGE = "iron-sandbox"
 
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$")
 
@@ -218,7 +224,7 @@ def test_the_api_key_overlay_requires_the_key_where_temporal_is_called():
             assert refs["TEMPORAL_API_KEY"].get("optional") is False
 
 
-def test_every_deployment_runs_as_the_images_user_with_a_disruption_budget_for_worker_and_receiver():
+def test_every_deployment_runs_as_the_images_user_with_a_disruption_budget_for_each_but_the_codec_server():
     uid = int(re.search(r"^USER (\d+):(\d+)$", DOCKERFILE.read_text(), re.M).group(1))
     documents = RENDERED["base"]
     budgets = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for d in documents if d["kind"] == "PodDisruptionBudget"}
@@ -227,7 +233,7 @@ def test_every_deployment_runs_as_the_images_user_with_a_disruption_budget_for_w
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == uid
         (container,) = pod["containers"]
         assert container["resources"]["requests"] and container["resources"]["limits"]
-        if container["args"][0] in ("worker", "receiver"):
+        if container["args"][0] in ("worker", "receiver", "api"):
             assert deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] in budgets
 
 
@@ -337,6 +343,12 @@ def receiver_routes() -> set[str]:
     return app_get_routes(create_app(settings, no_temporal))
 
 
+def api_routes() -> set[str]:
+    from onboarding_api.app import openapi_document
+
+    return set(openapi_document()["paths"]) | {"/openapi.json"}
+
+
 def codec_server_routes() -> set[str]:
     from data_protection.codec import EncryptionCodec
     from codec_server.app import create_app
@@ -379,7 +391,10 @@ def served_endpoints(process: str, arguments: list[str], env: dict[str, str], me
     if module == "codec_server":
         port = int(last_flag(arguments, "--port") or 8888)
         endpoints |= {(port, path) for path in codec_server_routes() if "{" not in path}
-    if module in ("worker", "webhook_receiver"):  # the processes that export metrics
+    if module == "onboarding_api":
+        port = int(last_flag(arguments, "--port") or 8082)
+        endpoints |= {(port, path) for path in api_routes() if "{" not in path}
+    if module in ("worker", "webhook_receiver", "onboarding_api"):  # the processes that export metrics
         metrics_port = last_flag(arguments, "--metrics-port") or env.get("ONBOARDING_METRICS_PORT")
         if metrics_port:
             assert env.get("ONBOARDING_METRICS_HOST") == "0.0.0.0", "metrics must bind beyond loopback for probes and Prometheus"
@@ -404,10 +419,23 @@ def test_every_probe_names_an_endpoint_its_process_serves(variant, metrics_paths
             assert (port, probe["httpGet"]["path"]) in served, f"{process}: nothing serves {probe['httpGet']} (serves {sorted(served)})"
 
 
-def test_every_receiver_has_liveness_and_readiness_apart():
-    (receiver,) = [c for c in containers(RENDERED["base"]) if c["args"][0] == "receiver"]
-    assert receiver["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert receiver["readinessProbe"]["httpGet"]["path"] == "/readyz"
+def test_every_receiver_and_api_has_liveness_and_readiness_apart():
+    for process in ("receiver", "api"):
+        (container,) = [c for c in containers(RENDERED["base"]) if c["args"][0] == process]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_the_api_pod_mounts_the_keys_file_its_configuration_names():
+    (deployment,) = [d for d in deployments(RENDERED["base"]) if d["spec"]["template"]["spec"]["containers"][0]["args"][0] == "api"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    keys_file = config_map(RENDERED["base"])["ONBOARDING_API_KEYS_FILE"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    (mount,) = [path for path in mounts if keys_file.startswith(path.rstrip("/") + "/")]
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mounts[mount]]
+    assert volume["secret"]["secretName"] == "onboarding-api-keys"
+    compose_api = yaml.safe_load(COMPOSE.read_text())["services"]["api"]
+    assert any(v.endswith(":" + compose_api["environment"]["ONBOARDING_API_KEYS_FILE"] + ":ro") for v in compose_api["volumes"])
 
 
 def test_every_compose_health_check_names_an_endpoint_its_process_serves(metrics_paths):
@@ -434,15 +462,25 @@ def product_sources() -> list[Path]:
     return files
 
 
-def variables_the_code_reads() -> set[str]:
-    """Every variable-shaped string constant of the installed code (settings aliases, `ENV_*`
-    names, `os.environ` look-ups), and the `TEMPORAL_*` variables the SDK's environment
-    configuration reads (its source ships in the wheel)."""
+def sandbox_sources() -> list[Path]:
+    return sorted((REPO_ROOT / "iron_sandbox").rglob("*.py"))
+
+
+def variable_names_in(sources: list[Path]) -> set[str]:
+    """Every variable-shaped string constant of these files (settings aliases, `ENV_*` names,
+    `os.environ` look-ups)."""
     names: set[str] = set()
-    for path in product_sources():
+    for path in sources:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and ENV_NAME.match(node.value):
                 names.add(node.value)
+    return names
+
+
+def variables_the_code_reads() -> set[str]:
+    """Every variable the installed code names, and the `TEMPORAL_*` variables the SDK's
+    environment configuration reads (its source ships in the wheel)."""
+    names = variable_names_in(product_sources())
     import temporalio
 
     envconfig = Path(temporalio.__file__).parent / "bridge" / "sdk-core" / "crates" / "common" / "src" / "envconfig.rs"
@@ -471,6 +509,8 @@ def variables_the_deployment_sets() -> dict[str, set[str]]:
         for name in re.findall(r"^\s*#\s*([A-Z][A-Z0-9_]+):\s", path.read_text(), re.M):
             note(name, f"{path.relative_to(REPO_ROOT)} comment")
     for name, service in yaml.safe_load(COMPOSE.read_text())["services"].items():
+        if service.get("build", {}).get("target") == SANDBOX_STAGE:
+            continue  # the sandbox's own settings (test_compose_sets_only_variables_the_sandbox_reads)
         for variable in service.get("environment", {}):
             note(variable, f"compose {name}")
     for name in re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", SECRETS_TEMPLATE.read_text(), re.M):
@@ -490,6 +530,13 @@ def test_every_variable_the_deployment_sets_is_one_the_code_reads():
         if name not in known and name not in INTERPRETER_VARIABLES and not name.startswith("TEMPORAL_GRPC_META_")
     }
     assert not unknown, f"set but never read by the code: {unknown}"
+
+
+def test_compose_sets_only_variables_the_sandbox_reads():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    (sandbox,) = [s for s in services.values() if s.get("build", {}).get("target") == SANDBOX_STAGE]
+    unknown = set(sandbox["environment"]) - variable_names_in(sandbox_sources())
+    assert not unknown, f"compose sets for the sandbox what it never reads: {sorted(unknown)}"
 
 
 def test_the_variable_check_catches_a_misspelt_name():
@@ -512,7 +559,8 @@ def test_every_secret_the_manifests_reference_is_in_the_secrets_template():
 
 
 def test_no_secret_is_written_into_a_manifest():
-    settings = {name for documents in RENDERED.values() for name in config_map(documents)}
+    # A variable naming a file (`ONBOARDING_API_KEYS_FILE`) holds a path, not the secret.
+    settings = {name for documents in RENDERED.values() for name in config_map(documents) if not name.endswith(("_FILE", "_PATH"))}
     assert not {n for n in settings if any(word in n for word in ("SECRET", "TOKEN", "API_KEY", "ENCRYPTION_KEYS", "ACCESS_KEY"))}
     for line in SECRETS_TEMPLATE.read_text().splitlines():
         if not line.startswith("#") and "=" in line:
@@ -524,7 +572,7 @@ def test_no_secret_is_written_into_a_manifest():
 
 def test_the_entrypoint_offers_the_processes_that_exist():
     commands = entrypoint_commands()
-    assert {name for name, run in commands.items() if run} == {"worker", "receiver", "codec-server"}
+    assert {name for name, run in commands.items() if run} == {"worker", "receiver", "codec-server", "api"}
     for name, run in commands.items():
         if run is None:
             continue
@@ -535,13 +583,12 @@ def test_the_entrypoint_offers_the_processes_that_exist():
             assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{name}: {module} has no __main__"
         else:
             assert 'if __name__ == "__main__":' in Path(spec.origin).read_text(), f"{name}: {module} runs nothing as a script"
-    # The HTTP API: the entrypoint says it is absent, which holds while no such module exists.
-    assert commands["api"] is None and importlib.util.find_spec("onboarding_api") is None
+    assert commands["api"][0] == "onboarding_api"
 
 
 @pytest.mark.parametrize(
     "arguments, message",
-    [(["api"], "the HTTP API is not in this release"), ([], "usage:"), (["starter"], "usage:")],
+    [([], "usage:"), (["starter"], "usage:"), (["webhook_receiver"], "usage:")],
 )
 def test_the_entrypoint_refuses_what_it_does_not_run(arguments, message):
     result = subprocess.run(["sh", str(ENTRYPOINT), *arguments], capture_output=True, text=True, timeout=30)
@@ -565,6 +612,36 @@ def test_the_dockerfile_installs_the_product_without_test_extras_and_compiles_it
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M)
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git", ".data", ".demo", "test-output", "tests"} <= set(ignored)
+
+
+def dockerfile_stages() -> dict[str, str]:
+    """Each build stage's name -> its instructions, in the Dockerfile's order."""
+    parts = re.split(r"^FROM \S+ AS (\S+)\n", DOCKERFILE.read_text(), flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_the_product_image_is_the_default_target_and_carries_no_tooling():
+    stages = dockerfile_stages()
+    assert list(stages)[-1] == "app", "a build without --target makes the last stage: the product image"
+    assert re.findall(r"^COPY .*$", stages["app"], re.M) == [
+        "COPY --from=build /opt/onboarding /opt/onboarding", "COPY deploy/entrypoint.sh /usr/local/bin/onboarding-entrypoint",
+    ]
+    # The build stage installs the wheel, which holds the product only (tests/test_wheel_contents.py).
+    assert "--no-deps .\n" in stages["build"]
+    ignored = {line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")}
+    assert {"bench", "demo", "tests"} <= ignored and "iron_sandbox" not in ignored
+
+
+def test_compose_runs_the_sandbox_from_its_own_stage():
+    stage = dockerfile_stages()[SANDBOX_STAGE]
+    assert "COPY iron_sandbox /opt/iron-sandbox/iron_sandbox" in stage and "PYTHONPATH=/opt/iron-sandbox" in stage
+    assert 'ENTRYPOINT ["tini", "--", "python", "-m", "iron_sandbox"]' in stage
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    sandbox = services["iron-sandbox"]
+    assert sandbox["build"]["target"] == SANDBOX_STAGE and "entrypoint" not in sandbox
+    assert all(s["build"]["target"] in ("app", "temporal-dev-server", SANDBOX_STAGE) for s in services.values())
+    # Every service built from the product image runs one of its entrypoint's commands.
+    assert all("entrypoint" not in s for s in services.values() if s["build"]["target"] == "app")
 
 
 # --- search attributes --------------------------------------------------------------------------

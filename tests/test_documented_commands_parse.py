@@ -41,6 +41,8 @@ def _program_main(words: list[str]) -> tuple[str, Callable[[list[str]], object],
             from codec_server.app import main
         elif module == "data_protection.keys":
             from data_protection.keys import main
+        elif module == "onboarding_api":
+            from onboarding_api.__main__ import main
         else:
             return None
         return module, main, argv
@@ -66,7 +68,7 @@ DOCUMENTED = documented_program_commands()
 
 def test_the_docs_show_the_programs_commands():
     programs = {_program_main(shlex.split(line))[0] for _, line, _ in DOCUMENTED if _program_main(shlex.split(line))}
-    assert {"starter.py", "worker.py", "webhook_receiver", "codec_server", "data_protection.keys"} <= programs
+    assert {"starter.py", "worker.py", "webhook_receiver", "codec_server", "data_protection.keys", "onboarding_api"} <= programs
 
 
 @pytest.mark.parametrize("page,line,documented_exit", DOCUMENTED, ids=[f"{p}:{line[:60]}" for p, line, _ in DOCUMENTED])

@@ -1,6 +1,7 @@
 """The image, built with a container engine (podman or docker) and started: each command of
 its entrypoint against a dev server and the Iron sandbox, a customer taken through the
-containerised worker and receiver, and SIGTERM answered by each process.
+containerised worker and receiver, and SIGTERM answered by each process. The product image
+carries none of the tooling; the sandbox's own stage (which deploy/compose.yaml runs) starts.
 
 Run by `make image-test` (ONBOARDING_IMAGE_TEST=1), not by `make test`: it needs a container
 engine, and a base image when no registry can be reached (deploy/debian-python-base.sh makes one
@@ -10,6 +11,7 @@ from Debian's packages). Without an engine it fails, it does not skip: it was as
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -24,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_deployment_manifests import DOCKERFILE, REPO_ROOT, free_port, get, search_attribute_flags
+from tests.test_deployment_manifests import DOCKERFILE, REPO_ROOT, SANDBOX_STAGE, free_port, get, search_attribute_flags
 
 # --- the image, built and started -----------------------------------------------------------------
 
@@ -57,8 +59,8 @@ def run_options(engine: str, image: str) -> list[str]:
     attempts = [[]] + ([["--runtime", "runc"]] if "podman" in engine and shutil.which("runc") else [])
     errors = []
     for runtime in attempts:
-        result = subprocess.run([engine, "run", "--rm", *runtime, *limits, image, "api"], capture_output=True, text=True, timeout=120)
-        if result.returncode == 2 and "not in this release" in result.stderr:
+        result = subprocess.run([engine, "run", "--rm", *runtime, *limits, image, "no-such-command"], capture_output=True, text=True, timeout=120)
+        if result.returncode == 2 and "usage:" in result.stderr:
             return [*runtime, *limits]
         errors.append(f"{runtime or 'default runtime'}: exit {result.returncode}: {result.stderr.strip()[-300:]}")
     pytest.fail("no container starts: " + "; ".join(errors))
@@ -78,21 +80,71 @@ def wait_for(check, what: str, timeout: float = 90):
     pytest.fail(f"{what} within {timeout} s (last: {last!r})")
 
 
-@pytest.fixture(scope="module")
-def image():
-    engine = container_engine()
-    if engine is None:
-        pytest.fail("no container engine answers here (podman info / docker info): make image-test needs one")
-    tag = f"localhost/iron-onboarding:test-{uuid.uuid4().hex[:8]}"
-    build = [engine, "build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={python_base_image(engine)}", "-t", tag]
+def build_image(engine: str, tag: str, *target: str) -> None:
+    build = [engine, "build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={python_base_image(engine)}", "-t", tag, *target]
     if "podman" in engine:
         build += ["--isolation", "chroot"]  # RUN steps without an OCI runtime (see run_options)
     result = subprocess.run([*build, str(REPO_ROOT)], capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, f"image build failed: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def image():
+    """The product image: what a build without --target makes."""
+    engine = container_engine()
+    if engine is None:
+        pytest.fail("no container engine answers here (podman info / docker info): make image-test needs one")
+    tag = f"localhost/iron-onboarding:test-{uuid.uuid4().hex[:8]}"
+    build_image(engine, tag)
     try:
         yield engine, tag, run_options(engine, tag)
     finally:
         subprocess.run([engine, "rmi", "-f", tag], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def sandbox_image(image):
+    """The Iron sandbox's stage, built after the product image so it reuses its layers."""
+    engine, _, options = image
+    tag = f"localhost/iron-onboarding-sandbox:test-{uuid.uuid4().hex[:8]}"
+    build_image(engine, tag, "--target", SANDBOX_STAGE)
+    try:
+        yield engine, tag, options
+    finally:
+        subprocess.run([engine, "rmi", "-f", tag], capture_output=True, timeout=120)
+
+
+def test_the_product_image_carries_no_tooling(image):
+    engine, tag, options = image
+    check = (
+        "import importlib.util, sys\n"
+        "import worker, starter, workflows.onboarding, webhook_receiver.app, codec_server.app, onboarding_api.app\n"
+        "tooling = [m for m in ('iron_sandbox', 'bench', 'demo', 'tests') if importlib.util.find_spec(m)]\n"
+        "sys.exit(f'tooling in the product image: {tooling}' if tooling else 0)\n"
+    )
+    result = subprocess.run([engine, "run", "--rm", *options, "--entrypoint", "python", tag, "-c", check],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(600)
+def test_the_sandbox_image_serves_iron_and_stops_on_sigterm(sandbox_image):
+    engine, tag, options = sandbox_image
+    port = free_port()
+    name = f"onboarding-test-sandbox-{uuid.uuid4().hex[:6]}"
+    environment = ["-e", "IRON_SANDBOX_HOST=127.0.0.1", "-e", f"IRON_SANDBOX_PORT={port}", "-e", "IRON_API_KEY=image-test-key"]
+    try:
+        subprocess.run([engine, "run", "-d", "--name", name, *options, *environment, tag],
+                       check=True, capture_output=True, timeout=120)
+        wait_for(lambda: get(f"http://127.0.0.1:{port}/")[0] == 200, "the sandbox answering")
+        customers = f"http://127.0.0.1:{port}/api/customers"
+        assert get(urllib.request.Request(customers, headers={"X-API-Key": "wrong"}))[0] == 401
+        assert get(urllib.request.Request(customers, headers={"X-API-Key": "image-test-key"}))[0] == 200
+        began = time.monotonic()
+        subprocess.run([engine, "stop", "-t", "30", name], check=True, capture_output=True, timeout=120)
+        assert time.monotonic() - began < 30, "the sandbox ignored SIGTERM"
+    finally:
+        subprocess.run([engine, "rm", "-f", name], capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +173,12 @@ def test_image_builds_and_each_command_starts(image, dev_server, tmp_path):
     from iron_sandbox.testing import SandboxServer
 
     engine, tag, options = image
-    ports = {name: free_port() for name in ("receiver", "codec", "worker_metrics", "receiver_metrics")}
+    ports = {name: free_port() for name in ("receiver", "codec", "api", "worker_metrics", "receiver_metrics")}
+    api_key = "oak_image-test-" + uuid.uuid4().hex
+    keys_file = tmp_path / "api-keys.json"
+    keys_file.write_text(json.dumps({"keys": [{"name": "image-test", "sha256": hashlib.sha256(api_key.encode()).hexdigest(),
+                                               "sub_partner_id": None}]}))
+    keys_file.chmod(0o644)
     token = base64.urlsafe_b64encode(os.urandom(32)).decode()
     with SandboxServer() as sandbox:
         env = {
@@ -138,8 +195,10 @@ def test_image_builds_and_each_command_starts(image, dev_server, tmp_path):
             "worker": ["-e", f"ONBOARDING_METRICS_PORT={ports['worker_metrics']}"],
             "receiver": ["-e", f"ONBOARDING_METRICS_PORT={ports['receiver_metrics']}"],
             "codec-server": [],
+            "api": ["-v", f"{keys_file}:/tmp/api-keys.json:ro", "-e", "ONBOARDING_API_KEYS_FILE=/tmp/api-keys.json"],
         }
-        arguments = {"worker": [], "receiver": ["--port", str(ports["receiver"])], "codec-server": ["--port", str(ports["codec"])]}
+        arguments = {"worker": [], "receiver": ["--port", str(ports["receiver"])], "codec-server": ["--port", str(ports["codec"])],
+                     "api": ["--port", str(ports["api"])]}
         names = {command: f"onboarding-test-{command}-{uuid.uuid4().hex[:6]}" for command in started}
         try:
             for command, extra in started.items():
@@ -162,6 +221,16 @@ def test_image_builds_and_each_command_starts(image, dev_server, tmp_path):
                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             )
             assert get(request)[0] == 200
+
+            # The containerised API starts a customer, which the containerised worker runs.
+            wait_for(lambda: get(f"http://127.0.0.1:{ports['api']}/readyz")[0] == 200, "the API ready")
+            api_start = urllib.request.Request(
+                f"http://127.0.0.1:{ports['api']}/v1/onboardings?wait=identification_url&timeout=60", method="POST",
+                data=json.dumps({"external_id": f"image-api-{uuid.uuid4().hex[:8]}", "email": "ada@example.com"}).encode(),
+                headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+            )
+            status, body = get(api_start, timeout=90)
+            assert status == 201 and json.loads(body)["onboarding"]["identification_url"], body
 
             # The containerised worker runs a customer's workflow and its Iron calls.
             result = subprocess.run(

@@ -235,7 +235,7 @@ async def test_a_bad_refusal_request_is_refused(backend):
 # --- signing on events, through the starter's API, on a real Temporal ---------------------------
 
 DEV_TIMINGS = OnboardingTimings(
-    poll_initial_seconds=0.5, poll_max_seconds=2, active_reconcile_seconds=5, active_backstop_seconds=5, parked_reconcile_seconds=5,
+    poll_initial_seconds=0.5, poll_max_seconds=2, active_backstop_seconds=5, parked_reconcile_seconds=5,
     activity_timeout_seconds=5, activity_retry_initial_seconds=0.1, activity_retry_max_seconds=0.5,
 )
 
