@@ -502,6 +502,12 @@ class PartnerBackendServer:
             try:
                 await self._server.serve(sockets=[sock])
             finally:
+                # A backend that is down answers nobody: a connection an HTTP client kept alive
+                # from before the close (a worker's pool) is dropped, not served on.
+                for connection in list(self._server.server_state.connections):
+                    transport = getattr(connection, "transport", None)
+                    if transport is not None:
+                        transport.abort()
                 sock.close()
                 self._server = None
             if self._reopen_at is None:

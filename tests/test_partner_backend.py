@@ -185,6 +185,27 @@ async def test_closed_port_refuses_connections_then_listens_again_on_the_same_po
     assert len(outages) == 2 and all(o["reopened_at"] >= o["closed_at"] for o in outages)
 
 
+async def test_a_closed_backend_drops_the_connections_clients_kept_alive(backend):
+    """A worker's HTTP client pools its connections: a backend that is down must not go on
+    answering on one opened before the close, or an event meant to meet the outage is delivered."""
+    async with httpx.AsyncClient() as http, httpx.AsyncClient() as driver:
+        assert (await http.get(f"{backend.url}/healthz")).status_code == 200  # a connection now kept alive
+        # A driver's long poll is in flight when the backend closes: its connection outlives the
+        # graceful shutdown, and must not be left open either.
+        poll = asyncio.ensure_future(driver.get(f"{backend.url}/_control/events/nobody?after=0&wait=30"))
+        await asyncio.sleep(0.3)
+        backend.close_for(120)
+        await until("the port closed", lambda: not backend.listening)
+        with pytest.raises(httpx.TransportError):
+            await http.get(f"{backend.url}/healthz")
+        with pytest.raises(httpx.TransportError):
+            await poll
+        with pytest.raises(httpx.TransportError):
+            await driver.get(f"{backend.url}/healthz")
+    backend.reopen()
+    backend.wait_listening(timeout=10)
+
+
 async def test_closing_on_a_customers_signings_closes_before_signing_and_records_the_outage(lines):
     """Armed for one customer, the backend closes its port once that customer's event asking for
     signings is recorded, and signs only once nobody listens: so that customer turns Active
