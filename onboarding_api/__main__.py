@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve_api(host: str, port: int, metrics_port: int | None) -> int:
-    from onboarding_api.app import TemporalConnection, create_app
+    from onboarding_api.app import create_app
+    from runtime.temporal import TemporalClientProvider
     from onboarding_api.auth import ApiKeyRing
     from onboarding_api.settings import ApiSettings
     from runtime.http_server import serve
@@ -73,7 +74,7 @@ def serve_api(host: str, port: int, metrics_port: int | None) -> int:
         runtime = prometheus_runtime(scrape_host, exported_port)
     scrape = f"http://{'[' + scrape_host + ']' if ':' in scrape_host else scrape_host}:{exported_port}/metrics"
     app = create_app(
-        settings, TemporalConnection(data_converter=converter, runtime=runtime), keys, documents=documents,
+        settings, TemporalClientProvider(data_converter=converter, runtime=runtime), keys, documents=documents,
         metric_meter=runtime.metric_meter, metrics_url=scrape,
     )
     log.info("listening", host=host, port=port, keys=len(keys.keys), metrics_port=exported_port)

@@ -48,7 +48,7 @@ import hashlib
 import json
 import time
 from datetime import timedelta
-from typing import Annotated, Any, AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, AsyncIterator, Callable
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 import httpx
@@ -115,9 +115,9 @@ from operations.onboardings import (
     wait_for,
 )
 from runtime.logging import get_logger
+from runtime.temporal import ClientProvider, as_provider
 
 API_VERSION = "1.0.0"
-ClientProvider = Callable[[], Awaitable[Client]]
 # The memo entry a start under an Idempotency-Key leaves on its workflow.
 API_REQUEST_MEMO = "api_request"
 IDEMPOTENCY_VERSION = "1"
@@ -434,7 +434,7 @@ def create_app(
     `IronClient` used as it is or `IronSettings` (default: the settings' `IRON_*`), opened
     with the app. `metric_meter` records the requests; `metrics_url`, the runtime exporter's
     `/metrics`, is what `GET /metrics` serves."""
-    provider = _as_provider(temporal)
+    provider = as_provider(temporal)
     metrics = ApiMetrics(metric_meter)
     resources: dict[str, Any] = {}
 
@@ -825,35 +825,6 @@ def create_app(
 
 def _same_key(earlier: Any, record: dict[str, str]) -> bool:
     return isinstance(earlier, dict) and earlier.get("idempotency_key_sha256") == record["idempotency_key_sha256"]
-
-
-def _as_provider(source: Client | ClientProvider) -> ClientProvider:
-    if isinstance(source, Client):
-        async def fixed() -> Client:
-            return source
-
-        return fixed
-    return source
-
-
-class TemporalConnection:
-    """The API's Temporal client, connected on first use: the API starts (and answers 503)
-    while Temporal is away, and recovers by itself when it is back."""
-
-    def __init__(self, **overrides: Any) -> None:
-        self._overrides = overrides
-        self._client: Client | None = None
-        self._lock = asyncio.Lock()
-
-    async def __call__(self) -> Client:
-        if self._client is not None:
-            return self._client
-        async with self._lock:
-            if self._client is None:
-                from runtime.temporal import connect
-
-                self._client = await connect(**{"lazy": True, **self._overrides})
-            return self._client
 
 
 # --- the contract --------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ others read.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, Awaitable, Callable
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter
@@ -46,3 +47,45 @@ async def connect(profile: str | None = None, **overrides: Any) -> Client:
     config.update(overrides)
     config["data_converter"] = overrides.get("data_converter") or data_converter()
     return await Client.connect(**config)
+
+
+# --- a connection made on first use ------------------------------------------------------------
+
+ClientProvider = Callable[[], Awaitable[Client]]
+
+
+class TemporalClientProvider:
+    """An async callable returning one shared `Client`, connected lazily on first call: a
+    service (the webhook receiver, the HTTP API) comes up and answers 503 while Temporal is
+    down, and recovers by itself when it returns. A lazy client opens its channel on the first
+    call and reconnects after a failure; building it is retried on the next call if it fails
+    (a bad TLS file, say), so nothing needs a restart. `overrides` go to `connect`."""
+
+    def __init__(self, **overrides: Any) -> None:
+        self._overrides = overrides
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                self._client = await connect(**{"lazy": True, **self._overrides})
+            return self._client
+
+
+def as_provider(source: Client | ClientProvider | None) -> ClientProvider:
+    """Accept a ready `Client`, any async callable returning one, or None (the environment)."""
+    if source is None:
+        return TemporalClientProvider()
+    if isinstance(source, Client):
+        client = source
+
+        async def fixed() -> Client:
+            return client
+
+        return fixed
+    if not callable(source):
+        raise TypeError("temporal_client_provider must be a Client or an async callable returning one")
+    return source

@@ -20,7 +20,7 @@ from runtime.logging import get_logger
 from runtime.process import exit_now, load_or_exit
 from runtime.metrics import runtime_for
 from webhook_receiver.app import create_app
-from webhook_receiver.connection import TemporalClientProvider
+from runtime.temporal import TemporalClientProvider
 from webhook_receiver.settings import DEFAULT_HOST, DEFAULT_PORT, ReceiverSettings
 
 PROGRAM = "webhook_receiver"

@@ -61,7 +61,7 @@ from iron_client.webhooks import (
     verify,
 )
 from runtime.logging import get_logger
-from webhook_receiver.connection import ClientProvider, TemporalClientProvider, as_provider
+from runtime.temporal import ClientProvider, TemporalClientProvider, as_provider
 from webhook_receiver.metrics import ReceiverMetrics
 from webhook_receiver.routing import CustomerRouter, IronLookupFailed, Route, UnknownCustomer, is_iron_id
 from webhook_receiver.settings import IRON_POOL_SIZE, ReceiverSettings
