@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-up docs api-spec test test-fast explore flake-hunt image-test ui-test chaos receiver-load bench histories models clean
+.PHONY: demo demo-up docs api-spec test test-fast explore flake-hunt image-test ui-test chaos receiver-load bench histories release-wheel models clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,15 @@ bench: $(STAMP)
 # RELEASE=<version> into that release's folder, once, when the release is cut.
 histories: $(STAMP)
 	RELEASE=$(RELEASE) $(PY) -m tests.record_histories
+
+# The wheel of a release, built from its tag into tests/releases/ once, when the release is cut:
+# tests/test_release_upgrade_devserver.py runs that code, and a clone may come without tags.
+release-wheel: $(STAMP)
+	@test -n "$(RELEASE)" || { echo "make release-wheel RELEASE=<version>" >&2; exit 2; }
+	rm -rf build/release-$(RELEASE) && mkdir -p build/release-$(RELEASE)
+	git archive v$(RELEASE) | tar -x -C build/release-$(RELEASE)
+	$(PY) -m pip wheel --no-deps --no-build-isolation -q -w tests/releases build/release-$(RELEASE)
+	rm -rf build/release-$(RELEASE)
 
 # Iron's models, generated from the spec copy into iron_client/generated.py: run it after taking a
 # new copy of iron_client/spec/openapi-onboarding.yml (a test fails while the two disagree).
