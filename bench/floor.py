@@ -203,4 +203,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from runtime.process import exit_now  # no interpreter finalization under the Temporal client's threads
+
+    exit_now(main())
