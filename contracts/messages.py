@@ -33,6 +33,13 @@ UPDATE_REFRESH = "refresh"
 UPDATE_AMEND = "amend"
 UPDATE_WAIT_FOR = "wait_for"  # models in contracts/state_view.py
 QUERY_STATE = "state"
+# What a `state` query that reached a worker by a query task which found new events answers
+# (runtime.query_task_guard): the worker reloads the workflow, and asking again is answered.
+QUERY_TASK_DID_WORK = (
+    "the workflow moved on while this query waited for a worker (as after a Temporal restart); "
+    "the worker reloads the workflow: ask again"
+)
+QUERY_TASK_DID_WORK_TYPE = "QueryTaskDidWorkflowWork"
 
 EXTERNAL_ID_MAX_LENGTH = 200
 

@@ -29,12 +29,13 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.messages import QUERY_STATE, UPDATE_WAIT_FOR, WORKFLOW_TYPE, OnboardingInput, OnboardingState, Phase
+from contracts.messages import QUERY_STATE, QUERY_TASK_DID_WORK, UPDATE_WAIT_FOR, WORKFLOW_TYPE, OnboardingInput, OnboardingState, Phase
 from contracts.state_view import (
     NO_URL_PHASES,
     START_REQUEST_MEMO,
@@ -123,9 +124,22 @@ def workflow_not_found(err: BaseException) -> bool:
     return not any("NamespaceNotFound" in getattr(d, "type_url", "") for d in details)
 
 
+# A query that reached a worker by a query task which found new events is refused once, with
+# "ask again", while the worker reloads the workflow (runtime.query_task_guard); the next is answered.
+LIVE_STATE_ASKS = 3
+
+
 async def live_state(handle: WorkflowHandle) -> OnboardingState:
     """The whole state through the `state` query: for people (the CLI's `--live`, the UI)."""
-    return await handle.query(QUERY_STATE, result_type=OnboardingState)
+    ask = 1
+    while True:
+        try:
+            return await handle.query(QUERY_STATE, result_type=OnboardingState)
+        except WorkflowQueryFailedError as exc:
+            if QUERY_TASK_DID_WORK not in str(exc) or ask >= LIVE_STATE_ASKS:
+                raise
+        await asyncio.sleep(0.1 * ask)
+        ask += 1
 
 
 # --- waiting -----------------------------------------------------------------------------------

@@ -54,18 +54,15 @@ from temporalio.bridge.proto.workflow_completion import WorkflowActivationComple
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from contracts.messages import QUERY_TASK_DID_WORK, QUERY_TASK_DID_WORK_TYPE
 from runtime.logging import get_logger
 
 log = get_logger("query_task_guard")
 
 # The id the core gives the query of a query task (a query riding a workflow task has its own).
 LEGACY_QUERY_ID = "legacy_query"
-# The failure the caller of such a query receives.
-QUERY_TASK_DID_WORK = (
-    "the workflow moved on while this query waited for a worker (as after a Temporal restart); "
-    "the worker reloads the workflow: ask again"
-)
-FAILURE_TYPE = "QueryTaskDidWorkflowWork"
+# The failure the caller of such a query receives (its message is QUERY_TASK_DID_WORK).
+FAILURE_TYPE = QUERY_TASK_DID_WORK_TYPE
 
 
 class QueryTaskGuard(WorkflowRunner):

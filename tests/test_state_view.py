@@ -66,3 +66,39 @@ def test_recorded_runs_with_the_state_memo_write_it_at_no_patch_cost():
     assert first["WORKFLOW_PROPERTIES_MODIFIED"] >= 3  # the url, the signings, a signature
     assert second["WORKFLOW_PROPERTIES_MODIFIED"] == 0
     assert first["WORKFLOW_EXECUTION_UPDATE_ACCEPTED"] >= 3  # waits and signings
+
+
+class QueryAnswers:
+    """A workflow handle's `query` answering from a script: an exception is raised, a state returned."""
+
+    def __init__(self, *answers: object) -> None:
+        self.answers = list(answers)
+        self.asked = 0
+
+    async def query(self, name: str, result_type: type) -> object:
+        self.asked += 1
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+async def test_the_live_state_asks_again_only_when_the_worker_said_ask_again():
+    from temporalio.client import WorkflowQueryFailedError
+
+    from contracts.messages import QUERY_TASK_DID_WORK
+    from operations.state_access import LIVE_STATE_ASKS, live_state
+
+    state = OnboardingState(external_id="ext-1", phase=Phase.ACTIVE)
+    reloaded = QueryAnswers(WorkflowQueryFailedError(QUERY_TASK_DID_WORK), state)
+    assert await live_state(reloaded) == state and reloaded.asked == 2
+
+    broken = QueryAnswers(WorkflowQueryFailedError("state: boom"), state)
+    with pytest.raises(WorkflowQueryFailedError, match="boom"):
+        await live_state(broken)
+    assert broken.asked == 1
+
+    never = QueryAnswers(*[WorkflowQueryFailedError(QUERY_TASK_DID_WORK)] * LIVE_STATE_ASKS)
+    with pytest.raises(WorkflowQueryFailedError, match="ask again"):
+        await live_state(never)
+    assert never.asked == LIVE_STATE_ASKS
