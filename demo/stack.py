@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import secrets
 import shlex
 import signal
@@ -41,7 +42,38 @@ SEARCH_ATTRIBUTES = {
 }
 
 
+# Ports handed out below the kernel's ephemeral range: a port the OS picks for bind(0) or an
+# outgoing connection is free again the moment it is closed, and the dev server picks its own
+# HTTP, metrics and internal service ports that way, so a port taken from that range before the
+# dev server starts can be given to it too (a sandbox then heard the dev server's gRPC).
+PORTS_BELOW_EPHEMERAL_FROM = 15000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def free_port() -> int:
+    """A port nothing listens on, never handed out before by this process, chosen below the
+    ephemeral range where the OS assigns no port of its own (bind(0) where that range is unknown)."""
+    top = _ephemeral_range_start()
+    if top > PORTS_BELOW_EPHEMERAL_FROM + 1000:
+        for _ in range(200):
+            port = random.randrange(PORTS_BELOW_EPHEMERAL_FROM, top)
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            if not port_open(port):
+                _handed_out.add(port)
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

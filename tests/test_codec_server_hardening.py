@@ -24,7 +24,7 @@ from codec_server.app import MIN_TOKEN_LENGTH, create_app
 from data_protection.keys import KeyRing
 from data_protection.redaction import redact_processor
 from tests.test_codec_server import TOKEN, client_for, plain_body
-from tests.test_webhook_receiver import free_port
+from demo.stack import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CODEC = EncryptionCodec(KeyRing({"k1": os.urandom(32)}))

@@ -25,7 +25,6 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import tomllib
@@ -37,6 +36,8 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+
+from demo.stack import free_port
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -314,10 +315,6 @@ def last_flag(arguments: list[str], flag: str) -> str | None:
     return values[-1] if values else None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(url: str, **kwargs: Any) -> tuple[int, bytes]:

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_deployment_manifests import DOCKERFILE, REPO_ROOT, SANDBOX_STAGE, free_port, get, search_attribute_flags
+from demo.stack import free_port
+from tests.test_deployment_manifests import DOCKERFILE, REPO_ROOT, SANDBOX_STAGE, get, search_attribute_flags
 
 # --- the image, built and started -----------------------------------------------------------------
 

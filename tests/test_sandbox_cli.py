@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from demo.stack import free_port
 from iron_client.webhooks import verify
 from iron_sandbox.__main__ import parse_args
 from iron_sandbox.config import DEFAULT_API_KEY, SandboxConfig
@@ -60,14 +60,10 @@ def test_flags_win_over_the_environment(clean_env) -> None:
     assert "flag-key" not in repr(config) and "flag-secret" not in repr(config)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_the_process_serves_the_api_and_sends_signed_webhooks() -> None:
-    port = _free_port()
+    port = free_port()
     with WebhookCollector() as collector:
         env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
         env["IRON_SANDBOX_AUTOPILOT"] = "1"

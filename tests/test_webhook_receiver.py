@@ -12,7 +12,6 @@ import asyncio
 import collections
 import contextlib
 import json
-import socket
 import time
 import uuid
 from datetime import datetime, timezone
@@ -20,6 +19,8 @@ from typing import Any, AsyncIterator
 
 import httpx
 import pytest
+
+from demo.stack import free_port
 import pytest_asyncio
 import structlog
 from temporalio import workflow
@@ -93,10 +94,6 @@ OLD_SECRET = "whsec-test-previous"
 # --- plumbing shared with the end-to-end module ----------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TcpProxy:

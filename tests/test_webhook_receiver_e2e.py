@@ -27,6 +27,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.iron_activities import IronActivities
 from data_protection.documents import FilesystemDocumentStore
 from iron_client.webhooks import sign
+from demo.stack import free_port
 from iron_sandbox.testing import SandboxServer
 from runtime.process import EXIT_CONFIGURATION
 from runtime.temporal import data_converter
@@ -35,7 +36,6 @@ from tests.test_webhook_receiver import (
     RecordingOnboarding,
     TcpProxy,
     delivered,
-    free_port,
     new_customer,
     status_message,
     webhook,
