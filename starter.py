@@ -160,6 +160,8 @@ def format_state(state: OnboardingState, ui_link: str | None = None) -> str:
         lines.append(f"NEEDS ATTENTION  at {a.step}: {a.reason} (since {a.since})")
     if state.sla_breached:
         lines.append(f"SLA BREACHED     {state.sla_breached.sla}: {state.sla_breached.phase.value} since {state.sla_breached.since}")
+    if getattr(state, "idle", None):
+        lines.append(f"IDLE             {state.idle.phase.value} untouched since {state.idle.since}")
     requirements = getattr(state, "requirements", None)  # the state view has them in one line
     requires = requirements.brief() if requirements and requirements.outstanding() else getattr(state, "requires", None)
     if requires:

@@ -8,25 +8,29 @@ field of `Features`, on from the version that brought it; the workflow asks
 `Features.of(input.engine_version)` and nothing else. A version gate costs no history event,
 where a `workflow.patched` marker costs one in every run, and it reads as one line per change.
 
-Release 1.0.0 is engine 1, with no gate: no deployment ran the code before it. The rule for
-adding and retiring a gate is in docs/changing-the-workflow.md.
+Release 1.0.0 is engine 1, with no gate: no deployment ran the code before it. Engine 2 brings
+quiet waits (`quiet_waits`). The rule for adding and retiring a gate is in
+docs/changing-the-workflow.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Features:
-    """What a run of engine `version` does differently from the release's baseline (none yet).
+    """What a run of engine `version` does differently from the release's baseline.
 
     A gated change adds a field here, `some_change: bool`, set in `of` as
     `version >= <the version that brought it>`, and raises `ENGINE_VERSION` to that version."""
 
     version: int
+    # Engine 2: a wait reads Iron on its own only during a first window, then once per backstop;
+    # reminders and SLAs wake it without a read; a customer in one wait too long is flagged idle.
+    quiet_waits: bool = False
 
     @classmethod
     def of(cls, version: int) -> "Features":
@@ -35,4 +39,4 @@ class Features:
         # knows it picks it up, and the customer's history stays as it was.
         if not 1 <= version <= ENGINE_VERSION:
             raise RuntimeError(f"engine version {version} is unknown to this worker (it knows 1 to {ENGINE_VERSION})")
-        return cls(version=version)
+        return cls(version=version, quiet_waits=version >= 2)

@@ -129,10 +129,10 @@ class OnboardingTimings(Message):
     activity_timeout_seconds: float = Field(default=30.0, gt=0)
     activity_retry_initial_seconds: float = Field(default=1.0, gt=0)
     activity_retry_max_seconds: float = Field(default=60.0, gt=0)
-    # Deliveries to the partner's backend retry with backoff up to this interval for as long as
-    # it refuses: once it is back, its backlog starts moving within this time. Each attempt is a
-    # billable action on Temporal Cloud, hence not the activities' 60 s.
-    event_retry_max_seconds: float = Field(default=120.0, gt=0)
+    # Deliveries the backend refused retry on the worker's schedule (ONBOARDING_EVENTS_RETRY_SCHEDULE);
+    # this bounds the backoff of an attempt that ended without one (a worker lost mid-attempt).
+    # Each attempt is a billable action on Temporal Cloud, hence not the activities' 60 s.
+    event_retry_max_seconds: float = Field(default=3600.0, gt=0)
     audit_tail: int = Field(default=50, ge=5)
     dedup_memory: int = Field(default=200, ge=10)
     continue_as_new_after_events: int = Field(default=10_000, ge=20)
@@ -148,6 +148,20 @@ class OnboardingTimings(Message):
     sla_operator_seconds: float | None = Field(default=3600.0, ge=0)
     # Iron's compliance holding the customer (`Suspended`, `UserRequired`): off by default.
     sla_iron_hold_seconds: float | None = Field(default=None, ge=0)
+    # Quiet waits (engine 2): a wait polls Iron (on the backoff above, or every
+    # `parked_reconcile_seconds` while parked) only while it is younger than its first window;
+    # after it, only wakes move it (webhooks, operators' updates, signings, the fleet pass,
+    # reminders and SLAs, which read nothing) and one backstop read every `parked_backstop_seconds`.
+    # A customer who acts, acts in the first hour (the hosted KYC is one sitting); later news comes
+    # by webhook, and a lost webhook by the daily fleet pass or, at worst, the backstop.
+    quiet_after_seconds: float = Field(default=3600.0, gt=0)
+    # Iron's own review (`Processed`, `PendingReview`; typically 24 to 48 h) is polled longer.
+    review_quiet_after_seconds: float = Field(default=6 * 3600.0, gt=0)
+    parked_backstop_seconds: float = Field(default=60 * 86400.0, gt=0)
+    # A customer in one wait this long is flagged idle (the state's `idle`, the details line,
+    # `report`, the SLA metric and one `onboarding.sla_breached` event with deadline `idle`);
+    # None: never. It moves at once on its next wake all the same.
+    idle_after_seconds: float | None = Field(default=30 * 86400.0, gt=0)
 
 
 class OnboardingInput(Message):
@@ -336,7 +350,8 @@ class SlaBreachView(Message):
 class PassProgress(Message):
     """What the handling of the current wake (a pass) has already learned from Iron, so each
     read happens once per pass. `customer`: `stale` (read it), `fresh` (read in this pass) or
-    `trusted` (a wake about the identification alone, while the customer is known to need it)."""
+    `trusted` (a wake about the identification alone, while the customer is known to need it) or
+    `known` (a reminder, SLA or idle deadline alone: the state stands, nothing is read)."""
 
     customer: str = "stale"
     customer_read_after_identification: bool = False
@@ -406,6 +421,11 @@ class OnboardingState(Message):
     sla_key: str | None = None
     sla_since: datetime | None = None
     sla_breached: SlaBreachView | None = None
+    # Flagged once a customer has stayed in one wait `idle_after_seconds` (engine 2); cleared
+    # when the phase changes.
+    idle: SlaBreachView | None = None
+    # When the current poll schedule began (its first window is measured from here).
+    poll_since: datetime | None = None
     # When the current phase began (search attribute `OnboardingPhaseSince`, the time-in-phase
     # metric): carried across continue-as-new, so a long wait is measured from its start.
     phase_since: datetime | None = None

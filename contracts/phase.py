@@ -20,3 +20,10 @@ class Phase(str, Enum):
     NEEDS_ATTENTION = "NeedsAttention"
     UNKNOWN_IRON_STATUS = "UnknownIronStatus"
     ARCHIVED = "Archived"
+
+
+# The waits a customer can stay in for ever (`OnboardingTimings.idle_after_seconds` flags them).
+PARKED_PHASES = (
+    Phase.AWAITING_IDENTIFICATION, Phase.AWAITING_SIGNINGS, Phase.DECLINED, Phase.NEEDS_ATTENTION,
+    Phase.SUSPENDED, Phase.USER_REQUIRED, Phase.UNKNOWN_IRON_STATUS,
+)

@@ -77,6 +77,7 @@ class OnboardingStateView(BaseModel):
     # and an SLA the current wait is past.
     requires: str | None = None
     sla_breached: SlaBreachView | None = None
+    idle: SlaBreachView | None = None
     # Events for the partner's backend queued and not yet acknowledged, as of the last change.
     events_pending: int = 0
     last_event_sequence: int = 0
@@ -123,6 +124,7 @@ class OnboardingStateView(BaseModel):
             waiting_for=_clip(s.waiting_for, _WAITING_FOR_MAX),
             requires=s.requirements.brief() if s.requirements is not None and s.requirements.outstanding() else None,
             sla_breached=s.sla_breached,
+            idle=s.idle,
             events_pending=len(s.outbox.pending),
             last_event_sequence=s.outbox.last_sequence,
             updated_at=s.updated_at,

@@ -141,6 +141,8 @@ class Onboarding(BaseModel):
     waiting_for: str = ""
     requires: str | None = None
     sla_breached: SlaBreach | None = None
+    # A month in one wait with nothing moving it (`deadline` idle): docs/lifecycle.md, quiet waits.
+    idle: SlaBreach | None = None
     events_pending: int = 0
     last_event_sequence: int = 0
     updated_at: str | None = None

@@ -28,6 +28,7 @@ from temporalio.client import Client, WorkflowExecution
 
 from contracts import search_attributes as sa
 from contracts.messages import WORKFLOW_TYPE, Phase
+from contracts.phase import PARKED_PHASES
 from contracts.quoting import quoted
 from contracts.workflow_ids import WORKFLOW_ID_PREFIX, scope_of_workflow_id
 from runtime.settings import DEFAULT_TEMPORAL_UI_URL, workflow_ui_link
@@ -72,11 +73,15 @@ def default_rules(
     pending_review: timedelta = timedelta(hours=48),
     needs_attention: timedelta = timedelta(0),
     declined: timedelta = timedelta(0),
+    idle: timedelta = timedelta(days=30),
 ) -> list[StuckRule]:
     """The thresholds that fit Iron: a customer who has not completed the hosted KYC or signed
     for a week has likely abandoned it; Iron's compliance review takes up to two days; a
-    customer parked for an operator is stuck from the first moment."""
+    customer parked for an operator is stuck from the first moment; any customer in one wait for
+    30 days is idle (the engine flags it at `idle_after_seconds`, 30 days by default), whoever it
+    waits for, so it is listed under `idle` too."""
     phase, status = sa.ONBOARDING_PHASE.name, sa.IRON_IDENTIFICATION_STATUS.name
+    parked = ", ".join(f'"{p.value}"' for p in PARKED_PHASES)
     return [
         StuckRule(
             "waiting_on_customer",
@@ -93,6 +98,7 @@ def default_rules(
         ),
         StuckRule("needs_attention", "waiting for an operator", f'{phase} = "{Phase.NEEDS_ATTENTION.value}"', needs_attention),
         StuckRule("declined", "identification declined, waiting for an operator", f'{phase} = "{Phase.DECLINED.value}"', declined),
+        StuckRule("idle", "in one wait, whoever it waits for, with nothing moving it", f"{phase} IN ({parked})", idle),
     ]
 
 
@@ -325,6 +331,8 @@ def add_arguments(parser) -> None:
                         help="stuck when waiting for an operator this long (0: at all)")
     parser.add_argument("--declined", type=duration, default=timedelta(0), metavar="DURATION",
                         help="stuck when declined this long (0: at all)")
+    parser.add_argument("--idle", type=duration, default=timedelta(days=30), metavar="DURATION",
+                        help="idle when in any one wait this long (30d)")
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                         help=f"list at most N customers per threshold ({DEFAULT_LIMIT}); the counts stay exact")
 
@@ -339,6 +347,7 @@ async def run(client: Client, args, out, sub_partner: str | None = None, *, ui_u
         pending_review=args.pending_review,
         needs_attention=args.needs_attention,
         declined=args.declined,
+        idle=args.idle,
     )
     report = await build_report(client, rules, limit=max(args.limit, 0), sub_partner=sub_partner, ui_url=ui_url)
     print(json.dumps(report.as_json(), indent=2) if args.json else format_report(report), file=out)

@@ -24,9 +24,12 @@ from contracts.messages import (
     Phase,
 )
 from contracts.requirements import RequirementsView, RequirementView
+from contracts.engine import Features
 from workflows import decide as d
 
 T = OnboardingTimings()
+# Release 1.0.0's engine: its customers still run, so its rules stay under test until its gate goes.
+ENGINE_1 = Features.of(1)
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CUSTOMER = "cus-1"
 
@@ -61,15 +64,17 @@ class Run:
         timings: OnboardingTimings = T,
         *,
         deliver_events: bool = False,
+        features: Features = d.CURRENT_FEATURES,
     ) -> None:
         self.state = state or OnboardingState(external_id="ext-1")
         self.timings = timings
         self.deliver_events = deliver_events
+        self.features = features
         self.now = T0
 
     def __call__(self, observation: d.Observation, *, after: float = 1.0) -> d.Action:
         self.now += timedelta(seconds=after)
-        return d.decide(self.state, observation, self.now, self.timings)
+        return d.decide(self.state, observation, self.now, self.timings, self.features)
 
     def start(self, *, carried: bool = False, email: bool = True) -> d.Action:
         return self(d.RunStarted(carried=carried, email_known=email, deliver_events=self.deliver_events))
@@ -116,7 +121,7 @@ def test_without_an_email_the_customer_cannot_be_created_and_needs_attention():
     assert run.start(email=False) == d.Wait()
     assert run.state.phase == Phase.NEEDS_ATTENTION
     assert run.state.needs_attention.error_type == "MissingEmail"
-    assert set(run.state.deadlines) == {"sla"}, "a person fixes this: no poll, only the operator SLA's deadline"
+    assert set(run.state.deadlines) == {"sla", "idle"}, "a person fixes this: no poll, only the operator SLA's and idle deadlines"
 
 
 def test_amended_start_data_retries_the_customer_with_a_new_idempotency_attempt():
@@ -154,7 +159,7 @@ def test_the_first_identification_is_created_then_awaited_with_its_url_and_a_pol
     assert s.phase == Phase.AWAITING_IDENTIFICATION
     assert s.identification_url == "https://kyc.example/idv-1"
     assert s.deadlines["poll"] == run.now + timedelta(seconds=T.poll_initial_seconds)
-    assert set(s.deadlines) == {"poll", "sla"}, "a poll, and the customer SLA's deadline"
+    assert set(s.deadlines) == {"poll", "sla", "idle"}, "a poll, the customer SLA's deadline and the idle one"
     assert s.waiting_for == "the customer to complete identification"
 
 
@@ -182,8 +187,8 @@ def test_review_statuses_keep_waiting(status, waiting_for):
     assert run.state.phase == Phase.AWAITING_IDENTIFICATION and run.state.waiting_for == waiting_for
 
 
-def test_polling_backs_off_and_a_webhook_starts_it_over():
-    run = Run()
+def test_polling_backs_off_and_a_webhook_starts_it_over_for_ever_on_engine_1():
+    run = Run(features=ENGINE_1)
     to_awaiting_identification(run)
     delays = []
     for _ in range(8):
@@ -377,7 +382,10 @@ def test_the_backstop_is_the_only_timer_while_active_and_the_fleet_reconciler_wa
     assert run.woken(hint) == d.ReadCustomer(cause="webhook fleet_reconciliation")
     assert run(d.CustomerRead(customer("Suspended", "idv-1"))) == d.Wait()
     assert run.state.phase == Phase.SUSPENDED
-    assert run.state.deadlines == {"reconcile": run.now + timedelta(seconds=timings.parked_reconcile_seconds)}
+    assert run.state.deadlines == {
+        "reconcile": run.now + timedelta(seconds=timings.parked_reconcile_seconds),
+        "idle": run.now + timedelta(seconds=timings.idle_after_seconds),
+    }
 
 
 def test_reversion_to_identification_required_adopts_irons_step_up_in_a_new_cycle():
@@ -414,8 +422,8 @@ def test_reversion_to_signings_required_reads_the_new_signings():
     "status, phase, outcome",
     [("Suspended", Phase.SUSPENDED, "Suspended"), ("UserRequired", Phase.USER_REQUIRED, None), ("Frozen", Phase.UNKNOWN_IRON_STATUS, None)],
 )
-def test_parked_customer_statuses_wait_visibly_with_hourly_reconciliation(status, phase, outcome):
-    run = Run()
+def test_parked_customer_statuses_wait_visibly_with_hourly_reconciliation_on_engine_1(status, phase, outcome):
+    run = Run(features=ENGINE_1)
     to_active(run)
     run.woken(d.IronHint("customer_status", about_customer=True))
     assert run(d.CustomerRead(customer(status, "idv-1"))) == d.Wait()
@@ -449,7 +457,7 @@ def test_a_final_rejection_parks_with_step_code_and_reason_until_iron_or_an_oper
     s = run.state
     assert s.phase == Phase.NEEDS_ATTENTION and s.outcome == "NeedsAttention"
     assert (s.needs_attention.step, s.needs_attention.status_code) == ("get_identification", 404)
-    assert set(s.deadlines) == {"sla"}, "no poll: an operator or Iron moves it; only the operator SLA's deadline"
+    assert set(s.deadlines) == {"sla", "idle"}, "no poll: an operator or Iron moves it; only the operator SLA's and idle deadlines"
     # A webhook: read the customer; same status, still parked.
     assert isinstance(run.woken(d.IronHint("customer_status", about_customer=True)), d.ReadCustomer)
     assert run(d.CustomerRead(customer("IdentificationRequired", "idv-1"))) == d.Wait()
@@ -542,8 +550,8 @@ def test_without_events_nothing_is_queued_and_no_reminder_is_planned():
     assert run.state.outbox.pending == () and "reminder" not in run.state.deadlines
 
 
-def test_reminders_come_at_their_offsets_after_a_fresh_read_and_start_over_for_a_new_wait():
-    run = Run(deliver_events=True)
+def test_reminders_come_at_their_offsets_after_a_fresh_read_and_start_over_for_a_new_wait_on_engine_1():
+    run = Run(deliver_events=True, features=ENGINE_1)
     to_awaiting_identification(run)
     began = run.state.awaiting_since
     assert run.state.deadlines["reminder"] == began + timedelta(days=1)
@@ -569,8 +577,8 @@ def test_reminders_come_at_their_offsets_after_a_fresh_read_and_start_over_for_a
     assert run.state.deadlines["reminder"] == run.now + timedelta(days=1)
 
 
-def test_no_reminder_once_the_customer_acted():
-    run = Run(deliver_events=True)
+def test_no_reminder_once_a_read_shows_the_customer_acted_on_engine_1():
+    run = Run(deliver_events=True, features=ENGINE_1)
     to_awaiting_identification(run)
     run.now += timedelta(days=1)
     run.woken(due=("reminder",), after=0)
@@ -679,8 +687,8 @@ def test_a_reversion_to_signings_reads_the_requirements():
 # --- SLAs ----------------------------------------------------------------------------------------
 
 
-def test_a_customer_past_its_sla_is_flagged_and_announced_once_and_a_phase_change_clears_it():
-    run = Run(deliver_events=True)
+def test_a_customer_past_its_sla_is_flagged_and_announced_once_and_a_phase_change_clears_it_on_engine_1():
+    run = Run(deliver_events=True, features=ENGINE_1)
     to_awaiting_identification(run)
     since = run.state.sla_since
     assert run.state.deadlines["sla"] == since + timedelta(days=7)
@@ -731,3 +739,141 @@ def test_an_sla_of_none_is_off_and_zero_flags_at_once_without_events_when_they_a
     run(d.IronRefused("get_identification", "gone", "IronNotFound", 404))
     assert run.state.phase == Phase.NEEDS_ATTENTION
     assert run.state.sla_breached.sla == "operator" and run.state.outbox.pending == ()
+
+
+# --- quiet waits (engine 2): a customer who does nothing costs nothing --------------------------
+
+
+def reads_until_quiet(run: Run, due: str, read) -> list[float]:
+    """Let each poll come due and answer it with `read()`, until the wait stops polling: the
+    seconds after the wait began at which Iron was read."""
+    began, reads = run.now, []
+    while due in run.state.deadlines:
+        assert len(reads) < 50, f"still polling after {reads}"
+        run.now = run.state.deadlines[due]
+        action = run.woken(due=(due,), after=0)
+        assert isinstance(action, (d.ReadIdentification, d.ReadCustomer, d.ReadSignings)), action
+        reads.append((run.now - began).total_seconds())
+        while not isinstance(action, d.Wait):
+            action = run(read(action), after=0)
+    return reads
+
+
+def test_a_wait_on_the_customer_polls_only_in_its_first_hour_then_waits_on_the_backstop():
+    run = Run()
+    to_awaiting_identification(run)
+    reads = reads_until_quiet(run, "poll", lambda _: d.IdentificationRead(identification("idv-1", "Pending")))
+    assert reads == [60, 180, 420, 900, 1860], "the backoff, within the first window of an hour"
+    assert run.state.deadlines["backstop"] == run.now + timedelta(seconds=T.parked_backstop_seconds)
+    assert "poll" not in run.state.deadlines and d.timer_summary(run.state, "backstop").startswith("backstop read of Iron")
+    # Quiet, and still moved at once by a webhook: the identification is read, the customer signs.
+    run.now += timedelta(days=20)
+    assert run.woken(d.IronHint("identification_status", about_customer=False)) == d.ReadIdentification(
+        identification_id="idv-1", cause="webhook identification_status")
+    assert run(d.IdentificationRead(identification("idv-1", "Approved"))) == d.ReadCustomer(cause="identification approved")
+
+
+def test_irons_review_keeps_its_longer_window():
+    run = Run()
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IdentificationRead(identification("idv-1", "PendingReview")))
+    reads = reads_until_quiet(run, "poll", lambda _: d.IdentificationRead(identification("idv-1", "PendingReview")))
+    assert reads[-1] <= T.review_quiet_after_seconds < reads[-1] + T.poll_max_seconds
+    assert len(reads) == 10 and set(run.state.deadlines) >= {"backstop"}
+
+
+def test_a_customer_waiting_for_signatures_reads_iron_no_more_after_the_window_and_signs_at_once():
+    run = Run()
+    to_awaiting_signings(run)
+    unchanged = {d.ReadCustomer: d.CustomerRead(customer("SigningsRequired", "idv-1")), d.ReadSignings: d.SigningsRead(SIGNINGS)}
+    reads = reads_until_quiet(run, "poll", lambda action: unchanged[type(action)])
+    assert len(reads) == 5 and "backstop" in run.state.deadlines
+    run.now += timedelta(days=45)
+    assert run.woken(d.SigningRequested("terms")) == d.Sign(content_id="terms", cycle=1), "a signing goes out at once"
+
+
+@pytest.mark.parametrize("status, phase", [("Suspended", Phase.SUSPENDED), ("UserRequired", Phase.USER_REQUIRED), ("Frozen", Phase.UNKNOWN_IRON_STATUS)])
+def test_a_customer_held_by_iron_is_read_hourly_only_in_the_first_window(status, phase):
+    run = Run()
+    to_active(run)
+    run.woken(d.IronHint("customer_status", about_customer=True))
+    run(d.CustomerRead(customer(status, "idv-1")))
+    assert run.state.phase == phase
+    reads = reads_until_quiet(run, "reconcile", lambda _: d.CustomerRead(customer(status, "idv-1")))
+    assert reads == [T.parked_reconcile_seconds], "one read in the first hour"
+    assert run.state.deadlines["backstop"] == run.now + timedelta(seconds=T.parked_backstop_seconds)
+    # The backstop read, sixty days on: nothing changed, the next backstop is sixty days further.
+    run.now = run.state.deadlines["backstop"]
+    assert isinstance(run.woken(due=("backstop",), after=0), d.ReadCustomer)
+    run(d.CustomerRead(customer(status, "idv-1")), after=0)
+    assert run.state.deadlines["backstop"] == run.now + timedelta(seconds=T.parked_backstop_seconds)
+    # The fleet pass found Iron moved the customer: read at once, Active again.
+    run.woken(d.IronHint("fleet_reconciliation", about_customer=True, status="Active"))
+    assert run(d.CustomerRead(customer("Active", "idv-1"))) == d.Wait()
+    assert run.state.phase == Phase.ACTIVE
+
+
+def test_a_declined_customer_waits_quietly_for_an_operator_restart_which_acts_at_once():
+    run = Run()
+    to_awaiting_identification(run)
+    run.woken(d.IronHint("identification_status", about_customer=False))
+    run(d.IdentificationRead(identification("idv-1", "Declined")))
+    run(d.RequirementsUnavailable("none"))
+    assert run.state.phase == Phase.DECLINED
+    unchanged = {d.ReadCustomer: d.CustomerRead(customer("IdentificationRequired", "idv-1")),
+                 d.ReadIdentification: d.IdentificationRead(identification("idv-1", "Declined"))}
+    assert reads_until_quiet(run, "reconcile", lambda action: unchanged[type(action)]) == [3600]
+    run.now += timedelta(days=50)
+    assert isinstance(run.woken(d.RestartRequested("customer called")), d.ReadCustomer)
+
+
+def test_reminders_and_slas_come_due_without_reading_iron():
+    run = Run(deliver_events=True)
+    to_awaiting_identification(run)
+    began = run.state.awaiting_since
+    for number, day in ((1, 1), (2, 3)):
+        run.now = began + timedelta(days=day)
+        assert run.woken(due=("reminder",), after=0) == d.Wait(), "no read for a reminder"
+        assert len(events_of(run, "onboarding.reminder_due")) == number
+    run.now = run.state.deadlines["sla"]
+    assert run.woken(due=("sla",), after=0) == d.Wait(), "no read for an SLA"
+    assert run.state.sla_breached is not None and len(events_of(run, "onboarding.sla_breached")) == 1
+
+
+def test_a_customer_untouched_for_its_idle_time_is_flagged_once_and_moves_at_once_on_a_wake():
+    run = Run(deliver_events=True)
+    to_awaiting_signings(run)
+    since = run.state.phase_since
+    assert run.state.deadlines["idle"] == since + timedelta(days=30)
+    run.now = since + timedelta(days=30)
+    assert run.woken(due=("idle",), after=0) == d.Wait(), "flagging reads nothing"
+    idle = run.state.idle
+    assert (idle.sla, idle.phase, idle.limit_seconds) == ("idle", Phase.AWAITING_SIGNINGS, 30 * 86400)
+    assert "Idle: AwaitingSignings untouched since" in d.current_details(run.state)
+    (announced,) = [e for e in events_of(run, "onboarding.sla_breached") if e.data.sla.deadline == "idle"]
+    assert announced.data.sla.phase == Phase.AWAITING_SIGNINGS
+    assert "idle" not in run.state.deadlines
+    run.now = run.state.deadlines["backstop"]
+    run.woken(due=("backstop",), after=0)
+    run(d.CustomerRead(customer("SigningsRequired", "idv-1")), after=0)
+    assert run.state.idle is not None and len([e for e in events_of(run, "onboarding.sla_breached") if e.data.sla.deadline == "idle"]) == 1
+    # The customer signs: at once, and the flag clears with the phase.
+    assert run.woken(d.SigningRequested("terms")) == d.Sign(content_id="terms", cycle=1)
+    run(d.Signed("terms", SigningSnapshot(id="sig-terms", content_id="terms", created_at="t")))
+    assert run.woken(d.SigningRequested("privacy")) == d.Sign(content_id="privacy", cycle=1)
+    assert isinstance(run(d.Signed("privacy", SigningSnapshot(id="sig-privacy", content_id="privacy", created_at="t"))), d.ReadCustomer)
+    run(d.CustomerRead(customer("Active", "idv-1")))
+    assert run.state.phase == Phase.ACTIVE and run.state.idle is None and "idle" not in run.state.deadlines
+
+
+def test_engine_1_never_flags_idle_and_keeps_polling():
+    run = Run(features=ENGINE_1)
+    to_awaiting_signings(run)
+    assert "idle" not in run.state.deadlines and "poll" in run.state.deadlines
+    run.now += timedelta(days=90)
+    run.woken(due=("poll",), after=0)
+    action = run(d.CustomerRead(customer("SigningsRequired", "idv-1")), after=0)
+    if isinstance(action, d.ReadSignings):
+        run(d.SigningsRead(SIGNINGS), after=0)
+    assert run.state.idle is None and run.state.deadlines["poll"] == run.now + timedelta(seconds=T.poll_initial_seconds * 2)

@@ -92,6 +92,17 @@ def test_the_engine_version_of_today_is_the_latest_release_s_or_newer():
     assert ENGINE_VERSION >= max(RELEASES.values())
 
 
+def test_a_newer_engine_than_the_release_s_has_its_histories_recorded_unreleased():
+    """A gated change raised the engine: its branch replays only if today's runs were recorded."""
+    if ENGINE_VERSION == max(RELEASES.values()):
+        return
+    paths = onboardings(HISTORIES_DIR / "unreleased")
+    assert paths, f"engine {ENGINE_VERSION} is newer than the last release's: run make histories and commit tests/histories/unreleased/"
+    for path in paths:
+        assert json.loads(started(path).input.payloads[0].data)["engine_version"] == ENGINE_VERSION, path.name
+        assert event_counts(path)["MARKER_RECORDED"] == 0, path.name
+
+
 async def test_an_ungated_change_fails_replay_of_the_release_and_a_gated_one_passes():
     """The same new command, for every run or behind the next engine version: the release's
     customers would fail on the first and carry on under the second."""

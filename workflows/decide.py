@@ -1,6 +1,6 @@
 """Every business rule of a customer's onboarding, as one function: `decide`.
 
-`decide(state, observation, now, timings)` records what the workflow just learned (the wakes it
+`decide(state, observation, now, timings, features)` records what the workflow just learned (the wakes it
 was woken by, a read of Iron, the outcome of a write) in `state`, and returns the one action to
 take next: an Iron read or write, a wait, continue-as-new, or completion. It does no I/O and
 imports nothing from Temporal; `workflows/onboarding.py` performs each action and feeds its
@@ -24,7 +24,7 @@ from contracts.activity_models import (
     SigningSnapshot,
 )
 from contracts.events import Awaiting, ReminderDue, SlaBreach, phase_changed, reminder_due, sla_breached, timestamp_of
-from contracts.engine import ENGINE_VERSION
+from contracts.engine import ENGINE_VERSION, Features
 from contracts.messages import (
     AttentionView,
     AuditEntry,
@@ -38,6 +38,7 @@ from contracts.messages import (
     SigningView,
     SlaBreachView,
 )
+from contracts.phase import PARKED_PHASES
 from contracts.requirements import RequirementsView
 from iron_client.models import CustomerStatus, IdentificationStatus
 
@@ -57,9 +58,12 @@ KNOWN_CUSTOMER_STATUSES = {status.value for status in CustomerStatus}
 
 RECENT_EVENTS_KEPT = 20
 
-# Deadlines a phase sets on each wait; other named deadlines (reminders, SLAs) outlive phases.
-POLL, RECONCILE, REMINDER, SLA = "poll", "reconcile", "reminder", "sla"
-PHASE_DEADLINES = {POLL, RECONCILE}
+# Deadlines a phase sets on each wait; other named deadlines (reminders, SLAs, idle) outlive phases.
+POLL, RECONCILE, BACKSTOP, REMINDER, SLA, IDLE = "poll", "reconcile", "backstop", "reminder", "sla", "idle"
+PHASE_DEADLINES = {POLL, RECONCILE, BACKSTOP}
+# Deadlines that only keep time: with quiet waits, one of them coming due reads nothing from Iron.
+TIMEKEEPING_DEADLINES = {REMINDER, SLA, IDLE}
+REVIEW_IDENTIFICATION = WAITING_IDENTIFICATION - {PENDING}
 
 
 # --- what the workflow observes ----------------------------------------------------------------
@@ -283,11 +287,18 @@ Action = (
 class _Now:
     at: datetime
     timings: OnboardingTimings
+    quiet: bool  # `Features.quiet_waits` of the run's engine
 
 
-def decide(state: OnboardingState, observation: Observation, now: datetime, timings: OnboardingTimings) -> Action:
-    """Record `observation` in `state` and return the next action."""
-    ctx = _Now(now, timings)
+CURRENT_FEATURES = Features.of(ENGINE_VERSION)
+
+
+def decide(
+    state: OnboardingState, observation: Observation, now: datetime, timings: OnboardingTimings,
+    features: Features = CURRENT_FEATURES,
+) -> Action:
+    """Record `observation` in `state` and return the next action, as the run's engine does."""
+    ctx = _Now(now, timings, quiet=features.quiet_waits)
     _absorb(state, observation, ctx)
     return _next(state, ctx)
 
@@ -371,6 +382,13 @@ def _absorb_wakes(s: OnboardingState, obs: Woken, ctx: _Now) -> None:
     others = [w for w in obs.wakes if not isinstance(w, SigningRequested)]
     if not others and not obs.due:
         return  # only signings: the pass goes on where it was
+    if ctx.quiet and not others and set(obs.due) <= TIMEKEEPING_DEADLINES:
+        # A reminder, SLA or idle deadline alone: what the state says stands, nothing is read.
+        s.progress = PassProgress(
+            customer="known", identification="current", signings_read=True,
+            customer_read_after_identification=True, cause=obs.due[0],
+        )
+        return
     customer_hint = any(not isinstance(w, IronHint) or w.about_customer for w in others)
     # A wake about the identification alone, while waiting on it: the customer still needs it.
     trusted = s.phase == Phase.AWAITING_IDENTIFICATION and not customer_hint
@@ -515,12 +533,12 @@ def _next(s: OnboardingState, ctx: _Now) -> Action:
         s.outcome = "Suspended"
         s.waiting_for = "Iron's compliance to lift the suspension"
         _transition(s, ctx, Phase.SUSPENDED, "customer suspended at Iron")
-        return _wait(s, ctx, reconcile=ctx.timings.parked_reconcile_seconds)
+        return _parked_wait(s, ctx)
     if status == USER_REQUIRED:
         s.waiting_for = f"Iron status {status}: waiting for Iron"
         _transition(s, ctx, Phase.USER_REQUIRED, f"customer {status} at Iron")
-        return _wait(s, ctx, reconcile=ctx.timings.parked_reconcile_seconds)
-    return _unknown_status(s, ctx, "customer status", status, reconcile=ctx.timings.parked_reconcile_seconds)
+        return _parked_wait(s, ctx)
+    return _unknown_status(s, ctx, "customer status", status, polled=False)
 
 
 def _active(s: OnboardingState, ctx: _Now) -> Action:
@@ -567,13 +585,13 @@ def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
             return read
         s.waiting_for = "the customer to complete identification" if status == PENDING else "Iron's KYC review"
         _transition(s, ctx, Phase.AWAITING_IDENTIFICATION, f"identification {ident} {status}")
-        return _wait(s, ctx, poll=_next_poll_delay(s, ctx))
+        return _polled_wait(s, ctx)
     if status == APPROVED:
         if not p.customer_read_after_identification:
             return ReadCustomer(cause="identification approved")
         # Approved, yet Iron still shows the customer as IdentificationRequired: give Iron time.
         s.waiting_for = "Iron to move the customer on after approval"
-        return _wait(s, ctx, poll=_next_poll_delay(s, ctx))
+        return _polled_wait(s, ctx)
     if status == DECLINED:
         read = _read_requirements(s, "identification declined", asks=True)
         if read is not None:
@@ -581,7 +599,7 @@ def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
         s.outcome = "Declined"
         s.waiting_for = "an operator to restart the identification"
         _transition(s, ctx, Phase.DECLINED, f"identification {ident} declined by Iron")
-        return _wait(s, ctx, reconcile=ctx.timings.parked_reconcile_seconds)
+        return _parked_wait(s, ctx)
     if status in RENEWABLE_IDENTIFICATION:
         if s.expired_count >= ctx.timings.max_expired_renewals:
             _needs_attention(
@@ -597,7 +615,7 @@ def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
         p.create_cause = f"identification {ident} {status}: renewal {s.expired_count}"
         return _identification_next(s, ctx)
     # A status this code does not know: never renew, create or sign on a guess.
-    return _unknown_status(s, ctx, "identification status", status, poll=_next_poll_delay(s, ctx))
+    return _unknown_status(s, ctx, "identification status", status, polled=True)
 
 
 def _signings_next(s: OnboardingState, ctx: _Now) -> Action:
@@ -612,7 +630,7 @@ def _signings_next(s: OnboardingState, ctx: _Now) -> Action:
     else:
         s.waiting_for = "Iron to activate the customer"
     _transition(s, ctx, Phase.AWAITING_SIGNINGS, f"{len(unsigned)} signing(s) required")
-    return _wait(s, ctx, poll=_next_poll_delay(s, ctx))
+    return _polled_wait(s, ctx)
 
 
 def _requirements_key(s: OnboardingState) -> str:
@@ -631,10 +649,10 @@ def _read_requirements(s: OnboardingState, cause: str, *, asks: bool) -> ReadReq
     return ReadRequirements(cause=cause)
 
 
-def _unknown_status(s: OnboardingState, ctx: _Now, what: str, value: str, **deadlines: float) -> Action:
+def _unknown_status(s: OnboardingState, ctx: _Now, what: str, value: str, *, polled: bool) -> Action:
     s.waiting_for = f"Iron's {what} {value!r}, which this engine does not know: waiting for a known one"
     _transition(s, ctx, Phase.UNKNOWN_IRON_STATUS, f"unknown Iron {what} {value!r}")
-    return _wait(s, ctx, **deadlines)
+    return _polled_wait(s, ctx) if polled else _parked_wait(s, ctx)
 
 
 def _start_new_cycle(s: OnboardingState, ctx: _Now, status: str) -> None:
@@ -666,13 +684,35 @@ def _needs_attention(
 
 
 def _wait(s: OnboardingState, ctx: _Now, **seconds: float) -> Wait:
-    """Wait for a wake, or for the phase's deadlines (`poll`, `reconcile`) given in seconds."""
+    """Wait for a wake, or for the phase's deadlines (`poll`, `reconcile`, `backstop`) given in seconds."""
     kept = {name: due for name, due in s.deadlines.items() if name not in PHASE_DEADLINES}
     s.deadlines = kept | {name: ctx.at + timedelta(seconds=value) for name, value in seconds.items()}
     _remind(s, ctx)
     _watch_sla(s, ctx)
+    _watch_idle(s, ctx)
     s.waiting = True
     return Wait()
+
+
+def _polled_wait(s: OnboardingState, ctx: _Now) -> Wait:
+    """A wait on the customer or on Iron's review: Iron polled on the backoff; with quiet waits,
+    only while the poll's next read falls in the wait's first window, then one backstop read."""
+    delay = _next_poll_delay(s, ctx)
+    t = ctx.timings
+    if ctx.quiet:
+        window = t.review_quiet_after_seconds if s.identification_status in REVIEW_IDENTIFICATION else t.quiet_after_seconds
+        if s.poll_since is None or ctx.at + timedelta(seconds=delay) > s.poll_since + timedelta(seconds=window):
+            return _wait(s, ctx, backstop=t.parked_backstop_seconds)
+    return _wait(s, ctx, poll=delay)
+
+
+def _parked_wait(s: OnboardingState, ctx: _Now) -> Wait:
+    """A wait on Iron's compliance or an operator: Iron read every `parked_reconcile_seconds`;
+    with quiet waits, only during the phase's first window, then one backstop read."""
+    t = ctx.timings
+    if ctx.quiet and (s.phase_since is None or ctx.at - s.phase_since >= timedelta(seconds=t.quiet_after_seconds)):
+        return _wait(s, ctx, backstop=t.parked_backstop_seconds)
+    return _wait(s, ctx, reconcile=t.parked_reconcile_seconds)
 
 
 def _awaited(s: OnboardingState) -> Awaiting | None:
@@ -697,7 +737,8 @@ def _remind(s: OnboardingState, ctx: _Now) -> None:
         return
     due = s.awaiting_since + timedelta(seconds=offsets[s.reminders_sent])
     p = s.progress
-    read_now = p.customer == "fresh" or (awaited is Awaiting.IDENTIFICATION and p.identification == "current")
+    # Quiet waits trust the state (webhooks, the fleet pass and the backstop keep it current).
+    read_now = ctx.quiet or p.customer == "fresh" or (awaited is Awaiting.IDENTIFICATION and p.identification == "current")
     if due <= ctx.at and read_now:
         s.reminders_sent += 1
         reminder = ReminderDue(
@@ -749,6 +790,25 @@ def _watch_sla(s: OnboardingState, ctx: _Now) -> None:
         s.outbox = s.outbox.append(sla_breached(s, breach=breach, at=ctx.at, requirements=s.requirements))
 
 
+def _watch_idle(s: OnboardingState, ctx: _Now) -> None:
+    """Flag, once, a customer that stayed in one parked wait `idle_after_seconds` (quiet waits)."""
+    limit = ctx.timings.idle_after_seconds
+    if not ctx.quiet or limit is None or s.phase not in PARKED_PHASES or s.phase_since is None or s.idle is not None:
+        s.deadlines.pop(IDLE, None)
+        return
+    due = s.phase_since + timedelta(seconds=limit)
+    if due > ctx.at:
+        s.deadlines[IDLE] = due
+        return
+    s.deadlines.pop(IDLE, None)
+    since = timestamp_of(s.phase_since)
+    s.idle = SlaBreachView(sla=IDLE, phase=s.phase, since=since, limit_seconds=limit, breached_at=timestamp_of(ctx.at))
+    _note(s, ctx, f"idle: {s.phase.value} untouched since {since}, past {limit:g} s")
+    if s.deliver_events:
+        untouched = SlaBreach(deadline=IDLE, phase=s.phase, since=since, limit_seconds=limit)
+        s.outbox = s.outbox.append(sla_breached(s, breach=untouched, at=ctx.at, requirements=s.requirements))
+
+
 def due_deadlines(s: OnboardingState, now: datetime) -> tuple[str, ...]:
     return tuple(name for name, at in s.deadlines.items() if at <= now)
 
@@ -765,6 +825,10 @@ def timer_summary(s: OnboardingState, name: str) -> str:
         text = f"reminder {s.reminders_sent + 1}: the customer still has to act"
     elif name == SLA:
         text = f"SLA {(s.sla_key or '').split('|')[0]}: {s.phase.value} past its limit"
+    elif name == IDLE:
+        text = f"idle: {s.phase.value} untouched for long"
+    elif name == BACKSTOP:
+        text = f"backstop read of Iron while {s.phase.value} (webhooks and the fleet pass wake it sooner)"
     else:
         text = f"{name} while {s.phase.value}"
     return text[:200]
@@ -777,6 +841,7 @@ def _next_poll_delay(s: OnboardingState, ctx: _Now) -> float:
     if key != s.poll_key or s.poll_delay_seconds is None:
         s.poll_key = key
         s.poll_delay_seconds = t.poll_initial_seconds
+        s.poll_since = ctx.at
     delay = s.poll_delay_seconds
     s.poll_delay_seconds = min(delay * t.poll_backoff, t.poll_max_seconds)
     return delay
@@ -790,6 +855,7 @@ def _transition(s: OnboardingState, ctx: _Now, phase: Phase, cause: str) -> bool
     _note(s, ctx, cause)
     # A new phase starts its SLA over (even one entered again): a breach was about the last one.
     s.sla_key, s.sla_since, s.sla_breached = None, None, None
+    s.idle = None
     if s.deliver_events:
         s.outbox = s.outbox.append(phase_changed(s, previous_phase=previous, at=ctx.at, requirements=s.requirements))
     return True
@@ -924,6 +990,8 @@ def current_details(s: OnboardingState) -> str:
         details += f" Needs attention at {s.needs_attention.step}: {s.needs_attention.reason}"
     if s.sla_breached is not None:
         details += f" SLA {s.sla_breached.sla} breached: {s.sla_breached.phase.value} since {s.sla_breached.since}."
+    if s.idle is not None:
+        details += f" Idle: {s.idle.phase.value} untouched since {s.idle.since}."
     if s.requirements is not None and s.requirements.outstanding():
         details += f" Iron requires: {s.requirements.brief()}."
     return details

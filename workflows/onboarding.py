@@ -85,7 +85,7 @@ class CustomerOnboarding:
         lane = asyncio.ensure_future(self._deliver_events()) if input.deliver_events else None
         while True:
             phase = s.phase
-            action = d.decide(s, observation, workflow.now(), self._timings)
+            action = d.decide(s, observation, workflow.now(), self._timings, self._features)
             self._publisher.note(s, phase)
             if isinstance(action, d.Complete):
                 self._publisher.flush()

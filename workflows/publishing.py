@@ -42,6 +42,7 @@ class Publisher:
         self._phase_since: datetime | None = None
         self._metrics: dict[str, Any] = {}
         self._breach: SlaBreachView | None = None
+        self._idle: SlaBreachView | None = None
         self._view_published: OnboardingStateView | None = None
         self._view: OnboardingStateView | None = None
         self._first_run_story: str | None = None
@@ -54,6 +55,7 @@ class Publisher:
         self._phase = None if carried is None else state.phase
         self._phase_since = state.phase_since
         self._breach = state.sla_breached  # noticed by the run before
+        self._idle = state.idle
         if carried is not None:
             # The UI's Summary and Details show only what a run was started with, and
             # continue-as-new carries neither: the current details tell them again. No command.
@@ -86,6 +88,9 @@ class Publisher:
         if s.sla_breached is not None and s.sla_breached != self._breach:
             self.sla_breached(s, s.sla_breached)
         self._breach = s.sla_breached
+        if s.idle is not None and s.idle != self._idle:  # counted with the SLAs, deadline `idle`
+            self.sla_breached(s, s.idle)
+        self._idle = s.idle
         details = d.current_details(s)
         workflow.set_current_details(f"{details}\n\n{self._first_run_story}" if self._first_run_story else details)
         self._view = OnboardingStateView.of(s)
