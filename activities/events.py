@@ -9,9 +9,10 @@ What the answer means:
     2xx        delivered
     410 Gone   the backend refuses this event for good (for example a customer it deleted):
                recorded as `gone`, logged as a warning, not retried
-    429        retried, after the backend's Retry-After when it gives one
+    429, 503   retried, after the backend's Retry-After when it gives one
     any other  (3xx included: a signed body is not re-posted elsewhere), a timeout or a refused
-               connection: a retryable error; the workflow retries with backoff, for ever
+               connection: a retryable error, retried for ever on the settings' schedule
+               (`ONBOARDING_EVENTS_RETRY_SCHEDULE`: 5 s, 5 min, 30 min, then hourly)
 With no `ONBOARDING_EVENTS_URL` the activity sends nothing and answers `disabled`.
 
 Logs name the event (webhook id, type, sequence, workflow id, status); never the body's values,
@@ -112,7 +113,8 @@ class EventDelivery:
             logger.warning("event_delivery_failed", error=reason)
             record_event_delivery(event.type.value, metric_names.EVENT_FAILED)
             raise ApplicationError(
-                f"backend unreachable ({reason})", {"webhook_id": req.webhook_id}, type=EVENT_DELIVERY_FAILED
+                f"backend unreachable ({reason})", {"webhook_id": req.webhook_id}, type=EVENT_DELIVERY_FAILED,
+                next_retry_delay=timedelta(seconds=self.settings.retry_delay(info.attempt)),
             ) from None
 
         status = response.status_code
@@ -130,7 +132,7 @@ class EventDelivery:
                 webhook_id=req.webhook_id, sequence=event.sequence, outcome="gone", status_code=status,
                 attempt=info.attempt,
             )
-        delay = _retry_after(response) if status in (429, 503) else None
+        delay = (_retry_after(response) if status in (429, 503) else None) or timedelta(seconds=self.settings.retry_delay(info.attempt))
         logger.warning("event_delivery_failed", http_status=status)
         record_event_delivery(event.type.value, metric_names.EVENT_FAILED)
         raise ApplicationError(

@@ -62,10 +62,11 @@ CHAOS_TIMINGS = OnboardingTimings(
     activity_timeout_seconds=5,
     activity_retry_initial_seconds=0.5,
     activity_retry_max_seconds=3,
-    # Production's 120 s would leave a customer whose event was refused eight times in a row
-    # (30% 500s and outages in `backend-down`) waiting past its deadline for the ninth try.
     event_retry_max_seconds=10,
 )
+# Seconds, not production's minutes and hours: a customer whose event was refused eight times in
+# a row (30% 500s and outages in `backend-down`) would otherwise wait past its deadline.
+CHAOS_EVENTS_RETRY_SCHEDULE = "0.5,1,2,5"
 # The sandbox loses the response of a replayed (idempotent) answer as readily as the first one,
 # so at a rate of 1.0 no POST is ever answered and nothing can converge. At 0.8 a POST needs
 # five tries on average and every customer converges well within its deadline (--lost-rate
@@ -866,7 +867,7 @@ def run_scenario(
     stack: Stack | None = None
     try:
         stack = launch(state_dir / name, autopilot=True, autopilot_after=1.0, workers=scenario.workers,
-                       sign_prefixes=(SIGN_PREFIX,))
+                       sign_prefixes=(SIGN_PREFIX,), events_retry_schedule=CHAOS_EVENTS_RETRY_SCHEDULE)
         asyncio.run(_drive(scenario, stack, result, customers, concurrency, deadline_per_customer, seed, lost_rate, log))
     except Exception as exc:  # noqa: BLE001 - a scenario that cannot run is a failed scenario
         result.error = f"{type(exc).__name__}: {exc}"

@@ -45,6 +45,7 @@ def launch(
     task_queue: str = "iron-onboarding",
     sign_prefixes: tuple[str, ...] = (),
     database_file: bool = True,
+    events_retry_schedule: str | None = None,
 ) -> Stack:
     """A fresh stack on free ports: dev server (database file in `state_dir`, or in memory
     without `database_file`), Iron sandbox, webhook receiver, the HTTP API, the partner's backend
@@ -52,7 +53,7 @@ def launch(
     Stops whatever started if a part fails."""
     config = StackConfig.ephemeral(
         fresh_dir(state_dir), autopilot=autopilot, autopilot_seconds=autopilot_after, task_queue=task_queue,
-        sign_prefixes=sign_prefixes, persistent=database_file,
+        sign_prefixes=sign_prefixes, persistent=database_file, events_retry_schedule=events_retry_schedule,
     )
     stack = Stack(config)
     try:

@@ -121,6 +121,8 @@ class StackConfig:
     # Events to the partner's backend (`demo/partner_backend.py`): ONBOARDING_EVENTS_* are set
     # for every process, and `start_all` starts the backend before the worker.
     events: bool = True
+    # ONBOARDING_EVENTS_RETRY_SCHEDULE for the workers (None: production's 5 s, 5 min, 30 min, 1 h).
+    events_retry_schedule: str | None = None
     # The backend signs documents only for these external-id prefixes (the demo's samples), so
     # onboardings a person starts beside them wait for `starter.py sign` as docs/operating.md says.
     sign_prefixes: tuple[str, ...] = ("demo-",)
@@ -321,6 +323,8 @@ class Stack:
         )
         if self.config.events:
             env.update({"ONBOARDING_EVENTS_URL": self.events_url, "ONBOARDING_EVENTS_SECRET": self.secrets["events_secret"]})
+            if self.config.events_retry_schedule:
+                env["ONBOARDING_EVENTS_RETRY_SCHEDULE"] = self.config.events_retry_schedule
         else:  # never inherited from the shell that started the stack
             env.pop("ONBOARDING_EVENTS_URL", None)
             env.pop("ONBOARDING_EVENTS_SECRET", None)

@@ -22,6 +22,12 @@ from runtime.settings import EnvironmentSettings, optional_http_url
 ENV_URL = "ONBOARDING_EVENTS_URL"
 ENV_SECRET = "ONBOARDING_EVENTS_SECRET"
 ENV_TIMEOUT = "ONBOARDING_EVENTS_TIMEOUT_SECONDS"
+ENV_RETRY_SCHEDULE = "ONBOARDING_EVENTS_RETRY_SCHEDULE"
+# Seconds before each retry of a delivery the backend refused, the last repeated for as long as
+# it refuses: seconds, minutes, then hourly, as Standard Webhooks senders do. A 6-hour outage
+# costs a pending event 9 attempts (each a billable action), and the backlog moves within an
+# hour of the backend's return. A backend's Retry-After (429, 503) comes first.
+DEFAULT_RETRY_SCHEDULE = "5,300,1800,3600"
 
 SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 24
@@ -64,6 +70,23 @@ class EventsSettings(EnvironmentSettings):
     secret: SecretStr | None = Field(None, repr=False, validation_alias=ENV_SECRET)
     # An attempt must end inside the delivery activity's 30 s start-to-close, or every one times out.
     timeout_seconds: float = Field(default=10.0, gt=0, le=25, validation_alias=ENV_TIMEOUT)
+    retry_schedule: str = Field(default=DEFAULT_RETRY_SCHEDULE, validation_alias=ENV_RETRY_SCHEDULE)
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError(f"{ENV_RETRY_SCHEDULE}: {value!r} is not seconds, comma-separated (such as {DEFAULT_RETRY_SCHEDULE})") from None
+        if not delays or any(not 0 < d <= 86400 for d in delays):
+            raise ValueError(f"{ENV_RETRY_SCHEDULE}: each delay must be more than 0 and at most 86400 seconds")
+        return value
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds before the attempt after `attempt` (1 for the first) failed."""
+        delays = [float(part) for part in self.retry_schedule.split(",")]
+        return delays[min(max(attempt, 1), len(delays)) - 1]
 
     @field_validator("url")
     @classmethod
