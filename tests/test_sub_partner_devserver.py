@@ -224,6 +224,44 @@ async def test_two_sub_partners_and_the_default_scope_onboard_one_external_id_ap
     assert state_b.iron_customer_id == customer_of[SUB_PARTNER_B]
 
 
+async def test_a_sub_partners_reversion_is_routed_from_the_engines_index_with_no_scope_list(env, worker, receiver, sandbox, tmp_path):
+    """A receiver with `IRON_SUB_PARTNER_IDS` unset and a cold cache routes the reversion webhook
+    of sub-partner A's customer to its workflow from Temporal's visibility (`IronCustomerId`):
+    Iron hears nothing from it, so nothing for that customer goes out in another scope's name."""
+    external_id = f"no-scope-list-{uuid.uuid4().hex[:10]}"
+    client = env.client
+    async with sandbox_delivering_to(sandbox, receiver.webhook_url):
+        await start_onboarding(client, external_id, email=f"{external_id}@example.com", timings=WEBHOOK_ONLY_TIMINGS,
+                               task_queue=QUEUE, sub_partner_id=SUB_PARTNER_A)
+        handle = client.get_workflow_handle(workflow_id_for(external_id, SUB_PARTNER_A))
+        first = await wait_for(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION and s.identification_id is not None,
+                               what="its identification")
+        await sandbox.control.set_identification_status(first.identification_id, "Approved")
+        await wait_for(handle, lambda s: s.phase == Phase.AWAITING_SIGNINGS, what="signings")
+        await sign_all(client, external_id, sub_partner_id=SUB_PARTNER_A)
+        await wait_for(handle, lambda s: s.phase == Phase.ACTIVE, what="Active")
+
+    process_env = {
+        **sandbox.env(),
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": "default",
+        "ONBOARDING_TASK_QUEUE": QUEUE,
+    }
+    with receiver_process(process_env, tmp_path / "receiver.log") as unlisted:
+        await sandbox.control.clear_requests()
+        async with sandbox_delivering_to(sandbox, unlisted.webhook_url):
+            await sandbox.control.set_customer_status(first.iron_customer_id, "SigningsRequired")
+            await wait_for(handle, lambda s: s.cycle == 2 and s.phase == Phase.AWAITING_SIGNINGS,
+                           what="the reversion's webhook, routed", timeout=20)
+        routed = [e for e in unlisted.log_events() if e.get("event") == "webhook" and e.get("customer_id") == first.iron_customer_id]
+    assert routed and {e["outcome"] for e in routed} == {"signalled"}, routed
+    assert {e["workflow_id"] for e in routed} == {handle.id} and {e.get("sub_partner_id") for e in routed} == {SUB_PARTNER_A}
+    log = await sandbox.control.requests()
+    about_it = [r for r in log if first.iron_customer_id in r["path"]]
+    assert about_it, "the workflow read its customer after the webhook"
+    assert {r["sub_partner_id"] for r in about_it} == {SUB_PARTNER_A}, [r for r in about_it if r["sub_partner_id"] != SUB_PARTNER_A]
+
+
 async def test_a_customer_created_at_iron_for_a_sub_partner_is_adopted_into_its_scope(env, worker, receiver, sandbox):
     external_id = f"made-at-iron-{uuid.uuid4().hex[:10]}"
     async with sandbox_delivering_to(sandbox, receiver.webhook_url):

@@ -12,8 +12,10 @@ first that fails:
          id that is not an Iron id (ids go into URL paths and workflow ids only once validated)
     200  ping (remembered for `GET /webhooks/iron/pings/{customer_id}`), or an event type the
          onboarding does not use: acknowledged, nothing signalled
+    (the workflow: from the cache, else Temporal's visibility by `IronCustomerId` for a customer
+    the engine onboards, else a read of Iron for one it never saw)
     200  Iron does not know the customer: acknowledged, nothing signalled (a retry cannot help)
-    503  Iron cannot be asked now: Iron retries the delivery later
+    503  Iron (or, for the index, Temporal) cannot be asked now: Iron retries the delivery later
     409  the workflow named after the customer's external id belongs to another Iron customer
          (an external id shared with, or equal to the Iron id of, another customer): refused,
          nothing signalled, logged as an error for an operator
@@ -67,6 +69,7 @@ from webhook_receiver.routing import CustomerRouter, IronLookupFailed, Route, Un
 from webhook_receiver.settings import IRON_POOL_SIZE, ReceiverSettings
 from contracts import search_attributes
 from contracts.start_metadata import start_options
+from contracts.workflow_ids import scope_of_workflow_id
 from contracts.messages import SIGNAL_IRON_EVENT, WORKFLOW_TYPE, IronEventSignal
 from operations.state_access import last_event_sequence, workflow_not_found
 
@@ -200,6 +203,8 @@ class WebhookReceiver:
         self.settings = settings
         self.provider = provider
         self.router = router
+        self.indexed_routes = 0  # routes found in Temporal's visibility, with no Iron read
+        self._finding: dict[str, asyncio.Task[Route | Outcome]] = {}
         self.pings = RecentPings()
         # The SDK's deadline (which also bounds its retries) should fire first; this one only
         # guards against a call that never returns.
@@ -316,14 +321,66 @@ class WebhookReceiver:
         except IronLookupFailed as exc:
             return Outcome(503, "retry", "Iron unavailable for the customer lookup", "error", {"detail": str(exc)})
 
+    async def _indexed_route(self, client: Client, customer_id: str) -> Route | None:
+        """The running onboarding that owns this Iron customer, from Temporal's visibility
+        (`IronCustomerId`, set by the workflow once it knows its customer): no Iron read and no
+        scope list, the workflow's own `IronSubPartnerId` naming the scope. None when the index
+        has none yet: a customer the engine never saw, or one whose workflow's attribute is not
+        visible yet (visibility trails by about a second), and Iron is read as before."""
+        query = (f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running" '
+                 f'AND {search_attributes.IRON_CUSTOMER_ID.name} = "{customer_id}"')
+
+        async def first_two(budget: timedelta) -> list[Any]:
+            return [w async for w in client.list_workflows(query, limit=2, rpc_timeout=budget)]
+
+        found = await self._temporal(first_two)
+        if len(found) != 1:  # none yet, or (never by design) two claiming one customer: Iron decides
+            return None
+        scope = scope_of_workflow_id(found[0].id)
+        if scope is None:
+            return None
+        sub_partner_id, external_id = scope
+        self.indexed_routes += 1
+        # As a cached route: not a fresh read of Iron, so a workflow gone by the time it is
+        # signalled sends the delivery to Iron's read (and adoption) as a stale cache entry does.
+        route = Route(customer_id, external_id, found[0].id, from_cache=True, verified=True, sub_partner_id=sub_partner_id)
+        self.router.remember(route)
+        return route
+
+    async def _find_route(self, client: Client, customer_id: str) -> Route | Outcome:
+        """The cached route, else the index's, else Iron's: one search per customer at a time,
+        so a burst for a new customer shares one index query and one Iron read, and every
+        delivery of it gets the same answer."""
+        cached = self.router.cached_route(customer_id)
+        if cached is not None:
+            return cached
+        task = self._finding.get(customer_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._search(client, customer_id))
+            self._finding[customer_id] = task
+            task.add_done_callback(lambda t, cid=customer_id: self._finding.pop(cid) if self._finding.get(cid) is t else None)
+        return await asyncio.shield(task)
+
+    async def _search(self, client: Client, customer_id: str) -> Route | Outcome:
+        try:
+            indexed = await self._indexed_route(client, customer_id)
+        except Exception as exc:  # Temporal unreachable: Iron retries the webhook
+            detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+            return Outcome(503, "retry", "Temporal unavailable", "error", {"detail": detail})
+        return indexed or await self._route(customer_id)
+
     async def _deliver(self, customer_id: str, event_type: str, signal: IronEventSignal, ctx: dict[str, Any]) -> Outcome:
-        route = await self._route(customer_id)
+        try:
+            client = await asyncio.wait_for(self.provider(), self._guard_timeout)
+        except Exception as exc:
+            detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+            return Outcome(503, "retry", "Temporal unavailable", "error", {"detail": detail})
+        route = await self._find_route(client, customer_id)
         if isinstance(route, Outcome):
             return route
         ctx["workflow_id"] = route.workflow_id
         ctx["sub_partner_id"] = route.sub_partner_id  # left out of the log line for the default scope
         try:
-            client = await asyncio.wait_for(self.provider(), self._guard_timeout)
             exists = await self._check_owner(client, route)
             if isinstance(exists, Outcome):
                 return exists

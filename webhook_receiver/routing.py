@@ -1,9 +1,12 @@
 """Which workflow a webhook belongs to, without a database of the receiver's own.
 
 Iron's webhook names the Iron customer id; the workflow is named after the partner's
-`external_id` (`onboarding-{external_id}`). Iron knows both, so the receiver reads the customer
-once and remembers the answer in a small per-process LRU. Nothing is shared between replicas:
-a cold cache costs one Iron read, never a wrong answer.
+`external_id` (`onboarding-{external_id}`). A customer the engine already onboards is found in
+Temporal's visibility by the receiver (`webhook_receiver.app`, `IronCustomerId`), with no Iron
+read; this router serves the rest: Iron knows both ids, so it reads the customer once and
+remembers the answer in a small per-process LRU (which also keeps the routes the index gave).
+Nothing is shared between replicas: a cold cache costs one index query or one Iron read, never
+a wrong answer.
 
 A customer without a usable `external_id` (none, or one the workflow input would refuse) is
 keyed by its Iron id, the same way adoption names it.
@@ -339,6 +342,10 @@ class CustomerRouter:
 
     def forget(self, customer_id: str) -> None:
         self._cache.pop(customer_id)
+
+    def remember(self, route: Route) -> None:
+        """A route found elsewhere (the engine's own index) serves later deliveries as a cached one."""
+        self._cache.put(route.customer_id, (route.external_id, route.sub_partner_id, route.verified))
 
     def mark_verified(self, route: Route) -> None:
         """The workflow this route names was seen to belong to this customer: later
