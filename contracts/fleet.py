@@ -40,18 +40,26 @@ class FleetCounts(FleetMessage):
 
 
 class FleetReconciliationInput(FleetMessage):
-    """One pass over Iron's customer list. `statuses` narrows it (Iron's `status[]` filter);
-    empty pages every customer, statuses this code does not know included."""
+    """One pass over Iron's customer list, in the default scope and then in every sub-partner
+    scope the engine has running onboardings in. `statuses` narrows it (Iron's `status[]`
+    filter); empty pages every customer, statuses this code does not know included."""
 
     statuses: list[str] = Field(default_factory=list)
     page_size: int = Field(default=100, ge=1, le=100)
     grace_seconds: float = Field(default=300.0, ge=0)
     # Continue as new after this many pages: a million customers is 10,000 pages.
     pages_per_run: int = Field(default=500, ge=1)
+    # Pages one activity reconciles, heartbeating its cursor after each: a million customers
+    # is 200 activities (each a billable action), not 10,000.
+    pages_per_activity: int = Field(default=50, ge=1, le=1000)
     # Carried across continue-as-new: where the pass is, and what it found so far.
     cursor: str | None = None
     counts: FleetCounts = Field(default_factory=FleetCounts)
     runs: int = 1
+    # The scope being paged (None: the default scope), and those still to page, found from the
+    # engine's own onboardings at the pass's first page (None: not looked for yet).
+    sub_partner_id: str | None = None
+    scopes_left: list[str] | None = None
 
 
 class FleetPageInput(FleetMessage):
@@ -59,11 +67,16 @@ class FleetPageInput(FleetMessage):
     statuses: list[str] = Field(default_factory=list)
     page_size: int = 100
     grace_seconds: float = 300.0
+    max_pages: int = 1
+    sub_partner_id: str | None = None
+    # Also name the sub-partner scopes the engine has running onboardings in (a pass's first page).
+    find_scopes: bool = False
 
 
 class FleetPageResult(FleetMessage):
     counts: FleetCounts
     next_cursor: str | None = None
+    scopes: list[str] = Field(default_factory=list)
 
 
 class FleetReconciliationResult(FleetMessage):

@@ -66,3 +66,45 @@ async def test_a_refused_key_fails_the_pass_instead_of_retrying_forever(sandbox)
 def test_the_visibility_query_names_running_onboardings_of_the_page_only():
     query = onboardings_query(["a-1", "b-2"])
     assert query == 'WorkflowType = "CustomerOnboarding" AND ExecutionStatus = "Running" AND IronCustomerId IN ("a-1", "b-2")'
+
+
+class CountingNoOnboardings(FleetActivities):
+    """Every customer without an onboarding; remembers every customer id compared."""
+
+    compared: list[str]
+
+    async def published_statuses(self, customer_ids):
+        self.compared = getattr(self, "compared", []) + list(customer_ids)
+        return {}
+
+    async def sub_partner_scopes(self):
+        return []
+
+
+async def test_one_activity_pages_on_heartbeating_its_cursor_and_a_retry_resumes_there(sandbox):
+    import dataclasses
+
+    async with IronClient(iron_settings_for(sandbox)) as iron:
+        for n in range(5):
+            await iron.create_customer(customer_type="Person", email=f"beat{n}@example.com", external_id=f"fleet-beat-{n}",
+                                       idempotency_key=str(uuid.uuid4()))
+        activities = CountingNoOnboardings(None, iron)  # type: ignore[arg-type]
+        env, beats = ActivityEnvironment(), []
+        env.on_heartbeat = lambda *details: beats.append(details[0])
+        whole = await env.run(activities.reconcile_fleet_page, FleetPageInput(page_size=2, max_pages=10))
+        total = whole.counts.customers  # these five, and any an earlier test of the module made
+        pages = (total + 1) // 2
+        assert total >= 5 and (whole.counts.pages, whole.next_cursor) == (pages, None), "one activity, every page"
+        assert [beat["counts"]["pages"] for beat in beats] == list(range(1, pages + 1)) and beats[-1]["next_cursor"] is None
+        assert len(activities.compared) == total
+
+        bounded = await ActivityEnvironment().run(activities.reconcile_fleet_page, FleetPageInput(page_size=2, max_pages=2))
+        assert bounded.counts.pages == 2 and bounded.next_cursor, "max_pages bounds one activity; the cursor goes on"
+
+        # The worker died after the first page: the retry gets that heartbeat and resumes there.
+        retry = ActivityEnvironment()
+        retry.info = dataclasses.replace(retry.info, attempt=2, heartbeat_details=[beats[0]])
+        activities.compared = []
+        resumed = await retry.run(activities.reconcile_fleet_page, FleetPageInput(page_size=2, max_pages=10))
+        assert (resumed.counts.pages, resumed.counts.customers, resumed.next_cursor) == (pages, total, None), "counts carried on"
+        assert len(activities.compared) == total - 2, "only the pages after the heartbeat were read again"

@@ -139,6 +139,35 @@ async def test_a_lost_webhook_is_caught_by_the_fleet_pass_and_only_that_customer
     assert (again.counts.woken, again.counts.matching) == (0, 3)
 
 
+# Quiet at once: after a second in a wait, only the backstop (an hour away) reads Iron.
+QUIET = DEV_SERVER_TIMINGS.model_copy(update={"quiet_after_seconds": 1, "review_quiet_after_seconds": 1, "parked_backstop_seconds": 3600})
+
+
+async def test_a_pass_pages_every_scope_the_engine_has_customers_in_and_catches_a_lost_identification_webhook(env, worker, sandbox):
+    """A sub-partner's customer, parked quietly on its identification, whose decline's webhook
+    was lost: no list of sub-partners anywhere, yet the pass finds the scope from the engine's
+    own onboardings, pages Iron in it, sees the identification status differ and wakes it."""
+    sub_partner = str(uuid.uuid4())
+    external_id = f"fleet-scope-{uuid.uuid4().hex[:8]}"
+    await start_onboarding(env.client, external_id, email=f"{external_id}@example.com", timings=QUIET,
+                           task_queue=worker.task_queue, sub_partner_id=sub_partner)
+    handle = env.client.get_workflow_handle(workflow_id_for(external_id, sub_partner))
+    waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION and "backstop" in s.deadlines,
+                                   timeout=60, what="a quiet wait on the identification")
+    await sandbox.control.set_identification_status(waiting.identification_id, "Declined")  # no receiver: lost
+    await asyncio.sleep(3)
+    quiet = await wait_for_state(handle, lambda s: True, what="state")
+    assert quiet.phase == Phase.AWAITING_IDENTIFICATION, "quiet: no poll finds it"
+
+    await sandbox.control.clear_requests()
+    result = await reconcile_now(env.client, worker.task_queue, FleetReconciliationInput(grace_seconds=0))
+    assert result.counts.woken >= 1
+    moved = await wait_for_state(handle, lambda s: s.phase == Phase.DECLINED, timeout=30, what="Declined, from the pass")
+    assert any(e.type == FLEET_HINT_TYPE for e in moved.recent_events)
+    listed_in = {r["sub_partner_id"] for r in await sandbox.control.requests() if r["method"] == "GET" and r["path"] == "/api/customers"}
+    assert {None, sub_partner} <= listed_in, "the default scope, then the sub-partner's found from the engine's own data"
+
+
 async def test_a_full_page_of_customer_ids_is_one_visibility_query(env):
     ids = [str(uuid.uuid4()) for _ in range(100)]
     assert await FleetActivities(env.client, None).published_statuses(ids) == {}  # type: ignore[arg-type]

@@ -1,12 +1,16 @@
-"""`FleetReconciliation`: one pass over Iron's customer list, page by page.
+"""`FleetReconciliation`: one pass over Iron's customer list, scope by scope, page by page.
 
-Each page is one activity (`reconcile_fleet_page`): one Iron list call, one visibility query
-for the onboardings of that page's customers, a signal to each onboarding whose published
-`IronCustomerStatus` differs from Iron's status. Pages run on Iron's calls queue, so each counts
-against its rate limit like any other Iron call. The cursor lives in the input, so a pass
-survives worker crashes and continues as new every `pages_per_run` pages with where it was.
-A schedule (`operations/fleet_schedule.py`) starts one pass a day; an onboarding then reads Iron by
-itself only on its long backstop, and a lost webhook is caught within a day.
+Each activity (`reconcile_fleet_page`) reconciles up to `pages_per_activity` pages: per page one
+Iron list call, one visibility query for the onboardings of that page's customers, a signal to
+each onboarding whose published status (or, while it waits on an identification, identification
+status) differs from Iron's. It heartbeats its cursor, so a worker lost midway costs a retry that
+resumes there. Activities run on Iron's calls queue, so each page counts against its rate limit
+like any other Iron call. The pass's first activity also names the sub-partner scopes the engine
+has onboardings in; the default scope is paged first, then each of them. Where the pass is lives
+in the input, so it survives worker crashes and continues as new every `pages_per_run` pages.
+A schedule (`operations/fleet_schedule.py`) starts one pass a day; a quiet onboarding reads Iron
+by itself only on its long backstop, and a lost webhook that changed what the pass compares is
+caught within a day.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ class FleetReconciliation:
     async def run(self, input: FleetReconciliationInput) -> FleetReconciliationResult:
         self._input = progress = input
         queue = iron_calls_queue(workflow.info().task_queue)
-        for _ in range(input.pages_per_run):
+        pages_this_run = 0
+        while pages_this_run < input.pages_per_run:
             page = await workflow.execute_activity_method(
                 FleetActivities.reconcile_fleet_page,
                 FleetPageInput(
@@ -44,19 +49,27 @@ class FleetReconciliation:
                     statuses=progress.statuses,
                     page_size=progress.page_size,
                     grace_seconds=progress.grace_seconds,
+                    max_pages=min(progress.pages_per_activity, input.pages_per_run - pages_this_run),
+                    sub_partner_id=progress.sub_partner_id,
+                    find_scopes=progress.scopes_left is None,
                 ),
                 task_queue=queue,
-                summary=f"reconcile page {progress.counts.pages + 1}",
-                start_to_close_timeout=timedelta(minutes=2),
+                summary=f"reconcile from page {progress.counts.pages + 1}" + (f" of {progress.sub_partner_id}" if progress.sub_partner_id else ""),
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(minutes=2),
                 # An Iron or Temporal outage delays the pass, never ends it.
                 retry_policy=RetryPolicy(backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)),
             )
-            self._input = progress = progress.model_copy(
-                update={"cursor": page.next_cursor, "counts": progress.counts.plus(page.counts)}
-            )
-            if page.next_cursor is None:
-                workflow.logger.info("fleet reconciliation done: %s", progress.counts.model_dump())
-                return FleetReconciliationResult(counts=progress.counts, runs=progress.runs)
+            pages_this_run += max(page.counts.pages, 1)
+            scopes_left = page.scopes if progress.scopes_left is None else progress.scopes_left
+            update = {"cursor": page.next_cursor, "counts": progress.counts.plus(page.counts), "scopes_left": scopes_left}
+            if page.next_cursor is None and scopes_left:  # this scope is done: the next one
+                update.update(sub_partner_id=scopes_left[0], scopes_left=scopes_left[1:])
+            elif page.next_cursor is None:
+                self._input = progress.model_copy(update=update)
+                workflow.logger.info("fleet reconciliation done: %s", self._input.counts.model_dump())
+                return FleetReconciliationResult(counts=self._input.counts, runs=progress.runs)
+            self._input = progress = progress.model_copy(update=update)
             if workflow.info().is_continue_as_new_suggested():
                 break
         workflow.continue_as_new(progress.model_copy(update={"runs": progress.runs + 1}))
