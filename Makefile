@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-up docs api-spec test test-fast explore flake-hunt image-test ui-test chaos receiver-load bench histories release-wheel models clean
+.PHONY: demo demo-up docs api-spec test test-fast explore flake-hunt image-test ui-test chaos receiver-load funnel bench histories release-wheel models clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ chaos: $(STAMP)
 
 receiver-load: $(STAMP)
 	$(PY) -m bench.receiver_load --bursts 5 --customers 50 --per-customer 10
+
+# A year of a partner's funnel on the time-skipping server: actions and Iron calls per customer-year.
+funnel: $(STAMP)
+	$(PY) -m bench.funnel
 
 bench: $(STAMP)
 	$(PY) -m compileall -q workflows

@@ -122,8 +122,9 @@ class OnboardingTimings(Message):
     poll_max_seconds: float = Field(default=3600.0, gt=0)
     poll_backoff: float = Field(default=2.0, ge=1.0)
     # With the fleet-wide reconciliation (`FleetReconciliation`, daily) catching lost webhooks,
-    # an Active customer's own read of Iron is a backstop only: every 90 days.
-    active_backstop_seconds: float = Field(default=90 * 86400.0, gt=0)
+    # an Active customer's own read of Iron is a backstop only, for a namespace whose schedule is
+    # missing: once a year (a wake is two billable actions; a quarter's cost four times that).
+    active_backstop_seconds: float = Field(default=365 * 86400.0, gt=0)
     parked_reconcile_seconds: float = Field(default=3600.0, gt=0)
     max_expired_renewals: int = Field(default=3, ge=0)
     activity_timeout_seconds: float = Field(default=30.0, gt=0)
