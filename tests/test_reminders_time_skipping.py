@@ -1,7 +1,7 @@
 """Reminders for an abandoned onboarding, on the time-skipping server with real deliveries to a
 backend that verifies them: one, three and seven days after the customer was given the hosted
-KYC link, each after a fresh read of Iron, none once the customer moved on, and a new schedule
-for the documents to sign."""
+KYC link (on a quiet wait: no read of Iron for them), none once the customer moved on, and a new
+schedule for the documents to sign."""
 
 from __future__ import annotations
 
