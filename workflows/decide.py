@@ -777,17 +777,7 @@ def _watch_sla(s: OnboardingState, ctx: _Now) -> None:
         s.deadlines.pop(SLA, None)
         return
     name, limit = sla[0], sla[1]
-    due = s.sla_since + timedelta(seconds=limit)
-    if due > ctx.at:
-        s.deadlines[SLA] = due
-        return
-    s.deadlines.pop(SLA, None)
-    since = timestamp_of(s.sla_since)
-    s.sla_breached = SlaBreachView(sla=name, phase=s.phase, since=since, limit_seconds=limit, breached_at=timestamp_of(ctx.at))
-    _note(s, ctx, f"SLA {name} breached: {s.phase.value} since {since}, limit {limit:g} s")
-    if s.deliver_events:
-        breach = SlaBreach(deadline=name, phase=s.phase, since=since, limit_seconds=limit)
-        s.outbox = s.outbox.append(sla_breached(s, breach=breach, at=ctx.at, requirements=s.requirements))
+    _flag_when_due(s, ctx, SLA, "sla_breached", name, s.sla_since, limit, "SLA {name} breached: {phase} since {since}, limit {limit:g} s")
 
 
 def _watch_idle(s: OnboardingState, ctx: _Now) -> None:
@@ -796,17 +786,27 @@ def _watch_idle(s: OnboardingState, ctx: _Now) -> None:
     if not ctx.quiet or limit is None or s.phase not in PARKED_PHASES or s.phase_since is None or s.idle is not None:
         s.deadlines.pop(IDLE, None)
         return
-    due = s.phase_since + timedelta(seconds=limit)
+    _flag_when_due(s, ctx, IDLE, "idle", IDLE, s.phase_since, limit, "idle: {phase} untouched since {since}, past {limit:g} s")
+
+
+def _flag_when_due(
+    s: OnboardingState, ctx: _Now, deadline: str, field: str, name: str, since: datetime, limit: float, note: str
+) -> None:
+    """A wait held since `since`: its `deadline` while `limit` seconds have not passed; once they
+    have, the breach in `field` of the state, an audit note and, with events on, one
+    `onboarding.sla_breached` naming `name`."""
+    due = since + timedelta(seconds=limit)
     if due > ctx.at:
-        s.deadlines[IDLE] = due
+        s.deadlines[deadline] = due
         return
-    s.deadlines.pop(IDLE, None)
-    since = timestamp_of(s.phase_since)
-    s.idle = SlaBreachView(sla=IDLE, phase=s.phase, since=since, limit_seconds=limit, breached_at=timestamp_of(ctx.at))
-    _note(s, ctx, f"idle: {s.phase.value} untouched since {since}, past {limit:g} s")
+    s.deadlines.pop(deadline, None)
+    held_since = timestamp_of(since)
+    breach = SlaBreachView(sla=name, phase=s.phase, since=held_since, limit_seconds=limit, breached_at=timestamp_of(ctx.at))
+    setattr(s, field, breach)
+    _note(s, ctx, note.format(name=name, phase=s.phase.value, since=held_since, limit=limit))
     if s.deliver_events:
-        untouched = SlaBreach(deadline=IDLE, phase=s.phase, since=since, limit_seconds=limit)
-        s.outbox = s.outbox.append(sla_breached(s, breach=untouched, at=ctx.at, requirements=s.requirements))
+        event = SlaBreach(deadline=name, phase=s.phase, since=held_since, limit_seconds=limit)
+        s.outbox = s.outbox.append(sla_breached(s, breach=event, at=ctx.at, requirements=s.requirements))
 
 
 def due_deadlines(s: OnboardingState, now: datetime) -> tuple[str, ...]:
