@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-up docs api-spec test test-fast explore flake-hunt image-test ui-test chaos receiver-load funnel bench histories release-wheel models clean
+.PHONY: demo demo-up docs api-spec test test-fast explore flake-hunt image-test ui-test chaos receiver-load funnel fleet-pass bench histories release-wheel models clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ receiver-load: $(STAMP)
 # A year of a partner's funnel on the time-skipping server: actions and Iron calls per customer-year.
 funnel: $(STAMP)
 	$(PY) -m bench.funnel
+
+# One fleet pass over 100,000 sandbox customers, timed and its actions counted.
+fleet-pass: $(STAMP)
+	$(PY) -m bench.fleet_pass
 
 bench: $(STAMP)
 	$(PY) -m compileall -q workflows
