@@ -198,12 +198,17 @@ class RecentPings:
         return self._pings.get(customer_id)
 
 
+def temporal_unavailable(exc: BaseException) -> Outcome:
+    """Anything short of Temporal's durable answer: Iron retries the delivery later."""
+    detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+    return Outcome(503, "retry", "Temporal unavailable", "error", {"detail": detail})
+
+
 class WebhookReceiver:
     def __init__(self, settings: ReceiverSettings, provider: ClientProvider, router: CustomerRouter) -> None:
         self.settings = settings
         self.provider = provider
         self.router = router
-        self.indexed_routes = 0  # routes found in Temporal's visibility, with no Iron read
         self._finding: dict[str, asyncio.Task[Route | Outcome]] = {}
         self.pings = RecentPings()
         # The SDK's deadline (which also bounds its retries) should fire first; this one only
@@ -340,7 +345,6 @@ class WebhookReceiver:
         if scope is None:
             return None
         sub_partner_id, external_id = scope
-        self.indexed_routes += 1
         # As a cached route: not a fresh read of Iron, so a workflow gone by the time it is
         # signalled sends the delivery to Iron's read (and adoption) as a stale cache entry does.
         route = Route(customer_id, external_id, found[0].id, from_cache=True, verified=True, sub_partner_id=sub_partner_id)
@@ -365,16 +369,14 @@ class WebhookReceiver:
         try:
             indexed = await self._indexed_route(client, customer_id)
         except Exception as exc:  # Temporal unreachable: Iron retries the webhook
-            detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
-            return Outcome(503, "retry", "Temporal unavailable", "error", {"detail": detail})
+            return temporal_unavailable(exc)
         return indexed or await self._route(customer_id)
 
     async def _deliver(self, customer_id: str, event_type: str, signal: IronEventSignal, ctx: dict[str, Any]) -> Outcome:
         try:
             client = await asyncio.wait_for(self.provider(), self._guard_timeout)
         except Exception as exc:
-            detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
-            return Outcome(503, "retry", "Temporal unavailable", "error", {"detail": detail})
+            return temporal_unavailable(exc)
         route = await self._find_route(client, customer_id)
         if isinstance(route, Outcome):
             return route
@@ -416,8 +418,7 @@ class WebhookReceiver:
             # after its start) all get here; one started the workflow, the others signalled it.
             return Outcome(200, "adopted" if started else "signalled", fields={"workflow_id": route.workflow_id})
         except Exception as exc:  # anything short of durable acceptance: make Iron retry
-            detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
-            return Outcome(503, "retry", "Temporal unavailable", "error", {"detail": detail})
+            return temporal_unavailable(exc)
 
     async def _check_owner(self, client: Client, route: Route) -> Outcome | bool:
         """Refuse when the workflow this route names already belongs to another Iron customer.
