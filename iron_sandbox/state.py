@@ -12,7 +12,9 @@ a whole. They raise `ApiError` with the HTTP status and the text Iron would answ
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import secrets
 import threading
 import time
@@ -191,6 +193,9 @@ class SandboxState:
         self._lock = threading.RLock()
         self._seq = 0
         self.customers: dict[str, Customer] = {}
+        # Each scope's customers in `seq` order (`seq` grows, so a create appends): the index
+        # `GET /customers` pages by key, as Iron's database would, not by scanning every customer.
+        self._listed: dict[str | None, tuple[list[int], list[Customer]]] = {}
         self.identifications: dict[str, Identification] = {}
         self.signings: dict[str, Signing] = {}
         self.event_listeners: list[EventListener] = []
@@ -365,6 +370,9 @@ class SandboxState:
                 external_id=params.external_id,
             )
             self.customers[customer.id] = customer
+            seqs, ordered = self._listed.setdefault(scope, ([], []))
+            seqs.append(customer.seq)
+            ordered.append(customer)
             self._emit(Event("customer_created", customer.id, "Event", {"id": customer.id, "kind": "CustomerCreated"}))
             return self.customer_json(customer)
 
@@ -396,36 +404,69 @@ class SandboxState:
         has_transactions: bool | None = None,
         sort_order: str = "desc",
     ) -> dict[str, Any]:
+        """A page of the scope's customers. Keyset paging: a cursor is found by bisection in the
+        scope's index and the page walks on from it, so a page costs its own customers (plus any
+        the filters skip), not the whole list."""
         statuses, identification_statuses, customer_types = set(statuses), set(identification_statuses), set(customer_types)
         term = (search_term or "").strip().lower()
-        with self._lock:
-            selected = []
-            for customer in self.customers.values():
-                if not self._visible(customer, scope):
-                    continue
-                if statuses and customer.status not in statuses:
-                    continue
-                if customer_types and customer.customer_type not in customer_types:
-                    continue
-                if identification_statuses:
-                    newest = self._newest(customer)
-                    if newest is None or newest.status not in identification_statuses:
-                        continue
-                if has_transactions:  # customers of the onboarding sandbox never transact
-                    continue
-                if term and not any(
-                    term in (value or "").lower()
-                    for value in (customer.name, customer.id, customer.email, customer.external_id)
-                ):
-                    continue
-                selected.append(customer)
-            descending = sort_order != "asc"
-            selected.sort(key=lambda c: c.seq, reverse=descending)
-            page = self._page(
-                selected, cursor, prev_cursor, page_size, seq_of=self._seq_of(self.customers), descending=descending
+        descending = sort_order != "asc"
+
+        def selected(customer: Customer) -> bool:
+            if statuses and customer.status not in statuses:
+                return False
+            if customer_types and customer.customer_type not in customer_types:
+                return False
+            if identification_statuses:
+                newest = self._newest(customer)
+                if newest is None or newest.status not in identification_statuses:
+                    return False
+            if has_transactions:  # customers of the onboarding sandbox never transact
+                return False
+            return not term or any(
+                term in (value or "").lower() for value in (customer.name, customer.id, customer.email, customer.external_id)
             )
-            page["items"] = [self.customer_json(c) for c in page["items"]]
-            return page
+
+        with self._lock:
+            seqs, ordered = self._listed.get(scope, ([], []))
+
+            def walk(seq: int | None, *, onward: bool, inclusive: bool = False) -> Iterator[Customer]:
+                """The selected customers onward from `seq` in the listing's order (or back from it,
+                nearest first), `seq` itself included when `inclusive`; from the start when None."""
+                up = onward != descending  # walking towards higher seqs
+                if seq is None:
+                    indices: Iterable[int] = range(len(seqs)) if up else range(len(seqs) - 1, -1, -1)
+                elif up:
+                    indices = range((bisect.bisect_left if inclusive else bisect.bisect_right)(seqs, seq), len(seqs))
+                else:
+                    indices = range((bisect.bisect_right if inclusive else bisect.bisect_left)(seqs, seq) - 1, -1, -1)
+                return (ordered[i] for i in indices if selected(ordered[i]))
+
+            seq_of = self._seq_of(self.customers)
+            more = earlier = False
+            if prev_cursor is not None and cursor is None:
+                seq = seq_of(prev_cursor)
+                if seq is None:
+                    raise ApiError(400, "Invalid prev_cursor")
+                back = walk(seq, onward=False)
+                page = list(itertools.islice(back, page_size))[::-1]
+                earlier = next(back, None) is not None
+                more = next(walk(seq, onward=True, inclusive=True), None) is not None
+            else:
+                seq = None
+                if cursor is not None:
+                    seq = seq_of(cursor)
+                    if seq is None:
+                        raise ApiError(400, "Invalid cursor")
+                    earlier = next(walk(seq, onward=False, inclusive=True), None) is not None
+                on = walk(seq, onward=True)
+                page = list(itertools.islice(on, page_size))
+                more = next(on, None) is not None
+            out: dict[str, Any] = {"items": [self.customer_json(c) for c in page]}
+            if page and more:
+                out["cursor"] = page[-1].id
+            if page and earlier:
+                out["prev_cursor"] = page[0].id
+            return out
 
     def update_customer(self, customer_id: str, scope: str | None, params: schemas.UpdateCustomerParams) -> dict[str, Any]:
         with self._mutate():
@@ -471,10 +512,12 @@ class SandboxState:
                 for signing_id in customer.signing_ids:
                     self.signings.pop(signing_id, None)
                 del self.customers[customer.id]
+            self._listed.pop(scope, None)
 
     def clear(self) -> None:
         with self._mutate():
             self.customers.clear()
+            self._listed.clear()
             self.identifications.clear()
             self.signings.clear()
 
