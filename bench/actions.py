@@ -1,14 +1,16 @@
 """Temporal Cloud billable actions, counted from a workflow's event history.
 
-Temporal Cloud bills actions, not workflow tasks (https://docs.temporal.io/cloud/actions). What a
-history shows of them, one event each unless said:
+Temporal Cloud bills actions, not workflow tasks. The rules are Temporal's published list,
+https://docs.temporal.io/cloud/actions ("Temporal Cloud Actions", its Workflow, Activity, Timer,
+Signal, Query, Update and Schedule sections). What a history shows of them, one event each unless
+said:
 
 | event | actions |
 |---|---|
 | WorkflowExecutionStarted (a client start, continue-as-new, a child's start) | 1 |
 | TimerStarted | 1 |
 | UpsertWorkflowSearchAttributes (one command, however many attributes; `TemporalChangeVersion` alone is free) | 1 |
-| WorkflowPropertiesModified (a memo upsert) | 1 |
+| WorkflowPropertiesModified (a memo upsert) | 0, counted apart as `memo_upserts` (see below) |
 | WorkflowExecutionSignaled | 1 |
 | WorkflowExecutionUpdateAccepted | 1 |
 | ActivityTaskStarted | its attempt number: every start and retry is one |
@@ -17,6 +19,14 @@ history shows of them, one event each unless said:
 | SignalExternalWorkflowExecutionInitiated | 1 |
 | StartChildWorkflowExecutionInitiated | 2 |
 | WorkflowExecutionOptionsUpdated | 1 |
+
+Memo upserts are not billed. The Workflow section lists what a workflow is billed for: its start
+(client start, continue-as-new, child start), a reset, each `UpsertSearchAttributes` command
+("Search Attributes specified during Workflow start are excluded"), an options update, a child's
+start and a start via multi-operation; neither `UpsertWorkflowProperties` (the memo command) nor
+its `WORKFLOW_PROPERTIES_MODIFIED` event is on that list or any other. So `billable_actions` leaves
+them out and `memo_upserts` counts them beside it, for what they cost the server (a history
+event and a persistence write each), not the bill.
 
 Workflow tasks, activity completions, timer firings and the ContinuedAsNew event itself are free.
 Not in any history, so counted by the caller where they happen: queries (1 each; the engine
@@ -41,7 +51,6 @@ E = EventType
 _ONE = {
     E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: "workflow_started",
     E.EVENT_TYPE_TIMER_STARTED: "timers",
-    E.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED: "memo_upserts",
     E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: "signals",
     E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: "updates",
     E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: "signals_sent",
@@ -76,6 +85,11 @@ def billable_actions(events: Iterable[HistoryEvent]) -> Counter:
 
 def total(counts: Counter) -> int:
     return sum(counts.values())
+
+
+def memo_upserts(events: Iterable[HistoryEvent]) -> int:
+    """Memo upserts in the given events: not billed (see the module's docstring), but a write each."""
+    return sum(1 for event in events if event.event_type == E.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED)
 
 
 def activity_types(events: Iterable[HistoryEvent]) -> Counter:
