@@ -10,8 +10,10 @@ import asyncio
 import dataclasses
 import os
 import platform
+import re
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -19,7 +21,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
-from demo.stack import REPO_ROOT, Stack, StackConfig
+from demo.stack import REPO_ROOT, Process, Stack, StackConfig, free_port
 from contracts.messages import OnboardingState
 
 T = TypeVar("T")
@@ -33,6 +35,23 @@ def fresh_dir(path: Path) -> Path:
         shutil.rmtree(path)
     path.mkdir(parents=True)
     return path
+
+
+@dataclasses.dataclass
+class MeasuredStack(Stack):
+    """The stack, its dev server serving its own Prometheus counters on a known port
+    (`temporal server start-dev --metrics-port`), so a run can say what the server did."""
+
+    metrics_port: int = dataclasses.field(default_factory=free_port)
+
+    def _process(self, name: str, argv: list[str], *, port: int | None, **env: str) -> Process:
+        if name == "temporal":
+            argv = [*argv, "--metrics-port", str(self.metrics_port)]
+        return super()._process(name, argv, port=port, **env)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
 
 def launch(
@@ -50,12 +69,12 @@ def launch(
     """A fresh stack on free ports: dev server (database file in `state_dir`, or in memory
     without `database_file`), Iron sandbox, webhook receiver, the HTTP API, the partner's backend
     (signing through the API, for `sign_prefixes` only) and the named worker processes, which deliver events to it.
-    Stops whatever started if a part fails."""
+    Stops whatever started if a part fails. The dev server serves its metrics at `metrics_url`."""
     config = StackConfig.ephemeral(
         fresh_dir(state_dir), autopilot=autopilot, autopilot_seconds=autopilot_after, task_queue=task_queue,
         sign_prefixes=sign_prefixes, persistent=database_file, events_retry_schedule=events_retry_schedule,
     )
-    stack = Stack(config)
+    stack = MeasuredStack(config)
     try:
         stack.start_temporal()
         stack.start_sandbox("--log-level", "warning")
@@ -194,3 +213,64 @@ def _package_version(name: str) -> str | None:
         return version(name)
     except Exception:  # noqa: BLE001
         return None
+
+
+# --- the dev server's own counters ---------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}\s+(\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+# The families counted, and the prefix of their keys: `persistence:UpdateWorkflowExecution`,
+# `visibility:UpsertWorkflowExecution`, `matching:AddActivityTask`, `history:SignalWorkflowExecution`.
+_FAMILIES = {"persistence_requests": "persistence", "visibility_persistence_requests": "visibility",
+             "service_requests": None}
+# Writes of a workflow's mutable state: one transaction each (history events ride along in it).
+EXECUTION_WRITES = ("CreateWorkflowExecution", "UpdateWorkflowExecution", "ConflictResolveWorkflowExecution",
+                    "SetWorkflowExecution")
+VISIBILITY_WRITES = ("RecordWorkflowExecutionStarted", "RecordWorkflowExecutionClosed", "UpsertWorkflowExecution",
+                     "DeleteWorkflowExecution")
+MATCHING_DISPATCHES = ("AddActivityTask", "AddWorkflowTask")
+
+
+def server_counters(text: str, namespace: str = "default") -> Counter:
+    """Requests by kind from the dev server's Prometheus text, for one namespace (visibility's
+    for the whole server, which labels them with none)."""
+    counts: Counter = Counter()
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None or match.group(1) not in _FAMILIES:
+            continue
+        labels = dict(_LABEL.findall(match.group(2)))
+        # Visibility's requests carry no namespace label: the whole server's are counted.
+        if labels.get("namespace", namespace) != namespace or "operation" not in labels:
+            continue
+        prefix = _FAMILIES[match.group(1)] or labels.get("service_name", "service")
+        counts[f"{prefix}:{labels['operation']}"] += float(match.group(3))
+    return counts
+
+
+async def scrape_server(stack: Stack, timeout: float = 10.0) -> Counter:
+    """The dev server's counters now; empty when the stack serves none."""
+    import httpx
+
+    url = getattr(stack, "metrics_url", None)
+    if url is None:
+        return Counter()
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        response = await http.get(url)
+        response.raise_for_status()
+        return server_counters(response.text)
+
+
+def server_work(delta: Counter, lifecycles: int) -> dict[str, float]:
+    """Per lifecycle: mutable-state writes, matching dispatches and visibility writes, from
+    the change in the dev server's counters over a round."""
+    def per(keys: tuple[str, ...], prefix: str) -> float:
+        return round(sum(delta[f"{prefix}:{k}"] for k in keys) / lifecycles, 2)
+
+    return {
+        "persistence_writes": per(EXECUTION_WRITES, "persistence"),
+        "matching_dispatches": per(MATCHING_DISPATCHES, "matching"),
+        "visibility_writes": per(VISIBILITY_WRITES, "visibility"),
+        "add_activity_task": per(("AddActivityTask",), "matching"),
+        "add_workflow_task": per(("AddWorkflowTask",), "matching"),
+    }
