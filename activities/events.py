@@ -114,7 +114,7 @@ class EventDelivery:
             record_event_delivery(event.type.value, metric_names.EVENT_FAILED)
             raise ApplicationError(
                 f"backend unreachable ({reason})", {"webhook_id": req.webhook_id}, type=EVENT_DELIVERY_FAILED,
-                next_retry_delay=timedelta(seconds=self.settings.retry_delay(info.attempt)),
+                next_retry_delay=timedelta(seconds=self.settings.retry_delay(info.attempt, failing=req.failing)),
             ) from None
 
         status = response.status_code
@@ -132,7 +132,7 @@ class EventDelivery:
                 webhook_id=req.webhook_id, sequence=event.sequence, outcome="gone", status_code=status,
                 attempt=info.attempt,
             )
-        delay = (_retry_after(response) if status in (429, 503) else None) or timedelta(seconds=self.settings.retry_delay(info.attempt))
+        delay = (_retry_after(response) if status in (429, 503) else None) or timedelta(seconds=self.settings.retry_delay(info.attempt, failing=req.failing))
         logger.warning("event_delivery_failed", http_status=status)
         record_event_delivery(event.type.value, metric_names.EVENT_FAILED)
         raise ApplicationError(

@@ -9,7 +9,7 @@ field of `Features`, on from the version that brought it; the workflow asks
 where a `workflow.patched` marker costs one in every run, and it reads as one line per change.
 
 Release 1.0.0 is engine 1, with no gate: no deployment ran the code before it. Engine 2 brings
-quiet waits (`quiet_waits`). The rule for adding and retiring a gate is in
+quiet waits (`quiet_waits`) and the failing-backend flag (`flags_failing_backend`). The rule for adding and retiring a gate is in
 docs/changing-the-workflow.md.
 """
 
@@ -31,6 +31,10 @@ class Features:
     # Engine 2: a wait reads Iron on its own only during a first window, then once per backstop;
     # reminders and SLAs wake it without a read; a customer in one wait too long is flagged idle.
     quiet_waits: bool = False
+    # Engine 2: a head the backend refuses past `events_failing_after_seconds` flags the outbox
+    # (the state view, the details line, `OnboardingEventsFailingSince`, a metric) until the next
+    # delivery; the view's `events_pending` counts only events waiting on such a backend.
+    flags_failing_backend: bool = False
 
     @classmethod
     def of(cls, version: int) -> "Features":
@@ -39,4 +43,4 @@ class Features:
         # knows it picks it up, and the customer's history stays as it was.
         if not 1 <= version <= ENGINE_VERSION:
             raise RuntimeError(f"engine version {version} is unknown to this worker (it knows 1 to {ENGINE_VERSION})")
-        return cls(version=version, quiet_waits=version >= 2)
+        return cls(version=version, quiet_waits=version >= 2, flags_failing_backend=version >= 2)

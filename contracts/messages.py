@@ -134,6 +134,11 @@ class OnboardingTimings(Message):
     # this bounds the backoff of an attempt that ended without one (a worker lost mid-attempt).
     # Each attempt is a billable action on Temporal Cloud, hence not the activities' 60 s.
     event_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    # A head the backend has refused this long flags the backend as failing (engine 2): the state
+    # view, the details line, `OnboardingEventsFailingSince` and `report`'s `events_failing`. The
+    # flag is raised once the schedule's next retry would fall past it, and cleared by the next
+    # delivery; it costs two upserts an outage, none while deliveries succeed. None: never flag.
+    events_failing_after_seconds: float | None = Field(default=3600.0, gt=0)
     audit_tail: int = Field(default=50, ge=5)
     dedup_memory: int = Field(default=200, ge=10)
     continue_as_new_after_events: int = Field(default=10_000, ge=20)

@@ -29,6 +29,10 @@ API_REQUEST_DURATION = "onboarding_api_request_duration_seconds"  # HTTP API his
 # Recorded by `workflows.publishing.Publisher.sla_breached`; it appears at the first breach, so
 # the dashboard has no panel for it (every panel must query a metric a scrape shows).
 SLA_BREACHES = "onboarding_sla_breaches"
+# Customers whose head event the partner's backend refused past the window
+# (`OnboardingTimings.events_failing_after_seconds`), once per outage; label `sub_partner`.
+# Recorded by the workflow, so a backend failing for long shows as a step, not as a retry rate.
+EVENTS_BACKEND_FAILING = "onboarding_events_backend_failing"
 
 # The phase metrics' `sub_partner` label: the customer's Iron sub-partner, or this for the
 # customers onboarded without one.

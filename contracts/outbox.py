@@ -50,6 +50,7 @@ class OutboxView(BaseModel):
     head_webhook_id: str | None = None
     head_type: str | None = None
     head_since: str | None = None
+    failing_since: str | None = None
 
 
 class Outbox(BaseModel):
@@ -64,6 +65,10 @@ class Outbox(BaseModel):
     # Events dropped by the backlog bound, ever.
     dropped: int = Field(default=0, ge=0)
     max_pending: int = Field(default=DEFAULT_MAX_PENDING, ge=MIN_MAX_PENDING)
+    # Since when the backend has been failing: the time of the head that could not be delivered
+    # within the workflow's window (`OnboardingTimings.events_failing_after_seconds`); cleared by
+    # the next delivery. None while deliveries succeed.
+    failing_since: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "Outbox":
@@ -97,6 +102,7 @@ class Outbox(BaseModel):
             head_webhook_id=head.webhook_id if head else None,
             head_type=head.type.value if head else None,
             head_since=head.timestamp if head else None,
+            failing_since=self.failing_since,
         )
 
     # --- changing ------------------------------------------------------------------------------
@@ -130,4 +136,17 @@ class Outbox(BaseModel):
         head = self.head
         if head is None or head.sequence != sequence:
             return self
-        return self.model_copy(update={"pending": self.pending[1:], "delivered_through": sequence})
+        return self.model_copy(update={"pending": self.pending[1:], "delivered_through": sequence, "failing_since": None})
+
+    def failing(self) -> "Outbox":
+        """The head could not be delivered within the window: the backend has been failing since
+        the head was queued. Kept (not moved) while later heads fail too; no head, no change."""
+        head = self.head
+        if head is None or self.failing_since is not None:
+            return self
+        return self.model_copy(update={"failing_since": head.timestamp})
+
+    @property
+    def waiting_on_failing_backend(self) -> int:
+        """Events waiting while the backend fails (0 while deliveries succeed)."""
+        return len(self.pending) if self.failing_since is not None else 0

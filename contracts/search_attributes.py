@@ -6,6 +6,7 @@ with `temporal operator search-attribute create` (or `start_local(search_attribu
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
@@ -35,6 +36,10 @@ ALL.append(IRON_SUB_PARTNER_ID)
 # engines` counts open onboardings by it, which says when an engine's gates can be retired.
 ONBOARDING_ENGINE_VERSION = SearchAttributeKey.for_int("OnboardingEngineVersion")
 ALL.append(ONBOARDING_ENGINE_VERSION)
+# Since when the partner's backend has been refusing this customer's events (engine 2; absent
+# while deliveries succeed): `starter.py report` lists them under `events_failing`.
+ONBOARDING_EVENTS_FAILING_SINCE = SearchAttributeKey.for_datetime("OnboardingEventsFailingSince")
+ALL.append(ONBOARDING_EVENTS_FAILING_SINCE)
 
 
 def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
@@ -50,7 +55,13 @@ def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
         # Set at start and never changing: a default-scope customer has none, so its runs
         # upsert exactly what they did before.
         IRON_SUB_PARTNER_ID: state.sub_partner_id,
+        # None clears it (the only attribute that is ever removed).
+        ONBOARDING_EVENTS_FAILING_SINCE: _datetime(state.outbox.failing_since),
     }
+
+
+def _datetime(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def at_start(state: OnboardingState, *, engine_version: int | None = None) -> TypedSearchAttributes:

@@ -78,8 +78,10 @@ class OnboardingStateView(BaseModel):
     requires: str | None = None
     sla_breached: SlaBreachView | None = None
     idle: SlaBreachView | None = None
-    # Events for the partner's backend queued and not yet acknowledged, as of the last change.
+    # Events waiting on a partner's backend that has been failing since `events_failing_since`
+    # (`OnboardingTimings.events_failing_after_seconds`); 0 while deliveries succeed.
     events_pending: int = 0
+    events_failing_since: str | None = None
     last_event_sequence: int = 0
     updated_at: str | None = None
     # The last entries of the audit trail, briefly (`status --live` shows the whole trail).
@@ -98,7 +100,9 @@ class OnboardingStateView(BaseModel):
         return workflow_id_for(self.external_id, self.sub_partner_id)
 
     @classmethod
-    def of(cls, s: "OnboardingState") -> "OnboardingStateView":
+    def of(cls, s: "OnboardingState", *, every_pending: bool = False) -> "OnboardingStateView":
+        """`every_pending`: count every queued event, as engine 1 did (its runs replay the memo
+        writes that count made); the view is written only at a change, so that count was stale."""
         attention = s.needs_attention
         if attention is not None and len(attention.reason) > _REASON_MAX:
             attention = attention.model_copy(update={"reason": _clip(attention.reason, _REASON_MAX)})
@@ -125,7 +129,8 @@ class OnboardingStateView(BaseModel):
             requires=s.requirements.brief() if s.requirements is not None and s.requirements.outstanding() else None,
             sla_breached=s.sla_breached,
             idle=s.idle,
-            events_pending=len(s.outbox.pending),
+            events_pending=len(s.outbox.pending) if every_pending else s.outbox.waiting_on_failing_backend,
+            events_failing_since=s.outbox.failing_since,
             last_event_sequence=s.outbox.last_sequence,
             updated_at=s.updated_at,
             audit=[AuditEntry(at=e.at, phase=e.phase, cause=_clip(e.cause, _AUDIT_CAUSE_MAX)) for e in s.audit[-_AUDIT_KEPT:]],

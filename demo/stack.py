@@ -39,6 +39,7 @@ SEARCH_ATTRIBUTES = {
     "OnboardingPhaseSince": "Datetime",
     "IronSubPartnerId": "Keyword",
     "OnboardingEngineVersion": "Int",
+    "OnboardingEventsFailingSince": "Datetime",
 }
 
 

@@ -143,7 +143,10 @@ class Onboarding(BaseModel):
     sla_breached: SlaBreach | None = None
     # A month in one wait with nothing moving it (`deadline` idle): docs/lifecycle.md, quiet waits.
     idle: SlaBreach | None = None
-    events_pending: int = 0
+    events_pending: int = Field(0, description="Events waiting on a partner's backend that has been refusing them; 0 while deliveries succeed")
+    events_failing_since: str | None = Field(
+        None, description="Since when the partner's backend has refused this customer's events (absent while deliveries succeed)"
+    )
     last_event_sequence: int = 0
     updated_at: str | None = None
     truncated: bool = False

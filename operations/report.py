@@ -59,12 +59,14 @@ def describe_duration(value: timedelta) -> str:
 
 @dataclass(frozen=True)
 class StuckRule:
-    """Customers matching `where` whose phase began longer than `threshold` ago are stuck."""
+    """Customers matching `where` whose `since` (by default, when their phase began) is longer
+    than `threshold` ago are stuck."""
 
     name: str
     description: str
     where: str
     threshold: timedelta
+    since: Any = sa.ONBOARDING_PHASE_SINCE
 
 
 def default_rules(
@@ -74,12 +76,15 @@ def default_rules(
     needs_attention: timedelta = timedelta(0),
     declined: timedelta = timedelta(0),
     idle: timedelta = timedelta(days=30),
+    events_failing: timedelta = timedelta(0),
 ) -> list[StuckRule]:
     """The thresholds that fit Iron: a customer who has not completed the hosted KYC or signed
     for a week has likely abandoned it; Iron's compliance review takes up to two days; a
     customer parked for an operator is stuck from the first moment; any customer in one wait for
     30 days is idle (the engine flags it at `idle_after_seconds`, 30 days by default), whoever it
-    waits for, so it is listed under `idle` too."""
+    waits for, so it is listed under `idle` too; a customer whose events the partner's backend
+    has refused past the engine's window (`events_failing_after_seconds`, an hour) is listed
+    under `events_failing`, by when the refusals began."""
     phase, status = sa.ONBOARDING_PHASE.name, sa.IRON_IDENTIFICATION_STATUS.name
     parked = ", ".join(f'"{p.value}"' for p in PARKED_PHASES)
     return [
@@ -99,6 +104,13 @@ def default_rules(
         StuckRule("needs_attention", "waiting for an operator", f'{phase} = "{Phase.NEEDS_ATTENTION.value}"', needs_attention),
         StuckRule("declined", "identification declined, waiting for an operator", f'{phase} = "{Phase.DECLINED.value}"', declined),
         StuckRule("idle", "in one wait, whoever it waits for, with nothing moving it", f"{phase} IN ({parked})", idle),
+        StuckRule(
+            "events_failing",
+            "the partner's backend refuses this customer's events",
+            f"{sa.ONBOARDING_EVENTS_FAILING_SINCE.name} IS NOT NULL",
+            events_failing,
+            since=sa.ONBOARDING_EVENTS_FAILING_SINCE,
+        ),
     ]
 
 
@@ -123,7 +135,9 @@ def stuck_query(rule: StuckRule, now: datetime, sub_partner: str | None = None) 
     if rule.threshold <= timedelta(0):
         return query
     cutoff = _rfc3339(now - rule.threshold)
-    since = sa.ONBOARDING_PHASE_SINCE.name
+    since = rule.since.name
+    if rule.since != sa.ONBOARDING_PHASE_SINCE:
+        return f'{query} AND {since} < "{cutoff}"'
     return f'{query} AND ({since} < "{cutoff}" OR ({since} IS NULL AND StartTime < "{cutoff}"))'
 
 
@@ -213,7 +227,7 @@ class Report:
 
 def _stuck_customer(rule: StuckRule, execution: WorkflowExecution, namespace: str, ui_url: str) -> StuckCustomer:
     attrs = execution.typed_search_attributes
-    since = attrs.get(sa.ONBOARDING_PHASE_SINCE)
+    since = attrs.get(rule.since)
     workflow_id = execution.id
     # A sub-partner's customer is `onboarding-sp-{sub_partner_id}-{external_id}`.
     sub_partner_id, external_id = scope_of_workflow_id(workflow_id) or (None, workflow_id.removeprefix(WORKFLOW_ID_PREFIX))
@@ -333,6 +347,8 @@ def add_arguments(parser) -> None:
                         help="stuck when declined this long (0: at all)")
     parser.add_argument("--idle", type=duration, default=timedelta(days=30), metavar="DURATION",
                         help="idle when in any one wait this long (30d)")
+    parser.add_argument("--events-failing", type=duration, default=timedelta(0), metavar="DURATION",
+                        help="list customers whose events the backend has refused this long (0: once the engine flags them)")
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                         help=f"list at most N customers per threshold ({DEFAULT_LIMIT}); the counts stay exact")
 
@@ -348,6 +364,7 @@ async def run(client: Client, args, out, sub_partner: str | None = None, *, ui_u
         needs_attention=args.needs_attention,
         declined=args.declined,
         idle=args.idle,
+        events_failing=args.events_failing,
     )
     report = await build_report(client, rules, limit=max(args.limit, 0), sub_partner=sub_partner, ui_url=ui_url)
     print(json.dumps(report.as_json(), indent=2) if args.json else format_report(report), file=out)

@@ -83,10 +83,11 @@ class EventsSettings(EnvironmentSettings):
             raise ValueError(f"{ENV_RETRY_SCHEDULE}: each delay must be more than 0 and at most 86400 seconds")
         return value
 
-    def retry_delay(self, attempt: int) -> float:
-        """Seconds before the attempt after `attempt` (1 for the first) failed."""
+    def retry_delay(self, attempt: int, *, failing: bool = False) -> float:
+        """Seconds before the attempt after `attempt` (1 for the first) failed; on a backend
+        already known to be failing, the schedule's last step."""
         delays = [float(part) for part in self.retry_schedule.split(",")]
-        return delays[min(max(attempt, 1), len(delays)) - 1]
+        return delays[-1] if failing else delays[min(max(attempt, 1), len(delays)) - 1]
 
     @field_validator("url")
     @classmethod

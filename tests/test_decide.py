@@ -877,3 +877,13 @@ def test_engine_1_never_flags_idle_and_keeps_polling():
     if isinstance(action, d.ReadSignings):
         run(d.SigningsRead(SIGNINGS), after=0)
     assert run.state.idle is None and run.state.deadlines["poll"] == run.now + timedelta(seconds=T.poll_initial_seconds * 2)
+
+
+def test_the_details_line_says_since_when_the_backend_refuses_events():
+    from contracts.outbox import Outbox
+    from tests.test_outbox import phase_event
+
+    s = OnboardingState(external_id="c", phase=Phase.ACTIVE, outbox=Outbox().append(phase_event(0)))
+    assert "Events" not in d.current_details(s), "queued is not failing"
+    s.outbox = s.outbox.failing()
+    assert d.current_details(s).endswith(f"Events: the backend has refused them since {s.outbox.failing_since} (1 waiting).")

@@ -43,6 +43,19 @@ def test_append_numbers_events_and_delivery_goes_head_first():
     assert view.head_type == "onboarding.phase_changed" and view.dropped == 0
 
 
+def test_a_failing_backend_is_flagged_from_its_head_until_the_next_delivery():
+    outbox = Outbox().append(phase_event(0)).append(reminder_event(5))
+    assert outbox.failing_since is None and outbox.waiting_on_failing_backend == 0, "queued is not failing"
+    failing = outbox.failing()
+    assert failing.failing_since == outbox.head.timestamp and failing.waiting_on_failing_backend == 2
+    assert failing.append(phase_event(9)).failing().failing_since == outbox.head.timestamp, "kept, not moved"
+    assert failing.view().failing_since == failing.failing_since
+    delivered = failing.acknowledge(1)
+    assert delivered.failing_since is None and delivered.waiting_on_failing_backend == 0
+    assert failing.acknowledge(2) == failing, "a stray acknowledgement clears nothing"
+    assert Outbox().failing() == Outbox(), "no head, nothing failing"
+
+
 def test_appending_does_not_change_the_original():
     empty = Outbox()
     one = empty.append(phase_event())

@@ -27,6 +27,8 @@ from contracts.messages import (
     Phase,
     workflow_id_for,
 )
+from contracts.events import phase_changed
+from contracts.outbox import Outbox
 from iron_sandbox.testing import SandboxServer
 from starter import sign_all, start_onboarding
 from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, running_worker, wait_for_phase
@@ -57,7 +59,12 @@ async def eventually(predicate, read, timeout: float = 30.0):
 
 
 async def start_carried_declined(client, task_queue: str, external_id: str, since: datetime) -> None:
-    """A run as continue-as-new writes it: parked in Declined since `since`."""
+    """A run as continue-as-new writes it: parked in Declined since `since`, its phase event
+    refused by the partner's backend since an hour later (the outbox flagged as failing)."""
+    outbox = Outbox().append(phase_changed(
+        OnboardingState(external_id=external_id, phase=Phase.DECLINED), previous_phase=Phase.AWAITING_IDENTIFICATION,
+        at=since + timedelta(hours=1),
+    )).failing()
     state = OnboardingState(
         external_id=external_id,
         phase=Phase.DECLINED,
@@ -67,6 +74,7 @@ async def start_carried_declined(client, task_queue: str, external_id: str, sinc
         outcome="Declined",
         waiting=True,
         deadlines={"reconcile": datetime.now(timezone.utc) + timedelta(hours=1)},
+        outbox=outbox,
         audit=[
             AuditEntry(at=(since - timedelta(hours=1)).isoformat(), phase=Phase.AWAITING_IDENTIFICATION, cause="identification Pending"),
             AuditEntry(at=since.isoformat(), phase=Phase.DECLINED, cause="identification declined by Iron"),
@@ -124,18 +132,25 @@ async def test_report_counts_each_phase_and_lists_the_stuck_oldest_first(tempora
                 assert report["phases"] == expected
                 assert report["running"] == 7
 
-                # Defaults: only those parked for an operator are stuck; the carried one is oldest.
+                # Defaults: only those parked for an operator are stuck, and the carried one's events
+                # are refused; the carried one is oldest.
                 stuck = [(c["rule"], c["external_id"]) for c in report["stuck"]]
-                assert stuck[0] == ("declined", names["carried"])
-                assert sorted(stuck) == sorted(
-                    [("declined", names["carried"]), ("declined", names["declined"]), ("needs_attention", names["attention"])]
-                )
+                assert stuck[:2] == [("declined", names["carried"]), ("events_failing", names["carried"])]
+                assert sorted(stuck) == sorted([
+                    ("declined", names["carried"]), ("declined", names["declined"]), ("needs_attention", names["attention"]),
+                    ("events_failing", names["carried"]),
+                ])
+                failing = report["stuck"][1]
+                assert datetime.fromisoformat(failing["since"]) == day_ago + timedelta(hours=1)
+                assert report["thresholds"]["events_failing"]["stuck"] == 1
                 carried = report["stuck"][0]
                 assert carried["since_known"] and datetime.fromisoformat(carried["since"]) == day_ago
                 assert 86000 < carried["age_seconds"] < 87000
                 assert carried["ui_link"].startswith("http://ui.example:8233/namespaces/default/workflows?query=")
                 assert workflow_id_for(names["carried"]) in carried["ui_link"]
                 assert {c["phase"] for c in report["stuck"]} == {"Declined", "NeedsAttention"}
+                no_newer = await report_json("--events-failing", "2d")
+                assert no_newer["thresholds"]["events_failing"]["stuck"] == 0, "refused for a day, not two"
                 assert report["thresholds"]["waiting_on_customer"] == {
                     "seconds": 7 * 86400, "description": "the customer has to complete the identification or sign",
                     "stuck": 0, "listed": 0, "truncated": False,
@@ -146,14 +161,14 @@ async def test_report_counts_each_phase_and_lists_the_stuck_oldest_first(tempora
                 assert reviewing.identification_status == "PendingReview"
                 await asyncio.sleep(1.5)
                 small = await eventually(
-                    lambda r: len(r["stuck"]) == 6,
+                    lambda r: len(r["stuck"]) == 7,
                     lambda: report_json("--waiting-on-customer", "1s", "--pending-review", "1s"),
                 )
                 listed = [(c["rule"], c["external_id"]) for c in small["stuck"]]
                 assert sorted(listed) == sorted([
                     ("declined", names["carried"]), ("declined", names["declined"]), ("needs_attention", names["attention"]),
                     ("waiting_on_customer", names["kyc"]), ("waiting_on_customer", names["signing"]),
-                    ("pending_review", names["review"]),
+                    ("pending_review", names["review"]), ("events_failing", names["carried"]),
                 ])
                 sinces = [datetime.fromisoformat(c["since"]) for c in small["stuck"]]
                 assert sinces == sorted(sinces), "not oldest first"

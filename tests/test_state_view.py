@@ -33,6 +33,22 @@ def test_the_view_stays_small_whatever_iron_sends():
     assert OnboardingStateView.model_validate(view.to_memo()) == view
 
 
+def test_events_pending_counts_only_what_waits_on_a_failing_backend():
+    from contracts.outbox import Outbox
+    from tests.test_outbox import phase_event
+
+    queued = Outbox().append(phase_event(0)).append(phase_event(1))
+    s = OnboardingState(external_id="c", phase=Phase.ACTIVE, outbox=queued)
+    assert OnboardingStateView.of(s).events_pending == 0, "queued while deliveries succeed: on its way, not pending"
+    assert OnboardingStateView.of(s, every_pending=True).events_pending == 2, "engine 1's count, kept for its replays"
+    s.outbox = queued.failing()
+    view = OnboardingStateView.of(s)
+    assert view.events_pending == 2 and view.events_failing_since == queued.head.timestamp
+    assert not view.same_as(OnboardingStateView.of(s.model_copy(update={"outbox": queued})))
+    s.outbox = s.outbox.acknowledge(1)
+    assert OnboardingStateView.of(s).events_pending == 0 and OnboardingStateView.of(s).events_failing_since is None
+
+
 def test_a_note_in_the_audit_alone_writes_no_memo():
     s = OnboardingState(external_id="c", phase=Phase.ACTIVE, updated_at="2026-12-01T00:00:00Z")
     before = OnboardingStateView.of(s)

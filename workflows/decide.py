@@ -994,6 +994,8 @@ def current_details(s: OnboardingState) -> str:
         details += f" Idle: {s.idle.phase.value} untouched since {s.idle.since}."
     if s.requirements is not None and s.requirements.outstanding():
         details += f" Iron requires: {s.requirements.brief()}."
+    if s.outbox.failing_since is not None:
+        details += f" Events: the backend has refused them since {s.outbox.failing_since} ({len(s.outbox.pending)} waiting)."
     return details
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -74,7 +74,7 @@ class CustomerOnboarding:
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
         self._timer_fired = self._continue_as_new_due = False
-        self._publisher = Publisher()
+        self._publisher = Publisher(self._features)
         self._waiters = Waiters()
 
     @workflow.run
@@ -98,19 +98,46 @@ class CustomerOnboarding:
     async def _deliver_events(self) -> None:
         """Events go out one at a time, in order, beside the loop: a backend that is down delays
         its events, never the customer. A run that continues as new before the head went out
-        hands it to the next run, which sends it again under the same id."""
+        hands it to the next run, which sends it again under the same id. A head the backend
+        refuses past the window flags the outbox until the next delivery (engine 2)."""
         while True:
             await workflow.wait_condition(lambda: self._state.outbox.head is not None)
-            head = self._state.outbox.head
+            outbox = self._state.outbox
+            head = outbox.head
             assert head is not None
-            await workflow.execute_activity_method(
-                EventDelivery.deliver_event,
-                DeliverEventInput.of(head),
-                summary=f"deliver event {head.sequence}: {head.type.value}",
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=self._timings.event_retry_max_seconds)),
-            )
+            window = self._failing_window()
+            try:
+                await workflow.execute_activity_method(
+                    EventDelivery.deliver_event,
+                    DeliverEventInput.of(head, failing=outbox.failing_since is not None),
+                    summary=f"deliver event {head.sequence}: {head.type.value}",
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=window,
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=self._timings.event_retry_max_seconds)),
+                )
+            except ActivityError as err:
+                if window is None or err.retry_state != RetryState.TIMEOUT:
+                    raise
+                self._state.outbox = self._state.outbox.failing()
+                self._publish_now()
+                continue
             self._state.outbox = self._state.outbox.acknowledge(head.sequence)
+            if outbox.failing_since is not None:  # the backend is back
+                self._publish_now()
+
+    def _failing_window(self) -> timedelta | None:
+        """How long a head may be refused before the backend counts as failing: the first
+        delivery of a head on a backend not yet known to fail; after it, no bound."""
+        after = self._timings.events_failing_after_seconds
+        if not self._features.flags_failing_backend or after is None or self._state.outbox.failing_since is not None:
+            return None
+        return timedelta(seconds=after)
+
+    def _publish_now(self) -> None:
+        """The delivery lane changed what operators see: out in this workflow task."""
+        s = self._state
+        self._publisher.note(s, s.phase)
+        self._publisher.flush()
 
     # --- performing what decide chose ----------------------------------------------------------
 

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     import contracts.metrics as metric_names
     import contracts.search_attributes as sa
     import workflows.decide as d
+    from contracts.engine import Features
     from contracts.messages import OnboardingInput, OnboardingState, Phase, SlaBreachView
     from contracts.start_metadata import START_DIGEST_MEMO, STARTED_BY_MEMO, first_run_story
     from contracts.state_view import STATE_MEMO, OnboardingStateView
@@ -32,10 +33,13 @@ with workflow.unsafe.imports_passed_through():
 _RIDES_ALONG = {
     sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS, sa.ONBOARDING_SLA_BREACHED, sa.ONBOARDING_PHASE_SINCE,
 }
+# The attributes a run removes when their value goes (every other one only ever changes).
+_REMOVABLE = {sa.ONBOARDING_EVENTS_FAILING_SINCE}
 
 
 class Publisher:
-    def __init__(self) -> None:
+    def __init__(self, features: Features) -> None:
+        self._features = features
         self._published: dict[str, Any] = {}
         self._unpublished: dict[Any, Any] = {}
         self._phase: Phase | None = None
@@ -43,6 +47,7 @@ class Publisher:
         self._metrics: dict[str, Any] = {}
         self._breach: SlaBreachView | None = None
         self._idle: SlaBreachView | None = None
+        self._events_failing: str | None = None
         self._view_published: OnboardingStateView | None = None
         self._view: OnboardingStateView | None = None
         self._first_run_story: str | None = None
@@ -56,6 +61,7 @@ class Publisher:
         self._phase_since = state.phase_since
         self._breach = state.sla_breached  # noticed by the run before
         self._idle = state.idle
+        self._events_failing = state.outbox.failing_since
         if carried is not None:
             # The UI's Summary and Details show only what a run was started with, and
             # continue-as-new carries neither: the current details tell them again. No command.
@@ -81,9 +87,10 @@ class Publisher:
             if s.phase == Phase.UNKNOWN_IRON_STATUS:
                 workflow.logger.warning("waiting on an Iron status this engine does not know: %s", s.waiting_for)
         for key, value in sa.for_state(s).items():
-            if value is not None and self._published.get(key.name) != value:
+            published = self._published.get(key.name)
+            if value != published and (value is not None or key in _REMOVABLE):
                 self._unpublished[key] = value
-            elif key in self._unpublished and self._published.get(key.name) == value:
+            elif key in self._unpublished and published == value:
                 del self._unpublished[key]
         if s.sla_breached is not None and s.sla_breached != self._breach:
             self.sla_breached(s, s.sla_breached)
@@ -91,9 +98,25 @@ class Publisher:
         if s.idle is not None and s.idle != self._idle:  # counted with the SLAs, deadline `idle`
             self.sla_breached(s, s.idle)
         self._idle = s.idle
+        failing = s.outbox.failing_since
+        if failing is not None and failing != self._events_failing:
+            self._events_backend_failing(s, failing)
+        self._events_failing = failing
         details = d.current_details(s)
         workflow.set_current_details(f"{details}\n\n{self._first_run_story}" if self._first_run_story else details)
-        self._view = OnboardingStateView.of(s)
+        self._view = self._view_of(s)
+
+    def _view_of(self, s: OnboardingState) -> OnboardingStateView:
+        return OnboardingStateView.of(s, every_pending=not self._features.flags_failing_backend)
+
+    def _events_backend_failing(self, s: OnboardingState, since: str) -> None:
+        """Once per outage, when the workflow learns its head could not be delivered in time."""
+        workflow.logger.warning(
+            "the partner's backend has refused this customer's events since %s (%d waiting)", since, len(s.outbox.pending)
+        )
+        self._counter(metric_names.EVENTS_BACKEND_FAILING, "Customers whose events the partner's backend refused past the window").add(
+            1, {**_scope(s)}
+        )
 
     def _count_transition(self, s: OnboardingState) -> None:
         """One transition out of the phase last seen, and the time spent in it. Two phase changes
@@ -146,13 +169,19 @@ class Publisher:
             return
         if set(self._unpublished) == {sa.ONBOARDING_PHASE_SINCE}:
             return  # it changes with the phase, so it always goes out in the phase's upsert
-        workflow.upsert_search_attributes([key.value_set(value) for key, value in self._unpublished.items()])
-        self._published.update({key.name: value for key, value in self._unpublished.items()})
+        workflow.upsert_search_attributes([
+            key.value_unset() if value is None else key.value_set(value) for key, value in self._unpublished.items()
+        ])
+        for key, value in self._unpublished.items():
+            if value is None:
+                self._published.pop(key.name, None)
+            else:
+                self._published[key.name] = value
         self._unpublished = {}
 
     def memo_at_continue_as_new(self, state: OnboardingState) -> dict[str, Any]:
         """The memo the next run starts with: what this run has, the view brought up to date."""
-        view = OnboardingStateView.of(state.model_copy(update={"runs": state.runs + 1}))
+        view = self._view_of(state.model_copy(update={"runs": state.runs + 1}))
         return {**workflow.memo(), STATE_MEMO: view.to_memo()}
 
 
