@@ -162,6 +162,11 @@ def format_state(state: OnboardingState, ui_link: str | None = None) -> str:
         lines.append(f"SLA BREACHED     {state.sla_breached.sla}: {state.sla_breached.phase.value} since {state.sla_breached.since}")
     if getattr(state, "idle", None):
         lines.append(f"IDLE             {state.idle.phase.value} untouched since {state.idle.since}")
+    outbox = getattr(state, "outbox", None)  # the state view has the flag and count as fields
+    failing = outbox.failing_since if outbox is not None else getattr(state, "events_failing_since", None)
+    if failing:
+        waiting = len(outbox.pending) if outbox is not None else state.events_pending
+        lines.append(f"EVENTS FAILING   the backend has refused them since {failing} ({waiting} waiting)")
     requirements = getattr(state, "requirements", None)  # the state view has them in one line
     requires = requirements.brief() if requirements and requirements.outstanding() else getattr(state, "requires", None)
     if requires:

@@ -887,3 +887,17 @@ def test_the_details_line_says_since_when_the_backend_refuses_events():
     assert "Events" not in d.current_details(s), "queued is not failing"
     s.outbox = s.outbox.failing()
     assert d.current_details(s).endswith(f"Events: the backend has refused them since {s.outbox.failing_since} (1 waiting).")
+
+
+def test_status_says_since_when_the_backend_refuses_events_from_the_state_and_from_the_view():
+    from contracts.outbox import Outbox
+    from contracts.state_view import OnboardingStateView
+    from starter import format_state
+    from tests.test_outbox import phase_event
+
+    s = OnboardingState(external_id="c", phase=Phase.ACTIVE, outbox=Outbox().append(phase_event(0)))
+    assert "EVENTS FAILING" not in format_state(s)
+    s.outbox = s.outbox.failing()
+    line = f"EVENTS FAILING   the backend has refused them since {s.outbox.failing_since} (1 waiting)"
+    assert line in format_state(s).splitlines()
+    assert line in format_state(OnboardingStateView.of(s)).splitlines()
