@@ -108,21 +108,14 @@ async def test_a_six_hour_outage_costs_each_pending_event_its_schedule_and_loses
                 await save_histories(env.client, handle.id, first_run_id, "events/backend_failing_then_back")
                 history = (await handle.fetch_history()).events
 
-    # What the outage cost the head: its attempts, and the flag raised and cleared (each an
-    # upsert of the attribute and a memo write). Within the bound, and measured.
-    flag_tasks = {
-        e.upsert_workflow_search_attributes_event_attributes.workflow_task_completed_event_id
-        for e in history
+    # What the outage cost the head: its attempts, and the flag raised and cleared (one
+    # search-attribute upsert each; the memo write beside it is not billed, `bench/actions.py`).
+    # Within the bound, and measured.
+    flag_upserts = [
+        e for e in history
         if e.HasField("upsert_workflow_search_attributes_event_attributes")
         and sa.ONBOARDING_EVENTS_FAILING_SINCE.name in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
-    }
-    flag_writes = sum(
-        1 for e in history
-        if (e.HasField("upsert_workflow_search_attributes_event_attributes")
-            and e.upsert_workflow_search_attributes_event_attributes.workflow_task_completed_event_id in flag_tasks)
-        or (e.HasField("workflow_properties_modified_event_attributes")
-            and e.workflow_properties_modified_event_attributes.workflow_task_completed_event_id in flag_tasks)
-    )
-    assert len(flag_tasks) == 2, "raised once, cleared once"
+    ]
+    assert len(flag_upserts) == 2, "raised once, cleared once"
     assert attempts_on_schedule(events, OUTAGE) - 1 <= attempts
-    assert attempts + flag_writes <= MOST_ATTEMPTS_IN_OUTAGE, (attempts, flag_writes)
+    assert attempts + len(flag_upserts) <= MOST_ATTEMPTS_IN_OUTAGE, (attempts, len(flag_upserts))
