@@ -3,7 +3,7 @@ autopilot settings, the clock. No API key; JSON in, JSON out; errors are `{"erro
 
     GET    /_sim/health
     POST   /_sim/reset
-    GET    /_sim/customers
+    GET    /_sim/customers                     POST /_sim/customers {"count", "customer_type"?, "sub_partner_id"?, "prefix"?}
     POST   /_sim/customers/{id}/status         {"status", "documents"?, "comment"?}
     POST   /_sim/identifications/{id}/status   {"status", "retry"?, "comment"?}
     POST   /_sim/customers/{id}/drift          {"status"?, "requirement_code"?, "bucket"?}
@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+import uuid
 
 from iron_sandbox.faults import FaultConfig
 from iron_sandbox.state import REQUIREMENT_BUCKETS, ApiError
@@ -68,6 +70,8 @@ async def _body(request: Request) -> Any:
 
 
 MAX_DRIFT_VALUE_LENGTH = 64
+# The most customers one `POST /_sim/customers` makes (a million is some seconds of the sandbox).
+MAX_ADDED_CUSTOMERS = 1_000_000
 
 
 def _drift_value(body: dict[str, Any], name: str) -> str | None:
@@ -108,7 +112,22 @@ def sim_routes(sb: "Sandbox") -> list[Route]:
 
     @handler
     async def customers(request: Request) -> Response:
-        return _json(sb.state.dump())
+        if request.method == "GET":
+            return _json(sb.state.dump())
+        body = await _body(request)
+        _known_fields(body, {"count", "customer_type", "sub_partner_id", "prefix"})
+        count = body.get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_ADDED_CUSTOMERS:
+            raise ValueError(f"count must be a whole number from 1 to {MAX_ADDED_CUSTOMERS}")
+        scope = body.get("sub_partner_id")
+        if scope is not None:
+            try:
+                scope = str(uuid.UUID(str(scope)))
+            except ValueError:
+                raise ValueError("sub_partner_id must be a UUID") from None
+        prefix = _drift_value(body, "prefix") or f"added-{uuid.uuid4().hex[:8]}"
+        customer_type = body.get("customer_type", "Person")
+        return _json(sb.state.sim_add_customers(count, scope=scope, customer_type=customer_type, prefix=prefix), 201)
 
     @handler
     async def customer_status(request: Request) -> Response:
@@ -248,7 +267,7 @@ def sim_routes(sb: "Sandbox") -> list[Route]:
     return [
         Route("/_sim/health", health, methods=["GET"]),
         Route("/_sim/reset", reset, methods=["POST"]),
-        Route("/_sim/customers", customers, methods=["GET"]),
+        Route("/_sim/customers", customers, methods=["GET", "POST"]),
         Route("/_sim/customers/{id}/status", customer_status, methods=["POST"]),
         Route("/_sim/identifications/{id}/status", identification_status, methods=["POST"]),
         Route("/_sim/customers/{id}/drift", customer_drift, methods=["POST"]),

@@ -181,6 +181,11 @@ class SandboxControl:
     async def customers(self) -> list[dict[str, Any]]:
         return await self._call("GET", "/customers")
 
+    async def add_customers(self, count: int, *, timeout: float = 300.0, **options: Any) -> dict[str, Any]:
+        """`count` new customers in one call (options: `customer_type`, `sub_partner_id`,
+        `prefix` of their external ids). Returns `{created, first, last}`."""
+        return await self._call("POST", "/customers", {"count": count, **options}, timeout=timeout)
+
     async def requests(self, clear: bool = False) -> list[dict[str, Any]]:
         return await self._call("GET", "/requests" + ("?clear=true" if clear else ""))
 

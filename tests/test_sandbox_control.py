@@ -112,3 +112,30 @@ async def test_drift_refuses_known_or_malformed_values(
     response = _sim(sandbox, "POST", path, json=body)
     assert response.status_code == 400, response.text
     assert (await iron.get_customer(customer.id)).unknown_values() == []
+
+
+# --- many customers at once -------------------------------------------------------------------------
+
+
+async def test_many_customers_are_made_in_one_call_and_listed_like_any_other(sandbox: SandboxServer, iron: IronClient) -> None:
+    added = await sandbox.control.add_customers(250, prefix="fleet")
+    assert added["created"] == 250
+    listed = [c async for c in iron.iter_customers(page_size=100)]
+    assert len(listed) == 250 and {c.external_id for c in listed} == {f"fleet-{n}" for n in range(250)}
+    assert {listed[0].id, listed[-1].id} == {added["first"], added["last"]}
+    assert {c.status for c in listed} == {"IdentificationRequired"}
+    scope = "00000000-0000-4000-8000-0000000000bb"
+    await sandbox.control.add_customers(3, customer_type="Business", sub_partner_id=scope)
+    async with sandbox.client(sub_partner_id=scope) as scoped:
+        assert [c.customer_type async for c in scoped.iter_customers()] == ["Business"] * 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"count": 0}, {"count": 1_000_001}, {"count": "5"}, {"count": True}, {"count": 1, "customer_type": "Robot"},
+     {"count": 1, "sub_partner_id": "not-a-uuid"}, {"count": 1, "colour": "red"}],
+)
+async def test_many_customers_refuses_what_it_cannot_make(sandbox: SandboxServer, body: dict) -> None:
+    response = _sim(sandbox, "POST", "/customers", json=body)
+    assert response.status_code == 400, response.text
+    assert _sim(sandbox, "GET", "/customers").json() == []

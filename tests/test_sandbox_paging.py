@@ -1,6 +1,7 @@
-"""The sandbox's `GET /customers` pages by key: every page it answers, in either order, with any
-filter, forward or back, from any cursor, is the page a plain scan of every customer gives, and a
-page deep in a long list costs what a page near its start does."""
+"""The sandbox reads its customers by key, as Iron's database would: every page `GET /customers`
+answers, in either order, with any filter, forward or back, from any cursor, is the page a plain
+scan of every customer gives, and a page of a long list costs what a page of a short one does;
+a lookup by external id finds what a scan finds, through updates and resets."""
 
 from __future__ import annotations
 
@@ -130,3 +131,32 @@ def test_a_page_of_a_long_list_costs_what_a_page_of_a_short_one_does():
     short, long = seconds_per_deep_page(filled(600)), seconds_per_deep_page(filled(60_000))
     # A scan of every customer made a page of the long list some 50 times one of the short list.
     assert long < 3 * short + 0.002, (short, long)
+
+
+def test_a_lookup_by_external_id_finds_the_oldest_holder_a_scan_finds_through_updates_and_resets():
+    state, rng = SandboxState(partner_id=PARTNER), random.Random(5)
+    names = [f"ext-{n}" for n in range(8)]
+
+    def scan(external_id: str, scope: str | None) -> str | None:
+        held = sorted((c for c in state.customers.values() if c.external_id == external_id and c.sub_partner_id == scope),
+                      key=lambda c: c.seq)
+        return held[0].id if held else None
+
+    def found(external_id: str, scope: str | None) -> str | None:
+        try:
+            return state.get_customer_by_external_id(external_id, scope)["id"]
+        except ApiError:
+            return None
+
+    for step in range(600):
+        scope = rng.choice(SCOPES)
+        if step % 150 == 149:
+            state.reset(scope)
+        elif rng.random() < 0.6 or not state.customers:
+            state.create_customer(schemas.CreateCustomerParams(customer_type="Person", email=f"e{step}@example.com",
+                                                               external_id=rng.choice(names + [None])), scope)
+        else:
+            customer = rng.choice(list(state.customers.values()))
+            state.update_customer(customer.id, customer.sub_partner_id,
+                                  schemas.UpdateCustomerParams(email=f"u{step}@example.com", external_id=rng.choice(names)))
+        assert all(found(name, scope) == scan(name, scope) for name in names for scope in SCOPES), step
