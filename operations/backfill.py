@@ -15,6 +15,12 @@ stale, and no Iron cursor kept past its page. A workflow would add a worker depl
 history that must continue-as-new every few thousand starts and progress read through queries,
 to protect work that is cheap to redo; an operator wants the progress on a terminal and Ctrl-C.
 
+Per customer, one Temporal call: the start itself, from the listed customer (its id, type and
+external id), with no look before it. Only a refused start (one runs already: whose is it?) and
+an id visibility shows a closed onboarding under (the new one numbers its events after the old
+one's) cost a describe. Listing, the visibility list and the starts overlap: pages are read
+ahead, and one page's starts run on into the next's up to `concurrency`.
+
 Load: `rate` bounds adoptions per second (each sets a workflow going whose first task reads
 Iron), `iron_rate` Iron list requests per second, `concurrency` the starts in flight. A 429
 pauses listing and adoptions for Iron's `Retry-After` (or a backoff without one).
@@ -32,12 +38,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from aiolimiter import AsyncLimiter
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 import operations.onboardings as onboardings
+import operations.state_access as state_access
 from contracts import search_attributes
-from contracts.messages import WORKFLOW_TYPE, OnboardingTimings, external_id_for_customer, workflow_id_for
+from contracts.messages import WORKFLOW_TYPE, OnboardingInput, OnboardingTimings, external_id_for_customer, workflow_id_for
+from contracts.start_metadata import start_options
 from iron_client import IronClient, IronSettings
 from iron_client.errors import IronError, IronRateLimited
 from iron_client.models import Customer, CustomerStatus
@@ -48,6 +58,8 @@ DEFAULT_RATE = 20.0  # adoptions per second
 DEFAULT_IRON_RATE = 5.0  # Iron list requests per second
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 100
+# Pages listed and looked up in visibility ahead of the starts (2 pages: 200 customers).
+PAGES_AHEAD = 2
 # Attempts for one Iron page or one Temporal call before the customer (or the run) counts as failed.
 MAX_ATTEMPTS = 8
 BACKOFF_INITIAL_SECONDS, BACKOFF_MAX_SECONDS = 0.5, 30.0
@@ -130,6 +142,26 @@ def _quotable(workflow_id: str) -> bool:
     return '"' not in workflow_id and "\\" not in workflow_id and "'" not in workflow_id
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What visibility shows under one workflow id: a running onboarding (and its
+    `IronCustomerId`) or only closed ones."""
+
+    running: bool
+    owner: str | None = None
+
+
+@dataclass
+class _Page:
+    """One listed page on its way through: the customers to adopt and what visibility showed
+    under their workflow ids (None: it could not be asked, so a closed run may hide there)."""
+
+    candidates: list[Customer]
+    seen: dict[str, _Seen] | None
+    # Its adoptions not yet done, plus one while they are being handed out.
+    unfinished: int = 1
+
+
 class Backfill:
     def __init__(
         self,
@@ -166,47 +198,84 @@ class Backfill:
         self._on_page = on_page or (lambda _s: None)
         self._adoptions = _limiter(rate)
         self._iron_requests = _limiter(iron_rate)
-        self._in_flight = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
         self._paused_until = 0.0  # monotonic: Iron asked us to wait
         self._visibility_ok = True
         self._max_attempts = max_attempts
+        # The adoption in flight under each workflow id: a customer sharing the name waits for it.
+        self._last_of_name: dict[str, asyncio.Task] = {}
+        self._deliver_events: bool | None = None
+        self._queue: str | None = None
 
     async def run(self) -> BackfillSummary:
-        # One page listed ahead of the one being adopted: Iron's latency hides behind the starts.
-        pages: asyncio.Queue[list[Customer] | None] = asyncio.Queue(maxsize=1)
-        lister = asyncio.create_task(self._list(pages))
+        # Start settings as `start_onboarding` takes them, read once for the whole run.
+        self._deliver_events = onboardings.api_settings().events_url is not None
+        self._queue = self.task_queue or onboardings.api_settings().task_queue
+        # Pages are listed and looked up in visibility ahead of the starts, and one page's starts
+        # run on into the next's: neither Iron's latency nor a page's slowest start idles the rest.
+        pages: asyncio.Queue[_Page | None] = asyncio.Queue(maxsize=PAGES_AHEAD)
+        slots = asyncio.Semaphore(self._concurrency)
         try:
-            while (page := await self._next_page(pages, lister)) is not None:
-                await self._adopt_page(page)
-                self.summary.pages += 1
-                self._on_page(self.summary)
-            await lister
+            async with asyncio.TaskGroup() as group:  # one failing stops the rest
+                group.create_task(self._list(pages))
+                while (page := await pages.get()) is not None:
+                    for customer in page.candidates:
+                        await slots.acquire()
+                        self._schedule(group, customer, page, slots)
+                    self._page_step(page)
             self.summary.complete = True
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # one line for the operator, as any error
         finally:
-            lister.cancel()
             self.summary.finished_at = time.monotonic()
         return self.summary
 
-    @staticmethod
-    async def _next_page(pages: asyncio.Queue, lister: asyncio.Task) -> list[Customer] | None:
-        """The next page, or what stopped the listing (Iron failing past its retries)."""
-        getter = asyncio.ensure_future(pages.get())
-        try:
-            await asyncio.wait({getter, lister}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done() and lister.exception() is not None:
-                raise lister.exception()
-            return await getter
-        finally:
-            getter.cancel()
+    def _schedule(self, group: asyncio.TaskGroup, customer: Customer, page: _Page, slots: asyncio.Semaphore) -> None:
+        workflow_id = self._workflow_id(customer)
+        # Customers that share a name (an external id two of them have at Iron) go one after
+        # the other, oldest first: the oldest gets the workflow, as Iron's external-id look-up
+        # finds it first; the others are reported, whichever start would have landed first.
+        before = self._last_of_name.get(workflow_id)
+        page.unfinished += 1
+
+        async def adopt() -> None:
+            try:
+                if before is not None:
+                    await asyncio.wait({before})
+                asked = page.seen is not None and _quotable(workflow_id)
+                await self._adopt(customer, workflow_id, page.seen.get(workflow_id) if asked else None, asked)
+            finally:
+                slots.release()
+                if self._last_of_name.get(workflow_id) is task:
+                    del self._last_of_name[workflow_id]
+            self._page_step(page)
+
+        task = group.create_task(adopt())
+        self._last_of_name[workflow_id] = task
+
+    def _page_step(self, page: _Page) -> None:
+        """One of the page's adoptions is done (or all are handed out)."""
+        page.unfinished -= 1
+        if page.unfinished == 0:
+            self.summary.pages += 1
+            self._on_page(self.summary)
+        self._on_progress(self.summary)
 
     # --- Iron ------------------------------------------------------------------------------------
 
-    async def _list(self, pages: asyncio.Queue[list[Customer] | None]) -> None:
+    async def _list(self, pages: asyncio.Queue[_Page | None]) -> None:
         cursor: str | None = None
         while True:
             page = await self._iron_page(cursor)
             if page.items:
-                await pages.put(page.items)
+                candidates = []
+                for customer in page.items:
+                    if _status_value(customer.status) == ARCHIVED:
+                        self.summary.archived_skipped += 1
+                    else:
+                        candidates.append(customer)
+                seen = await self._seen([self._workflow_id(c) for c in candidates])
+                await pages.put(_Page(candidates, seen))
             if not page.cursor or not page.items:
                 await pages.put(None)
                 return
@@ -240,93 +309,94 @@ class Backfill:
 
     # --- Temporal --------------------------------------------------------------------------------
 
-    async def _adopt_page(self, customers: list[Customer]) -> None:
-        candidates = []
-        for customer in customers:
-            if _status_value(customer.status) == ARCHIVED:
-                self.summary.archived_skipped += 1
-            else:
-                candidates.append(customer)
-        self._on_progress(self.summary)
-        running = await self._running_owners([self._workflow_id(c) for c in candidates])
-        # Customers that share a name (an external id two of them have at Iron) go one after
-        # the other, oldest first: the oldest gets the workflow, as Iron's external-id look-up
-        # finds it first; the others are reported, whichever start would have landed first.
-        by_name: dict[str, list[Customer]] = {}
-        for customer in candidates:
-            by_name.setdefault(self._workflow_id(customer), []).append(customer)
-
-        async def adopt_in_order(customers: list[Customer]) -> None:
-            for customer in customers:
-                await self._adopt(customer, running)
-
-        try:
-            async with asyncio.TaskGroup() as group:  # one failing stops its siblings
-                for customers in by_name.values():
-                    group.create_task(adopt_in_order(customers))
-        except BaseExceptionGroup as failed:
-            raise failed.exceptions[0] from None  # one line for the operator, as any error
-        self._on_progress(self.summary)
-
     def _workflow_id(self, customer: Customer) -> str:
         return workflow_id_for(external_id_for_customer(customer.id, customer.external_id), self.sub_partner_id)
 
-    async def _running_owners(self, workflow_ids: list[str]) -> dict[str, str | None]:
-        """The running onboardings among `workflow_ids`, each with its `IronCustomerId`: one
-        visibility list per page, so a rerun skips what is done without a start per customer.
-        Visibility lags: a workflow it misses is still found by the start below."""
-        quotable = [w for w in workflow_ids if _quotable(w)]
-        if not quotable or not self._visibility_ok:
+    async def _seen(self, workflow_ids: list[str]) -> dict[str, _Seen] | None:
+        """What visibility shows under `workflow_ids`, in one list per page: the running
+        onboardings, each with its `IronCustomerId` (a rerun skips them without a start), and the
+        ids with only closed ones (whose event sequence the new start goes on from). Runs that
+        continued as new are left out: the one they continued into is listed. None when
+        visibility cannot be asked (then each start looks first). Visibility lags: a workflow
+        it misses is still found by the start, which Temporal refuses while one runs."""
+        workflow_ids = [w for w in workflow_ids if _quotable(w)]  # the others look before their start
+        if not self._visibility_ok:
+            return None
+        if not workflow_ids:
             return {}
-        names = ", ".join(f'"{w}"' for w in quotable)
-        query = f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running" AND WorkflowId IN ({names})'
-        found: dict[str, str | None] = {}
+        names = ", ".join(f'"{w}"' for w in workflow_ids)
+        query = (f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus != "ContinuedAsNew" '
+                 f"AND WorkflowId IN ({names})")
+        seen: dict[str, _Seen] = {}
         try:
-            async for execution in self.client.list_workflows(query, page_size=len(quotable)):
-                found[execution.id] = execution.typed_search_attributes.get(search_attributes.IRON_CUSTOMER_ID)
+            async for execution in self.client.list_workflows(query, page_size=len(workflow_ids)):
+                if execution.status == WorkflowExecutionStatus.RUNNING:
+                    owner = execution.typed_search_attributes.get(search_attributes.IRON_CUSTOMER_ID)
+                    seen[execution.id] = _Seen(running=True, owner=owner)
+                else:
+                    seen.setdefault(execution.id, _Seen(running=False))
         except RPCError as err:
             if err.status == RPCStatusCode.INVALID_ARGUMENT:
-                self._visibility_ok = False  # a visibility store without IN: start every one
-            return {}
-        return found
+                self._visibility_ok = False  # a visibility store without IN: each start looks first
+            return None
+        return seen
 
-    async def _adopt(self, customer: Customer, running: dict[str, str | None]) -> None:
-        workflow_id = self._workflow_id(customer)
-        if workflow_id in running:
-            self._settle_running(customer, workflow_id, running[workflow_id])
+    async def _adopt(self, customer: Customer, workflow_id: str, known: _Seen | None, asked: bool) -> None:
+        if known is not None and known.running:
+            self._settle_running(customer, workflow_id, known.owner)
             return
-        async with self._in_flight:
-            await self._wait_if_paused()
-            async with self._adoptions:
-                await self._start(customer, workflow_id)
-        self._on_progress(self.summary)
+        try:
+            workflow_input = onboardings.build_onboarding_input(
+                external_id_for_customer(customer.id, customer.external_id),
+                customer_type=customer.customer_type,
+                iron_customer_id=customer.id,
+                timings=self.timings,
+                sub_partner_id=self.sub_partner_id,
+            )
+        except onboardings.BadInput as exc:
+            return self._fail(customer, workflow_id, f"{exc.flag}: {exc.rule}")
+        # Only an id with a closed onboarding before (or one visibility could not be asked about)
+        # needs a look before its start: the new one numbers its events after the old one's.
+        look_first = not asked or known is not None
+        await self._wait_if_paused()
+        async with self._adoptions:
+            await self._start(customer, workflow_id, workflow_input, look_first)
 
-    async def _start(self, customer: Customer, workflow_id: str) -> None:
+    async def _start(self, customer: Customer, workflow_id: str, workflow_input: OnboardingInput, look_first: bool) -> None:
         attempt = 0
+        events_after: int | None = None if look_first else 0
         while True:
             try:
-                result = await onboardings.start_onboarding(
-                    self.client,
-                    external_id_for_customer(customer.id, customer.external_id),
-                    customer_type=customer.customer_type,
-                    iron_customer_id=customer.id,
-                    timings=self.timings,
-                    task_queue=self.task_queue,
-                    started_by="adopt --all",
-                    compare_start_data=False,  # attaching is what adoption wants, however it began
-                    sub_partner_id=self.sub_partner_id,
+                if events_after is None:
+                    events_after = await state_access.last_event_sequence(self.client, workflow_id)
+                started = workflow_input.model_copy(
+                    update={"deliver_events": self._deliver_events, "events_after": events_after}
                 )
-                if result.started:
-                    self.summary.adopted += 1
-                    return
-                description = await self.client.get_workflow_handle(workflow_id).describe()
-                owner = description.typed_search_attributes.get(search_attributes.IRON_CUSTOMER_ID)
-                self._settle_running(customer, workflow_id, owner)
+                await self.client.start_workflow(
+                    WORKFLOW_TYPE,
+                    started,
+                    task_queue=self._queue,
+                    # FAIL: a refusal is how this call learns one runs already (never a second).
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    **start_options(started, started_by="adopt --all"),
+                )
+                self.summary.adopted += 1
                 return
-            except onboardings.BadInput as exc:
-                return self._fail(customer, workflow_id, f"{exc.flag}: {exc.rule}")
-            except onboardings.OnboardingNotFound:
-                pass  # it closed between the refused start and the look: start again
+            except WorkflowAlreadyStartedError:
+                # Attaching is what adoption wants, however the running one began: whose is it?
+                try:
+                    description = await self.client.get_workflow_handle(workflow_id).describe()
+                except RPCError as err:
+                    if not state_access.workflow_not_found(err):
+                        raise
+                    events_after = 0  # gone between the refusal and the look: start again
+                else:
+                    if description.status == WorkflowExecutionStatus.RUNNING:
+                        owner = description.typed_search_attributes.get(search_attributes.IRON_CUSTOMER_ID)
+                        return self._settle_running(customer, workflow_id, owner)
+                    events_after = None  # closed between the refusal and the look: start after it
+                if attempt + 1 >= self._max_attempts:
+                    return self._fail(customer, workflow_id, "its onboarding kept closing as it was adopted: run again")
             except RPCError as err:
                 # Temporal down, credentials or namespace wrong, search attributes missing: the
                 # same for every customer, so the run stops (and says why) instead of listing each.

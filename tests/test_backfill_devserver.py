@@ -20,11 +20,16 @@ from datetime import datetime
 import pytest
 
 from contracts import search_attributes as sa
-from contracts.messages import Phase, external_id_for_customer, workflow_id_for
+from temporalio.common import WorkflowIDConflictPolicy
+
+from contracts.messages import WORKFLOW_TYPE, OnboardingInput, Phase, external_id_for_customer, workflow_id_for
+from contracts.start_metadata import start_options
+from contracts.state_view import STATE_MEMO
 from iron_client.errors import IronServerError
 from iron_sandbox import schemas
 from iron_sandbox.testing import SandboxServer
-from operations.backfill import BackfillSummary, backfill
+from operations.backfill import Backfill, BackfillSummary, backfill
+from operations.onboardings import build_onboarding_input
 from starter import adopt_customer
 from tests.conftest import REPO_ROOT
 from tests.sandbox_helpers import fast_config
@@ -246,3 +251,46 @@ async def test_iron_failing_past_the_retries_stops_the_run_and_says_what_was_don
     await sandbox.control.clear_faults()
     assert raised.value.status_code == 503 and raised.value.retryable  # the starter: exit 5, "check IRON_BASE_URL"
     assert not summary.complete and summary.listed == 0 and summary.iron_waits == 1
+
+
+async def test_a_closed_onboarding_is_adopted_again_its_events_numbered_after_it(env, sandbox):
+    """Only an id with a closed onboarding is looked at before its start: the new run goes on
+    from the old one's last event sequence; the rest start from the listing alone."""
+    await sandbox.control.reset()
+    customers = seed(sandbox, f"closed-{uuid.uuid4().hex[:6]}", ["IdentificationRequired"] * 3)
+    task_queue = f"backfill-{uuid.uuid4().hex[:8]}"
+    earlier = customers[0]
+    old_input = build_onboarding_input(
+        external_id_for_customer(earlier["id"], earlier["external_id"]), iron_customer_id=earlier["id"]
+    )
+    options = start_options(old_input, started_by="an earlier onboarding")
+    options["memo"][STATE_MEMO] = {**options["memo"][STATE_MEMO], "last_event_sequence": 7}
+    old = await env.client.start_workflow(
+        WORKFLOW_TYPE, old_input, task_queue="nobody-polls", id_conflict_policy=WorkflowIDConflictPolicy.FAIL, **options
+    )
+    await old.terminate(reason="closed by an operator")
+    await executions(env.client, f'WorkflowId = "{old.id}" AND ExecutionStatus = "Terminated"', settle_at=1)
+
+    async with sandbox.client() as iron:
+        summary = await backfill(env.client, iron, task_queue=task_queue)
+    assert summary.complete and (summary.adopted, summary.already_running, summary.failed) == (3, 0, [])
+
+    async def first_input(workflow_id: str) -> OnboardingInput:
+        history = await env.client.get_workflow_handle(workflow_id).fetch_history()
+        payloads = history.events[0].workflow_execution_started_event_attributes.input.payloads
+        (value,) = await env.client.data_converter.decode(payloads, [OnboardingInput])
+        return value
+
+    again = await first_input(old.id)
+    assert again.events_after == 7 and again.iron_customer_id == earlier["id"]
+    assert [(await first_input(workflow_id_of(c))).events_after for c in customers[1:]] == [0, 0]
+    assert (await env.client.get_workflow_handle(old.id).describe()).run_id != old.result_run_id
+
+    # Visibility answered the page's one list (a store that cannot would make every start look first).
+    ids = [workflow_id_of(c) for c in customers]
+    await executions(env.client, f'{WORKFLOWS} AND TaskQueue = "{task_queue}" AND ExecutionStatus = "Running"', settle_at=3)
+    async with sandbox.client() as iron:
+        probe = Backfill(env.client, iron)
+        seen = await probe._seen(ids)
+    assert probe._visibility_ok and sorted(seen) == sorted(ids) and all(s.running for s in seen.values())
+    assert seen[old.id].owner == earlier["id"]
