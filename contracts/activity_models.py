@@ -24,6 +24,7 @@ LATEST_IDENTIFICATION = "latest_identification"
 GET_REQUIRED_SIGNINGS = "get_required_signings"
 CREATE_SIGNING = "create_signing"
 GET_REQUIREMENTS = "get_requirements"
+READ_ONWARD = "read_onward"
 
 
 class ActivityModel(BaseModel):
@@ -59,6 +60,19 @@ class CustomerRef(ScopedInput):
 
 class IdentificationRef(ScopedInput):
     identification_id: str
+
+
+class ReadOnwardInput(ScopedInput):
+    """Activity `read_onward`: the reads one pass makes in a row, in one activity. The
+    identification (when given); the customer, unless the identification's status is outside
+    `customer_if_identification`; its required signings when the customer's status is in
+    `signings_if_customer`. The conditions come from the workflow's rules, so the activity
+    decides nothing of its own."""
+
+    customer_id: str
+    identification_id: str | None = None
+    customer_if_identification: list[str] = Field(default_factory=list)
+    signings_if_customer: list[str] = Field(default_factory=list)
 
 
 class CreateIdentificationInput(ScopedInput):
@@ -111,6 +125,14 @@ class RequiredSigningSnapshot(ActivityModel):
 
 class RequiredSigningsResult(ActivityModel):
     signings: list[RequiredSigningSnapshot]
+
+
+class OnwardRead(ActivityModel):
+    """What `read_onward` read, in order; None: not read."""
+
+    identification: IdentificationSnapshot | None = None
+    customer: CustomerSnapshot | None = None
+    signings: list[RequiredSigningSnapshot] | None = None
 
 
 class SigningSnapshot(ActivityModel):

@@ -9,7 +9,8 @@ field of `Features`, on from the version that brought it; the workflow asks
 where a `workflow.patched` marker costs one in every run, and it reads as one line per change.
 
 Release 1.0.0 is engine 1, with no gate: no deployment ran the code before it. Engine 2 brings
-quiet waits (`quiet_waits`) and the failing-backend flag (`flags_failing_backend`). The rule for adding and retiring a gate is in
+quiet waits (`quiet_waits`), the failing-backend flag (`flags_failing_backend`) and reads in a
+row as one activity (`reads_onward`). The rule for adding and retiring a gate is in
 docs/changing-the-workflow.md.
 """
 
@@ -35,6 +36,9 @@ class Features:
     # (the state view, the details line, `OnboardingEventsFailingSince`, a metric) until the next
     # delivery; the view's `events_pending` counts only events waiting on such a backend.
     flags_failing_backend: bool = False
+    # Engine 2: reads one pass makes in a row (identification, then customer, then signings) go
+    # out as one activity (`read_onward`), each read still made only when the one before asks.
+    reads_onward: bool = False
 
     @classmethod
     def of(cls, version: int) -> "Features":
@@ -43,4 +47,5 @@ class Features:
         # knows it picks it up, and the customer's history stays as it was.
         if not 1 <= version <= ENGINE_VERSION:
             raise RuntimeError(f"engine version {version} is unknown to this worker (it knows 1 to {ENGINE_VERSION})")
-        return cls(version=version, quiet_waits=version >= 2, flags_failing_backend=version >= 2)
+        return cls(version=version, quiet_waits=version >= 2, flags_failing_backend=version >= 2,
+                   reads_onward=version >= 2)

@@ -30,6 +30,9 @@ from workflows import decide as d
 T = OnboardingTimings()
 # Release 1.0.0's engine: its customers still run, so its rules stay under test until its gate goes.
 ENGINE_1 = Features.of(1)
+# What the current engine reads on from an identification read, and from a customer read.
+ONWARD = {"customer_if": ("Approved",), "signings_if": ("SigningsRequired",)}
+SIGNINGS_ONWARD = {"signings_if": ("SigningsRequired",)}
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CUSTOMER = "cus-1"
 
@@ -92,7 +95,8 @@ def to_awaiting_identification(run: Run) -> d.Action:
 def to_awaiting_signings(run: Run) -> d.Action:
     to_awaiting_identification(run)
     assert isinstance(run.woken(d.IronHint("identification_status", about_customer=False)), d.ReadIdentification)
-    assert run(d.IdentificationRead(identification("idv-1", "Approved"))) == d.ReadCustomer(cause="identification approved")
+    assert run(d.IdentificationRead(identification("idv-1", "Approved"))) == d.ReadCustomer(
+        cause="identification approved", **(SIGNINGS_ONWARD if run.features.reads_onward else {}))
     assert isinstance(run(d.CustomerRead(customer("SigningsRequired", "idv-1"))), d.ReadSignings)
     return run(d.SigningsRead(SIGNINGS))
 
@@ -175,7 +179,7 @@ def test_a_webhook_about_the_identification_reads_only_the_identification():
     run = Run()
     to_awaiting_identification(run)
     action = run.woken(d.IronHint("identification_status", about_customer=False))
-    assert action == d.ReadIdentification(identification_id="idv-1", cause="webhook identification_status")
+    assert action == d.ReadIdentification(identification_id="idv-1", cause="webhook identification_status", **ONWARD)
 
 
 @pytest.mark.parametrize("status, waiting_for", [("Processed", "Iron's KYC review"), ("PendingReview", "Iron's KYC review")])
@@ -653,7 +657,7 @@ def test_a_failed_requirements_read_never_stops_the_onboarding():
     # Not asked again until Iron's state moves: a parked reconcile reads the customer only.
     assert isinstance(run.woken(due=("reconcile",), after=3600), d.ReadCustomer)
     assert run(d.CustomerRead(customer("IdentificationRequired", "idv-1"))) == d.ReadIdentification(
-        identification_id="idv-1", cause="reconcile"
+        identification_id="idv-1", cause="reconcile", **ONWARD
     )
     assert run(d.IdentificationRead(identification("idv-1", "Declined"))) == d.Wait()
 
@@ -769,8 +773,9 @@ def test_a_wait_on_the_customer_polls_only_in_its_first_hour_then_waits_on_the_b
     # Quiet, and still moved at once by a webhook: the identification is read, the customer signs.
     run.now += timedelta(days=20)
     assert run.woken(d.IronHint("identification_status", about_customer=False)) == d.ReadIdentification(
-        identification_id="idv-1", cause="webhook identification_status")
-    assert run(d.IdentificationRead(identification("idv-1", "Approved"))) == d.ReadCustomer(cause="identification approved")
+        identification_id="idv-1", cause="webhook identification_status", **ONWARD)
+    assert run(d.IdentificationRead(identification("idv-1", "Approved"))) == d.ReadCustomer(
+        cause="identification approved", **SIGNINGS_ONWARD)
 
 
 def test_irons_review_keeps_its_longer_window():
@@ -901,3 +906,50 @@ def test_status_says_since_when_the_backend_refuses_events_from_the_state_and_fr
     line = f"EVENTS FAILING   the backend has refused them since {s.outbox.failing_since} (1 waiting)"
     assert line in format_state(s).splitlines()
     assert line in format_state(OnboardingStateView.of(s)).splitlines()
+
+
+def test_reads_in_a_row_go_out_as_one_and_are_taken_in_order():
+    run = Run()
+    to_awaiting_identification(run)
+    assert run.woken(d.IronHint("identification_status", about_customer=False)) == d.ReadIdentification(
+        identification_id="idv-1", cause="webhook identification_status", **ONWARD)
+    # Approved, the customer needs signings, its signings: what three reads in a row would give.
+    read = d.IdentificationRead(identification("idv-1", "Approved"), customer("SigningsRequired", "idv-1"), SIGNINGS)
+    assert run(read) == d.Wait()
+    s = run.state
+    assert s.phase == Phase.AWAITING_SIGNINGS and s.identification_status == "Approved"
+    assert s.customer_status == "SigningsRequired" and [x.id for x in s.required_signings] == [x.id for x in SIGNINGS]
+    # Still pending: the read stops at the identification, and the wait goes on.
+    again = Run()
+    to_awaiting_identification(again)
+    again.woken(d.IronHint("identification_status", about_customer=False))
+    assert again(d.IdentificationRead(identification("idv-1", "Pending"))) == d.Wait()
+    # A customer read on a webhook reads its signings on when it needs them in this cycle.
+    hinted = Run()
+    to_awaiting_identification(hinted)
+    assert hinted.woken(d.IronHint("customer_status", about_customer=True, status="SigningsRequired")) == d.ReadCustomer(
+        cause="webhook customer_status", **SIGNINGS_ONWARD)
+    assert hinted(d.CustomerRead(customer("SigningsRequired", "idv-1"), SIGNINGS)) == d.Wait()
+    assert hinted.state.phase == Phase.AWAITING_SIGNINGS
+
+
+def test_a_reverted_customer_reads_its_signings_after_the_new_cycle_begins():
+    run = Run()
+    to_awaiting_signings(run)
+    for content in SIGNINGS:
+        run.woken(d.SigningRequested(content.id))
+        run(d.Signed(content.id, SigningSnapshot(id=f"sig-{content.id}", content_id=content.id, created_at="2026-11-30T00:00:00Z")))
+    assert run(d.CustomerRead(customer("Active", "idv-1"))) == d.ContinueAsNew(reason="end of cycle")
+    # Back from Active: a new cycle forgets the signings, so they are read after it, not on.
+    assert run.woken(d.IronHint("customer_status", about_customer=True, status="SigningsRequired")) == d.ReadCustomer(
+        cause="webhook customer_status")
+    assert run(d.CustomerRead(customer("SigningsRequired", "idv-1"))) == d.ReadSignings()
+    assert run.state.cycle == 2
+
+
+def test_engine_1_reads_one_resource_an_activity():
+    run = Run(features=ENGINE_1)
+    to_awaiting_identification(run)
+    assert run.woken(d.IronHint("identification_status", about_customer=False)) == d.ReadIdentification(
+        identification_id="idv-1", cause="webhook identification_status")
+    assert run(d.IdentificationRead(identification("idv-1", "Approved"))) == d.ReadCustomer(cause="identification approved")

@@ -130,11 +130,16 @@ class CustomerFound:
 @dataclass(frozen=True)
 class CustomerRead:
     customer: CustomerSnapshot
+    # Read on in the same activity (`ReadCustomer.signings_if`): None when not read.
+    signings: tuple[RequiredSigningSnapshot, ...] | None = None
 
 
 @dataclass(frozen=True)
 class IdentificationRead:
     identification: IdentificationSnapshot
+    # Read on in the same activity (`ReadIdentification.customer_if`): None when not read.
+    customer: CustomerSnapshot | None = None
+    signings: tuple[RequiredSigningSnapshot, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -217,12 +222,19 @@ class FindOrCreateCustomer:
 @dataclass(frozen=True)
 class ReadCustomer:
     cause: str
+    # Reads on (`Features.reads_onward`): the required signings too when the customer's status
+    # is one of these, as the next step would ask.
+    signings_if: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ReadIdentification:
     identification_id: str
     cause: str
+    # Reads on (`Features.reads_onward`): the customer when the identification's status is one
+    # of `customer_if`, then its signings when the customer's is one of `signings_if`.
+    customer_if: tuple[str, ...] = ()
+    signings_if: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -288,6 +300,7 @@ class _Now:
     at: datetime
     timings: OnboardingTimings
     quiet: bool  # `Features.quiet_waits` of the run's engine
+    onward: bool = False  # `Features.reads_onward`
 
 
 CURRENT_FEATURES = Features.of(ENGINE_VERSION)
@@ -298,7 +311,7 @@ def decide(
     features: Features = CURRENT_FEATURES,
 ) -> Action:
     """Record `observation` in `state` and return the next action, as the run's engine does."""
-    ctx = _Now(now, timings, quiet=features.quiet_waits)
+    ctx = _Now(now, timings, quiet=features.quiet_waits, onward=features.reads_onward)
     _absorb(state, observation, ctx)
     return _next(state, ctx)
 
@@ -324,16 +337,15 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
         _observe_customer(s, obs.customer, ctx)
         _note(s, ctx, "customer created at Iron" if obs.customer.created else "existing Iron customer found")
     elif isinstance(obs, CustomerRead):
-        _observe_customer(s, obs.customer, ctx)
-        attention = s.needs_attention
-        if attention is not None and s.customer_status != attention.customer_status:
-            s.needs_attention = None
-            s.outcome = None
-            _note(s, ctx, f"Iron moved the customer to {s.customer_status}: attention cleared")
+        _absorb_customer_read(s, obs.customer, ctx)
+        if obs.signings is not None:
+            _absorb(s, SigningsRead(obs.signings), ctx)
     elif isinstance(obs, IdentificationRead):
         _observe_identification(s, obs.identification)
         p.identification = "current"
         p.customer_read_after_identification = False
+        if obs.customer is not None:  # read on, as the next steps would have asked, in order
+            _absorb(s, CustomerRead(obs.customer, obs.signings), ctx)
     elif isinstance(obs, LatestIdentificationRead):
         _adopt_latest(s, obs.identification, ctx)
     elif isinstance(obs, IdentificationCreated):
@@ -373,6 +385,15 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
         # Not read again until Iron's state moves on; the onboarding never waits for them.
         s.requirements, s.requirements_key = None, _requirements_key(s)
         _note(s, ctx, f"Iron's requirements unavailable: {obs.reason[:200]}")
+
+
+def _absorb_customer_read(s: OnboardingState, customer: CustomerSnapshot, ctx: _Now) -> None:
+    _observe_customer(s, customer, ctx)
+    attention = s.needs_attention
+    if attention is not None and s.customer_status != attention.customer_status:
+        s.needs_attention = None
+        s.outcome = None
+        _note(s, ctx, f"Iron moved the customer to {s.customer_status}: attention cleared")
 
 
 def _absorb_wakes(s: OnboardingState, obs: Woken, ctx: _Now) -> None:
@@ -516,7 +537,7 @@ def _next(s: OnboardingState, ctx: _Now) -> Action:
         _transition(s, ctx, Phase.FINDING_CUSTOMER, "looking up the customer by external id")
         return FindOrCreateCustomer(attempt=s.customer_attempt)
     if p.customer == "stale":
-        return ReadCustomer(cause=p.cause)
+        return ReadCustomer(cause=p.cause, signings_if=_signings_onward(s, ctx))
     status = s.customer_status or ""
     if status == ARCHIVED:
         s.outcome = "Archived"
@@ -561,7 +582,14 @@ def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
         ids = s.customer_identification_ids
         newest = ids[-1] if ids else None
         if s.identification_id and s.identification_cycle == s.cycle and newest == s.identification_id:
-            return ReadIdentification(identification_id=s.identification_id, cause=p.cause)
+            if not ctx.onward:
+                return ReadIdentification(identification_id=s.identification_id, cause=p.cause)
+            # An approval is followed by a read of the customer (`customer_read_after_identification`
+            # is unset by the identification's read), and its signings when it needs them.
+            return ReadIdentification(
+                identification_id=s.identification_id, cause=p.cause,
+                customer_if=(APPROVED,), signings_if=_signings_onward(s, ctx),
+            )
         if not ids:
             p.identification = "none"
         else:
@@ -588,7 +616,7 @@ def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
         return _polled_wait(s, ctx)
     if status == APPROVED:
         if not p.customer_read_after_identification:
-            return ReadCustomer(cause="identification approved")
+            return ReadCustomer(cause="identification approved", signings_if=_signings_onward(s, ctx))
         # Approved, yet Iron still shows the customer as IdentificationRequired: give Iron time.
         s.waiting_for = "Iron to move the customer on after approval"
         return _polled_wait(s, ctx)
@@ -616,6 +644,15 @@ def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
         return _identification_next(s, ctx)
     # A status this code does not know: never renew, create or sign on a guess.
     return _unknown_status(s, ctx, "identification status", status, polled=True)
+
+
+def _signings_onward(s: OnboardingState, ctx: _Now) -> tuple[str, ...]:
+    """Read the signings on from a customer read when `_signings_next` would ask for them next:
+    a customer needing signings in this cycle whose signings this pass has not read. (A customer
+    back from `Active` starts a new cycle first, which forgets the signings: read after it.)"""
+    if not ctx.onward or s.cycle_completed or s.progress.signings_read:
+        return ()
+    return (SIGNINGS_REQUIRED,)
 
 
 def _signings_next(s: OnboardingState, ctx: _Now) -> Action:

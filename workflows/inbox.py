@@ -41,6 +41,10 @@ class Inbox:
         elif isinstance(action, (d.ReadIdentification, d.ReadLatestIdentification)):
             self._identification_read_from = self.posted
 
+    def customer_read(self, posted_before: int) -> None:
+        """A read that began once `posted_before` wakes were posted went on to the customer."""
+        self._customer_read_from = max(self._customer_read_from, posted_before)
+
     def drop_answered(self, state: OnboardingState | None = None) -> bool:
         """Drop the wakes a read answered already (`decide.answered`), judged against `state`
         (what the reads showed) for runs that check hints against reads; True if any was."""

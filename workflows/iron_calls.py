@@ -52,8 +52,25 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
         )
         return IronCall(IronActivities.find_or_create_customer, request, "find or create the customer", d.CustomerFound)
     if isinstance(action, d.ReadCustomer):
+        if action.signings_if:
+            request = am.ReadOnwardInput(
+                sub_partner_id=scope, customer_id=customer.customer_id, signings_if_customer=list(action.signings_if)
+            )
+            return IronCall(
+                IronActivities.read_onward, request, f"read customer, and on: {action.cause}",
+                lambda read: d.CustomerRead(read.customer, _signings(read)),
+            )
         return IronCall(IronActivities.get_customer, customer, f"read customer: {action.cause}", d.CustomerRead)
     if isinstance(action, d.ReadIdentification):
+        if action.customer_if:
+            request = am.ReadOnwardInput(
+                sub_partner_id=scope, customer_id=customer.customer_id, identification_id=action.identification_id,
+                customer_if_identification=list(action.customer_if), signings_if_customer=list(action.signings_if),
+            )
+            return IronCall(
+                IronActivities.read_onward, request, f"read identification, and on: {action.cause}",
+                lambda read: d.IdentificationRead(read.identification, read.customer, _signings(read)),
+            )
         ref = am.IdentificationRef(identification_id=action.identification_id, sub_partner_id=scope)
         summary = f"read identification: {action.cause}"
         return IronCall(IronActivities.get_identification, ref, summary, d.IdentificationRead)
@@ -110,6 +127,10 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
     raise TypeError(f"{type(action).__name__} is not an Iron call")
 
 
+def _signings(read: am.OnwardRead) -> tuple[am.RequiredSigningSnapshot, ...] | None:
+    return None if read.signings is None else tuple(read.signings)
+
+
 def step_of(call: IronCall) -> str:
     """The step a refusal names: the activity's name, which is its method's."""
     return call.activity.__name__
@@ -124,4 +145,5 @@ def refusal(call: IronCall, cause: BaseException | None) -> d.Observation | None
     if not (isinstance(cause, ApplicationError) and cause.non_retryable):
         return None
     details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-    return d.IronRefused(step_of(call), cause.message, details.get("iron_error") or cause.type, details.get("status_code"))
+    step = details.get("step") or step_of(call)  # the read refused, when one activity made several
+    return d.IronRefused(step, cause.message, details.get("iron_error") or cause.type, details.get("status_code"))

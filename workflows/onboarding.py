@@ -149,6 +149,7 @@ class CustomerOnboarding:
             return await self._wait()
         reading_customer = isinstance(action, d.ReadCustomer)
         self._customer_reads_started += reading_customer
+        posted_before = self._inbox.posted
         self._inbox.reading(action)
         call = iron_call(action, self._state, self._input, workflow.info().workflow_id)
         task = asyncio.ensure_future(self._iron(call))
@@ -160,6 +161,8 @@ class CustomerOnboarding:
             return await self._wait()
         result = task.result()
         self._customer_reads_done += reading_customer
+        if isinstance(result, am.OnwardRead) and result.customer is not None and not reading_customer:
+            self._inbox.customer_read(posted_before)  # read on from the identification
         if isinstance(action, d.Sign):  # the update that asked for it returns this
             refused = isinstance(result, d.IronRefused)
             self._signing_outcomes[action.content_id] = result.reason if refused else result
