@@ -2,9 +2,10 @@
 
 The sandbox is filled with N customers (100,000; in one `/_sim` call, as a partner's existing
 customers), a customer in every 100 given a running onboarding (parked on its identification,
-so the pass compares it and finds it matching), and
-one `FleetReconciliation` pass runs on a dev server with the production worker, defaults and
-Iron calls queue (its rate limit raised so the pass, not the limiter, is measured). Printed: the
+quietly, as a fleet's parked onboardings are: its first read of Iron an hour away; the pass
+compares it and finds it matching), and one `FleetReconciliation` pass runs on a dev server with
+the production worker, defaults and Iron calls queue (its rate limit raised so the pass, not the
+limiter, is measured). Printed: the
 pass's wall time and pages per second, its billable actions (counted from its histories, plus
 the schedule's 2 for the start), and at a million customers: the time scaled with the pages,
 the actions from the pass's shape (a start per run of 500 pages, an activity per 50 pages).
@@ -30,6 +31,12 @@ MILLION = 1_000_000
 TARGETS = {"minutes_at_a_million_max": 15, "actions_at_a_million_max": 300}
 
 
+# The parked onboardings' first read of Iron: production's is a minute after parking, so the
+# thousand this bench parks in a minute or two would all read Iron during the pass, a burst no
+# fleet in its steady state has (and here in the one process that also runs Iron's sandbox).
+QUIET_FIRST_POLL_SECONDS = 3600.0
+
+
 async def onboard(client, external_ids: list[str], queue: str, *, concurrency: int = 16) -> None:
     """Start an onboarding for each and wait until each is parked on its identification."""
     from contracts.messages import OnboardingTimings, Phase, workflow_id_for
@@ -41,7 +48,8 @@ async def onboard(client, external_ids: list[str], queue: str, *, concurrency: i
     async def one(external_id: str) -> None:
         async with gate:
             await start_onboarding(client, external_id, email=f"{external_id}@example.com",
-                                   timings=OnboardingTimings(), task_queue=queue)
+                                   timings=OnboardingTimings(poll_initial_seconds=QUIET_FIRST_POLL_SECONDS),
+                                   task_queue=queue)
             handle = client.get_workflow_handle(workflow_id_for(external_id))
             deadline = time.monotonic() + 120
             while (view := await view_from_memo(handle)) is None or view.phase != Phase.AWAITING_IDENTIFICATION:
@@ -76,6 +84,7 @@ async def measure(customers: int, cli: str, state_dir: Path, *, onboard_every: i
     from contracts.fleet import FleetReconciliationInput
     from data_protection.documents import FilesystemDocumentStore
     from iron_client import IronClient, IronSettings
+    from iron_sandbox.clock import iso
     from iron_sandbox.testing import SandboxServer
     from operations.fleet_schedule import manual_workflow_id, reconcile_now
     from pydantic import SecretStr
@@ -99,11 +108,12 @@ async def measure(customers: int, cli: str, state_dir: Path, *, onboard_every: i
                 await onboard(env.client, onboarded, queue)
                 await visible(env.client, len(onboarded))
                 onboarded_in = time.monotonic() - started
-                began = time.monotonic()
+                began, began_at = time.monotonic(), iso(datetime.now(timezone.utc))
                 result = await reconcile_now(env.client, queue, FleetReconciliationInput(grace_seconds=0))
-                seconds = time.monotonic() - began
+                seconds, ended_at = time.monotonic() - began, iso(datetime.now(timezone.utc))
                 events = await history_all_runs(env.client, manual_workflow_id(queue))
-            listed = [r for r in await sandbox.control.requests() if r["method"] == "GET" and r["path"] == "/api/customers"]
+            during = [r for r in await sandbox.control.requests() if began_at <= r["at"] <= ended_at]
+            listed = [r for r in during if r["method"] == "GET" and r["path"] == "/api/customers"]
     actions = total(billable_actions(events)) + SCHEDULE_ACTIONS_PER_START
     pages = result.counts.pages
     scale = MILLION / max(result.counts.customers, 1)
@@ -117,6 +127,7 @@ async def measure(customers: int, cli: str, state_dir: Path, *, onboard_every: i
         "customers": result.counts.customers, "onboardings": len(onboarded),
         "filled_in_seconds": round(filled_in, 1), "onboarded_in_seconds": round(onboarded_in, 1),
         "counts": result.counts.model_dump(), "runs": result.runs, "iron_list_calls": len(listed),
+        "iron_calls_beside_the_pass": len(during) - len(listed),
         "seconds": round(seconds, 2), "pages_per_second": round(pages / seconds, 1) if seconds else None,
         "actions": actions,
         "at_a_million": {
@@ -163,7 +174,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"{'met' if r['met']['actions'] else 'MISSED'} |",
         "",
         f"Found: {c['customers']} customers, {c['matching']} onboardings matching, {c['woken']} woken, "
-        f"{c['without_workflow']} without an onboarding; {r['iron_list_calls']} Iron list calls.",
+        f"{c['without_workflow']} without an onboarding; {r['iron_list_calls']} Iron list calls, and "
+        f"{r['iron_calls_beside_the_pass']} other Iron calls while the pass ran (the onboardings parked quietly, "
+        "their first read of Iron an hour after parking).",
         "",
         "The time at a million is the measured time scaled with the customers; the actions at a million",
         "are the pass's shape at its defaults: the schedule's start (2), a start per run of 500 pages (20)",
