@@ -119,7 +119,7 @@ class EventDelivery:
 
         status = response.status_code
         if 200 <= status < 300:
-            logger.info("event_delivered", http_status=status)
+            logger.debug("event_delivered", http_status=status)  # counted by onboarding_event_deliveries_total
             record_event_delivery(event.type.value, metric_names.EVENT_DELIVERED)
             return DeliverEventResult(
                 webhook_id=req.webhook_id, sequence=event.sequence, outcome="delivered", status_code=status,

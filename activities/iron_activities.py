@@ -183,7 +183,8 @@ class IronActivities:
         except IronError as exc:
             logger.warning("iron_request_failed", status_code=exc.status_code, error=redact_text(str(exc)))
             raise ApplicationError(redact_text(str(exc)), type=RETRYABLE_IRON_ERROR) from None
-        logger.info("iron_request_ok")
+        # Each request is counted by `onboarding_iron_requests_total`; a line each is for debugging.
+        logger.debug("iron_request_ok")
         return result
 
     def _flag_unknown(self, read: IronResponse | None, **fields: Any) -> None:

@@ -98,7 +98,7 @@ def encryption(monkeypatch):
 
 @pytest.fixture
 def production_logging():
-    configure_logging(json=True)
+    configure_logging("DEBUG", json=True)  # what a person debugging reads must not leak either
     yield
     reset_logging()
 

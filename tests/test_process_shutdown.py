@@ -40,7 +40,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 WORKER_GRACE = "ONBOARDING_WORKER_SHUTDOWN_GRACE_SECONDS"
 # Payloads in clear, so this test's client reads what the processes write; no fleet schedule.
-PROCESS_ENV = {"ONBOARDING_ENCRYPTION_KEY_FILE": "", "ONBOARDING_FLEET_SCHEDULE": "off"}
+# At DEBUG: the tests follow a worker through its per-request lines.
+PROCESS_ENV = {"ONBOARDING_ENCRYPTION_KEY_FILE": "", "ONBOARDING_FLEET_SCHEDULE": "off", "LOG_LEVEL": "DEBUG"}
 # What a loaded machine may add to a deadline before its evidence shows.
 MARGIN = 5.0
 HEADER_TIMEOUT = 1.0
