@@ -329,6 +329,34 @@ async def test_customer_created_signals(event_type, http, running):
     assert (event.type, event.customer_id, event.entity_id) == ("customer_created", customer_id, customer_id)
 
 
+async def test_customer_created_is_no_news_to_the_onboarding_the_index_shows_owns_it(http, temporal, iron):
+    """The engine created (or found) the customer itself: its `IronCustomerId` is in visibility,
+    so Iron's `customer_created` is acknowledged and not signalled; a status change still is."""
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    customer_id, external_id = await new_customer(iron)
+    handle = await temporal.client.start_workflow(
+        WORKFLOW_TYPE, OnboardingInput(external_id=external_id, email="p@example.com", iron_customer_id=customer_id),
+        id=workflow_id_for(external_id), task_queue=TASK_QUEUE,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(search_attributes.IRON_CUSTOMER_ID, customer_id)]),
+    )
+    query = f'{search_attributes.IRON_CUSTOMER_ID.name} = "{customer_id}"'
+    deadline = time.monotonic() + 20
+    while not [w async for w in temporal.client.list_workflows(query)]:
+        assert time.monotonic() < deadline, "visibility never listed the onboarding"
+        await asyncio.sleep(0.2)
+
+    body, headers = webhook("customer_created", customer_id, {"id": customer_id, "kind": "CustomerCreated"}, variant="Event")
+    response = await http.post("/webhooks/iron", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ignored" and response.json()["workflow_id"] == handle.id
+    body, headers = webhook(*status_message(customer_id, "SigningsRequired"))
+    response = await http.post("/webhooks/iron", content=body, headers=headers)
+    assert response.json()["status"] == "signalled"
+    [event] = await delivered(handle)
+    assert event.type == "customer_status", "only the status change reached the workflow"
+
+
 async def test_other_generic_events_are_ignored(http, running):
     customer_id, handle = running
     body, headers = webhook("Event", customer_id, {"id": str(uuid.uuid4()), "kind": "NewBankAccount"}, variant="Event")

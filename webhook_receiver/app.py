@@ -15,6 +15,8 @@ first that fails:
     (the workflow: from the cache, else Temporal's visibility by `IronCustomerId` for a customer
     the engine onboards, else a read of Iron for one it never saw)
     200  Iron does not know the customer: acknowledged, nothing signalled (a retry cannot help)
+    200  `customer_created` for a customer whose onboarding the index shows: acknowledged,
+         nothing signalled (the onboarding made or found the customer itself)
     503  Iron (or, for the index, Temporal) cannot be asked now: Iron retries the delivery later
     409  the workflow named after the customer's external id belongs to another Iron customer
          (an external id shared with, or equal to the Iron id of, another customer): refused,
@@ -75,6 +77,11 @@ from operations.state_access import last_event_sequence, workflow_not_found
 
 WEBHOOK_PATH = "/webhooks/iron"
 ONBOARDING_TYPES = frozenset({"customer_status", "identification_status", "customer_created"})
+# `customer_created` for a customer the engine just created arrives while the workflow is still
+# about to publish its `IronCustomerId`: the index is asked again after these pauses (about 2 s
+# in all; visibility trails by about a second) before Iron is read, so the engine's own new
+# customers cost no Iron read, no signal and no workflow task. An adoption waits that long.
+INDEX_CATCH_UP_SECONDS = (0.25, 0.5, 1.0)
 # Types whose message id is the customer itself, so it can stand in for a missing data.customer_id.
 _CUSTOMER_MESSAGE_TYPES = frozenset({"customer_status", "customer_created"})
 
@@ -347,27 +354,35 @@ class WebhookReceiver:
         sub_partner_id, external_id = scope
         # As a cached route: not a fresh read of Iron, so a workflow gone by the time it is
         # signalled sends the delivery to Iron's read (and adoption) as a stale cache entry does.
-        route = Route(customer_id, external_id, found[0].id, from_cache=True, verified=True, sub_partner_id=sub_partner_id)
+        route = Route(
+            customer_id, external_id, found[0].id, from_cache=True, verified=True, sub_partner_id=sub_partner_id, owned=True,
+        )
         self.router.remember(route)
         return route
 
-    async def _find_route(self, client: Client, customer_id: str) -> Route | Outcome:
+    async def _find_route(self, client: Client, customer_id: str, *, patient: bool = False) -> Route | Outcome:
         """The cached route, else the index's, else Iron's: one search per customer at a time,
         so a burst for a new customer shares one index query and one Iron read, and every
-        delivery of it gets the same answer."""
+        delivery of it gets the same answer. `patient`: give the index a moment to catch up
+        before asking Iron (`INDEX_CATCH_UP_SECONDS`)."""
         cached = self.router.cached_route(customer_id)
         if cached is not None:
             return cached
         task = self._finding.get(customer_id)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._search(client, customer_id))
+            task = asyncio.get_running_loop().create_task(self._search(client, customer_id, patient=patient))
             self._finding[customer_id] = task
             task.add_done_callback(lambda t, cid=customer_id: self._finding.pop(cid) if self._finding.get(cid) is t else None)
         return await asyncio.shield(task)
 
-    async def _search(self, client: Client, customer_id: str) -> Route | Outcome:
+    async def _search(self, client: Client, customer_id: str, *, patient: bool = False) -> Route | Outcome:
         try:
             indexed = await self._indexed_route(client, customer_id)
+            for pause in INDEX_CATCH_UP_SECONDS if patient else ():
+                if indexed is not None:
+                    break
+                await asyncio.sleep(pause)
+                indexed = await self._indexed_route(client, customer_id)
         except Exception as exc:  # Temporal unreachable: Iron retries the webhook
             return temporal_unavailable(exc)
         return indexed or await self._route(customer_id)
@@ -377,11 +392,14 @@ class WebhookReceiver:
             client = await asyncio.wait_for(self.provider(), self._guard_timeout)
         except Exception as exc:
             return temporal_unavailable(exc)
-        route = await self._find_route(client, customer_id)
+        created = event_type == "customer_created"
+        route = await self._find_route(client, customer_id, patient=created)
         if isinstance(route, Outcome):
             return route
         ctx["workflow_id"] = route.workflow_id
         ctx["sub_partner_id"] = route.sub_partner_id  # left out of the log line for the default scope
+        if created and route.owned:
+            return Outcome(200, "ignored", "its onboarding already knows the customer", fields={"workflow_id": route.workflow_id})
         try:
             exists = await self._check_owner(client, route)
             if isinstance(exists, Outcome):

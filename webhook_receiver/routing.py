@@ -99,6 +99,9 @@ class Route:
     verified: bool = False
     # The sub-partner scope in which Iron knows the customer (None: the default scope).
     sub_partner_id: str | None = None
+    # The workflow's `IronCustomerId` is this customer (found by the engine's index): it knows
+    # the customer exists, so Iron's `customer_created` tells it nothing.
+    owned: bool = False
 
     def adoption_input(self) -> OnboardingInput:
         """The input that adopts this customer into its own scope."""
@@ -345,21 +348,21 @@ class CustomerRouter:
 
     def remember(self, route: Route) -> None:
         """A route found elsewhere (the engine's own index) serves later deliveries as a cached one."""
-        self._cache.put(route.customer_id, (route.external_id, route.sub_partner_id, route.verified))
+        self._cache.put(route.customer_id, (route.external_id, route.sub_partner_id, route.verified, route.owned))
 
     def mark_verified(self, route: Route) -> None:
         """The workflow this route names was seen to belong to this customer: later
         deliveries need not check again while the entry lives."""
-        self._cache.put(route.customer_id, (route.external_id, route.sub_partner_id, True))
+        self._cache.put(route.customer_id, (route.external_id, route.sub_partner_id, True, route.owned))
 
     def cached_route(self, customer_id: str) -> Route | None:
         item = self._cache.get(customer_id)
         if item is None:
             return None
-        external_id, sub_partner_id, verified = item
+        external_id, sub_partner_id, verified, owned = item
         return Route(
             customer_id, external_id, workflow_id_for(external_id, sub_partner_id),
-            from_cache=True, verified=verified, sub_partner_id=sub_partner_id,
+            from_cache=True, verified=verified, sub_partner_id=sub_partner_id, owned=owned,
         )
 
     async def route(self, customer_id: str, *, fresh: bool = False) -> Route:
@@ -408,7 +411,7 @@ class CustomerRouter:
         finally:
             gen.started.pop(serial, None)
         key = routing_key(customer_id, customer.external_id)
-        self._cache.put(customer_id, (key, sub_partner_id, False))
+        self._cache.put(customer_id, (key, sub_partner_id, False, False))
         return Route(
             customer_id,
             key,
