@@ -255,7 +255,8 @@ def verdicts(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def markdown(run: dict[str, Any]) -> str:
+def markdown(run: dict[str, Any], other: dict[str, Any] | None = None) -> str:
+    """The report; `other`, the run with the other workflow runner, when there is one."""
     memory, wake, v = run["memory"], run["wake"], run["verdicts"]
     m = run["machine"]
 
@@ -292,6 +293,15 @@ def markdown(run: dict[str, Any]) -> str:
         f"{wake['history_events_at_wake']} events. Iron calls per wake: "
         f"{wake['uncached_rounds'][0]['iron_calls']['per_wake']} ({wake['uncached_rounds'][0]['iron_calls']['by_request']}).",
     ]
+    if other is not None:
+        lines += [
+            "",
+            f"The same measures with the workflows run outside Temporal's sandbox ({other['workflow_runner']}, "
+            f"`{other['command']}`, {other['finished_at']}, load average {other['machine']['load_average_at_start']}): "
+            f"{other['memory']['mb_per_cached_workflow']['median']} MB per cached workflow, "
+            f"{other['wake']['cpu_ms_per_uncached_wake']['median']} ms to wake an uncached customer, "
+            f"{other['wake']['cpu_ms_per_cached_wake']['median']} ms a cached one: the sandbox's share is the difference.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -334,10 +344,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     run["verdicts"] = verdicts(run)
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    name = "scale-unsandboxed" if args.unsandboxed else "scale"
+    name, other_name = ("scale-unsandboxed", "scale") if args.unsandboxed else ("scale", "scale-unsandboxed")
+    other_path = args.results_dir / f"{other_name}.json"
+    other = json.loads(other_path.read_text()) if other_path.exists() else None
+    if other is not None and "workflow_runner" not in other:
+        other = None  # from before the runner was recorded
     (args.results_dir / f"{name}.json").write_text(json.dumps(run, indent=2) + "\n")
-    (args.results_dir / f"{name}.md").write_text(markdown(run))
-    print(json.dumps(run, indent=2) if args.json else markdown(run))
+    (args.results_dir / f"{name}.md").write_text(markdown(run, other))
+    print(json.dumps(run, indent=2) if args.json else markdown(run, other))
     return 0
 
 
