@@ -56,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.messages import (
         SIGNAL_IRON_EVENT,
         UPDATE_ACCEPT_SIGNING,
+        WORKFLOW_TYPE,
         AcceptSigningRequest,
         AcceptSigningResult,
         IronEventSignal,
@@ -188,7 +189,10 @@ class BenchFloor:
 
 # --- the same-work floor ----------------------------------------------------------------------
 
-SAME_WORK_WORKFLOW = "BenchSameWork"
+# The product's workflow type name: the receiver finds an onboarding in Temporal's visibility by
+# type and `IronCustomerId`, so a floor onboarding is found (and its own new customer's
+# `customer_created` acknowledged) the way the product's is. Its own task queue keeps it apart.
+SAME_WORK_WORKFLOW = WORKFLOW_TYPE
 SAME_WORK_TASK_QUEUE = "bench-same-work"
 # Iron's calls on a queue of their own under Temporal's task-queue-wide rate limit, as the
 # product's (worker.py): the limit holds across workers, and only Iron's calls lose eager start.
@@ -318,9 +322,9 @@ class SameWorkOnboarding:
 
     * Same parts: the same Iron client against the same sandbox, with the product's idempotency
       keys; the same webhook receiver routes Iron's signed webhooks to it (the workflow id is
-      the product's `onboarding-{external_id}` and the signal is the product's `iron_event`, so
-      the receiver finds it the way it finds any onboarding it does not index: one Iron read per
-      customer, then its cache); the product's `deliver_event` activity sends its events, signed,
+      the product's `onboarding-{external_id}`, its type name the product's and the signal the
+      product's `iron_event`, so the receiver finds it in Temporal's visibility as it finds the
+      product's); the product's `deliver_event` activity sends its events, signed,
       to the same partner backend, which signs through the same HTTP API and the product's
       `accept_signing` update; the same data converter and payload codec, the SDK's sandboxed
       runner, the product worker's limits and cache size.
