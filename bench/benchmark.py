@@ -233,6 +233,16 @@ async def histories(client: Client, workflow_ids: list[str]) -> dict[str, float]
 # --- the product lifecycle ---------------------------------------------------------------------
 
 
+async def approved_to_active(b: "Bench", external_id: str, identification_id: str, *, deadline: float, what: str) -> None:
+    """Iron's KYC decides: Iron sends its webhooks to the receiver, which signals the workflow;
+    the partner's backend signs on the event that asks, and the Active event ends the lifecycle."""
+    await b.control.set_identification_status(identification_id, "Approved")
+    await follow_events(
+        b, external_id, lambda d: d["phase"] == Phase.ACTIVE.value and d.get("customer_status") == "Active",
+        deadline=deadline, what=what,
+    )
+
+
 async def product_lifecycle(
     b: Bench, external_id: str, *, timeout: float = 120.0, timings: OnboardingTimings = PRODUCT_TIMINGS
 ) -> float:
@@ -251,12 +261,7 @@ async def product_lifecycle(
     view = result.state
     if view is None or not view.identification_id:
         raise RuntimeError(f"{external_id}: start-and-wait answered without an identification ({view})")
-    # Iron's KYC decides: Iron sends its webhooks to the receiver, which signals the workflow.
-    await b.control.set_identification_status(view.identification_id, "Approved")
-    await follow_events(
-        b, external_id, lambda d: d["phase"] == Phase.ACTIVE.value and d.get("customer_status") == "Active",
-        deadline=deadline, what="the Active event",
-    )
+    await approved_to_active(b, external_id, view.identification_id, deadline=deadline, what="the Active event")
     return time.perf_counter() - started
 
 
@@ -314,11 +319,7 @@ async def same_work_lifecycle(b: Bench, external_id: str, *, timeout: float = 12
     )
     if not view.identification_id:
         raise RuntimeError(f"{external_id}: the same-work floor answered without an identification ({view})")
-    await b.control.set_identification_status(view.identification_id, "Approved")
-    await follow_events(
-        b, external_id, lambda d: d["phase"] == Phase.ACTIVE.value and d.get("customer_status") == "Active",
-        deadline=deadline, what="the same-work floor's Active event",
-    )
+    await approved_to_active(b, external_id, view.identification_id, deadline=deadline, what="the same-work floor's Active event")
     return time.perf_counter() - started
 
 

@@ -18,7 +18,6 @@ deadline that fails naming what did not happen.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, TypeVar
@@ -41,10 +40,10 @@ from contracts.fleet import (
     FleetReconciliationInput,
     FleetReconciliationResult,
 )
-from demo.stack import Process, Stack, StackConfig
+from demo.stack import Process
 from iron_client import IronClient
 from iron_sandbox.clock import iso
-from tests.workflow_harness import iron_settings_for
+from tests.workflow_harness import eventually as shared_eventually, iron_settings_for, stack_on
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -60,26 +59,12 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def stack(env, sandbox, tmp_path_factory):
-    """The stack's processes, pointed at this module's dev server and sandbox."""
-    temporal_port = int(env.client.service_client.config.target_host.rpartition(":")[2])
-    config = StackConfig.ephemeral(
-        tmp_path_factory.mktemp("stack"), temporal_port=temporal_port, sandbox_port=sandbox.port,
-        api_key=sandbox.api_key, events=False, autopilot=False, task_queue=f"fleet-resume-{uuid.uuid4().hex[:8]}",
-    )
-    with Stack(config) as running:
+    with stack_on(env, sandbox, tmp_path_factory.mktemp("stack"), task_queue=f"fleet-resume-{uuid.uuid4().hex[:8]}") as running:
         yield running
 
 
 async def eventually(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float) -> T:
-    """`probe()`'s first truthy answer (asked every 0.05 s), or fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
-        await asyncio.sleep(0.05)
+    return await shared_eventually(what, probe, timeout, every=0.05)
 
 
 async def pending_page_activity(handle: WorkflowHandle):

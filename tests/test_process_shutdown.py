@@ -22,7 +22,7 @@ import signal
 import subprocess
 import time
 import uuid
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable
 
 import httpx
 import pytest
@@ -31,10 +31,10 @@ from temporalio.client import WorkflowHandle
 
 from contracts.activity_models import FIND_OR_CREATE_CUSTOMER
 from contracts.messages import workflow_id_for
-from demo.stack import Process, Stack, StackConfig, free_port
+from demo.stack import Process, free_port
 from starter import start_onboarding
 from tests.test_webhook_receiver import new_customer, status_message, webhook
-from tests.workflow_harness import DEV_SERVER_TIMINGS, current_state
+from tests.workflow_harness import DEV_SERVER_TIMINGS, current_state, eventually, stack_on
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -48,34 +48,15 @@ HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
 # The connection's own body deadline comes this long after the application's (runtime/http_server.py).
 BODY_DEADLINE = BODY_TIMEOUT + 1.0
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
 def stack(env, sandbox, tmp_path_factory):
-    """The stack's processes, pointed at this module's dev server and sandbox."""
-    temporal_port = int(env.client.service_client.config.target_host.rpartition(":")[2])
-    config = StackConfig.ephemeral(
-        tmp_path_factory.mktemp("stack"), temporal_port=temporal_port, sandbox_port=sandbox.port,
-        api_key=sandbox.api_key, events=False, autopilot=False,
-    )
-    with Stack(config) as running:
+    with stack_on(env, sandbox, tmp_path_factory.mktemp("stack")) as running:
         yield running
 
 
 # --- evidence, with deadlines -----------------------------------------------------------------
-
-
-async def eventually(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float) -> T:
-    """`probe()`'s first truthy answer (asked every 0.1 s), or fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def exit_code(process: Process, within: float) -> int:

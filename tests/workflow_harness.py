@@ -10,7 +10,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -266,3 +266,32 @@ async def save_histories(client: Client, workflow_id: str, first_run_id: str | N
 
 def skip(env: WorkflowEnvironment, seconds: float):
     return env.sleep(timedelta(seconds=seconds))
+
+
+T = TypeVar("T")
+
+
+async def eventually(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float, *, every: float = 0.1) -> T:
+    """`probe()`'s first truthy answer (asked every `every` seconds), or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+@contextlib.contextmanager
+def stack_on(env: WorkflowEnvironment, sandbox, directory: Path, **config: Any) -> Iterator[Any]:
+    """The stack's processes (`demo.stack`), pointed at this dev server and sandbox."""
+    from demo.stack import Stack, StackConfig
+
+    temporal_port = int(env.client.service_client.config.target_host.rpartition(":")[2])
+    settings = StackConfig.ephemeral(
+        directory, temporal_port=temporal_port, sandbox_port=sandbox.port, api_key=sandbox.api_key,
+        events=False, autopilot=False, **config,
+    )
+    with Stack(settings) as running:
+        yield running
