@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT
+from tests.workflow_harness import eventually
 
 
 def test_demo_takes_every_sample_to_its_expected_state(tmp_path):
@@ -161,6 +162,10 @@ async def test_a_codec_server_started_from_the_env_file_answers_like_the_demo_s(
         server.wait(timeout=60)
 
 
+async def _count_is(client, query: str, count: int) -> bool:
+    return (await client.count_workflows(query)).count == count
+
+
 async def test_the_demo_terminates_only_its_own_samples(tmp_path):
     from temporalio.client import Client, WorkflowExecutionStatus
 
@@ -173,6 +178,10 @@ async def test_the_demo_terminates_only_its_own_samples(tmp_path):
         ids = {"sample": f"onboarding-{SAMPLE_PREFIX}alice-0a1b2c", "mine": "onboarding-cust-42"}
         for workflow_id in ids.values():  # no worker: they only need to be running
             await client.start_workflow("CustomerOnboarding", {"external_id": workflow_id}, id=workflow_id, task_queue="nobody")
+        # The demo closes runs of an earlier start, long visible; these were started a moment
+        # ago, and visibility trails a start: wait until both are listed.
+        running = 'WorkflowType = "CustomerOnboarding" AND ExecutionStatus = "Running"'
+        await eventually("both onboardings listed", lambda: _count_is(client, running, 2), 30)
         closed = await close_previous_runs(client)
         assert closed == [ids["sample"]]
         sample = await client.get_workflow_handle(ids["sample"]).describe()
