@@ -32,6 +32,7 @@ from onboarding_api.auth import ApiKeyRing, key_sha256
 from onboarding_api.problems import MEDIA_TYPE, TYPE_PREFIX
 from onboarding_api.settings import ApiSettings
 from tests.conftest import REPO_ROOT
+from tests.workflow_harness import eventually
 
 SUB_PARTNER_A = "0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e5f"
 SUB_PARTNER_B = "0190d6c2-7a8b-7c3d-9e4f-0a1b2c3d4e60"
@@ -160,7 +161,10 @@ async def test_a_repeated_post_under_one_idempotency_key_starts_nothing_twice(ap
     assert sum(a.json()["started"] for a in answers) == 4  # each the first try's answer
     assert any(a.headers.get("idempotent-replayed") == "true" for a in answers)
 
-    runs = [w async for w in env.client.list_workflows(f'WorkflowId = "{workflow_id_for(external_id)}"')]
+    async def runs_listed() -> list:  # visibility trails a start by a moment
+        return [w async for w in env.client.list_workflows(f'WorkflowId = "{workflow_id_for(external_id)}"')]
+
+    runs = await eventually("the onboarding listed", runs_listed, 30)
     assert len(runs) == 1 and runs[0].status == WorkflowExecutionStatus.RUNNING
     assert len(set(documents.root.rglob("*.doc")) - before) == 1, "one identification document stored, not one per try"
     other = await partner.post("/v1/onboardings", json={**body, "email": "someone-else@example.com"}, headers=headers)
