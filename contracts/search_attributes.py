@@ -61,7 +61,7 @@ def for_state(state: OnboardingState) -> dict[SearchAttributeKey[Any], Any]:
 
 
 def _datetime(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    return datetime.fromisoformat(text) if text else None  # Python 3.11 reads the `Z` itself
 
 
 def at_start(state: OnboardingState, *, engine_version: int | None = None) -> TypedSearchAttributes:

@@ -115,7 +115,7 @@ class Publisher:
             "the partner's backend has refused this customer's events since %s (%d waiting)", since, len(s.outbox.pending)
         )
         self._counter(metric_names.EVENTS_BACKEND_FAILING, "Customers whose events the partner's backend refused past the window").add(
-            1, {**_scope(s)}
+            1, _scope(s)
         )
 
     def _count_transition(self, s: OnboardingState) -> None:
