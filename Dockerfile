@@ -63,10 +63,9 @@ ENTRYPOINT ["tini", "--", "python", "-m", "iron_sandbox"]
 
 FROM base AS app
 COPY --from=build /opt/onboarding /opt/onboarding
-# Bytecode for everything installed: the worker's sandbox imports the workflow modules afresh
-# for every workflow it loads, and PYTHONDONTWRITEBYTECODE (and a read-only tree) would make
-# each import compile them again (runtime/bytecode.py). Compiled here, after the copy, so every
-# .pyc is newer than its source and the worker's start-up check finds nothing to report.
+# Bytecode for everything installed: PYTHONDONTWRITEBYTECODE (and a read-only tree) would make
+# every process start compile its sources again. Compiled here, after the copy, so every .pyc
+# is newer than its source.
 RUN /opt/onboarding/bin/python -m compileall -q -j 0 /opt/onboarding/lib
 COPY deploy/entrypoint.sh /usr/local/bin/onboarding-entrypoint
 RUN chmod 0755 /usr/local/bin/onboarding-entrypoint \

@@ -12,8 +12,6 @@ $(STAMP): pyproject.toml
 	# builds the wheel offline with it (70.1 is the first that builds wheels on its own).
 	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=70.1'
 	$(PY) -m pip install --quiet -e '.[test]'
-	# Bytecode for the sandbox, which imports each workflow module afresh (runtime/bytecode.py).
-	$(PY) -m compileall -q workflows
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -65,7 +63,6 @@ fleet-pass: $(STAMP)
 	$(PY) -m bench.fleet_pass
 
 bench: $(STAMP)
-	$(PY) -m compileall -q workflows
 	$(PY) -m bench.benchmark
 
 # Record the histories the replay tests replay: into tests/histories/unreleased/, or with

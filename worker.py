@@ -25,7 +25,6 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Mapping
 
 from pydantic import Field
@@ -40,7 +39,6 @@ from activities.iron_activities import IronActivities
 from contracts.messages import DEFAULT_TASK_QUEUE, iron_calls_queue
 from data_protection.documents import DocumentStore
 from iron_client import IronClient
-from runtime.bytecode import uncompiled_sources
 from runtime.logging import get_logger
 from runtime.metrics import MetricsSettings, runtime_for
 from runtime.process import exit_now, exit_on_configuration, load_or_exit
@@ -309,14 +307,6 @@ async def run(argv: list[str], configuration: WorkerConfiguration | None = None)
         if config.fleet_schedule:
             await ensure_fleet_schedule(client, args.task_queue, config.fleet_every_hours)
         log.info("worker_started", task_queue=args.task_queue, iron_base_url=iron_settings.base_url)
-        uncompiled = uncompiled_sources(WORKFLOWS)
-        if uncompiled:  # runtime/bytecode.py
-            log.warning(
-                "workflow_bytecode_missing",
-                sources=uncompiled,
-                effect="PYTHONDONTWRITEBYTECODE is set: every workflow the worker loads compiles these again",
-                fix="python -m compileall " + " ".join(sorted({str(Path(x).parent) for x in uncompiled})),
-            )
         async with worker:
             await stop.wait()
             log.info("worker_stopping", signal=stopped_by[0], grace_seconds=config.shutdown_grace_seconds)

@@ -39,6 +39,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from runtime.workflow_sandbox import sandboxed_runner
+
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
@@ -327,7 +329,8 @@ class SameWorkOnboarding:
       product's); the product's `deliver_event` activity sends its events, signed,
       to the same partner backend, which signs through the same HTTP API and the product's
       `accept_signing` update; the same data converter and payload codec, the SDK's sandboxed
-      runner, the product worker's limits and cache size.
+      runner with the floor's module passed through as the product's are
+      (`runtime/workflow_sandbox.py`), the product worker's limits and cache size.
     * Iron's rate limit: a task-queue rate limit on the queue of Iron's calls, the product's
       `ONBOARDING_ACTIVITIES_PER_SECOND`, enforced by Temporal's matching service as the
       product's is (so Iron's calls, and only they, are never started eagerly).
@@ -504,6 +507,8 @@ async def run_worker(task_queue: str, *, same_work: bool = False) -> None:
         loop.add_signal_handler(sig, stop.set)
     common = dict(
         max_concurrent_activities=100,
+        # The product's sandbox setting, the floor's own module passed through as the product's are.
+        workflow_runner=sandboxed_runner(passed_through=(SameWorkOnboarding.__module__,)),
         graceful_shutdown_timeout=timedelta(seconds=config.shutdown_grace_seconds),
     )
     async with contextlib.AsyncExitStack() as stack:

@@ -70,7 +70,7 @@ SETTLE_SECONDS = 2.0  # after the last park, before memory is read: in-flight ta
 UNSANDBOXED_WORKER = (
     "import sys, runtime.query_task_guard as guard, worker;"
     "from temporalio.worker import UnsandboxedWorkflowRunner;"
-    "guard.SandboxedWorkflowRunner = UnsandboxedWorkflowRunner;"
+    "guard.sandboxed_runner = UnsandboxedWorkflowRunner;"
     "from runtime.process import exit_now; exit_now(worker.main(sys.argv[1:]))"
 )
 

@@ -52,10 +52,10 @@ from typing import Any
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from contracts.messages import QUERY_TASK_DID_WORK, QUERY_TASK_DID_WORK_TYPE
 from runtime.logging import get_logger
+from runtime.workflow_sandbox import sandboxed_runner
 
 log = get_logger("query_task_guard")
 
@@ -66,11 +66,11 @@ FAILURE_TYPE = QUERY_TASK_DID_WORK_TYPE
 
 
 class QueryTaskGuard(WorkflowRunner):
-    """A workflow runner (the sandboxed one inside) whose instances notice a query task that
+    """A workflow runner (the sandboxed one inside, `runtime/workflow_sandbox.py`) whose instances notice a query task that
     did workflow work and fail its query, so that the core evicts the run."""
 
     def __init__(self, inner: WorkflowRunner | None = None) -> None:
-        self._inner = inner or SandboxedWorkflowRunner()
+        self._inner = inner or sandboxed_runner()
         self._lock = threading.Lock()  # instances activate on the worker's thread pool
         self.evictions = 0
 

@@ -14,6 +14,7 @@ from temporalio.worker import Replayer
 from contracts.fleet import ACTIVITY_RECONCILE_PAGE
 from contracts.messages import IRON_CALLS_QUEUE_SUFFIX
 from runtime.temporal import data_converter
+from runtime.workflow_sandbox import sandboxed_runner
 from tests.test_replay import LATEST_RELEASE
 from workflows.fleet import FleetReconciliation
 from workflows.onboarding import CustomerOnboarding
@@ -26,7 +27,7 @@ def load(name: str) -> WorkflowHistory:
 
 
 async def test_a_lifecycle_woken_by_the_fleet_pass_replays():
-    replayer = Replayer(workflows=[CustomerOnboarding], data_converter=data_converter())
+    replayer = Replayer(workflows=[CustomerOnboarding], data_converter=data_converter(), workflow_runner=sandboxed_runner())
     for name in ("fleet_reconciled_lost_webhook.run1.json", "fleet_reconciled_lost_webhook.run2.json"):
         assert (await replayer.replay_workflow(load(name))).replay_failure is None
 
@@ -44,7 +45,7 @@ def test_the_active_run_waits_on_the_backstop_until_the_pass_wakes_it():
 
 
 async def test_a_pass_replays_and_pages_on_iron_s_calls_queue():
-    replayer = Replayer(workflows=[FleetReconciliation], data_converter=data_converter())
+    replayer = Replayer(workflows=[FleetReconciliation], data_converter=data_converter(), workflow_runner=sandboxed_runner())
     for run in (1, 2):
         history = load(f"fleet_pass.run{run}.json")
         queue = history.events[0].workflow_execution_started_event_attributes.task_queue.name

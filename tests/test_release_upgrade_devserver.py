@@ -32,6 +32,7 @@ from contracts.engine import ENGINE_VERSION
 from contracts.messages import OnboardingInput, Phase, workflow_id_for
 from operations.engines import count_by_engine
 from runtime.temporal import data_converter
+from runtime.workflow_sandbox import sandboxed_runner
 from starter import get_live_state, restart_identification, sign_all
 from tests.test_replay import RELEASES
 from tests.workflow_harness import DEV_SERVER_TIMINGS, dev_server_env, running_worker, wait_for_state
@@ -226,7 +227,7 @@ async def test_customers_parked_by_the_release_reach_active_on_todays_worker_wit
                 await control.set_identification_status(state.identification_id, "Approved")
                 await phase(client, ids[kind], Phase.AWAITING_SIGNINGS, "signings")
                 await sign_all(client, ids[kind])
-            replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter())
+            replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter(), workflow_runner=sandboxed_runner())
             for kind, ext in ids.items():
                 await phase(client, ext, Phase.ACTIVE, "Active", cycle=2 if kind == "active" else 1)
                 inputs = await run_inputs(client, workflow_id_for(ext))

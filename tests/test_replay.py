@@ -26,6 +26,7 @@ from contracts.engine import ENGINE_VERSION, Features
 from contracts.events import ACTIVITY_DELIVER_EVENT
 from contracts.messages import IRON_CALLS_QUEUE_SUFFIX, WORKFLOW_TYPE
 from runtime.temporal import data_converter
+from runtime.workflow_sandbox import sandboxed_runner
 from tests.changed_workflow import NEXT_ENGINE_VERSION, OnboardingWithAGatedChange, OnboardingWithAnUnguardedChange
 from worker import WORKFLOWS
 
@@ -73,7 +74,7 @@ def test_each_release_recorded_every_branch_and_every_feature(release: str):
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[str(p.relative_to(HISTORIES_DIR)) for p in HISTORIES])
 async def test_recorded_history_replays(path: Path):
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter())  # every one a worker runs
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter(), workflow_runner=sandboxed_runner())  # every one a worker runs
     result = await replayer.replay_workflow(load(path))
     assert result.replay_failure is None
 

@@ -52,17 +52,17 @@ USER_REQUIRED = CustomerStatus.USER_REQUIRED.value
 PENDING = IdentificationStatus.PENDING.value
 APPROVED = IdentificationStatus.APPROVED.value
 DECLINED = IdentificationStatus.DECLINED.value
-WAITING_IDENTIFICATION = {PENDING, IdentificationStatus.PROCESSED.value, IdentificationStatus.PENDING_REVIEW.value}
-RENEWABLE_IDENTIFICATION = {IdentificationStatus.EXPIRED.value, IdentificationStatus.ARCHIVED.value}
-KNOWN_CUSTOMER_STATUSES = {status.value for status in CustomerStatus}
+WAITING_IDENTIFICATION = frozenset({PENDING, IdentificationStatus.PROCESSED.value, IdentificationStatus.PENDING_REVIEW.value})
+RENEWABLE_IDENTIFICATION = frozenset({IdentificationStatus.EXPIRED.value, IdentificationStatus.ARCHIVED.value})
+KNOWN_CUSTOMER_STATUSES = frozenset(status.value for status in CustomerStatus)
 
 RECENT_EVENTS_KEPT = 20
 
 # Deadlines a phase sets on each wait; other named deadlines (reminders, SLAs, idle) outlive phases.
 POLL, RECONCILE, BACKSTOP, REMINDER, SLA, IDLE = "poll", "reconcile", "backstop", "reminder", "sla", "idle"
-PHASE_DEADLINES = {POLL, RECONCILE, BACKSTOP}
+PHASE_DEADLINES = frozenset({POLL, RECONCILE, BACKSTOP})
 # Deadlines that only keep time: with quiet waits, one of them coming due reads nothing from Iron.
-TIMEKEEPING_DEADLINES = {REMINDER, SLA, IDLE}
+TIMEKEEPING_DEADLINES = frozenset({REMINDER, SLA, IDLE})
 REVIEW_IDENTIFICATION = WAITING_IDENTIFICATION - {PENDING}
 
 

@@ -30,11 +30,11 @@ with workflow.unsafe.imports_passed_through():
 # A status read on the way is not worth an upsert of its own: it goes out with the next one.
 # So is the SLA flag, which changes only at a wait or a phase change, and both flush; and the
 # phase's start, which changes with the phase itself, so it always goes out in the phase's upsert.
-_RIDES_ALONG = {
+_RIDES_ALONG = frozenset({
     sa.IRON_CUSTOMER_STATUS, sa.IRON_IDENTIFICATION_STATUS, sa.ONBOARDING_SLA_BREACHED, sa.ONBOARDING_PHASE_SINCE,
-}
+})
 # The attributes a run removes when their value goes (every other one only ever changes).
-_REMOVABLE = {sa.ONBOARDING_EVENTS_FAILING_SINCE}
+_REMOVABLE = frozenset({sa.ONBOARDING_EVENTS_FAILING_SINCE})
 
 
 class Publisher:
