@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import re
@@ -45,7 +44,7 @@ from bench.common import (
 )
 from contracts.messages import WORKFLOW_TYPE, external_id_for_customer, workflow_id_for
 from contracts.start_metadata import start_options
-from demo.stack import REPO_ROOT, Process, StackConfig
+from demo.stack import REPO_ROOT, StackConfig
 from iron_client import IronClient
 from iron_sandbox.testing import SandboxControl
 from operations.onboardings import build_onboarding_input
@@ -57,19 +56,6 @@ PROBE_TASK_QUEUE = "backfill-probe-nobody-polls"
 ADOPTED_PHASE = "AwaitingIdentification"  # where a new sandbox customer's onboarding parks
 # The dev server's counters reach its metrics endpoint a moment after the requests.
 COUNTERS_LAG_SECONDS = 2.0
-
-
-@dataclasses.dataclass
-class PragmaStack(MeasuredStack):
-    """The measured stack, its dev server's SQLite opened with the pragmas given."""
-
-    pragmas: tuple[str, ...] = ()
-
-    def _process(self, name: str, argv: list[str], *, port: int | None, **env: str) -> Process:
-        if name == "temporal":
-            for pragma in self.pragmas:
-                argv = [*argv, "--sqlite-pragma", pragma]
-        return super()._process(name, argv, port=port, **env)
 
 
 async def create_customers(control: SandboxControl, count: int) -> str:
@@ -300,9 +286,15 @@ async def measure(stack: MeasuredStack, args: argparse.Namespace, flags: list[st
     return result
 
 
+def pragmas(args: argparse.Namespace) -> tuple[str, ...]:
+    """The stack's SQLite pragmas, each one named in `--sqlite-pragma` replaced by its value there."""
+    given = {p.split("=", 1)[0] for p in args.sqlite_pragma}
+    return tuple(p for p in StackConfig.sqlite_pragmas if p.split("=", 1)[0] not in given) + tuple(args.sqlite_pragma)
+
+
 def configuration(args: argparse.Namespace) -> str:
     parts = ["memory" if args.in_memory else "file"]
-    parts += [f"pragma {p}" for p in args.sqlite_pragma]
+    parts += [f"pragma {p}" for p in ([] if args.in_memory else pragmas(args))]
     parts.append("worker" if args.worker else "no worker")
     parts.append(f"concurrency {args.concurrency}")
     return ", ".join(parts)
@@ -317,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", action="store_true", help="run a worker beside it (its CPU and writes compete)")
     parser.add_argument("--in-memory", action="store_true", help="the dev server without a database file")
     parser.add_argument("--sqlite-pragma", action="append", default=[], metavar="P=V",
-                        help="open the dev server's SQLite with this pragma (repeat), e.g. journal_mode=wal")
+                        help="open the dev server's SQLite with this pragma (repeat), e.g. journal_mode=delete "
+                             "(the stack's own: " + ", ".join(StackConfig.sqlite_pragmas) + ")")
     parser.add_argument("--parts", action="store_true", help="time the listing, visibility and the start RPC alone too")
     parser.add_argument("--probe", type=int, default=1000, help="starts and describes --parts sends (default 1000)")
     parser.add_argument("--record", action="store_true", help=f"keep the run in {RESULTS_DIR / 'backfill.json'} and .md")
@@ -325,9 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.backfill_rate " + " ".join(argv if argv is not None else sys.argv[1:])
     facts = machine()
     config = StackConfig.ephemeral(
-        fresh_dir(DEFAULT_STATE_ROOT / "backfill-rate"), autopilot=False, persistent=not args.in_memory
+        fresh_dir(DEFAULT_STATE_ROOT / "backfill-rate"), autopilot=False, persistent=not args.in_memory,
+        sqlite_pragmas=pragmas(args),
     )
-    stack = PragmaStack(config, pragmas=tuple(args.sqlite_pragma))
+    stack = MeasuredStack(config)
     flags = ["--rate", args.rate, "--concurrency", args.concurrency, "--iron-rate", args.iron_rate]
     began = time.monotonic()
     try:
