@@ -29,6 +29,7 @@ from activities.metrics import record_iron_request
 from contracts.activity_models import (
     CREATE_IDENTIFICATION,
     CREATE_SIGNING,
+    FIND_OR_CREATE_AND_IDENTIFY,
     FIND_OR_CREATE_CUSTOMER,
     GET_CUSTOMER,
     GET_IDENTIFICATION,
@@ -39,8 +40,10 @@ from contracts.activity_models import (
     CreateIdentificationInput,
     CreateIdentificationResult,
     CreateSigningInput,
+    CustomerIdentified,
     CustomerRef,
     CustomerSnapshot,
+    FindOrCreateAndIdentifyInput,
     FindOrCreateCustomerInput,
     IdentificationRef,
     IdentificationSnapshot,
@@ -223,6 +226,30 @@ class IronActivities:
         self._flag_unknown(created, iron_customer_id=created.id)
         return customer_snapshot(created, created=True)
 
+    @activity.defn(name=FIND_OR_CREATE_AND_IDENTIFY)
+    async def find_or_create_and_identify(self, req: FindOrCreateAndIdentifyInput) -> CustomerIdentified:
+        """`find_or_create_customer`, then `create_identification` for a customer without an
+        identification whose status the workflow named: one activity and one workflow task where
+        there were two, the same Iron calls. A retry finds the customer again; one that shows the
+        identification made before the answer was lost is returned alone, and the workflow adopts
+        it. An identification Iron refuses for good leaves the customer returned alone too: the
+        workflow's own `create_identification` step then meets the refusal as it always has."""
+        lookup = FindOrCreateCustomerInput.model_validate(req.model_dump(include=set(FindOrCreateCustomerInput.model_fields)))
+        customer = await _as_step(FIND_OR_CREATE_CUSTOMER, self.find_or_create_customer(lookup))
+        result = CustomerIdentified(customer=customer)
+        if customer.identification_ids or customer.status not in req.identify_if_customer:
+            return result
+        create = CreateIdentificationInput(
+            sub_partner_id=req.sub_partner_id, customer_id=customer.id, request=req.identification,
+            idempotency_key=req.identification_key,
+        )
+        try:
+            result.identification = await self.create_identification(create)
+        except ApplicationError as err:
+            if not err.non_retryable:
+                raise
+        return result
+
     @activity.defn(name=GET_CUSTOMER)
     async def get_customer(self, req: CustomerRef) -> CustomerSnapshot:
         customer = await self._call(self._iron(req).get_customer(req.customer_id), iron_customer_id=req.customer_id)
@@ -373,6 +400,7 @@ class IronActivities:
         """Every activity, for the worker."""
         return [
             self.find_or_create_customer,
+            self.find_or_create_and_identify,
             self.get_customer,
             self.create_identification,
             self.get_identification,

@@ -25,6 +25,7 @@ GET_REQUIRED_SIGNINGS = "get_required_signings"
 CREATE_SIGNING = "create_signing"
 GET_REQUIREMENTS = "get_requirements"
 READ_ONWARD = "read_onward"
+FIND_OR_CREATE_AND_IDENTIFY = "find_or_create_and_identify"
 
 
 class ActivityModel(BaseModel):
@@ -52,6 +53,17 @@ class FindOrCreateCustomerInput(ScopedInput):
     customer_type: CustomerType
     name: str | None = None
     idempotency_key: str
+
+
+class FindOrCreateAndIdentifyInput(FindOrCreateCustomerInput):
+    """Activity `find_or_create_and_identify`: `find_or_create_customer`, then
+    `create_identification` with `identification` and `identification_key` when the customer
+    has no identification yet and its status is in `identify_if_customer`. The conditions come
+    from the workflow's rules, so the activity decides nothing of its own."""
+
+    identification: IdentificationRequest
+    identification_key: str
+    identify_if_customer: list[str] = Field(default_factory=list)
 
 
 class CustomerRef(ScopedInput):
@@ -111,6 +123,14 @@ class IdentificationSnapshot(ActivityModel):
 class CreateIdentificationResult(ActivityModel):
     identification: IdentificationSnapshot
     adopted: bool = False
+
+
+class CustomerIdentified(ActivityModel):
+    """What `find_or_create_and_identify` did: the customer, and the identification when it
+    made one (None: not asked, or Iron refused it, which the workflow's own step then meets)."""
+
+    customer: CustomerSnapshot
+    identification: CreateIdentificationResult | None = None
 
 
 class LatestIdentificationResult(ActivityModel):

@@ -9,8 +9,9 @@ field of `Features`, on from the version that brought it; the workflow asks
 where a `workflow.patched` marker costs one in every run, and it reads as one line per change.
 
 Release 1.0.0 is engine 1, with no gate: no deployment ran the code before it. Engine 2 brings
-quiet waits (`quiet_waits`), the failing-backend flag (`flags_failing_backend`) and reads in a
-row as one activity (`reads_onward`). The rule for adding and retiring a gate is in
+quiet waits (`quiet_waits`), the failing-backend flag (`flags_failing_backend`), reads in a
+row as one activity (`reads_onward`) and the first identification created with the customer
+(`identifies_on_create`). The rule for adding and retiring a gate is in
 docs/changing-the-workflow.md.
 """
 
@@ -39,6 +40,10 @@ class Features:
     # Engine 2: reads one pass makes in a row (identification, then customer, then signings) go
     # out as one activity (`read_onward`), each read still made only when the one before asks.
     reads_onward: bool = False
+    # Engine 2: a new onboarding finds or creates its customer and creates the identification in
+    # one activity (`find_or_create_and_identify`), going from `FindingCustomer` straight to
+    # `AwaitingIdentification`: an activity, a phase event and an upsert fewer.
+    identifies_on_create: bool = False
 
     @classmethod
     def of(cls, version: int) -> "Features":
@@ -48,4 +53,4 @@ class Features:
         if not 1 <= version <= ENGINE_VERSION:
             raise RuntimeError(f"engine version {version} is unknown to this worker (it knows 1 to {ENGINE_VERSION})")
         return cls(version=version, quiet_waits=version >= 2, flags_failing_backend=version >= 2,
-                   reads_onward=version >= 2)
+                   reads_onward=version >= 2, identifies_on_create=version >= 2)

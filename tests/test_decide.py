@@ -33,6 +33,8 @@ ENGINE_1 = Features.of(1)
 # What the current engine reads on from an identification read, and from a customer read.
 ONWARD = {"customer_if": ("Approved",), "signings_if": ("SigningsRequired",)}
 SIGNINGS_ONWARD = {"signings_if": ("SigningsRequired",)}
+FIRST_IDENTIFICATION = d.CreateIdentification(cycle=1, attempt=1, cause="customer needs an identification")
+IDENTIFY_ON_CREATE = {"identify": FIRST_IDENTIFICATION, "identify_if": ("IdentificationRequired",)}
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CUSTOMER = "cus-1"
 
@@ -87,9 +89,13 @@ class Run:
 
 
 def to_awaiting_identification(run: Run) -> d.Action:
+    """A new customer created, and its first identification, as the run's engine does it."""
     assert isinstance(run.start(), d.FindOrCreateCustomer)
+    created = d.IdentificationCreated(identification("idv-1", "Pending"), adopted=False, kind="Link")
+    if run.features.identifies_on_create:
+        return run(d.CustomerFound(customer("IdentificationRequired", created=True), created, identification_attempt=1))
     assert isinstance(run(d.CustomerFound(customer("IdentificationRequired", created=True))), d.CreateIdentification)
-    return run(d.IdentificationCreated(identification("idv-1", "Pending"), adopted=False, kind="Link"))
+    return run(created)
 
 
 def to_awaiting_signings(run: Run) -> d.Action:
@@ -116,8 +122,40 @@ def to_active(run: Run) -> d.Action:
 
 def test_a_new_onboarding_finds_or_creates_the_customer_first():
     run = Run()
-    assert run.start() == d.FindOrCreateCustomer(attempt=0)
+    assert run.start() == d.FindOrCreateCustomer(attempt=0, **IDENTIFY_ON_CREATE)
     assert run.state.phase == Phase.FINDING_CUSTOMER
+    assert Run(features=Features.of(1)).start() == d.FindOrCreateCustomer(attempt=0), "engine 1 creates it alone"
+
+
+def test_the_identification_created_with_the_customer_goes_straight_to_its_wait():
+    run = Run(deliver_events=True)
+    run.start()
+    created = d.IdentificationCreated(identification("idv-1", "Pending"), adopted=False, kind="Link")
+    assert run(d.CustomerFound(customer("IdentificationRequired", created=True), created, identification_attempt=1)) == d.Wait()
+    s = run.state
+    assert s.phase == Phase.AWAITING_IDENTIFICATION and s.identification_id == "idv-1"
+    assert s.identification_attempt == 1, "the attempt its key was made with: a renewal takes the next"
+    assert s.identification_url == "https://kyc.example/idv-1"
+    (event,) = s.outbox.pending
+    assert (event.data.previous_phase, event.data.phase) == (Phase.FINDING_CUSTOMER, Phase.AWAITING_IDENTIFICATION)
+    causes = [e.cause for e in s.audit]
+    assert causes.index("customer created at Iron") < causes.index("created Link identification idv-1")
+
+
+def test_a_customer_found_without_the_identification_gets_it_from_its_own_step_under_the_same_key():
+    run = Run()
+    run.start()  # Iron refused the identification for good, or the customer's status did not ask for one
+    assert run(d.CustomerFound(customer("IdentificationRequired", created=True))) == FIRST_IDENTIFICATION
+    assert run.state.phase == Phase.CREATING_IDENTIFICATION
+
+
+def test_only_a_customer_without_an_identification_gets_one_created_with_it():
+    run = Run()
+    run.state.customer_identification_ids = ["idv-0"]  # known from an earlier run
+    assert run.start() == d.FindOrCreateCustomer(attempt=0)
+    run = Run()
+    run.state.cycle_completed = True  # back from Active: the new cycle decides its identification
+    assert run.start() == d.FindOrCreateCustomer(attempt=0)
 
 
 def test_without_an_email_the_customer_cannot_be_created_and_needs_attention():
@@ -134,7 +172,7 @@ def test_amended_start_data_retries_the_customer_with_a_new_idempotency_attempt(
     assert run(d.IronRefused("find_or_create_customer", "email invalid", "IronValidationError", 422)) == d.Wait()
     assert run.state.phase == Phase.NEEDS_ATTENTION
     action = run.woken(d.AmendRequested(fields=("email",), email_known=True))
-    assert action == d.FindOrCreateCustomer(attempt=1)
+    assert action == d.FindOrCreateCustomer(attempt=1, **IDENTIFY_ON_CREATE)
     assert run.state.needs_attention is None
     assert "start data amended: email" in run.state.audit[-2].cause
 
@@ -354,7 +392,7 @@ def test_reaching_active_ends_the_cycle_with_continue_as_new_into_the_watch():
 def test_the_end_of_a_cycle_waits_for_its_last_event_before_continuing_as_new(deliver_events, long_history, pending, waits):
     run = Run(deliver_events=deliver_events)
     to_active(run)
-    assert len(run.state.outbox.pending) == (4 if deliver_events else 0), "one event per phase"
+    assert len(run.state.outbox.pending) == (3 if deliver_events else 0), "one event per phase"
     while len(run.state.outbox.pending) > pending:  # the backend took these already, head first
         run.state.outbox = run.state.outbox.acknowledge(run.state.outbox.head.sequence)
     assert len(run.state.outbox.pending) == pending
@@ -542,8 +580,8 @@ def test_with_events_on_every_phase_change_queues_one_event_in_order():
     run = Run(deliver_events=True)
     to_awaiting_signings(run)
     events = run.state.outbox.pending
-    assert [e.data.phase.value for e in events] == ["CreatingIdentification", "AwaitingIdentification", "AwaitingSignings"]
-    assert [e.sequence for e in events] == [1, 2, 3]
+    assert [e.data.phase.value for e in events] == ["AwaitingIdentification", "AwaitingSignings"]
+    assert [e.sequence for e in events] == [1, 2]
     assert events[-1].data.previous_phase == Phase.AWAITING_IDENTIFICATION
     assert [x.id for x in events[-1].data.required_signings] == ["terms", "privacy"]
 

@@ -55,7 +55,7 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
                 waiting = await wait_for_state(handle, lambda s: s.phase == Phase.AWAITING_IDENTIFICATION, timeout=60, what="identification")
                 # The state moves before its event is delivered: down only once both got through.
                 await until("the AwaitingIdentification event at the backend",
-                            lambda: backend.backend.sequences(external_id) == [1, 2], timeout=60)
+                            lambda: backend.backend.sequences(external_id) == [1], timeout=60)
                 # The backend goes down: 500s first, then nothing listening at all.
                 backend.backend.refusal = Refusal(mode="error", status=500)
                 await sandbox.control.set_identification_status(waiting.identification_id, "Approved")
@@ -66,7 +66,7 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
                 await sign_all(env.client, external_id)
                 active = await wait_for_state(handle, lambda s: s.phase == Phase.ACTIVE, timeout=60, what="Active while the backend is down")
                 assert active.outbox.pending, "events wait in the state while the backend is down"
-                assert backend.backend.sequences(external_id) == [1, 2], "nothing got through the outage"
+                assert backend.backend.sequences(external_id) == [1], "nothing got through the outage"
                 backend.backend.refusal = None
                 backend.reopen()
                 await sandbox.control.set_customer_status(active.iron_customer_id, "IdentificationRequired")
@@ -85,10 +85,8 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
     assert sequences == list(range(1, len(received) + 1)), f"consecutive and in order: {sequences}"
     assert final.outbox.last_sequence == len(received) and final.outbox.dropped == 0
     phases = [e.phase for e in received]
-    assert phases == [
-        "CreatingIdentification", "AwaitingIdentification", "AwaitingSignings", "Active",
-        "AwaitingIdentification", "Active",
-    ], phases
+    # A new customer's identification is created with it: from FindingCustomer straight to its wait.
+    assert phases == ["AwaitingIdentification", "AwaitingSignings", "Active", "AwaitingIdentification", "Active"], phases
     workflow_id = workflow_id_for(external_id)
     ids = [e.webhook_id for e in received]
     assert ids == [event_id(workflow_id, n) for n in sequences] and len(set(ids)) == len(ids), "one id per event"
@@ -96,7 +94,7 @@ async def test_phase_events_arrive_in_order_through_a_backend_outage(temporal_cl
     # that same id: the AwaitingSignings event first of all, refused before it got through.
     refused = backend.backend.refused_ids
     assert refused and set(refused) <= set(ids), (refused, ids)
-    assert ids[2] in refused, "the AwaitingSignings event was refused, then delivered under the same id"
+    assert ids[1] in refused, "the AwaitingSignings event was refused, then delivered under the same id"
     assert backend.backend.counters["duplicates"] == 0
     assert any(line.startswith("backend closed for") for line in lines)
     # Events on the onboarding's own queue (eager, no rate limit); Iron's calls on theirs.
@@ -139,12 +137,12 @@ async def test_a_cycle_continues_as_new_once_its_last_event_is_delivered(tempora
     scheduled = {e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
                  for e in first_run if e.HasField("activity_task_scheduled_event_attributes")}
     deliveries = [e for e in delivered if scheduled[e.activity_task_completed_event_attributes.scheduled_event_id] == "deliver_event"]
-    assert len(deliveries) == 4 and sum(1 for name in scheduled.values() if name == "deliver_event") == 4, scheduled
+    assert len(deliveries) == 3 and sum(1 for name in scheduled.values() if name == "deliver_event") == 3, scheduled
     assert first_run[-1].HasField("workflow_execution_continued_as_new_event_attributes")
     assert not any(e.HasField("activity_task_scheduled_event_attributes") for e in next_run), "nothing left to send"
     phases = [e.phase for e in backend.backend.events_for(external_id)]
-    assert phases == ["CreatingIdentification", "AwaitingIdentification", "AwaitingSignings", "Active"], phases
-    assert backend.backend.counters["duplicates"] == 0 and backend.backend.counters["received"] == 4
+    assert phases == ["AwaitingIdentification", "AwaitingSignings", "Active"], phases
+    assert backend.backend.counters["duplicates"] == 0 and backend.backend.counters["received"] == 3
 
 
 async def test_a_customer_onboarded_again_after_termination_goes_on_with_its_sequence(temporal_cli_path, tmp_path):

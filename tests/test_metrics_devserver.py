@@ -215,7 +215,7 @@ def test_a_worker_scrape_after_a_lifecycle_has_the_sdks_and_the_domain_metrics(l
         "temporal_sticky_cache_size",
     ):
         assert name in scrape.names, f"{name} missing from the worker's scrape"
-    assert scrape.value("temporal_activity_execution_latency_seconds_count", activity_type="find_or_create_customer") == 2
+    assert scrape.value("temporal_activity_execution_latency_seconds_count", activity_type="find_or_create_and_identify") == 2
     # The backend refused events at first: the activity's failures and the domain count agree.
     assert scrape.value("temporal_activity_execution_failed_total", activity_type="deliver_event") >= 1
 
@@ -242,7 +242,7 @@ def test_a_worker_scrape_after_a_lifecycle_has_the_sdks_and_the_domain_metrics(l
     assert scrape.value(iron, activity_type="get_customer") >= 1
 
     events = names.EVENT_DELIVERIES + "_total"
-    assert scrape.value(events, event_type="onboarding.phase_changed", outcome="delivered") >= lifecycle.events_received >= 4
+    assert scrape.value(events, event_type="onboarding.phase_changed", outcome="delivered") >= lifecycle.events_received >= 3  # the Active customer's three at least
     assert scrape.value(events, outcome="failed") == scrape.value(
         "temporal_activity_execution_failed_total", activity_type="deliver_event"
     )

@@ -125,6 +125,9 @@ class Woken:
 @dataclass(frozen=True)
 class CustomerFound:
     customer: CustomerSnapshot
+    # Created with it (`FindOrCreateCustomer.identify`), under the attempt that action gave.
+    identified: IdentificationCreated | None = None
+    identification_attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,10 @@ Observation = (
 @dataclass(frozen=True)
 class FindOrCreateCustomer:
     attempt: int  # feeds the customer's idempotency key: 0 until the start data is amended
+    # Creates on (`Features.identifies_on_create`): this identification too, when the customer
+    # has none and its status is one of `identify_if`, as the next step would ask.
+    identify: CreateIdentification | None = None
+    identify_if: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -301,6 +308,7 @@ class _Now:
     timings: OnboardingTimings
     quiet: bool  # `Features.quiet_waits` of the run's engine
     onward: bool = False  # `Features.reads_onward`
+    identifies: bool = False  # `Features.identifies_on_create`
 
 
 CURRENT_FEATURES = Features.of(ENGINE_VERSION)
@@ -311,7 +319,8 @@ def decide(
     features: Features = CURRENT_FEATURES,
 ) -> Action:
     """Record `observation` in `state` and return the next action, as the run's engine does."""
-    ctx = _Now(now, timings, quiet=features.quiet_waits, onward=features.reads_onward)
+    ctx = _Now(now, timings, quiet=features.quiet_waits, onward=features.reads_onward,
+               identifies=features.identifies_on_create)
     _absorb(state, observation, ctx)
     return _next(state, ctx)
 
@@ -336,6 +345,9 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
         s.iron_customer_id = obs.customer.id
         _observe_customer(s, obs.customer, ctx)
         _note(s, ctx, "customer created at Iron" if obs.customer.created else "existing Iron customer found")
+        if obs.identified is not None:
+            s.identification_attempt = obs.identification_attempt
+            _absorb(s, obs.identified, ctx)
     elif isinstance(obs, CustomerRead):
         _absorb_customer_read(s, obs.customer, ctx)
         if obs.signings is not None:
@@ -535,7 +547,7 @@ def _next(s: OnboardingState, ctx: _Now) -> Action:
             return _next(s, ctx)
         s.waiting_for = "Iron to find or create the customer"
         _transition(s, ctx, Phase.FINDING_CUSTOMER, "looking up the customer by external id")
-        return FindOrCreateCustomer(attempt=s.customer_attempt)
+        return _find_or_create(s, ctx)
     if p.customer == "stale":
         return ReadCustomer(cause=p.cause, signings_if=_signings_onward(s, ctx))
     status = s.customer_status or ""
@@ -644,6 +656,16 @@ def _identification_next(s: OnboardingState, ctx: _Now) -> Action:
         return _identification_next(s, ctx)
     # A status this code does not know: never renew, create or sign on a guess.
     return _unknown_status(s, ctx, "identification status", status, polled=True)
+
+
+def _find_or_create(s: OnboardingState, ctx: _Now) -> FindOrCreateCustomer:
+    """Find or create the customer; with `Features.identifies_on_create`, create the identification
+    `_identification_next` would create next in the same activity: the cycle's first, for a
+    customer in `IdentificationRequired` with none."""
+    if not ctx.identifies or s.cycle_completed or s.identification_id or s.customer_identification_ids:
+        return FindOrCreateCustomer(attempt=s.customer_attempt)
+    create = CreateIdentification(cycle=s.cycle, attempt=s.identification_attempt + 1, cause=s.progress.create_cause)
+    return FindOrCreateCustomer(attempt=s.customer_attempt, identify=create, identify_if=(IDENTIFICATION_REQUIRED,))
 
 
 def _signings_onward(s: OnboardingState, ctx: _Now) -> tuple[str, ...]:

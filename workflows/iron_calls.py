@@ -50,7 +50,26 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
             name=start.name,
             idempotency_key=customer_key(workflow_id, action.attempt),
         )
-        return IronCall(IronActivities.find_or_create_customer, request, "find or create the customer", d.CustomerFound)
+        create = action.identify
+        if create is None:
+            return IronCall(IronActivities.find_or_create_customer, request, "find or create the customer", d.CustomerFound)
+        kind = start.identification.kind.value
+        onward = am.FindOrCreateAndIdentifyInput(
+            **request.model_dump(),
+            identification=start.identification,
+            identification_key=identification_key(workflow_id, create.cycle, create.attempt),
+            identify_if_customer=list(action.identify_if),
+        )
+
+        def found(result: am.CustomerIdentified) -> d.Observation:
+            made = result.identification
+            identified = None if made is None else d.IdentificationCreated(made.identification, adopted=made.adopted, kind=kind)
+            return d.CustomerFound(result.customer, identified, identification_attempt=create.attempt)
+
+        return IronCall(
+            IronActivities.find_or_create_and_identify, onward,
+            f"find or create the customer, and create its {kind} identification", found,
+        )
     if isinstance(action, d.ReadCustomer):
         if action.signings_if:
             request = am.ReadOnwardInput(
