@@ -12,7 +12,9 @@ Memory: one worker whose cache holds every one of them (`--max-cached-workflows`
 warm-up batch (the first workflows load what every workflow shares), each round parks N more
 and reads the worker's resident memory from /proc before and after: (after - before) / N is the
 memory per cached workflow. Python seldom hands memory back, so the figure is the growth per
-workflow held, not what an eviction frees.
+workflow held, not what an eviction frees. The no-op floor's worker (`bench/floor.py`) is
+measured the same way, with workflows that ran one no-op activity and wait for a signal: what
+the SDK holds for any cached workflow.
 
 Wake: another worker with a cache of a few workflows parks the wake customers; each round then
 wakes K of them it no longer holds (the `refresh` update: the workflow replays its history,
@@ -41,9 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
 from bench.common import DEFAULT_STATE_ROOT, MeasuredStack, connect, cpu_seconds, fresh_dir, machine, rss_mb
+from bench.floor import FLOOR_WORKFLOW, UPDATE_WAIT_PHASE, FloorShape, FloorState
 from contracts.messages import (
     UPDATE_REFRESH, WORKFLOW_TYPE, OnboardingState, OnboardingTimings, RefreshRequest,
 )
@@ -56,6 +60,7 @@ RESULTS_DIR = REPO_ROOT / "bench" / "results"
 TARGETS = {"mb_per_cached_workflow_max": 0.10, "cpu_ms_per_uncached_wake_max": 25.0}
 CACHED_QUEUE = "scale-cached"
 UNCACHED_QUEUE = "scale-uncached"
+FLOOR_QUEUE = "scale-floor"
 PARKED_PHASE = "AwaitingIdentification"
 # Parked for the whole run: the first read of the wait is as far away as the backstop.
 PARKED_TIMINGS = OnboardingTimings(poll_initial_seconds=OnboardingTimings().poll_max_seconds)
@@ -124,6 +129,60 @@ async def park(client: Client, control: SandboxControl, queue: str, count: int, 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{parked} of {len(workflow_ids)} parked on {queue} after {timeout:.0f} s")
         await asyncio.sleep(1.0)
+
+
+async def park_floor(client: Client, count: int, tag: str) -> None:
+    """`count` no-op floor workflows, returned once each has run its activity and waits for a
+    signal (an update that waits for that phase, started with it)."""
+    shape = FloorShape(activities_first=1, signals=1, signal_activities=0, updates=0)
+    gate = asyncio.Semaphore(START_CONCURRENCY)
+
+    async def one(n: int) -> None:
+        operation = WithStartWorkflowOperation(
+            FLOOR_WORKFLOW, shape, id=f"{tag}-{n}", task_queue=FLOOR_QUEUE, id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+        async with gate:
+            await client.execute_update_with_start_workflow(
+                UPDATE_WAIT_PHASE, "awaiting_signals", start_workflow_operation=operation, result_type=FloorState,
+            )
+
+    await asyncio.gather(*(one(n) for n in range(count)))
+
+
+async def floor_memory(stack: MeasuredStack, client: Client, args: argparse.Namespace, log) -> dict[str, Any]:
+    """The same memory measure for the no-op floor (`bench/floor.py`): a workflow that runs one
+    no-op activity and waits for a signal, under the product's runner, converter and codec. What
+    the SDK itself holds per cached workflow, whatever the workflow."""
+    cache = WARM_UP + args.customers * args.rounds + 100
+    process = await asyncio.to_thread(lambda: start_floor_worker(stack, cache))
+    pid = process.popen.pid
+    await asyncio.sleep(2.0)
+    prefix = f"scale-floor-{os.urandom(3).hex()}"
+    await park_floor(client, WARM_UP, f"{prefix}-warm")
+    await asyncio.sleep(SETTLE_SECONDS)
+    rounds = []
+    for n in range(args.rounds):
+        before = rss_mb(pid)["rss_mb"]
+        await park_floor(client, args.customers, f"{prefix}-{n}")
+        await asyncio.sleep(SETTLE_SECONDS)
+        after = rss_mb(pid)["rss_mb"]
+        rounds.append({"parked": args.customers, "rss_before_mb": before, "rss_after_mb": after,
+                       "mb_per_workflow": round((after - before) / args.customers, 4)})
+        log(f"  no-op floor round {n + 1}: {before} -> {after} MB for {args.customers}: {rounds[-1]['mb_per_workflow']} MB each")
+    process.stop()
+    return {"rounds": rounds, "mb_per_cached_workflow": summary([r["mb_per_workflow"] for r in rounds])}
+
+
+def start_floor_worker(stack: MeasuredStack, cache: int) -> Process:
+    process = stack._process(
+        "floor-worker", [sys.executable, "-m", "bench.floor", "--task-queue", FLOOR_QUEUE], port=None,
+        ONBOARDING_MAX_CACHED_WORKFLOWS=str(cache),
+    )
+    process.start(wait=False)
+    time.sleep(0.5)
+    if not process.running:
+        raise RuntimeError(f"the floor worker exited at start; see {process.log_path}")
+    return process
 
 
 async def wake_all(client: Client, workflow_ids: list[str], pid: int) -> dict[str, Any]:
@@ -201,6 +260,8 @@ async def measure(stack: MeasuredStack, args: argparse.Namespace, log) -> dict[s
         # The growth since the fresh worker over every workflow held, warm-up included.
         "mb_per_cached_workflow_since_fresh": round((end["rss_mb"] - fresh["rss_mb"]) / held, 4),
     }
+
+    memory["noop_floor"] = await floor_memory(stack, client, args, log)
 
     # --- wakes: customers still cached (the memory worker's), then ones the small cache lost ---
     cached_wakes = []
@@ -282,11 +343,17 @@ def markdown(run: dict[str, Any], other: dict[str, Any] | None = None) -> str:
         f"| worker CPU to wake a cached parked customer (ms), for comparison | - | "
         f"{wake['cpu_ms_per_cached_wake']['min']} | {wake['cpu_ms_per_cached_wake']['median']} | "
         f"{wake['cpu_ms_per_cached_wake']['max']} | measured |",
+        *([f"| no-op floor: memory per cached workflow (MB), what the SDK holds for any workflow | - | "
+           f"{floor['min']} | {floor['median']} | {floor['max']} | measured |"]
+          if (floor := memory.get("noop_floor", {}).get("mb_per_cached_workflow")) else []),
         "",
         f"Memory: a worker with `--max-cached-workflows {memory['worker_max_cached_workflows']}`, "
         f"{memory['rss_fresh_mb']} MB fresh, {memory['rss_end_mb']} MB holding {memory['workflows_held']} parked "
         f"workflows ({memory['mb_per_cached_workflow_since_fresh']} MB each since fresh, warm-up included). Rounds: "
-        + "; ".join(f"{r['rss_before_mb']} -> {r['rss_after_mb']} MB for {r['parked']}" for r in memory["rounds"]) + ".",
+        + "; ".join(f"{r['rss_before_mb']} -> {r['rss_after_mb']} MB for {r['parked']}" for r in memory["rounds"]) + "."
+        + (" The no-op floor the same way, on a `python -m bench.floor` worker: a workflow that ran one no-op activity "
+           "and waits for a signal, under the product's runner, converter and codec."
+           if memory.get("noop_floor") else ""),
         "",
         f"Wake: `refresh` on a worker with `--max-cached-workflows {wake['worker_max_cached_workflows']}`, "
         f"{wake['wakes_per_round']} customers a round, one after the other; each replays a history of "
