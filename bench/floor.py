@@ -545,4 +545,8 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from runtime.process import exit_now  # no interpreter finalization under the Temporal client's threads
 
-    exit_now(main())
+    # The workflows from `bench.floor`, not from `__main__`: the sandbox imports a workflow's module
+    # by its name, and passes through only a module it can name (`run_worker`).
+    from bench.floor import main as floor_main
+
+    exit_now(floor_main())
