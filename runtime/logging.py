@@ -68,6 +68,10 @@ def escape_for_console(logger, method_name: str, event_dict: dict) -> dict:
     }
 
 
+# Libraries that log every request at INFO: above DEBUG, only their warnings and errors.
+CHATTY_BELOW_DEBUG = ("httpx",)
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     """Every log line at `level` or above, as one JSON object (`json=False`: a console line)."""
     global _configured
@@ -101,6 +105,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(numeric_level)
+    # A line per HTTP request (Iron's, the backend's) is for debugging: the metrics count them.
+    for chatty in CHATTY_BELOW_DEBUG:
+        logging.getLogger(chatty).setLevel(numeric_level if numeric_level <= logging.DEBUG else logging.WARNING)
     install_logging_filter()  # redacts the raw record too, before any other handler sees it
     _configured = True
 

@@ -174,3 +174,23 @@ def test_the_console_log_renderer_shows_a_hostile_value_escaped(console_logging,
     assert f'"refused {HOSTILE_SHOWN}"' in theirs, theirs
     for line in lines:
         assert_one_printable_line(line)
+
+
+@pytest.mark.parametrize(("level", "shown"), [("INFO", False), ("DEBUG", True)])
+def test_the_http_clients_line_per_request_shows_only_at_debug(monkeypatch, capsys, level, shown):
+    import runtime.logging as logging_setup
+
+    monkeypatch.setattr(logging_setup, "_configured", False)
+    saved, root, httpx_logger = structlog.get_config(), logging.getLogger(), logging.getLogger("httpx")
+    handlers, root_level, httpx_level = list(root.handlers), root.level, httpx_logger.level
+    try:
+        logging_setup.configure_logging(level=level, json=False)
+        httpx_logger.info("HTTP Request: GET http://iron/api/customers/1 \"HTTP/1.1 200 OK\"")
+        httpx_logger.warning("connection pool full")
+    finally:
+        structlog.configure(**saved)
+        root.handlers, root.level = handlers, root_level
+        httpx_logger.setLevel(httpx_level)
+    err = capsys.readouterr().err
+    assert ("HTTP Request: GET" in err) is shown
+    assert "connection pool full" in err
