@@ -35,6 +35,7 @@ from data_protection.keys import (
     KeyRing,
     generate_key_file,
 )
+from runtime.converter import PYDANTIC_DATA_CONVERTER
 from runtime.settings import ProcessSettings
 from runtime.temporal import data_converter
 
@@ -221,7 +222,7 @@ async def test_payloads_written_before_encryption_still_read(monkeypatch):
 
 def test_no_keys_means_no_codec():
     assert ProcessSettings.load().codec() is None
-    assert data_converter() is pydantic_data_converter
+    assert data_converter() is PYDANTIC_DATA_CONVERTER and PYDANTIC_DATA_CONVERTER.payload_codec is None
 
 
 @pytest.mark.parametrize(
