@@ -363,7 +363,7 @@ def markdown(run: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     if other is not None:
         lines += [
             "",
-            f"The same measures with the workflows run outside Temporal's sandbox ({other['workflow_runner']}, "
+            f"The same measures with the other workflow runner ({other['workflow_runner']}, "
             f"`{other['command']}`, {other['finished_at']}, load average {other['machine']['load_average_at_start']}): "
             f"{other['memory']['mb_per_cached_workflow']['median']} MB per cached workflow, "
             f"{other['wake']['cpu_ms_per_uncached_wake']['median']} ms to wake an uncached customer, "
