@@ -37,9 +37,10 @@ def test_chaos_scenario_converges_without_duplicates(scenario, tmp_path):
     assert result.ok, report
     created = result.evidence["first_executions_at_iron"]
     assert created["customers"] == CUSTOMERS and created["identifications"] == CUSTOMERS, report
-    # Followed by events alone: 4 phase events per cycle-1 lifecycle, 2 more for a reverted one.
+    # Followed by events alone: 3 phase events per cycle-1 lifecycle (the identification is
+    # created with the customer), 2 more for a reverted one.
     assert result.evidence["driver_queries"] == 0, report
-    assert result.evidence["events_received"] >= CUSTOMERS * 4 + 2 * 2, report
+    assert result.evidence["events_received"] >= CUSTOMERS * 3 + 2 * 2, report
     if scenario == "backend-down":
         assert result.evidence["event_attempts_refused"] > 0, report
         assert result.evidence["deliveries_refused_connection"] > 0, report

@@ -33,7 +33,7 @@ def test_demo_takes_every_sample_to_its_expected_state(tmp_path):
     columns = {m.group(1): (int(m.group(2)), m.group(3), int(m.group(4)))
                for m in re.finditer(r"^(alice|bob|carol|dave)\s.*?\s(?:ok|FAILED)\s+(\d+), (in order|GAPS)\s+(\d+)\s+http", output, re.M)}
     assert columns == {
-        "alice": (4, "in order", 2), "bob": (4, "in order", 2), "carol": (6, "in order", 2), "dave": (3, "in order", 0),
+        "alice": (3, "in order", 2), "bob": (3, "in order", 2), "carol": (5, "in order", 2), "dave": (2, "in order", 0),
     }, output[-4000:]
     assert "Temporal queries the demo sent: 0" in output
     # Each start was one round trip that answered with the KYC url (update-with-start).

@@ -29,7 +29,7 @@ import pytest
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowHandle
 
-from contracts.activity_models import FIND_OR_CREATE_CUSTOMER
+from contracts.activity_models import FIND_OR_CREATE_AND_IDENTIFY  # a new customer: created with its identification
 from contracts.messages import workflow_id_for
 from demo.stack import Process, free_port
 from starter import start_onboarding
@@ -227,7 +227,7 @@ async def worker_stopped_while_creating_the_customer(
     try:
         worker = stack.start_worker(name, "--task-queue", queue, env={**PROCESS_ENV, WORKER_GRACE: str(grace)})
         handle = await start_customer(env, queue, external_id, activity_timeout=activity_timeout)
-        attempt = await started_attempt(handle, FIND_OR_CREATE_CUSTOMER)
+        attempt = await started_attempt(handle, FIND_OR_CREATE_AND_IDENTIFY)
         assert attempt.last_worker_identity.startswith(identity_of(worker))
         await creating_the_customer(worker)
         worker.popen.send_signal(signal.SIGTERM)
@@ -244,7 +244,7 @@ async def test_a_worker_stopped_during_an_iron_call_finishes_it_within_the_grace
     )
     # The call finished on the stopping worker, and its result is in the history.
     finished = await eventually(
-        "the call's completion in the history", lambda: completed_by(handle, FIND_OR_CREATE_CUSTOMER), MARGIN
+        "the call's completion in the history", lambda: completed_by(handle, FIND_OR_CREATE_AND_IDENTIFY), MARGIN
     )
     assert len(finished) == 1 and finished[0].startswith(identity_of(worker)), finished
     assert len(await customers_with_external_id(sandbox, external_id)) == 1
@@ -260,16 +260,16 @@ async def test_a_call_past_the_grace_is_handed_back_and_done_once_by_another_wor
     _, handle = await worker_stopped_while_creating_the_customer(
         stack, env, sandbox, "worker-leaving", queue, external_id, grace=0.5, activity_timeout=activity_timeout, latency=latency
     )
-    assert await completed_by(handle, FIND_OR_CREATE_CUSTOMER) == []  # cut off, not finished
+    assert await completed_by(handle, FIND_OR_CREATE_AND_IDENTIFY) == []  # cut off, not finished
     second = stack.start_worker("worker-taking-over", "--task-queue", queue, env=PROCESS_ENV)
     finished = await eventually(
         "a second worker to complete the call",
-        lambda: completed_by(handle, FIND_OR_CREATE_CUSTOMER),
+        lambda: completed_by(handle, FIND_OR_CREATE_AND_IDENTIFY),
         activity_timeout + 30,
     )
     assert len(finished) == 1 and finished[0].startswith(identity_of(second)), finished
     # Handed back by the leaving worker, not timed out: retried at once.
-    assert await why_retried(handle, FIND_OR_CREATE_CUSTOMER) == ["WorkerShutdown"]
+    assert await why_retried(handle, FIND_OR_CREATE_AND_IDENTIFY) == ["WorkerShutdown"]
     # Both attempts' requests reached Iron (the first one's, held, is answered last), under one
     # idempotency key; one of them created the customer. (The abandoned one, its client gone,
     # is refused unread, or replays the other's result.)
