@@ -134,8 +134,9 @@ class StackConfig:
     task_queue: str = "iron-onboarding"
     persistent: bool = True  # keep Temporal's database file across runs
     # The database file's SQLite pragmas. In WAL mode a commit appends to the log with one sync
-    # instead of rewriting a rollback journal: `adopt --all` beside a worker went from 96 to 138
-    # starts a second (`python -m bench.backfill_rate --worker`), as durable as before.
+    # instead of rewriting a rollback journal: `adopt --all` beside a worker went from 96.5 to 140.6
+    # starts a second (`python -m bench.backfill_rate --worker`, bench/results/backfill.md), as
+    # durable as before.
     sqlite_pragmas: tuple[str, ...] = ("journal_mode=wal",)
 
     @classmethod

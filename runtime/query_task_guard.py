@@ -66,8 +66,9 @@ FAILURE_TYPE = QUERY_TASK_DID_WORK_TYPE
 
 
 class QueryTaskGuard(WorkflowRunner):
-    """A workflow runner (the sandboxed one inside, `runtime/workflow_sandbox.py`) whose instances notice a query task that
-    did workflow work and fail its query, so that the core evicts the run."""
+    """A workflow runner (the sandboxed one of `runtime/workflow_sandbox.py` inside) whose
+    instances notice a query task that did workflow work and fail its query, so that the core
+    evicts the run."""
 
     def __init__(self, inner: WorkflowRunner | None = None) -> None:
         self._inner = inner or sandboxed_runner()

@@ -4,7 +4,7 @@ through rather than imported again for every workflow instance.
 Temporal's sandbox executes every module it does not pass through anew for each workflow it
 runs, cached or woken from its history: for `workflows/onboarding.py` that is the module's code
 and `workflow.defn`'s inspection of the class, 0.07 MB of every cached workflow and 7 ms of
-every wake (`python -m bench.scale`: 0.22 MB and 29 ms before, 0.146 MB and 22 ms after).
+every wake (`python -m bench.scale`: 0.22 MB and 29 ms before, 0.148 MB and 21 ms after).
 Everything the workflow modules import from this project was already passed through.
 
 What passing through changes, and what stands in for it:

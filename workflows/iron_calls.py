@@ -63,7 +63,7 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
 
         def found(result: am.CustomerIdentified) -> d.Observation:
             made = result.identification
-            identified = None if made is None else d.IdentificationCreated(made.identification, adopted=made.adopted, kind=kind)
+            identified = None if made is None else _created(made, kind)
             return d.CustomerFound(result.customer, identified, identification_attempt=create.attempt)
 
         return IronCall(
@@ -112,7 +112,7 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
             IronActivities.create_identification,
             request,
             f"create {kind} identification: {action.cause}",
-            lambda result: d.IdentificationCreated(result.identification, adopted=result.adopted, kind=kind),
+            lambda result: _created(result, kind),
         )
     if isinstance(action, d.ReadSignings):
         return IronCall(
@@ -144,6 +144,10 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
             unavailable=d.RequirementsUnavailable,
         )
     raise TypeError(f"{type(action).__name__} is not an Iron call")
+
+
+def _created(made: am.CreateIdentificationResult, kind: str) -> d.IdentificationCreated:
+    return d.IdentificationCreated(made.identification, adopted=made.adopted, kind=kind)
 
 
 def _signings(read: am.OnwardRead) -> tuple[am.RequiredSigningSnapshot, ...] | None:
