@@ -434,7 +434,8 @@ async def _start_from_cli(client: Client, checked: Checked, documents: DocumentS
             return dataclasses.replace(attached, state=waited.state, reached=waited.reached)
     identification = await _with_document(choice, documents)
     try:
-        result = await start_onboarding(client, args.external_id, identification=identification, **kwargs, **wait)
+        result = await start_onboarding(client, args.external_id, identification=identification, documents=documents,
+                                        **kwargs, **wait)
     except BaseException:
         await _forget_document(documents, identification.document_ref)
         raise

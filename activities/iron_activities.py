@@ -57,6 +57,7 @@ from contracts.activity_models import (
     SigningSnapshot,
 )
 from contracts.requirements import RequirementsView
+from data_protection.contact import InvalidContact, read_contact
 from data_protection.documents import CorruptDocument, DocumentNotFound, DocumentStore
 from data_protection.keys import DecryptionError
 from data_protection.redaction import redact_text
@@ -89,6 +90,8 @@ log = structlog.get_logger("activities")
 FINAL_IRON_ERROR = "IronFinalError"
 RETRYABLE_IRON_ERROR = "IronRetryableError"
 INVALID_IDENTIFICATION_DATA = "InvalidIdentificationData"
+# The start's contact document is missing or unreadable: an amend gives the email again.
+INVALID_START_DATA = "InvalidStartData"
 
 
 def customer_snapshot(customer: Customer, *, created: bool = False) -> CustomerSnapshot:
@@ -213,18 +216,36 @@ class IronActivities:
         if existing is not None:
             self._flag_unknown(existing, iron_customer_id=existing.id)
             return customer_snapshot(existing)
+        email, name = await self._contact(req)
         created = await self._call(
             self._iron(req).create_customer(
                 customer_type=req.customer_type,
-                email=req.email,
-                name=req.name,
+                email=email,
+                name=name,
                 external_id=req.external_id,
                 idempotency_key=req.idempotency_key,
             ),
             step="create_customer",
         )
         self._flag_unknown(created, iron_customer_id=created.id)
+        if self.delete_documents_after_submission and req.contact_ref and self.documents is not None:
+            await self.documents.delete(req.contact_ref)
         return customer_snapshot(created, created=True)
+
+    async def _contact(self, req: FindOrCreateCustomerInput) -> tuple[str, str | None]:
+        """The email and name to create the customer with: inline (an amend's) before the
+        contact document's. A document that cannot be read is final: an amend gives them again."""
+        if not req.contact_ref or (req.email and req.name is not None):
+            return req.email, req.name
+        if self.documents is None:
+            raise _final("no document store configured to read the customer's contact", type_=INVALID_START_DATA)
+        try:
+            contact = await read_contact(self.documents, req.contact_ref)
+        except DocumentNotFound:
+            raise _final(f"contact {req.contact_ref} not found in the document store", type_=INVALID_START_DATA) from None
+        except (CorruptDocument, DecryptionError, InvalidContact):
+            raise _final(f"contact {req.contact_ref} is unreadable (corrupt or altered)", type_=INVALID_START_DATA) from None
+        return req.email or contact.email, req.name if req.name is not None else contact.name
 
     @activity.defn(name=FIND_OR_CREATE_AND_IDENTIFY)
     async def find_or_create_and_identify(self, req: FindOrCreateAndIdentifyInput) -> CustomerIdentified:

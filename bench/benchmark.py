@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import secrets
 import statistics
@@ -78,6 +79,7 @@ from bench.floor import (
     Started,
 )
 from contracts.events import ACTIVITY_DELIVER_EVENT
+from data_protection.documents import DocumentStore
 from contracts.messages import UPDATE_WAIT_FOR
 from demo.partner_backend import PartnerBackendClient
 from demo.query_counter import QueryCounter
@@ -147,6 +149,12 @@ class Bench:
     queries: QueryCounter = field(default_factory=QueryCounter)  # every workflow query the driver sent
     # What the partner's backend received, per external id (product) or workflow id (floor).
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @functools.cached_property
+    def documents(self) -> DocumentStore:
+        """The store the stack's worker reads: the product's starts give the contact by
+        reference there, as the HTTP API and the starter do."""
+        return self.stack.documents()
 
 
 async def follow_events(b: Bench, key: str, until: Callable[[dict[str, Any]], bool], *, deadline: float,
@@ -255,7 +263,7 @@ async def product_lifecycle(
     deadline = time.monotonic() + timeout
     result = await start_onboarding(
         b.client, external_id, email=f"{external_id}@example.com", timings=timings,
-        task_queue=b.stack.config.task_queue, deliver_events=True, wait=True,
+        task_queue=b.stack.config.task_queue, deliver_events=True, wait=True, documents=b.documents,
         wait_timeout=max(1.0, min(60.0, deadline - time.monotonic())),
     )
     view = result.state
@@ -677,7 +685,7 @@ async def parked_memory(b: Bench) -> dict[str, Any]:
             await retrying(
                 lambda: start_onboarding(
                     b.client, external_id, email=f"{external_id}@example.com", timings=PARKED_TIMINGS,
-                    task_queue=PARKED_TASK_QUEUE, deliver_events=True,
+                    task_queue=PARKED_TASK_QUEUE, deliver_events=True, documents=b.documents,
                 ),
                 deadline=deadline, what=f"start {external_id}",
             )

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -48,6 +49,7 @@ from temporalio.client import Client
 from bench.common import DEFAULT_STATE_ROOT, connect, describe, launch, retrying
 from contracts.events import event_id
 from contracts.messages import OnboardingState, OnboardingTimings, Phase, workflow_id_for
+from data_protection.documents import DocumentStore
 from demo.partner_backend import PartnerBackendClient
 from demo.query_counter import QueryCounter
 from demo.stack import Process, Stack
@@ -169,6 +171,11 @@ class Run:
     plan: list[Customer] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # reported with the scenario's
 
+    @functools.cached_property
+    def documents(self) -> DocumentStore:
+        """Where the starts give each customer's contact by reference, as the HTTP API does."""
+        return self.stack.documents()
+
 
 # --- one customer ----------------------------------------------------------------------------------
 
@@ -229,6 +236,7 @@ async def drive_customer(run: Run, customer: Customer) -> None:
                 timings=run.timings,
                 task_queue=run.stack.config.task_queue,
                 deliver_events=True,
+                documents=run.documents,
             ),
             deadline=deadline,
             what="start",

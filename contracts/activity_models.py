@@ -44,15 +44,22 @@ class ScopedInput(ActivityModel):
 
     @model_serializer(mode="wrap")
     def _serialise(self, handler: Any) -> Any:
-        return omit_default_scope(handler(self))
+        data = omit_default_scope(handler(self))
+        if isinstance(data, dict) and "contact_ref" in data and data["contact_ref"] is None:
+            del data["contact_ref"]  # an input with the email inline is written as before
+        return data
 
 
 class FindOrCreateCustomerInput(ScopedInput):
+    """`email` and `name` inline, or by `contact_ref` (a contact document the activity reads
+    only to create the customer); inline values win."""
+
     external_id: str
     email: str
     customer_type: CustomerType
     name: str | None = None
     idempotency_key: str
+    contact_ref: str | None = None
 
 
 class FindOrCreateAndIdentifyInput(FindOrCreateCustomerInput):

@@ -10,8 +10,9 @@ where a `workflow.patched` marker costs one in every run, and it reads as one li
 
 Release 1.0.0 is engine 1, with no gate: no deployment ran the code before it. Engine 2 brings
 quiet waits (`quiet_waits`), the failing-backend flag (`flags_failing_backend`), reads in a
-row as one activity (`reads_onward`) and the first identification created with the customer
-(`identifies_on_create`). The rule for adding and retiring a gate is in
+row as one activity (`reads_onward`), the first identification created with the customer
+(`identifies_on_create`) and a cycle's end without continue-as-new for a run that holds no
+personal data (`keeps_run_at_cycle_end`). The rule for adding and retiring a gate is in
 docs/changing-the-workflow.md.
 """
 
@@ -44,6 +45,10 @@ class Features:
     # one activity (`find_or_create_and_identify`), going from `FindingCustomer` straight to
     # `AwaitingIdentification`: an activity, a phase event and an upsert fewer.
     identifies_on_create: bool = False
+    # Engine 2: a cycle's end continues as new only when the run's history holds the start's
+    # email or name (given inline, or by an amend); a customer whose contact came by reference
+    # (`OnboardingInput.contact_ref`) stays in its run: a start and about six events fewer.
+    keeps_run_at_cycle_end: bool = False
 
     @classmethod
     def of(cls, version: int) -> "Features":
@@ -53,4 +58,5 @@ class Features:
         if not 1 <= version <= ENGINE_VERSION:
             raise RuntimeError(f"engine version {version} is unknown to this worker (it knows 1 to {ENGINE_VERSION})")
         return cls(version=version, quiet_waits=version >= 2, flags_failing_backend=version >= 2,
-                   reads_onward=version >= 2, identifies_on_create=version >= 2)
+                   reads_onward=version >= 2, identifies_on_create=version >= 2,
+                   keeps_run_at_cycle_end=version >= 2)

@@ -195,6 +195,11 @@ class OnboardingInput(Message):
     # events after it, so a customer's `sequence` only grows and no `webhook-id` comes twice.
     # Filled in by whoever starts the workflow (`operations.state_access.last_event_sequence`).
     events_after: int = Field(default=0, ge=0)
+    # The email and name by reference: a contact document in the document store
+    # (`data_protection/contact.py`), read only by the activity that creates the customer. The
+    # run then holds no personal data, so its customer stays in it when a cycle ends (engine 2).
+    # `email` and `name` given as well (an amend) win over the document's.
+    contact_ref: str | None = None
 
     @field_validator("external_id")
     @classmethod
@@ -213,8 +218,11 @@ class OnboardingInput(Message):
         data = omit_default_scope(handler(self))
         # Left out when there is nothing before, so the input of a first onboarding is what
         # workers without this field read too.
-        if isinstance(data, dict) and not data.get("events_after"):
-            data.pop("events_after", None)
+        if isinstance(data, dict):
+            if not data.get("events_after"):
+                data.pop("events_after", None)
+            if data.get("contact_ref") is None:
+                data.pop("contact_ref", None)
         return data
 
     @property
@@ -223,8 +231,8 @@ class OnboardingInput(Message):
 
     @model_validator(mode="after")
     def _email_to_create(self) -> "OnboardingInput":
-        if not self.iron_customer_id and not self.carried and not self.email:
-            raise ValueError("'email' is required to create a customer (or give 'iron_customer_id' to adopt one)")
+        if not self.iron_customer_id and not self.carried and not self.email and not self.contact_ref:
+            raise ValueError("'email' (or 'contact_ref') is required to create a customer (or give 'iron_customer_id' to adopt one)")
         return self
 
 
@@ -408,6 +416,9 @@ class OnboardingState(Message):
     # Bumped by `amend`: corrected start data needs a new idempotency key at Iron.
     customer_attempt: int = 0
     start_email_known: bool = True
+    # The run's own history holds the start's email or name (its input or an amend): its cycle
+    # ends with a continue-as-new that leaves them behind (`Features.keeps_run_at_cycle_end`).
+    personal_data_in_run: bool = False
     customer_identification_ids: list[str] = Field(default_factory=list)
     signing_queue: list[str] = Field(default_factory=list)
     progress: PassProgress = Field(default_factory=PassProgress)

@@ -23,6 +23,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from data_protection.documents import DocumentStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
@@ -257,6 +261,14 @@ class Stack:
 
             generate_key_file(self.key_file)
         return self.key_file
+
+    def documents(self) -> "DocumentStore":
+        """The document store the stack's processes share (`ONBOARDING_DOCUMENT_DIR`, encrypted
+        with the stack's key), for a starter in this process."""
+        from data_protection.documents import FilesystemDocumentStore
+        from data_protection.keys import KeyRing
+
+        return FilesystemDocumentStore(self.config.state_dir / "documents", keyring=KeyRing.from_file(self.ensure_encryption_key()))
 
     @property
     def api_keys_file(self) -> Path:

@@ -605,7 +605,7 @@ def create_app(
                 temporal_client, body.external_id, email=body.email, customer_type=body.customer_type, name=name,
                 identification=identification, identification_content=content, started_by=STARTED_BY,
                 wait=wait is not None, wait_timeout=wait_timeout, sub_partner_id=scope,
-                memo={API_REQUEST_MEMO: record} if record else None,
+                memo={API_REQUEST_MEMO: record} if record else None, documents=documents,
             )
         except BaseException:
             await forget(identification)

@@ -69,6 +69,8 @@ from contracts.messages import (
     workflow_id_for,
 )
 from contracts.start_metadata import START_DIGEST_MEMO, differing_fields, start_options
+from data_protection.contact import forget_contact, store_contact
+from data_protection.documents import DocumentStore
 from contracts.state_view import WAIT_MAX_SECONDS, OnboardingStateView
 import operations.state_access as state_access
 from operations.state_access import NoStateView, OnboardingClosed, WaitTimedOut  # noqa: F401 - part of the API
@@ -420,6 +422,7 @@ async def start_onboarding(
     wait_timeout: float = state_access.DEFAULT_START_WAIT_SECONDS,
     sub_partner_id: str | None = None,
     memo: dict[str, Any] | None = None,
+    documents: DocumentStore | None = None,
 ) -> StartResult:
     """Start one customer's onboarding, or attach to the one already running for that
     external id (in that sub-partner's scope): never a second workflow, never a second Iron
@@ -441,7 +444,13 @@ async def start_onboarding(
     or `wait_timeout` seconds passed (`reached` False); `state` is the state view.
 
     `memo`: further memo entries a caller keeps with the onboarding it starts (the HTTP API's
-    idempotency record); they go on through continue-as-new, and an attach leaves them alone."""
+    idempotency record); they go on through continue-as-new, and an attach leaves them alone.
+
+    `documents`: the store the workers read (the API's and the starter's): the email and name go
+    there and the workflow gets their reference (`contact_ref`), so no history holds them and
+    the customer needs no second run to leave them behind; a start that attaches deletes its
+    copy. Without it they go inline and the first run continues as new once the customer
+    exists."""
     workflow_input = build_onboarding_input(
         external_id,
         email=email,
@@ -460,6 +469,23 @@ async def start_onboarding(
     options = start_options(workflow_input, started_by=started_by, identification_content=identification_content)
     if memo:
         options["memo"] = {**memo, **options["memo"]}  # the engine's own entries win
+    contact_ref = None
+    if documents is not None and workflow_input.email:  # the digest above compares the values
+        contact_ref = await store_contact(documents, workflow_input.email, workflow_input.name)
+        workflow_input = workflow_input.model_copy(update={"email": None, "name": None, "contact_ref": contact_ref})
+    try:
+        result = await _start(client, workflow_input, options, task_queue, compare_start_data, wait, wait_timeout)
+    except BaseException:
+        await forget_contact(documents, contact_ref)
+        raise
+    if not result.started:
+        await forget_contact(documents, contact_ref)
+    return result
+
+
+async def _start(client: Client, workflow_input: OnboardingInput, options: dict[str, Any], task_queue: str | None,
+                 compare_start_data: bool, wait: bool, wait_timeout: float) -> StartResult:
+    external_id = workflow_input.external_id
     if wait:
         return await _start_and_wait(client, workflow_input, options, task_queue, compare_start_data, wait_timeout)
     try:

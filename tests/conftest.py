@@ -88,9 +88,16 @@ async def env(temporal_cli_path):
         yield environment
 
 
+@pytest.fixture(scope="module")
+def documents_dir(tmp_path_factory) -> Path:
+    """The document store the module's worker reads: a starter in the test gives it the same
+    (`ONBOARDING_DOCUMENT_DIR`), as a deployment's processes share one."""
+    return tmp_path_factory.mktemp("documents")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def worker(env, sandbox, tmp_path_factory):
+async def worker(env, sandbox, documents_dir):
     from tests.workflow_harness import running_worker
 
-    async with running_worker(env.client, sandbox, tmp_path_factory.mktemp("documents")) as w:
+    async with running_worker(env.client, sandbox, documents_dir) as w:
         yield w

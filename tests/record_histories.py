@@ -9,6 +9,7 @@ import sys
 
 RECORDING_TESTS = [
     "tests/test_workflow_lifecycle.py",  # lifecycle/: every branch of the lifecycle
+    "tests/test_contact_by_reference.py",  # lifecycle/: Active in the run that created the customer
     "tests/test_events_devserver.py",  # events/: a lifecycle delivering its events
     "tests/test_event_retries_time_skipping.py",  # events/: a backend failing for long, then back
     "tests/test_requirements_devserver.py",  # requirements-and-slas/

@@ -81,16 +81,20 @@ class Run:
         self.now += timedelta(seconds=after)
         return d.decide(self.state, observation, self.now, self.timings, self.features)
 
-    def start(self, *, carried: bool = False, email: bool = True) -> d.Action:
-        return self(d.RunStarted(carried=carried, email_known=email, deliver_events=self.deliver_events))
+    def start(self, *, carried: bool = False, email: bool = True, by_reference: bool = False) -> d.Action:
+        """A run whose input gives the email inline (personal data in its history), by
+        reference (`contact_ref`: none), or not at all."""
+        return self(d.RunStarted(carried=carried, email_known=email, deliver_events=self.deliver_events,
+                                 personal_data=email and not by_reference))
 
     def woken(self, *wakes: d.Wake, due: tuple[str, ...] = (), after: float = 1.0) -> d.Action:
         return self(d.Woken(wakes=wakes, due=due), after=after)
 
 
-def to_awaiting_identification(run: Run) -> d.Action:
-    """A new customer created, and its first identification, as the run's engine does it."""
-    assert isinstance(run.start(), d.FindOrCreateCustomer)
+def to_awaiting_identification(run: Run, started: bool = False, **start: bool) -> d.Action:
+    """A new customer created, and its first identification, as the run's engine does it
+    (after the run's start, unless `started` already)."""
+    assert started or isinstance(run.start(**start), d.FindOrCreateCustomer)
     created = d.IdentificationCreated(identification("idv-1", "Pending"), adopted=False, kind="Link")
     if run.features.identifies_on_create:
         return run(d.CustomerFound(customer("IdentificationRequired", created=True), created, identification_attempt=1))
@@ -98,8 +102,8 @@ def to_awaiting_identification(run: Run) -> d.Action:
     return run(created)
 
 
-def to_awaiting_signings(run: Run) -> d.Action:
-    to_awaiting_identification(run)
+def to_awaiting_signings(run: Run, **start: bool) -> d.Action:
+    to_awaiting_identification(run, **start)
     assert isinstance(run.woken(d.IronHint("identification_status", about_customer=False)), d.ReadIdentification)
     assert run(d.IdentificationRead(identification("idv-1", "Approved"))) == d.ReadCustomer(
         cause="identification approved", **(SIGNINGS_ONWARD if run.features.reads_onward else {}))
@@ -107,8 +111,8 @@ def to_awaiting_signings(run: Run) -> d.Action:
     return run(d.SigningsRead(SIGNINGS))
 
 
-def to_active(run: Run) -> d.Action:
-    to_awaiting_signings(run)
+def to_active(run: Run, **start: bool) -> d.Action:
+    to_awaiting_signings(run, **start)
     for content_id in ("terms", "privacy"):
         action = run.woken(d.SigningRequested(content_id))
         assert action == d.Sign(content_id=content_id, cycle=run.state.cycle)
@@ -376,6 +380,40 @@ def test_reaching_active_ends_the_cycle_with_continue_as_new_into_the_watch():
     assert s.deadlines == {"reconcile": run.now + timedelta(seconds=reconcile_after)}
     next_run = Run(OnboardingState.model_validate_json(s.model_dump_json()))
     assert next_run.start(carried=True) == d.Wait(), "the next run watches first: Iron was just read"
+
+
+def test_a_run_without_personal_data_stays_in_its_run_at_the_end_of_a_cycle():
+    run = Run()
+    assert to_active(run, by_reference=True) == d.Wait(), "the contact came by reference: nothing to leave behind"
+    s = run.state
+    assert s.phase == Phase.ACTIVE and s.cycle_completed and not s.personal_data_in_run
+    assert s.deadlines == {"reconcile": run.now + timedelta(seconds=T.active_backstop_seconds)}
+    # Back from Active and onboarded again: the cycle ends in the same run too.
+    assert isinstance(run.woken(d.IronHint("customer_status", about_customer=True)), d.ReadCustomer)
+    run(d.CustomerRead(customer("SigningsRequired", "idv-1")))
+    assert not run.state.cycle_completed, "a new cycle began"
+    for content_id in ("terms", "privacy"):
+        run.woken(d.SigningRequested(content_id))
+        action = run(d.Signed(content_id, SigningSnapshot(id=f"sig2-{content_id}", content_id=content_id, created_at="t")))
+    assert isinstance(action, d.ReadCustomer)
+    assert run(d.CustomerRead(customer("Active", "idv-1"))) == d.Wait()
+    assert run.state.cycle == 2 and run.state.cycle_completed
+
+
+@pytest.mark.parametrize("features, by_reference, amended", [
+    (d.CURRENT_FEATURES, False, False),
+    (d.CURRENT_FEATURES, True, True),
+    (ENGINE_1, True, False),
+], ids=["email-inline", "amended-inline", "engine-1-always"])
+def test_a_run_that_holds_personal_data_continues_as_new_at_the_end_of_a_cycle(features, by_reference, amended):
+    run = Run(features=features)
+    assert isinstance(run.start(by_reference=by_reference), d.FindOrCreateCustomer)
+    if amended:  # the corrected email is in this run's history now, as the amend's argument
+        assert isinstance(run.woken(d.AmendRequested(fields=("email",), email_known=True, personal_data=True)),
+                          d.FindOrCreateCustomer)
+    ended = to_active(run, started=True)
+    assert run.state.personal_data_in_run == (not by_reference or amended)
+    assert ended == d.ContinueAsNew(reason="end of cycle")
 
 
 @pytest.mark.parametrize(

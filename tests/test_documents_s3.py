@@ -324,10 +324,13 @@ def test_a_person_identification_started_on_one_machine_is_submitted_by_a_worker
     assert state["phase"] == "AwaitingIdentification", state.get("needs_attention")
     assert state["identification_id"] and state["identification_kind"] == "Person", state
 
-    # The document went through the bucket alone, encrypted, and neither machine kept a copy.
-    [(key, stored)] = raw_objects(s3_endpoint, bucket).items()
-    assert key.startswith("onboarding/") and key.endswith(".doc")
+    # The document and the contact went through the bucket alone, encrypted, and neither machine
+    # kept a copy.
+    objects = raw_objects(s3_endpoint, bucket)
+    assert len(objects) == 2 and all(k.startswith("onboarding/") and k.endswith(".doc") for k in objects), sorted(objects)
     person = json.loads(SAMPLE.read_text())
-    assert person["first_name"].encode() not in stored and person["date_of_birth"].encode() not in stored
+    for stored in objects.values():
+        assert person["first_name"].encode() not in stored and person["date_of_birth"].encode() not in stored
+        assert b"cordelia@example.com" not in stored and b"Cordelia Quince" not in stored
     for root in (starter_machine, worker_machine):
         assert not (root / "documents").exists() and not (root / ".data").exists(), f"{root.name} stored locally"

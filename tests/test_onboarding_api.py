@@ -166,7 +166,7 @@ async def test_a_repeated_post_under_one_idempotency_key_starts_nothing_twice(ap
 
     runs = await eventually("the onboarding listed", runs_listed, 30)
     assert len(runs) == 1 and runs[0].status == WorkflowExecutionStatus.RUNNING
-    assert len(set(documents.root.rglob("*.doc")) - before) == 1, "one identification document stored, not one per try"
+    assert len(set(documents.root.rglob("*.doc")) - before) == 2, "the contact and the identification stored once, not once per try"
     other = await partner.post("/v1/onboardings", json={**body, "email": "someone-else@example.com"}, headers=headers)
     assert_problem(other, 422, "idempotency-key-reused")
     # Without the key, other data is a conflict naming the field; the same data attaches.

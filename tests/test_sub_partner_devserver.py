@@ -53,9 +53,9 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def worker(env, sandbox, tmp_path_factory):
+async def worker(env, sandbox, documents_dir):
     # The worker has no IRON_SUB_PARTNER_ID: each customer's scope comes from its own input.
-    async with running_worker(env.client, sandbox, tmp_path_factory.mktemp("documents"), task_queue=QUEUE) as w:
+    async with running_worker(env.client, sandbox, documents_dir, task_queue=QUEUE) as w:
         yield w
 
 
@@ -324,10 +324,12 @@ def _starter(env, *args: str, extra_env: dict[str, str] | None = None) -> subpro
                           text=True, timeout=60)
 
 
-async def test_the_cli_finds_an_onboarding_by_sub_partner_and_external_id(env, worker):
+async def test_the_cli_finds_an_onboarding_by_sub_partner_and_external_id(env, worker, documents_dir):
     external_id = f"cli-{uuid.uuid4().hex[:10]}"
+    shared = {"ONBOARDING_DOCUMENT_DIR": str(documents_dir)}  # the worker's store, where the contact goes
     started = await asyncio.to_thread(
-        _starter, env, "start", external_id, "--email", f"{external_id}@example.com", "--sub-partner", SUB_PARTNER_A.upper()
+        _starter, env, "start", external_id, "--email", f"{external_id}@example.com", "--sub-partner", SUB_PARTNER_A.upper(),
+        extra_env=shared,
     )
     assert started.returncode == 0, started.stderr
     assert started.stdout.startswith(f"started onboarding-sp-{SUB_PARTNER_A}-{external_id}")
@@ -351,7 +353,8 @@ async def test_the_cli_finds_an_onboarding_by_sub_partner_and_external_id(env, w
         assert missing.returncode == 3, missing.stderr
     # Starting again with other data in its scope changes nothing (exit 6), as for the default scope.
     again = await asyncio.to_thread(
-        _starter, env, "start", external_id, "--email", "other@example.com", "--sub-partner", SUB_PARTNER_A
+        _starter, env, "start", external_id, "--email", "other@example.com", "--sub-partner", SUB_PARTNER_A,
+        extra_env=shared,
     )
     assert again.returncode == 6 and "--email" in again.stderr
 

@@ -28,8 +28,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture
-def cli(env, worker, monkeypatch):
-    """`python starter.py ...` in-process, pointed at the test's server and task queue."""
+def cli(env, worker, documents_dir, monkeypatch):
+    """`python starter.py ...` in-process, pointed at the test's server, task queue and the
+    worker's document store."""
+    monkeypatch.setenv("ONBOARDING_DOCUMENT_DIR", str(documents_dir))
     monkeypatch.setenv("TEMPORAL_ADDRESS", env.client.service_client.config.target_host)
     monkeypatch.setenv("TEMPORAL_NAMESPACE", env.client.namespace)
     monkeypatch.setenv("ONBOARDING_TASK_QUEUE", worker.task_queue)

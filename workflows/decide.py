@@ -99,6 +99,7 @@ class SigningRequested:
 class AmendRequested:
     fields: tuple[str, ...]
     email_known: bool
+    personal_data: bool = False  # the amend carries an email or a name
 
 
 Wake = IronHint | RestartRequested | RefreshRequested | SigningRequested | AmendRequested
@@ -109,11 +110,13 @@ class RunStarted:
     carried: bool
     email_known: bool
     deliver_events: bool = False
+    personal_data: bool = False  # the run's input holds an email or a name
 
     @classmethod
     def of(cls, start: OnboardingInput) -> "RunStarted":
         """The start of a run of `start`."""
-        return cls(carried=start.carried is not None, email_known=bool(start.email), deliver_events=start.deliver_events)
+        return cls(carried=start.carried is not None, email_known=bool(start.email or start.contact_ref),
+                   deliver_events=start.deliver_events, personal_data=bool(start.email or start.name))
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,7 @@ class _Now:
     quiet: bool  # `Features.quiet_waits` of the run's engine
     onward: bool = False  # `Features.reads_onward`
     identifies: bool = False  # `Features.identifies_on_create`
+    keeps_run: bool = False  # `Features.keeps_run_at_cycle_end`
 
 
 CURRENT_FEATURES = Features.of(ENGINE_VERSION)
@@ -320,7 +324,7 @@ def decide(
 ) -> Action:
     """Record `observation` in `state` and return the next action, as the run's engine does."""
     ctx = _Now(now, timings, quiet=features.quiet_waits, onward=features.reads_onward,
-               identifies=features.identifies_on_create)
+               identifies=features.identifies_on_create, keeps_run=features.keeps_run_at_cycle_end)
     _absorb(state, observation, ctx)
     return _next(state, ctx)
 
@@ -332,6 +336,7 @@ def _absorb(s: OnboardingState, obs: Observation, ctx: _Now) -> None:
     p = s.progress
     if isinstance(obs, RunStarted):
         s.start_email_known = obs.email_known
+        s.personal_data_in_run = obs.personal_data
         s.deliver_events = obs.deliver_events
         s.signing_queue = []
         if s.phase_since is None:  # a new onboarding
@@ -440,6 +445,7 @@ def _absorb_wakes(s: OnboardingState, obs: Woken, ctx: _Now) -> None:
             _note(s, ctx, f"operator restart: {wake.reason}")
         elif isinstance(wake, AmendRequested):
             s.start_email_known = wake.email_known
+            s.personal_data_in_run = s.personal_data_in_run or wake.personal_data
             if not s.iron_customer_id:
                 s.customer_attempt += 1
                 if s.needs_attention is not None and s.needs_attention.step == "find_or_create_customer":
@@ -581,9 +587,10 @@ def _active(s: OnboardingState, ctx: _Now) -> Action:
     s.waiting_for = "compliance changes (webhooks and periodic reconciliation)"
     entered = _transition(s, ctx, Phase.ACTIVE, "customer Active at Iron")
     wait = _wait(s, ctx, reconcile=ctx.timings.active_backstop_seconds)
-    if entered and not s.cycle_completed:
+    if entered and not s.cycle_completed and (s.personal_data_in_run or not ctx.keeps_run):
         s.cycle_completed = True
-        return ContinueAsNew(reason="end of cycle")  # the next run starts in this wait
+        # The next run starts in this wait, without the start's email and name.
+        return ContinueAsNew(reason="end of cycle")
     s.cycle_completed = True
     return wait
 
@@ -1072,13 +1079,15 @@ def delivers_before_continuing_as_new(start: OnboardingInput, s: OnboardingState
 
 def next_run_input(start: OnboardingInput, s: OnboardingState) -> OnboardingInput:
     """The input of the run that continues this one: the state, and no personal data once the
-    customer exists at Iron (the email and name were only needed to create it)."""
+    customer exists at Iron (the email and name, or their reference, were only needed to
+    create it)."""
     return OnboardingInput(
         engine_version=ENGINE_VERSION,
         external_id=s.external_id,
         customer_type=start.customer_type,
         email=None if s.iron_customer_id else start.email,
         name=None if s.iron_customer_id else start.name,
+        contact_ref=None if s.iron_customer_id else start.contact_ref,
         identification=start.identification,
         iron_customer_id=s.iron_customer_id,
         timings=start.timings,

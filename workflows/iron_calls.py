@@ -48,6 +48,7 @@ def iron_call(action: d.Action, state: OnboardingState, start: OnboardingInput, 
             email=start.email or "",
             customer_type=start.customer_type,
             name=start.name,
+            contact_ref=start.contact_ref,
             idempotency_key=customer_key(workflow_id, action.attempt),
         )
         create = action.identify

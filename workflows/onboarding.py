@@ -329,7 +329,9 @@ class CustomerOnboarding:
     async def amend(self, request: AmendRequest) -> AmendResult:
         changes = request.model_dump(exclude_none=True)
         self._input = self._input.model_copy(update=changes)
-        posted = self._inbox.post(d.AmendRequested(fields=tuple(sorted(changes)), email_known=bool(self._input.email)))
+        posted = self._inbox.post(d.AmendRequested(
+            fields=tuple(sorted(changes)), email_known=bool(self._input.email or self._input.contact_ref),
+            personal_data=bool(request.email or request.name)))
         digest = workflow.memo_value(START_DIGEST_MEMO, None, type_hint=dict)
         if isinstance(digest, dict):  # a start with the corrected data attaches again
             workflow.upsert_memo({START_DIGEST_MEMO: amended_start_digest(
