@@ -11,8 +11,9 @@ where a `workflow.patched` marker costs one in every run, and it reads as one li
 Release 1.0.0 is engine 1, with no gate: no deployment ran the code before it. Engine 2 brings
 quiet waits (`quiet_waits`), the failing-backend flag (`flags_failing_backend`), reads in a
 row as one activity (`reads_onward`), the first identification created with the customer
-(`identifies_on_create`) and a cycle's end without continue-as-new for a run that holds no
-personal data (`keeps_run_at_cycle_end`). The rule for adding and retiring a gate is in
+(`identifies_on_create`), a cycle's end without continue-as-new for a run that holds no
+personal data (`keeps_run_at_cycle_end`) and no timer kept to fire far too early
+(`replaces_early_timers`). The rule for adding and retiring a gate is in
 docs/changing-the-workflow.md.
 """
 
@@ -49,6 +50,10 @@ class Features:
     # email or name (given inline, or by an amend); a customer whose contact came by reference
     # (`OnboardingInput.contact_ref`) stays in its run: a start and about six events fewer.
     keeps_run_at_cycle_end: bool = False
+    # Engine 2: a running timer due before the wait's earliest deadline stays only while firing
+    # then is a little early (the deadline at most twice as far off as the timer); otherwise it
+    # is replaced, so a minute-old poll timer does not make a year's reconcile read at once.
+    replaces_early_timers: bool = False
 
     @classmethod
     def of(cls, version: int) -> "Features":
@@ -59,4 +64,4 @@ class Features:
             raise RuntimeError(f"engine version {version} is unknown to this worker (it knows 1 to {ENGINE_VERSION})")
         return cls(version=version, quiet_waits=version >= 2, flags_failing_backend=version >= 2,
                    reads_onward=version >= 2, identifies_on_create=version >= 2,
-                   keeps_run_at_cycle_end=version >= 2)
+                   keeps_run_at_cycle_end=version >= 2, replaces_early_timers=version >= 2)

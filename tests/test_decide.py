@@ -1029,3 +1029,16 @@ def test_engine_1_reads_one_resource_an_activity():
     assert run.woken(d.IronHint("identification_status", about_customer=False)) == d.ReadIdentification(
         identification_id="idv-1", cause="webhook identification_status")
     assert run(d.IdentificationRead(identification("idv-1", "Approved"))) == d.ReadCustomer(cause="identification approved")
+
+
+@pytest.mark.parametrize("running_in, due_in, replaces_early, kept", [
+    (60, 60, True, True),  # the same time
+    (50, 60, True, True),  # a poll deadline moved a little later by a webhook
+    (60, 365 * 86400, True, False),  # a minute-old poll timer, now Active: replaced
+    (60, 365 * 86400, False, True),  # engine 1 keeps it, and reads a year early
+    (70, 60, False, False),  # due later than the deadline: never kept
+], ids=["same", "a-little-early", "far-too-early", "engine-1", "too-late"])
+def test_a_running_timer_is_kept_only_while_it_fires_a_little_early(running_in, due_in, replaces_early, kept):
+    now = T0
+    running, due = now + timedelta(seconds=running_in), now + timedelta(seconds=due_in)
+    assert d.keeps_running_timer(running, due, now, replaces_early=replaces_early) is kept

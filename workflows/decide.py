@@ -883,6 +883,17 @@ def earliest_deadline(s: OnboardingState) -> tuple[str, ...]:
     return (min(s.deadlines, key=s.deadlines.__getitem__),) if s.deadlines else ()
 
 
+def keeps_running_timer(running_due: datetime, due: datetime, now: datetime, *, replaces_early: bool) -> bool:
+    """Whether the timer running for `running_due` serves a wait whose earliest deadline is
+    `due`. One due later stays, fired early (the earliest deadline is then taken as due: a poll
+    is only a read), so a webhook-driven wait costs no cancellation. With `replaces_early`
+    (`Features.replaces_early_timers`) only while that is a little early: a deadline at most
+    twice as far off as the timer, not a year's reconcile read a minute after `Active`."""
+    if running_due > due:
+        return False
+    return not replaces_early or due - now <= 2 * (running_due - now)
+
+
 def timer_summary(s: OnboardingState, name: str) -> str:
     """The timer's name in the Temporal UI: `poll Iron: ...` or `reconcile while Active`."""
     if name == POLL:

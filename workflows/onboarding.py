@@ -220,13 +220,15 @@ class CustomerOnboarding:
             return d.Woken(wakes=self._inbox.take(), due=due)
 
     def _arm_timer(self, now: datetime) -> None:
-        """One timer, for the earliest deadline; one already running for an earlier time stays,
-        so a webhook-driven wait costs no timer cancellation."""
+        """One timer, for the earliest deadline; one already running for a little earlier stays
+        (`d.keeps_running_timer`), so a webhook-driven wait costs no timer cancellation."""
         earliest = d.earliest_deadline(self._state)
         if not earliest:
             return self._cancel_timer()
         due = self._state.deadlines[earliest[0]]
-        if self._timer is not None and self._timer_due is not None and self._timer_due <= due:
+        if self._timer is not None and self._timer_due is not None and d.keeps_running_timer(
+            self._timer_due, due, now, replaces_early=self._features.replaces_early_timers
+        ):
             return
         self._cancel_timer()
         self._timer_due = due
