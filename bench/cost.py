@@ -20,6 +20,7 @@ wakes plus 365 daily passes, each 2 schedule actions plus one workflow start per
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections import Counter
@@ -31,6 +32,9 @@ from bench.actions import SCHEDULE_ACTIONS_PER_START, activity_types, billable_a
 from contracts.activity_models import GET_CUSTOMER
 from contracts.fleet import FleetReconciliationInput
 from contracts.messages import OnboardingTimings, Phase, workflow_id_for
+from contracts.search_attributes import ONBOARDING_PHASE
+
+PHASE_ATTRIBUTE = ONBOARDING_PHASE.name
 
 TARGETS = {"actions_per_active_customer_year_max": 60, "iron_calls_per_active_customer_year_max": 15}
 DAY = 86400.0
@@ -57,14 +61,25 @@ async def lifecycle_actions(b, workflow_ids: list[str]) -> dict[str, Any]:
 
 
 async def _active_run_events(b, workflow_id: str) -> list[Any]:
-    """The run that watches the Active customer (the one after the end-of-cycle continue-as-new)."""
+    """The run that watches the Active customer: the one that reached it, or the one it continued
+    as new into at the end of the cycle."""
     history = await b.client.get_workflow_handle(workflow_id).fetch_history()
     return list(history.events)
 
 
+def _became_active(event: Any) -> bool:
+    if not event.HasField("upsert_workflow_search_attributes_event_attributes"):
+        return False
+    fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+    return PHASE_ATTRIBUTE in fields and json.loads(fields[PHASE_ATTRIBUTE].data) == Phase.ACTIVE.value
+
+
 def _wake_window(events: list[Any]) -> tuple[Counter, int, int]:
-    """Actions, wakes and Iron reads after the watch began (its first timer, counted with the lifecycle)."""
-    first_timer = next(i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED)
+    """Actions, wakes and Iron reads after the watch began: its first timer, counted with the
+    lifecycle, is the first after the phase became Active (or, in a run that started Active,
+    the run's first)."""
+    since = next((i for i, e in enumerate(events) if _became_active(e)), 0)
+    first_timer = next(i for i in range(since, len(events)) if events[i].event_type == EventType.EVENT_TYPE_TIMER_STARTED)
     window = events[first_timer + 1 :]
     wakes = sum(1 for e in window if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED)
     return billable_actions(window), wakes, activity_types(window)[GET_CUSTOMER]
