@@ -48,7 +48,7 @@ class Features:
     identifies_on_create: bool = False
     # Engine 2: a cycle's end continues as new only when the run's history holds the start's
     # email or name (given inline, or by an amend); a customer whose contact came by reference
-    # (`OnboardingInput.contact_ref`) stays in its run: a start and about six events fewer.
+    # (`OnboardingInput.contact_ref`) stays in its run: a start and its first task fewer.
     keeps_run_at_cycle_end: bool = False
     # Engine 2: a running timer due before the wait's earliest deadline stays only while firing
     # then is a little early (the deadline at most twice as far off as the timer); otherwise it
