@@ -57,7 +57,7 @@ from contracts.activity_models import (
     SigningSnapshot,
 )
 from contracts.requirements import RequirementsView
-from data_protection.contact import InvalidContact, read_contact
+from data_protection.contact import read_contact
 from data_protection.documents import CorruptDocument, DocumentNotFound, DocumentStore
 from data_protection.keys import DecryptionError
 from data_protection.redaction import redact_text
@@ -239,13 +239,21 @@ class IronActivities:
             return req.email, req.name
         if self.documents is None:
             raise _final("no document store configured to read the customer's contact", type_=INVALID_START_DATA)
-        try:
-            contact = await read_contact(self.documents, req.contact_ref)
-        except DocumentNotFound:
-            raise _final(f"contact {req.contact_ref} not found in the document store", type_=INVALID_START_DATA) from None
-        except (CorruptDocument, DecryptionError, InvalidContact):
-            raise _final(f"contact {req.contact_ref} is unreadable (corrupt or altered)", type_=INVALID_START_DATA) from None
+        contact = await self._stored(read_contact(self.documents, req.contact_ref), req.contact_ref, "contact",
+                                     INVALID_START_DATA)
         return req.email or contact.email, req.name if req.name is not None else contact.name
+
+    @staticmethod
+    async def _stored(read: Awaitable[R], ref: str, what: str, type_: str) -> R:
+        """A read of the document store whose document is gone or altered for good: a final
+        refusal naming `what` and `ref`. A missing key (KeyNotFoundError) stays retryable: it
+        clears once the key is added."""
+        try:
+            return await read
+        except DocumentNotFound:
+            raise _final(f"{what} {ref} not found in the document store", type_=type_) from None
+        except (CorruptDocument, DecryptionError):
+            raise _final(f"{what} {ref} is unreadable (corrupt or altered)", type_=type_) from None
 
     @activity.defn(name=FIND_OR_CREATE_AND_IDENTIFY)
     async def find_or_create_and_identify(self, req: FindOrCreateAndIdentifyInput) -> CustomerIdentified:
@@ -290,19 +298,8 @@ class IronActivities:
         # Person and Business: the data lives in the document store; only this activity reads it.
         if self.documents is None:
             raise _final("no document store configured for Person/Business identifications", type_=INVALID_IDENTIFICATION_DATA)
-        try:
-            raw = await self.documents.get(request.document_ref or "")
-        except DocumentNotFound:
-            raise _final(
-                f"identification data {request.document_ref} not found in the document store",
-                type_=INVALID_IDENTIFICATION_DATA,
-            ) from None
-        except (CorruptDocument, DecryptionError):
-            # A missing key (KeyNotFoundError) stays retryable: it clears once the key is added.
-            raise _final(
-                f"identification data {request.document_ref} is unreadable (corrupt or altered)",
-                type_=INVALID_IDENTIFICATION_DATA,
-            ) from None
+        ref = request.document_ref or ""
+        raw = await self._stored(self.documents.get(ref), ref, "identification data", INVALID_IDENTIFICATION_DATA)
         try:
             data = json.loads(raw)
             if not isinstance(data, dict):

@@ -75,12 +75,11 @@ def _became_active(event: Any) -> bool:
 
 
 def _wake_window(events: list[Any]) -> tuple[Counter, int, int]:
-    """Actions, wakes and Iron reads from the watch's first wake on. The watch's first timer,
-    and the Active event's delivery scheduled with it, belong to the lifecycle: that timer is the
-    first after the phase became Active (or, in a run that started Active, the run's first)."""
+    """Actions, wakes and Iron reads from the watch's first wake on: the first timer to fire
+    after the phase became Active (or in a run that started Active). The watch's first timer, and
+    the Active event's delivery scheduled with it, belong to the lifecycle."""
     since = next((i for i, e in enumerate(events) if _became_active(e)), 0)
-    first_timer = next(i for i in range(since, len(events)) if events[i].event_type == EventType.EVENT_TYPE_TIMER_STARTED)
-    first_wake = next((i for i in range(first_timer, len(events)) if events[i].event_type == EventType.EVENT_TYPE_TIMER_FIRED),
+    first_wake = next((i for i in range(since, len(events)) if events[i].event_type == EventType.EVENT_TYPE_TIMER_FIRED),
                       len(events))
     window = events[first_wake:]
     wakes = sum(1 for e in window if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED)

@@ -8,11 +8,9 @@ customer's run need not continue as new to leave the start data behind.
 
 from __future__ import annotations
 
-import contextlib
-
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from data_protection.documents import DocumentStore
+from data_protection.documents import CorruptDocument, DocumentStore
 
 
 class Contact(BaseModel):
@@ -22,7 +20,7 @@ class Contact(BaseModel):
     name: str | None = None
 
 
-class InvalidContact(ValueError):
+class InvalidContact(CorruptDocument):
     """A contact document that is not one (its values are not repeated: they are personal)."""
 
 
@@ -32,17 +30,11 @@ async def store_contact(documents: DocumentStore, email: str, name: str | None) 
 
 
 async def read_contact(documents: DocumentStore, ref: str) -> Contact:
-    """The contact under `ref`; the store's own errors (not found, unreadable) pass through."""
+    """The contact under `ref`; the store's own errors (not found, unreadable) pass through, and
+    a document that is not a contact is `InvalidContact`, a `CorruptDocument`."""
     raw = await documents.get(ref)
     try:
         return Contact.model_validate_json(raw)
     except ValidationError:
         raise InvalidContact(f"document {ref} is not a contact (email and name)") from None
 
-
-async def forget_contact(documents: DocumentStore | None, ref: str | None) -> None:
-    """Delete a contact no onboarding will read (a start that attached, or failed); the store's
-    retention removes it anyway, so a failure here is not the caller's."""
-    if documents is not None and ref:
-        with contextlib.suppress(Exception):
-            await documents.delete(ref)

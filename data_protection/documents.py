@@ -26,6 +26,7 @@ from __future__ import annotations
 from contracts.quoting import quoted
 
 import asyncio
+import contextlib
 import base64
 import binascii
 import datetime as _dt
@@ -118,6 +119,14 @@ _REF_RE = re.compile(rf"^([a-z0-9]+):({_UUID})$")
 _MAGIC = b"ONBDOC1\n"
 _SUFFIX = ".doc"
 _TMP_PREFIX = ".tmp-"
+
+
+async def forget_document(documents: "DocumentStore | None", ref: str | None) -> None:
+    """Delete a document no onboarding will read (its start attached, or failed); the store's
+    retention removes it anyway, so a failure here is not the caller's."""
+    if documents is not None and ref:
+        with contextlib.suppress(Exception):
+            await documents.delete(ref)
 
 
 def _document_id(ref: Any, scheme: str) -> str:

@@ -69,7 +69,7 @@ from contracts import search_attributes
 from contracts.messages import WORKFLOW_TYPE, IdentificationRequest, Phase, workflow_id_for
 from contracts.workflow_ids import scope_of_workflow_id
 from contracts.state_view import STATE_MEMO, OnboardingStateView
-from data_protection.documents import DocumentStore
+from data_protection.documents import DocumentStore, forget_document
 from iron_client import IronClient, IronSettings
 from iron_client.models import IdentificationKind
 from onboarding_api.auth import ApiKey, ApiKeyRing
@@ -549,9 +549,7 @@ def create_app(
         return request, identification.data
 
     async def forget(request: IdentificationRequest | None) -> None:
-        if request is not None and request.document_ref:
-            with contextlib.suppress(Exception):
-                await documents.delete(request.document_ref)
+        await forget_document(documents, request.document_ref if request is not None else None)
 
     def start_response(status: int, started: bool, reached: bool | None, view: OnboardingStateView,
                        replayed: bool = False) -> JSONResponse:

@@ -69,8 +69,8 @@ from contracts.messages import (
     workflow_id_for,
 )
 from contracts.start_metadata import START_DIGEST_MEMO, differing_fields, start_options
-from data_protection.contact import forget_contact, store_contact
-from data_protection.documents import DocumentStore
+from data_protection.contact import store_contact
+from data_protection.documents import DocumentStore, forget_document
 from contracts.state_view import WAIT_MAX_SECONDS, OnboardingStateView
 import operations.state_access as state_access
 from operations.state_access import NoStateView, OnboardingClosed, WaitTimedOut  # noqa: F401 - part of the API
@@ -476,10 +476,10 @@ async def start_onboarding(
     try:
         result = await _start(client, workflow_input, options, task_queue, compare_start_data, wait, wait_timeout)
     except BaseException:
-        await forget_contact(documents, contact_ref)
+        await forget_document(documents, contact_ref)
         raise
     if not result.started:
-        await forget_contact(documents, contact_ref)
+        await forget_document(documents, contact_ref)
     return result
 
 
